@@ -1,0 +1,185 @@
+"""The Contact model and its normalisation: the one place that decides what a valid contact is."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from clubjapon_ops.errors import InvalidContact
+
+LANGUAGES = ("fr", "en", "ja")
+DEFAULT_LANGUAGE = "fr"
+MAX_NAME = 200
+
+_LANGUAGE_ALIASES = {
+    "fr": "fr", "fra": "fr", "fre": "fr", "french": "fr", "francais": "fr", "français": "fr",
+    "francaise": "fr", "française": "fr", "フランス語": "fr",
+    "en": "en", "eng": "en", "english": "en", "anglais": "en", "英語": "en",
+    "ja": "ja", "jp": "ja", "jpn": "ja", "japanese": "ja", "japonais": "ja", "日本語": "ja",
+    "にほんご": "ja",
+}
+_TRUE = {"1", "true", "yes", "y", "oui", "o", "vrai", "x", "opted out", "opt-out", "optout"}
+_FALSE = {"", "0", "false", "no", "n", "non", "faux", "opted in", "opt-in", "optin", "none"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_SPACES = re.compile(r"\s+")
+_DATE_FORMATS = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y")
+
+
+@dataclass
+class RawContact:
+    """A contact as a source gives it, before any validation."""
+
+    ref: str
+    source: str
+    email: Any
+    first_name: Any = None
+    last_name: Any = None
+    company: Any = None
+    language: Any = None
+    opted_out: Any = None
+    crm_id: Any = None
+    created_at: Any = None
+    updated_at: Any = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A validated, normalised contact, ready for the store."""
+
+    email: str
+    source: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    language: str = DEFAULT_LANGUAGE
+    opted_out: bool = False
+    crm_id: str | None = None
+    crm_created_at: datetime | None = None
+    crm_updated_at: datetime | None = None
+    attributes: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def normalise_email(value: Any) -> str:
+    """Return the canonical form of an address or raise InvalidContact."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidContact("no email address")
+    text = value.strip()
+    if _CONTROL.search(text):
+        raise InvalidContact("email contains control characters")
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidContact(f"invalid email: {exc}") from None
+    # Lower-casing the local part too: every mailbox provider the club meets treats it so,
+    # and it is what lets 'Jean@x' and 'jean@x' merge into one contact.
+    return f"{result.local_part.lower()}@{result.ascii_domain.lower()}"
+
+
+def normalise_name(value: Any, label: str) -> str | None:
+    """Return NFC text on one line, without surrounding space, or None when empty."""
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise InvalidContact(f"{label} is a {type(value).__name__}, expected text")
+    text = unicodedata.normalize("NFC", str(value))
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    if len(text) > MAX_NAME:
+        raise InvalidContact(f"{label} is longer than {MAX_NAME} characters")
+    return text or None
+
+
+def normalise_language(value: Any) -> str:
+    """Map a language label ('FR', 'fr-FR', 'Japanese', '日本語' ...) to fr, en or ja."""
+    if not isinstance(value, str) or not value.strip():
+        return DEFAULT_LANGUAGE
+    key = unicodedata.normalize("NFC", value).strip().lower().replace("_", "-")
+    if key in _LANGUAGE_ALIASES:
+        return _LANGUAGE_ALIASES[key]
+    primary = key.split("-", 1)[0]
+    return _LANGUAGE_ALIASES.get(primary, DEFAULT_LANGUAGE)
+
+
+def normalise_flag(value: Any, label: str) -> bool:
+    """Read a yes/no field from a CRM or spreadsheet; an unreadable value is an error."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    key = str(value).strip().lower()
+    if key in _TRUE:
+        return True
+    if key in _FALSE:
+        return False
+    raise InvalidContact(f"{label} is not a yes/no value: {str(value)[:20]!r}")
+
+
+def parse_timestamp(value: Any, label: str) -> datetime | None:
+    """Parse ISO 8601, epoch milliseconds or dd/mm/yyyy into an aware UTC datetime."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        parsed = datetime.fromtimestamp(value / 1000, UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        parsed_or_none = _parse_text_timestamp(text)
+        if parsed_or_none is None:
+            raise InvalidContact(f"{label} is not a date: {text[:30]!r}")
+        parsed = parsed_or_none
+    else:
+        raise InvalidContact(f"{label} is a {type(value).__name__}, expected a date")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _parse_text_timestamp(text: str) -> datetime | None:
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def normalise(raw: RawContact) -> Contact:
+    """Validate and normalise a raw record; raise InvalidContact naming the record."""
+    try:
+        crm_id = normalise_name(raw.crm_id, "CRM id")
+        return Contact(
+            email=normalise_email(raw.email),
+            source=raw.source,
+            first_name=normalise_name(raw.first_name, "first name"),
+            last_name=normalise_name(raw.last_name, "last name"),
+            company=normalise_name(raw.company, "company"),
+            language=normalise_language(raw.language),
+            opted_out=normalise_flag(raw.opted_out, "opt-out"),
+            crm_id=crm_id,
+            crm_created_at=parse_timestamp(raw.created_at, "created date"),
+            crm_updated_at=parse_timestamp(raw.updated_at, "updated date"),
+            attributes={k: v for k, v in raw.attributes.items() if v not in (None, "")},
+        )
+    except InvalidContact as exc:
+        raise InvalidContact(exc.reason, raw.ref) from None
+
+
+def newer(a: Contact, b: Contact) -> Contact:
+    """Pick the record that wins a merge: most recently updated, the later one on a tie."""
+    if a.crm_updated_at is None:
+        return b
+    if b.crm_updated_at is None or a.crm_updated_at > b.crm_updated_at:
+        return a
+    return b

@@ -1,0 +1,29 @@
+"""What every contact source provides: pages of raw records, each with its bookmark."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from clubjapon_ops.contacts import RawContact
+
+
+@dataclass
+class Page:
+    """A batch of raw records and the bookmark that holds once they are committed."""
+
+    records: list[RawContact]
+    bookmark: str | None = None
+    # Records the source itself found unusable (e.g. a CSV row with too many fields).
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+class CrmSource(Protocol):
+    """A CRM or export that yields contacts page by page."""
+
+    name: str
+
+    def pages(self, bookmark: str | None, *, full: bool) -> Iterator[Page]:
+        """Yield pages of records changed since ``bookmark`` (everything when ``full``)."""
+        ...

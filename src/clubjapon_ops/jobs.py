@@ -1,0 +1,135 @@
+"""The jobs: plain functions that the CLI and the scheduler both call, each returning a report."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from clubjapon_ops.contacts import Contact, normalise
+from clubjapon_ops.crm import CrmSource, make_source
+from clubjapon_ops.errors import InvalidContact
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+from clubjapon_ops.store.contacts import UpsertCounts, upsert_contacts
+from clubjapon_ops.store.runs import finish_run, get_sync_state, save_bookmark, start_run
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound="Report")
+
+
+class Report:
+    """A job's outcome, as the counts recorded in job_runs."""
+
+    status = "success"
+
+    def counts(self) -> dict[str, Any]:
+        """Return the figures to record and print."""
+        raise NotImplementedError
+
+
+@dataclass
+class SyncReport(Report):
+    """What a CRM sync did."""
+
+    source: str
+    full: bool = False
+    pages: int = 0
+    fetched: int = 0
+    skipped: int = 0
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    upserts: UpsertCounts = field(default_factory=UpsertCounts)
+    bookmark: str | None = None
+
+    def counts(self) -> dict[str, Any]:
+        """Return the figures to record and print."""
+        return {
+            "source": self.source,
+            "full": self.full,
+            "pages": self.pages,
+            "fetched": self.fetched,
+            "created": self.upserts.created,
+            "updated": self.upserts.updated,
+            "unchanged": self.upserts.unchanged,
+            "merged": self.upserts.merged,
+            "skipped": self.skipped,
+            "skip_reasons": dict(self.skip_reasons),
+        }
+
+
+def run_recorded(store: Store, job: str, trigger: str, work: Callable[[], R]) -> R:
+    """Run ``work`` and record its outcome in job_runs, failures included."""
+    with store.transaction() as conn:
+        run_id = start_run(conn, job, trigger)
+    try:
+        report = work()
+    except BaseException as exc:
+        error = str(exc) or type(exc).__name__
+        with store.transaction() as conn:
+            finish_run(conn, run_id, "failed", getattr(exc, "counts", {}), error)
+        raise
+    with store.transaction() as conn:
+        finish_run(conn, run_id, report.status, report.counts())
+    return report
+
+
+def crm_sync(
+    settings: Settings,
+    store: Store,
+    *,
+    full: bool = False,
+    trigger: str = "cli",
+    source: CrmSource | None = None,
+) -> SyncReport:
+    """Pull contacts from the configured source into the store, page by page."""
+    chosen = source or make_source(settings)
+    return run_recorded(store, "crm_sync", trigger, lambda: _sync(store, chosen, full))
+
+
+def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
+    with store.transaction() as conn:
+        state = get_sync_state(conn, source.name)
+    full = full or state.bookmark is None
+    report = SyncReport(source=source.name, full=full, bookmark=state.bookmark)
+    log.info("sync started", extra={"source": source.name, "full": full})
+    for page in source.pages(state.bookmark, full=full):
+        valid: list[Contact] = []
+        for ref, reason in page.rejected:
+            _skip(report, ref, reason)
+        for raw in page.records:
+            try:
+                valid.append(normalise(raw))
+            except InvalidContact as exc:
+                _skip(report, exc.ref, exc.reason)
+        report.fetched += len(page.records) + len(page.rejected)
+        # The page's rows and its bookmark commit together: a crash never moves one alone.
+        with store.transaction() as conn:
+            counts = upsert_contacts(conn, valid)
+            save_bookmark(conn, source.name, page.bookmark)
+        report.upserts.add(counts)
+        report.bookmark = page.bookmark
+        report.pages += 1
+        log.info(
+            "sync progress",
+            extra={"page": report.pages, "fetched": report.fetched, "skipped": report.skipped},
+        )
+    if full:
+        with store.transaction() as conn:
+            save_bookmark(conn, source.name, report.bookmark, full_sync_done=True)
+    log.info("sync finished", extra={"report": report.counts()})
+    return report
+
+
+def _skip(report: SyncReport, ref: str, reason: str) -> None:
+    # Log the reference (row or CRM id), never the record: it is personal data.
+    log.warning("contact skipped", extra={"ref": ref, "reason": reason})
+    report.skipped += 1
+    report.skip_reasons[_reason_kind(reason)] += 1
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary: 'invalid email: <detail>' counts as 'invalid email'."""
+    return reason.split(":", 1)[0]

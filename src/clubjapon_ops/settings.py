@@ -1,0 +1,305 @@
+"""One typed settings object: defaults < config/clubjapon.toml < .env < process environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from clubjapon_ops.errors import ConfigError
+
+CONFIG_FILE = Path("config") / "clubjapon.toml"
+MASK = "********"
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _http_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw.strip())
+    if not 1 <= value <= 65535:
+        raise ValueError
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value >= 0 or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _mailbox(raw: str) -> str:
+    _, address = parseaddr(raw)
+    if "@" not in address or any(c in raw for c in "\r\n"):
+        raise ValueError
+    return raw.strip()
+
+
+def _database_url(raw: str) -> str:
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError as exc:
+        raise ValueError from exc
+    if not url.drivername.startswith(("sqlite", "postgresql")):
+        raise ValueError
+    return raw.strip()
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError
+    return Path(raw.strip()).expanduser()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is named, parsed, defaulted and shown."""
+
+    attr: str
+    env: str
+    parse: Callable[[str], Any]
+    default: str
+    accepts: str
+    help: str
+    secret: bool = False
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("database_url", "CLUBJAPON_DATABASE_URL", _database_url, "sqlite:///var/clubjapon.sqlite3",
+         "an SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pass@host/db",
+         "where the contacts, ledger and job runs are stored"),
+    Spec("crm", "CLUBJAPON_CRM", _choice("csv", "hubspot", "brevo"), "csv",
+         "csv | hubspot | brevo", "where contacts are synced from"),
+    Spec("csv_path", "CLUBJAPON_CSV_PATH", _path, "config/sample/contacts.csv",
+         "a path to a CSV export", "the CSV export read when CLUBJAPON_CRM=csv"),
+    Spec("hubspot_token", "HUBSPOT_TOKEN", _optional, "",
+         "a HubSpot private-app token", "HubSpot private-app token", secret=True),
+    Spec("hubspot_base_url", "HUBSPOT_BASE_URL", _http_url, "https://api.hubapi.com",
+         "an http(s) URL", "HubSpot API base URL"),
+    Spec("hubspot_full_sync_days", "HUBSPOT_FULL_SYNC_DAYS", _positive_int, "7",
+         "a whole number of days >= 1",
+         "a full HubSpot sync (which detects archived contacts) runs at least this often"),
+    Spec("brevo_api_key", "BREVO_API_KEY", _optional, "",
+         "a Brevo API v3 key", "Brevo API key", secret=True),
+    Spec("brevo_base_url", "BREVO_BASE_URL", _http_url, "https://api.brevo.com",
+         "an http(s) URL", "Brevo API base URL"),
+    Spec("transport", "CLUBJAPON_TRANSPORT", _choice("outbox", "smtp", "brevo", "sendgrid"),
+         "outbox", "outbox | smtp | brevo | sendgrid", "how messages are delivered"),
+    Spec("outbox_dir", "CLUBJAPON_OUTBOX_DIR", _path, "var/outbox",
+         "a directory path", "where the outbox transport writes .eml files"),
+    Spec("smtp_host", "SMTP_HOST", _text, "127.0.0.1", "a host name or address", "SMTP server"),
+    Spec("smtp_port", "SMTP_PORT", _port, "25", "a port number 1-65535", "SMTP port"),
+    Spec("smtp_username", "SMTP_USERNAME", _optional, "", "a user name (empty: no auth)",
+         "SMTP login"),
+    Spec("smtp_password", "SMTP_PASSWORD", _optional, "", "a password", "SMTP password",
+         secret=True),
+    Spec("smtp_security", "SMTP_SECURITY", _choice("none", "starttls", "tls"), "none",
+         "none | starttls | tls", "SMTP transport security"),
+    Spec("sendgrid_api_key", "SENDGRID_API_KEY", _optional, "", "a SendGrid API key",
+         "SendGrid API key", secret=True),
+    Spec("sendgrid_base_url", "SENDGRID_BASE_URL", _http_url, "https://api.sendgrid.com",
+         "an http(s) URL", "SendGrid API base URL"),
+    Spec("mail_from", "CLUBJAPON_MAIL_FROM", _mailbox,
+         "Club Japon des Hauts-de-France <club-japon@example.org>",
+         "a mailbox such as 'Name <addr@example.org>'", "the From header of every message"),
+    Spec("public_url", "CLUBJAPON_PUBLIC_URL", _http_url, "https://club-japon.example.org",
+         "an http(s) URL", "public base URL of the web app (unsubscribe links)"),
+    Spec("secret", "CLUBJAPON_SECRET", _optional, "",
+         "a long random string", "key that signs unsubscribe tokens", secret=True),
+    Spec("send_rate", "CLUBJAPON_SEND_RATE", _non_negative_float, "0",
+         "messages per second, a number >= 0 (0 = unlimited)", "sending rate limit"),
+)
+
+SPEC_BY_ENV = {s.env: s for s in SPECS}
+SPEC_BY_ATTR = {s.attr: s for s in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration; build it with :func:`load_settings`."""
+
+    root: Path
+    database_url: str
+    crm: str
+    csv_path: Path
+    hubspot_token: str | None
+    hubspot_base_url: str
+    hubspot_full_sync_days: int
+    brevo_api_key: str | None
+    brevo_base_url: str
+    transport: str
+    outbox_dir: Path
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: str | None
+    smtp_security: str
+    sendgrid_api_key: str | None
+    sendgrid_base_url: str
+    mail_from: str
+    public_url: str
+    secret: str | None
+    send_rate: float
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def secrets(self) -> list[str]:
+        """Return the secret values in use, so log output can redact them."""
+        values = [getattr(self, s.attr) for s in SPECS if s.secret]
+        password = make_url(self.database_url).password
+        if password:
+            values.append(str(password))
+        return [v for v in values if v]
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """Return (variable, shown value, source) rows, secrets masked."""
+        rows = []
+        for spec in SPECS:
+            value = getattr(self, spec.attr)
+            shown = _show(spec, value)
+            rows.append((spec.env, shown, self.sources.get(spec.attr, "default")))
+        return rows
+
+    def masked_database_url(self) -> str:
+        """Return the database URL with any password masked."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Return a copy with some attributes replaced (for tests and CLI flags)."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data.update(changes)
+        return Settings(**data)
+
+
+def _show(spec: Spec, value: Any) -> str:
+    if value is None or value == "":
+        return "(not set)"
+    if spec.secret:
+        return MASK
+    if spec.attr == "database_url":
+        return make_url(str(value)).render_as_string(hide_password=True)
+    return str(value)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Return CLUBJAPON_HOME, else the nearest folder holding config/clubjapon.toml, else cwd."""
+    home = os.environ.get("CLUBJAPON_HOME")
+    if home:
+        return Path(home).expanduser().resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return here
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as TOML: {exc}") from exc
+    values: dict[str, str] = {}
+    for key, value in data.get("settings", {}).items():
+        spec = SPEC_BY_ATTR.get(key)
+        if spec is None:
+            known = ", ".join(sorted(SPEC_BY_ATTR))
+            raise ConfigError(f"{path}: unknown setting [settings].{key} (known: {known})")
+        if spec.secret:
+            raise ConfigError(
+                f"{path}: {key} is a secret; put it in .env or the environment ({spec.env})"
+            )
+        values[spec.env] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values
+
+
+def load_settings(
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    use_dotenv: bool = True,
+) -> Settings:
+    """Build the settings from defaults, the TOML file, .env and the environment."""
+    root = (root or find_root()).resolve()
+    env = os.environ if environ is None else environ
+    layers: list[tuple[str, Mapping[str, str | None]]] = [
+        (str(CONFIG_FILE), _read_toml(root / CONFIG_FILE)),
+    ]
+    if use_dotenv and (root / ".env").is_file():
+        layers.append((".env", dotenv_values(root / ".env")))
+    layers.append(("environment", env))
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in SPECS:
+        raw, origin = spec.default, "default"
+        for name, layer in layers:
+            candidate = layer.get(spec.env)
+            if candidate is not None:
+                raw, origin = candidate, name
+        try:
+            value = spec.parse(raw)
+        except ValueError:
+            shown = MASK if spec.secret else repr(raw)
+            raise ConfigError(
+                f"{spec.env}={shown} (from {origin}) is invalid: expected {spec.accepts}"
+            ) from None
+        values[spec.attr] = value
+        sources[spec.attr] = origin
+
+    for attr in ("csv_path", "outbox_dir"):
+        path: Path = values[attr]
+        if not path.is_absolute():
+            values[attr] = root / path
+    values["database_url"] = _anchor_sqlite(values["database_url"], root)
+    return Settings(root=root, sources=sources, **values)
+
+
+def _anchor_sqlite(url: str, root: Path) -> str:
+    """Resolve a relative SQLite path against the project root, not the caller's cwd."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        db_path = Path(parsed.database)
+        if not db_path.is_absolute():
+            return parsed.set(database=str(root / db_path)).render_as_string(hide_password=False)
+    return url

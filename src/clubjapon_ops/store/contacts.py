@@ -1,0 +1,162 @@
+"""Contact rows: batched upserts that merge by normalised email, and CRM opt-out suppressions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from clubjapon_ops.contacts import Contact, newer
+from clubjapon_ops.store.schema import contacts, suppressions
+from clubjapon_ops.store.types import utcnow
+
+# The fields a CRM owns: a change in any of them makes the row "updated".
+_CRM_FIELDS = (
+    "source", "crm_id", "first_name", "last_name", "company", "language", "opted_out",
+    "crm_created_at", "crm_updated_at", "attributes",
+)
+CRM_SUPPRESSION = "crm"
+
+
+@dataclass
+class UpsertCounts:
+    """What one batch did to the store."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = 0  # records folded into another of the same batch with the same email
+
+    def add(self, other: UpsertCounts) -> None:
+        """Accumulate another batch's counts."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.merged += other.merged
+
+
+def _row(contact: Contact) -> dict[str, Any]:
+    return {
+        "source": contact.source,
+        "crm_id": contact.crm_id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "company": contact.company,
+        "language": contact.language,
+        "opted_out": contact.opted_out,
+        "crm_created_at": contact.crm_created_at,
+        "crm_updated_at": contact.crm_updated_at,
+        "attributes": contact.attributes,
+    }
+
+
+def dedupe(batch: Iterable[Contact]) -> list[Contact]:
+    """Merge records that share an email: the most recently updated wins, then the later one."""
+    merged: dict[str, Contact] = {}
+    for contact in batch:
+        kept = merged.get(contact.email)
+        merged[contact.email] = contact if kept is None else newer(kept, contact)
+    return list(merged.values())
+
+
+def upsert_contacts(conn: Connection, batch: Sequence[Contact]) -> UpsertCounts:
+    """Insert new contacts, update changed ones, keep newer stored data; return the counts."""
+    counts = UpsertCounts()
+    unique = dedupe(batch)
+    counts.merged = len(batch) - len(unique)
+    if not unique:
+        return counts
+    columns = [contacts.c.email, contacts.c.archived_at, *(contacts.c[f] for f in _CRM_FIELDS)]
+    existing = {
+        row.email: row._mapping
+        for row in conn.execute(
+            select(*columns).where(contacts.c.email.in_([c.email for c in unique]))
+        )
+    }
+    now = utcnow()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for contact in unique:
+        stored = existing.get(contact.email)
+        row = _row(contact)
+        if stored is None:
+            inserts.append({"email": contact.email, **row, "created_at": now, "updated_at": now})
+            continue
+        stored_at = stored["crm_updated_at"]
+        stale = (
+            contact.crm_updated_at is not None
+            and stored_at is not None
+            and contact.crm_updated_at < stored_at
+        )
+        same = all(stored[f] == row[f] for f in _CRM_FIELDS) and stored["archived_at"] is None
+        if stale or same:
+            counts.unchanged += 1
+            continue
+        updates.append({"b_email": contact.email, **row, "updated_at": now, "archived_at": None})
+    if inserts:
+        conn.execute(insert(contacts), inserts)
+    if updates:
+        conn.execute(
+            update(contacts).where(contacts.c.email == bindparam("b_email")),
+            updates,
+        )
+    counts.created = len(inserts)
+    counts.updated = len(updates)
+    changed = {r["email"] for r in inserts} | {r["b_email"] for r in updates}
+    _sync_crm_suppressions(conn, [c for c in unique if c.email in changed])
+    return counts
+
+
+def _sync_crm_suppressions(conn: Connection, changed: Sequence[Contact]) -> None:
+    """Mirror CRM opt-outs as 'crm' suppressions; an opt-in lifts only a 'crm' suppression."""
+    opted_out = [c.email for c in changed if c.opted_out]
+    opted_in = [c.email for c in changed if not c.opted_out]
+    if opted_in:
+        conn.execute(
+            delete(suppressions).where(
+                and_(suppressions.c.source == CRM_SUPPRESSION, suppressions.c.email.in_(opted_in))
+            )
+        )
+    if opted_out:
+        known = set(
+            conn.execute(
+                select(suppressions.c.email).where(
+                    and_(
+                        suppressions.c.source == CRM_SUPPRESSION,
+                        suppressions.c.email.in_(opted_out),
+                    )
+                )
+            ).scalars()
+        )
+        now = utcnow()
+        rows = [
+            {"email": e, "reason": "opted out in the CRM", "source": CRM_SUPPRESSION,
+             "created_at": now}
+            for e in opted_out if e not in known
+        ]
+        if rows:
+            conn.execute(insert(suppressions), rows)
+
+
+def contact_counts(conn: Connection) -> dict[str, int]:
+    """Return totals for status: contacts, active, opted out, archived, suppressed, by language."""
+    totals: Counter[str] = Counter()
+    query = select(
+        contacts.c.language, contacts.c.opted_out, contacts.c.archived_at.is_(None), func.count()
+    ).group_by(contacts.c.language, contacts.c.opted_out, contacts.c.archived_at.is_(None))
+    for language, opted_out, active, n in conn.execute(query):
+        totals["contacts"] += n
+        if not active:
+            totals["archived"] += n
+        elif opted_out:
+            totals["opted_out"] += n
+        else:
+            totals[f"language_{language}"] += n
+    totals["suppressed_emails"] = conn.execute(
+        select(func.count(func.distinct(suppressions.c.email)))
+    ).scalar_one()
+    return dict(totals)

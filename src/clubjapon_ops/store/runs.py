@@ -1,0 +1,79 @@
+"""Job runs and sync bookmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from clubjapon_ops.store.schema import job_runs, sync_state
+from clubjapon_ops.store.types import utcnow
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where the last sync of one source stopped."""
+
+    source: str
+    bookmark: str | None
+    updated_at: datetime | None
+    last_full_sync_at: datetime | None
+
+
+def get_sync_state(conn: Connection, source: str) -> SyncState:
+    """Return the saved state of a source, empty if it never synced."""
+    row = conn.execute(select(sync_state).where(sync_state.c.source == source)).first()
+    if row is None:
+        return SyncState(source, None, None, None)
+    return SyncState(source, row.bookmark, row.updated_at, row.last_full_sync_at)
+
+
+def save_bookmark(
+    conn: Connection, source: str, bookmark: str | None, *, full_sync_done: bool = False
+) -> None:
+    """Record the bookmark, in the caller's transaction, beside the rows it stands for."""
+    now = utcnow()
+    values: dict[str, Any] = {"bookmark": bookmark, "updated_at": now}
+    if full_sync_done:
+        values["last_full_sync_at"] = now
+    done = conn.execute(update(sync_state).where(sync_state.c.source == source).values(**values))
+    if done.rowcount == 0:
+        conn.execute(insert(sync_state).values(source=source, **values))
+
+
+def start_run(conn: Connection, job: str, trigger: str) -> int:
+    """Record that a job started; return the run id."""
+    result = conn.execute(
+        insert(job_runs).values(
+            job=job, trigger=trigger, started_at=utcnow(), status="running", counts={}
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def finish_run(
+    conn: Connection, run_id: int, status: str, counts: dict[str, Any], error: str | None = None
+) -> None:
+    """Record a job's outcome, counts, duration and error."""
+    started = conn.execute(select(job_runs.c.started_at).where(job_runs.c.id == run_id)).scalar_one()
+    now = utcnow()
+    conn.execute(
+        update(job_runs)
+        .where(job_runs.c.id == run_id)
+        .values(
+            status=status,
+            counts=counts,
+            error=error,
+            finished_at=now,
+            duration_s=(now - started).total_seconds(),
+        )
+    )
+
+
+def recent_runs(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """Return the latest job runs, newest first."""
+    rows = conn.execute(select(job_runs).order_by(job_runs.c.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]

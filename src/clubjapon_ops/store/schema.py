@@ -1,0 +1,86 @@
+"""The current schema, as SQLAlchemy Core tables. Migrations build it; queries use it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from clubjapon_ops.store.types import UTCDateTime
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("source", String(32), nullable=False),
+    Column("crm_id", String(200)),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("company", String(200)),
+    Column("language", String(8), nullable=False),
+    Column("opted_out", Boolean, nullable=False),
+    Column("crm_created_at", UTCDateTime),
+    Column("crm_updated_at", UTCDateTime),
+    Column("attributes", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Added by migration 2: set when a full CRM sync no longer sees the contact.
+    Column("archived_at", UTCDateTime),
+    Index("ix_contacts_source_crm_id", "source", "crm_id"),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("bookmark", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Added by migration 2.
+    Column("last_full_sync_at", UTCDateTime),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("email", "source", name="uq_suppressions_email_source"),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job", String(64), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("duration_s", Float),
+    Column("status", String(16), nullable=False),
+    Column("counts", JSON, nullable=False),
+    Column("error", Text),
+    Index("ix_job_runs_job_started", "job", "started_at"),
+)
