@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -220,6 +221,11 @@ def _show(spec: Spec, value: Any) -> str:
     return str(value)
 
 
+def _hide_password(raw: str) -> str:
+    """Mask a password in anything shaped like scheme://user:password@host."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", rf"\g<1>{MASK}@", raw)
+
+
 def find_root(start: Path | None = None) -> Path:
     """Return CLUBJAPON_HOME, else the nearest folder holding config/clubjapon.toml, else cwd."""
     home = os.environ.get("CLUBJAPON_HOME")
@@ -280,7 +286,7 @@ def load_settings(
         try:
             value = spec.parse(raw)
         except ValueError:
-            shown = MASK if spec.secret else repr(raw)
+            shown = MASK if spec.secret else repr(_hide_password(raw))
             raise ConfigError(
                 f"{spec.env}={shown} (from {origin}) is invalid: expected {spec.accepts}"
             ) from None

@@ -51,14 +51,17 @@ def start_run(conn: Connection, job: str, trigger: str) -> int:
             job=job, trigger=trigger, started_at=utcnow(), status="running", counts={}
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT into a table with a primary key always has one
+    return int(key[0])
 
 
 def finish_run(
     conn: Connection, run_id: int, status: str, counts: dict[str, Any], error: str | None = None
 ) -> None:
     """Record a job's outcome, counts, duration and error."""
-    started = conn.execute(select(job_runs.c.started_at).where(job_runs.c.id == run_id)).scalar_one()
+    query = select(job_runs.c.started_at).where(job_runs.c.id == run_id)
+    started = conn.execute(query).scalar_one()
     now = utcnow()
     conn.execute(
         update(job_runs)

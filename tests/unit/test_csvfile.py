@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clubjapon_ops.contacts import normalise
+from clubjapon_ops.crm.csvfile import CsvSource
+from clubjapon_ops.errors import SourceError
+
+Rows = list[dict[str, object]]
+
+
+def read_all(path: Path, page_size: int = 500) -> tuple[Rows, list[tuple[str, str]]]:
+    records: list[dict[str, object]] = []
+    rejected: list[tuple[str, str]] = []
+    for page in CsvSource(path, page_size).pages(None, full=True):
+        records += [vars(r) for r in page.records]
+        rejected += page.rejected
+    return records, rejected
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"], ids=["no-bom", "bom"])
+@pytest.mark.parametrize("delimiter", [";", ","])
+def test_bom_and_delimiters(tmp_path: Path, encoding: str, delimiter: str) -> None:
+    text = delimiter.join(["E-mail", "Prénom", "Nom", "Société", "Langue", "Poste"]) + "\n"
+    text += delimiter.join(["yui@example.com", "結衣", "鈴木", '"Sakura, SAS"', "日本語",
+                            "Juriste"]) + "\n"
+    path = tmp_path / "export.csv"
+    path.write_text(text, encoding=encoding)
+    records, rejected = read_all(path)
+    assert rejected == []
+    (record,) = records
+    assert record["email"] == "yui@example.com"
+    assert record["first_name"] == "結衣"
+    assert record["company"] == "Sakura, SAS"
+    assert record["attributes"] == {"Poste": "Juriste"}
+    assert normalise(CsvSource(path).pages(None, full=True).__next__().records[0]).language == "ja"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Email,first_name,last_name", "Courriel,Prénom,Nom", "E-mail Address,First Name,Last Name",
+     "EMAIL,FIRSTNAME,LASTNAME", "adresse e-mail,prenom,nom de famille"],
+)
+def test_column_name_variants(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(f"{header}\nkenji@example.com,Kenji,Yamamoto\n", encoding="utf-8")
+    (record,), _ = read_all(path)
+    assert (record["email"], record["first_name"], record["last_name"]) == (
+        "kenji@example.com", "Kenji", "Yamamoto")
+
+
+def test_quoted_newlines_empty_rows_and_extra_fields(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        'email;company\n'
+        'a@example.com;"Takumi\nR&D"\n'
+        ';\n'
+        '\n'
+        'b@example.com;B;unexpected\n'
+        'c@example.com\n',
+        encoding="utf-8",
+    )
+    records, rejected = read_all(path)
+    assert [r["email"] for r in records] == ["a@example.com", "c@example.com"]
+    assert records[0]["company"] == "Takumi\nR&D"
+    assert rejected == [("line 6", "more fields than the header: 3 > 2")]
+    assert [r["ref"] for r in records] == ["line 2", "line 7"]
+
+
+def test_pages_split_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("email\n" + "".join(f"u{i}@example.com\n" for i in range(25)), "utf-8")
+    sizes = [len(p.records) for p in CsvSource(path, page_size=10).pages(None, full=True)]
+    assert sizes == [10, 10, 5]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "CSV export not found"),
+        ("", "is empty"),
+        ("name;company\nA;B\n", "has no email column"),
+        (b"email\n\xff\xfe@x\n", "is not UTF-8"),
+    ],
+    ids=["missing", "empty", "no-email-column", "not-utf8"],
+)
+def test_unreadable_exports_stop_with_a_clear_error(
+    tmp_path: Path, content: str | bytes | None, message: str
+) -> None:
+    path = tmp_path / "export.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(SourceError, match=message):
+        read_all(path)

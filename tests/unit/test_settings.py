@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.settings import MASK, SPECS, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_defaults_are_anchored_in_the_root(root: Path) -> None:
+    s = load_settings(root, environ={})
+    assert s.crm == "csv"
+    assert s.transport == "outbox"
+    assert s.send_rate == 0
+    assert s.database_url == f"sqlite:///{root}/var/clubjapon.sqlite3"
+    assert s.outbox_dir == root / "var" / "outbox"
+    assert set(s.sources.values()) == {"default"}
+
+
+def test_precedence_toml_then_dotenv_then_environment(root: Path) -> None:
+    write(root / "config/clubjapon.toml", '[settings]\nsmtp_port = 2525\nsmtp_host = "toml"\n'
+          'send_rate = 3\n')
+    write(root / ".env", "SMTP_HOST=dotenv\nSEND_IGNORED=1\nCLUBJAPON_SEND_RATE=5\n")
+    s = load_settings(root, environ={"CLUBJAPON_SEND_RATE": "7.5"})
+    assert (s.smtp_port, s.sources["smtp_port"]) == (2525, "config/clubjapon.toml")
+    assert (s.smtp_host, s.sources["smtp_host"]) == ("dotenv", ".env")
+    assert (s.send_rate, s.sources["send_rate"]) == (7.5, "environment")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    [
+        ("CLUBJAPON_CRM", "salesforce", "csv | hubspot | brevo"),
+        ("CLUBJAPON_TRANSPORT", "pigeon", "outbox | smtp | brevo | sendgrid"),
+        ("SMTP_PORT", "70000", "1-65535"),
+        ("SMTP_PORT", "smtp", "1-65535"),
+        ("SMTP_SECURITY", "ssl", "none | starttls | tls"),
+        ("CLUBJAPON_SEND_RATE", "-1", ">= 0"),
+        ("CLUBJAPON_SEND_RATE", "nan", ">= 0"),
+        ("CLUBJAPON_PUBLIC_URL", "club-japon.example.org", "http(s) URL"),
+        ("CLUBJAPON_DATABASE_URL", "mysql://x/y", "SQLAlchemy URL"),
+        ("CLUBJAPON_DATABASE_URL", "not a url", "SQLAlchemy URL"),
+        ("CLUBJAPON_MAIL_FROM", "nobody", "mailbox"),
+        ("HUBSPOT_FULL_SYNC_DAYS", "0", ">= 1"),
+    ],
+)
+def test_invalid_value_names_the_setting_and_what_it_accepts(
+    root: Path, variable: str, value: str, accepts: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(root, environ={variable: value})
+    message = str(info.value)
+    assert message.startswith(f"{variable}=")
+    assert accepts in message
+    assert "environment" in message
+
+
+def test_invalid_value_in_dotenv_says_where_it_came_from(root: Path) -> None:
+    write(root / ".env", "SMTP_SECURITY=maybe\n")
+    with pytest.raises(ConfigError, match=r"SMTP_SECURITY='maybe' \(from \.env\)"):
+        load_settings(root, environ={})
+
+
+def test_secrets_are_masked_when_shown(root: Path) -> None:
+    write(root / ".env", "HUBSPOT_TOKEN=pat-na1-verysecret\n")
+    s = load_settings(
+        root,
+        environ={
+            "CLUBJAPON_SECRET": "s3cr3t-signing-key",
+            "CLUBJAPON_DATABASE_URL": "postgresql+psycopg://club:pgpass99@db.local/club",
+        },
+    )
+    shown = "\n".join(f"{a} {b} {c}" for a, b, c in s.describe())
+    assert "pat-na1-verysecret" not in shown
+    assert "s3cr3t-signing-key" not in shown
+    assert "pgpass99" not in shown
+    assert re.search(rf"HUBSPOT_TOKEN {re.escape(MASK)} \.env", shown)
+    assert set(s.secrets()) == {"pat-na1-verysecret", "s3cr3t-signing-key", "pgpass99"}
+
+
+def test_invalid_secret_value_is_not_echoed(root: Path) -> None:
+    # A secret can only be invalid through a parser; DATABASE_URL carries one in its password.
+    with pytest.raises(ConfigError) as info:
+        load_settings(root, environ={"CLUBJAPON_DATABASE_URL": "mysql://u:topsecretpw@h/db"})
+    assert "mysql" in str(info.value)
+    assert "topsecretpw" not in str(info.value)
+
+
+def test_toml_refuses_secrets_and_unknown_keys(root: Path) -> None:
+    write(root / "config/clubjapon.toml", '[settings]\nhubspot_token = "x"\n')
+    with pytest.raises(ConfigError, match="secret"):
+        load_settings(root, environ={})
+    write(root / "config/clubjapon.toml", '[settings]\nsmtp_hots = "x"\n')
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(root, environ={})
+    write(root / "config/clubjapon.toml", "[settings\n")
+    with pytest.raises(ConfigError, match="TOML"):
+        load_settings(root, environ={})
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (REPO / ".env.example").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^([A-Z_]+)=", example, flags=re.M))
+    assert documented == {spec.env for spec in SPECS}
