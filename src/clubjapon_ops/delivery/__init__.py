@@ -1,0 +1,1 @@
+"""Delivery: MIME messages, transports, the campaign sender and its ledger."""

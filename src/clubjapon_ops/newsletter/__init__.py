@@ -1,0 +1,1 @@
+"""The newsletter: edition content, templates, rendering once per language, lint and preview."""

@@ -1,0 +1,204 @@
+"""Edition content as data: config/editions/<slug>.yaml, validated on load with line numbers."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from clubjapon_ops.errors import ConfigError
+
+Lang = Literal["fr", "en", "ja"]
+LANGS: tuple[Lang, ...] = ("fr", "en", "ja")
+EDITIONS_DIR = Path("config") / "editions"
+
+# A text in each of the edition's languages; unknown keys fail validation (Lang is closed).
+Localized = dict[Lang, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Figure(_Strict):
+    """A headline figure: the number as written in each language, and what it counts."""
+
+    value: Localized
+    label: Localized
+
+
+class Sectors(_Strict):
+    """The sectors the article names."""
+
+    label: Localized
+    items: dict[Lang, list[str]]
+
+
+class Section(_Strict):
+    """A heading and a paragraph."""
+
+    heading: Localized
+    text: Localized
+
+
+class RoundTable(_Strict):
+    """One round table: its title (exact, in the original) and a summary."""
+
+    title: Localized
+    summary: Localized
+
+
+class Quote(_Strict):
+    """A quotation, exact in its original language, with its attribution."""
+
+    original_language: Lang
+    text: Localized
+    author: str = Field(min_length=1)
+    role: Localized
+
+
+class CallToAction(_Strict):
+    """The button: its label, a sentence, and where it leads (mailto: From when absent)."""
+
+    label: Localized
+    text: Localized
+    url: str | None = None
+
+
+class Image(_Strict):
+    """An image with its alt text (absolute https URL)."""
+
+    url: str
+    alt: Localized
+
+
+class Edition(_Strict):
+    """One edition of the club's newsletter."""
+
+    slug: str
+    number: int = Field(ge=1)
+    date: date
+    languages: list[Lang] = Field(min_length=1)
+    venue: Localized
+    subject: Localized
+    preheader: Localized
+    title: Localized
+    summary: Localized
+    figures: list[Figure] = Field(min_length=1)
+    sectors: Sectors | None = None
+    mission: Section | None = None
+    round_tables_heading: Localized
+    round_tables: list[RoundTable] = Field(min_length=1)
+    ai_valley: Section | None = None
+    quote: Quote | None = None
+    call_to_action: CallToAction
+    hero_image: Image | None = None
+
+    @property
+    def primary_language(self) -> Lang:
+        """The first language listed: the one the club writes in."""
+        return self.languages[0]
+
+
+Loc = tuple[int | str, ...]
+
+
+def _localized_fields(model: BaseModel, prefix: Loc = ()) -> list[tuple[Loc, dict[str, Any]]]:
+    """List every language-keyed dict in the model with its location."""
+    found: list[tuple[Loc, dict[str, Any]]] = []
+    for name, value in model:
+        loc = (*prefix, name)
+        if isinstance(value, dict) and value and set(value) <= set(LANGS):
+            found.append((loc, value))
+        elif isinstance(value, BaseModel):
+            found += _localized_fields(value, loc)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found += _localized_fields(item, (*loc, i))
+    return found
+
+
+def missing_translation(edition: Edition) -> Loc | None:
+    """Return the location of the first text missing in one of the edition's languages."""
+    for loc, texts in _localized_fields(edition):
+        for lang in edition.languages:
+            value = texts.get(lang)
+            if value is None or not (value.strip() if isinstance(value, str) else value):
+                return (*loc, lang)
+    return None
+
+
+def _line_of(node: yaml.Node, loc: Loc) -> int:
+    """Return the 1-based line of the deepest YAML node that the error location reaches."""
+    line = node.start_mark.line + 1
+    for key in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == key:
+                    child, line = v, k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_edition(path: Path) -> Edition:
+    """Read and validate an edition file; errors name the file, the field and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: edition file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if node is None or not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping of edition fields")
+    data["slug"] = path.stem
+    try:
+        edition = Edition.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc: Loc = tuple(err["loc"])
+        message = err["msg"]
+        if err["type"] == "literal_error" and loc and loc[-1] not in LANGS:
+            message = f"unknown language {loc[-1]!r} (expected one of {', '.join(LANGS)})"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{path}:{_line_of(node, loc)}: {_dotted(loc)}: {message}{more}") from None
+    gap = missing_translation(edition)
+    if gap is not None:
+        raise ConfigError(
+            f"{path}:{_line_of(node, gap[:-1])}: {_dotted(gap)}: missing translation"
+        )
+    return edition
+
+
+def edition_path(root: Path, slug: str) -> Path:
+    """Return the file of an edition slug under config/editions/."""
+    return root / EDITIONS_DIR / f"{slug}.yaml"
+
+
+def list_editions(root: Path) -> list[str]:
+    """Return the slugs of every edition file, sorted."""
+    return sorted(p.stem for p in (root / EDITIONS_DIR).glob("*.yaml"))

@@ -1,0 +1,312 @@
+"""Render an edition once per language, then personalise per contact by filling slots.
+
+Jinja2 and css-inline run once per language. What varies per contact (greeting, address,
+unsubscribe link) is rendered as a slot marker, and the result is split into static chunks
+around the markers; personalising is then a join of chunks and escaped values, so its cost
+does not depend on the template or the stylesheet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import css_inline
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from markupsafe import escape
+
+from clubjapon_ops.contacts import Contact
+from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.newsletter.content import Edition, Lang
+from clubjapon_ops.newsletter.textwrap_cjk import wrap
+
+TEMPLATES_DIR = Path("templates")
+HTML_TEMPLATE = "newsletter/email.html.j2"
+TEXT_TEMPLATE = "newsletter/email.txt.j2"
+STRINGS_FILE = Path("newsletter") / "strings.yaml"
+
+# Private-use code points: they never occur in real content, survive Jinja's autoescape
+# and css-inline untouched, and mark where a contact's values go.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_SLOT = re.compile(f"{_OPEN}([a-z_]+){_CLOSE}")
+SLOTS = ("greeting", "email", "unsubscribe_url")
+_QUOTES = {"fr": ("« ", " »"), "en": ("“", "”"), "ja": ("「", "」")}
+_COLON = {"fr": " : ", "en": ": ", "ja": "："}
+
+
+# Base64 turns 57 bytes into one 76-character line. HTML segments are padded with spaces
+# (only where HTML ignores them: right before a tag) to a multiple of 57 bytes, so the
+# static ones can be base64-encoded once and joined per message without re-encoding.
+B64_LINE_BYTES = 57
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A rendered part cut around its slots: statics[0] slot[0]+tails[0] statics[1] ...
+
+    A tail is the text that follows a slot up to the next tag; it travels with the slot so
+    that padding can go right before that tag. ``aligned`` parts pad every segment but the
+    last to a multiple of 57 bytes.
+    """
+
+    statics: tuple[str, ...]
+    slots: tuple[str, ...]
+    tails: tuple[str, ...]
+    aligned: bool = False
+
+    @classmethod
+    def split(cls, rendered: str, *, aligned: bool = False) -> Compiled:
+        """Cut a rendered part at its slot markers (and pad it when ``aligned``)."""
+        parts = _SLOT.split(rendered)
+        statics, slots, tails = [parts[0]], [], []
+        for slot, chunk in zip(parts[1::2], parts[2::2], strict=True):
+            cut = chunk.find("<") if aligned else 0
+            cut = len(chunk) if cut < 0 else cut
+            slots.append(slot)
+            tails.append(chunk[:cut])
+            statics.append(chunk[cut:])
+        if aligned:
+            statics = [_pad_before_last_tag(s) for s in statics[:-1]] + statics[-1:]
+        return cls(tuple(statics), tuple(slots), tuple(tails), aligned)
+
+    def region(self, i: int, values: Mapping[str, str]) -> str:
+        """The dynamic region after static i: the slot value, its tail and any padding."""
+        text = values[self.slots[i]] + self.tails[i]
+        ends_part = i == len(self.slots) - 1 and not self.statics[-1]
+        if self.aligned and not ends_part:
+            text += " " * (-len(text.encode("utf-8")) % B64_LINE_BYTES)
+        return text
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """Join the statics with the slot values (already escaped for this part)."""
+        out = [self.statics[0]]
+        for i, static in enumerate(self.statics[1:]):
+            out.append(self.region(i, values))
+            out.append(static)
+        return "".join(out)
+
+
+def _pad_before_last_tag(segment: str) -> str:
+    pad = -len(segment.encode("utf-8")) % B64_LINE_BYTES
+    if not pad:
+        return segment
+    at = segment.rfind("<")
+    if at < 0:
+        raise ValueError("an aligned segment needs a tag to pad before")
+    return segment[:at] + " " * pad + segment[at:]
+
+
+@dataclass(frozen=True)
+class RenderedLanguage:
+    """One language of an edition, rendered and inlined, waiting for a contact."""
+
+    lang: Lang
+    subject: str
+    preheader: str
+    html: Compiled
+    text: Compiled
+
+
+@dataclass(frozen=True)
+class PersonalMessage:
+    """The newsletter for one contact: the rendered language plus this contact's values."""
+
+    email: str
+    display_name: str
+    rendered: RenderedLanguage
+    plain_values: Mapping[str, str]
+    html_values: Mapping[str, str]
+
+    @property
+    def lang(self) -> Lang:
+        """The language this contact reads the edition in."""
+        return self.rendered.lang
+
+    @property
+    def subject(self) -> str:
+        """The subject line in the contact's language."""
+        return self.rendered.subject
+
+    @property
+    def unsubscribe_url(self) -> str:
+        """This contact's unsubscribe link (also in both parts)."""
+        return self.plain_values["unsubscribe_url"]
+
+    @property
+    def html(self) -> str:
+        """The HTML part as the contact receives it."""
+        return self.rendered.html.fill(self.html_values)
+
+    @property
+    def text(self) -> str:
+        """The plain-text part as the contact receives it."""
+        return self.rendered.text.fill(self.plain_values)
+
+
+def load_strings(templates_dir: Path) -> dict[str, dict[str, Any]]:
+    """Read the interface strings of every language."""
+    path = templates_dir / STRINGS_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of languages")
+    return data
+
+
+def format_date(strings: Mapping[str, Any], edition: Edition) -> str:
+    """Write the edition date the way the language writes dates."""
+    d = edition.date
+    return str(strings["date_format"]).format(
+        day=d.day, month=strings["months"][d.month - 1], year=d.year
+    )
+
+
+def _ordinal_en(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class Renderer:
+    """Jinja2 environment and css-inline, configured once for the templates folder."""
+
+    def __init__(self, templates_dir: Path, *, public_url: str, mail_from_address: str) -> None:
+        self.templates_dir = templates_dir
+        self.public_url = public_url
+        self.mail_from_address = mail_from_address
+        self.env = Environment(
+            loader=FileSystemLoader(templates_dir),
+            autoescape=lambda name: bool(name and name.endswith((".html.j2", ".html"))),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=True,
+        )
+        self.env.filters["wrap"] = wrap
+        self.env.filters["heading"] = lambda s: f"{s}\n{'=' * min(72, _display_width(s))}"
+        self.strings = load_strings(templates_dir)
+        self.inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+    def context(self, edition: Edition, lang: Lang) -> dict[str, Any]:
+        """Everything the templates may use for one language."""
+        if lang not in self.strings:
+            raise ConfigError(f"{self.templates_dir / STRINGS_FILE}: no strings for {lang!r}")
+        t = self.strings[lang]
+        venue = edition.venue[lang]
+        label = str(t["edition_label"]).format(
+            number=edition.number, ordinal=_ordinal_en(edition.number),
+            date=format_date(t, edition), venue=venue,
+        )
+        cta = edition.call_to_action.url or (
+            f"mailto:{self.mail_from_address}?subject=Club%20Japon%20{edition.slug}"
+        )
+        open_quote, close_quote = _QUOTES[lang]
+        return {
+            "edition": edition,
+            "lang": lang,
+            "t": t,
+            "L": lambda texts: texts[lang],
+            "slot": lambda name: f"{_OPEN}{name}{_CLOSE}",
+            "edition_label": label,
+            "cta_url": cta,
+            "public_url": self.public_url,
+            "open_quote": open_quote,
+            "close_quote": close_quote,
+            "colon": _COLON[lang],
+        }
+
+    def render_language(self, edition: Edition, lang: Lang) -> RenderedLanguage:
+        """Render both parts of one language, inline the CSS, and split at the slots."""
+        ctx = self.context(edition, lang)
+        try:
+            html = self.env.get_template(HTML_TEMPLATE).render(ctx)
+            text = self.env.get_template(TEXT_TEMPLATE).render(ctx)
+        except TemplateError as exc:
+            where = getattr(exc, "filename", None) or "templates"
+            line = getattr(exc, "lineno", None)
+            raise ConfigError(
+                f"{where}{f':{line}' if line else ''}: {lang}: {exc.message or exc}"
+            ) from None
+        inlined = self.inliner.inline(html)
+        return RenderedLanguage(
+            lang=lang,
+            subject=edition.subject[lang],
+            preheader=edition.preheader[lang],
+            html=Compiled.split(inlined, aligned=True),
+            text=Compiled.split(text),
+        )
+
+
+def _display_width(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def greeting(strings: Mapping[str, Any], contact: Contact, lang: Lang) -> str:
+    """Greet by name where one is known; in Japanese by family name with 様."""
+    if lang == "ja":
+        name = contact.last_name or contact.first_name
+        return str(strings["greeting_named"]).format(name=name) if name else str(
+            strings["greeting_anonymous"])
+    if contact.first_name:
+        return str(strings["greeting_named"]).format(first_name=contact.first_name)
+    return str(strings["greeting_anonymous"])
+
+
+def display_name(contact: Contact) -> str:
+    """The name for the To header: given and family name, family first for Japanese readers."""
+    parts = [contact.first_name, contact.last_name]
+    if contact.language == "ja":
+        parts.reverse()
+    return " ".join(p for p in parts if p)
+
+
+class Personaliser:
+    """Fill one edition's rendered languages for each contact."""
+
+    def __init__(
+        self,
+        edition: Edition,
+        rendered: Mapping[Lang, RenderedLanguage],
+        strings: Mapping[str, Mapping[str, Any]],
+        unsubscribe_url: Callable[[Contact], str],
+    ) -> None:
+        self.edition = edition
+        self.rendered = rendered
+        self.strings = strings
+        self.unsubscribe_url = unsubscribe_url
+
+    def language_for(self, contact: Contact) -> Lang:
+        """The contact's language if the edition has it, else the edition's primary one."""
+        lang = contact.language
+        return lang if lang in self.rendered else self.edition.primary_language  # type: ignore[return-value]
+
+    def personalise(self, contact: Contact) -> PersonalMessage:
+        """Build the subject and both parts for one contact."""
+        lang = self.language_for(contact)
+        part = self.rendered[lang]
+        url = self.unsubscribe_url(contact)
+        plain = {
+            "greeting": greeting(self.strings[lang], contact, lang),
+            "email": contact.email,
+            "unsubscribe_url": url,
+        }
+        return PersonalMessage(
+            email=contact.email,
+            display_name=display_name(contact),
+            rendered=part,
+            plain_values=plain,
+            html_values={k: str(escape(v)) for k, v in plain.items()},
+        )
+
+
+def render_edition(renderer: Renderer, edition: Edition) -> dict[Lang, RenderedLanguage]:
+    """Render every language of the edition once."""
+    return {lang: renderer.render_language(edition, lang) for lang in edition.languages}
