@@ -56,7 +56,7 @@ class Quote(_Strict):
 
     original_language: Lang
     text: Localized
-    author: str = Field(min_length=1)
+    author: Localized
     role: Localized
 
 
@@ -172,7 +172,8 @@ def load_edition(path: Path) -> Edition:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of edition fields")
     data["slug"] = path.stem
@@ -185,7 +186,8 @@ def load_edition(path: Path) -> Edition:
         if err["type"] == "literal_error" and loc and loc[-1] not in LANGS:
             message = f"unknown language {loc[-1]!r} (expected one of {', '.join(LANGS)})"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{path}:{_line_of(node, loc)}: {_dotted(loc)}: {message}{more}") from None
+        line = _line_of(node, loc)
+        raise ConfigError(f"{path}:{line}: {_dotted(loc)}: {message}{more}") from None
     gap = missing_translation(edition)
     if gap is not None:
         raise ConfigError(

@@ -160,3 +160,29 @@ def contact_counts(conn: Connection) -> dict[str, int]:
         select(func.count(func.distinct(suppressions.c.email)))
     ).scalar_one()
     return dict(totals)
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(
+        email=row.email, source=row.source, first_name=row.first_name, last_name=row.last_name,
+        company=row.company, language=row.language, opted_out=row.opted_out, crm_id=row.crm_id,
+        crm_created_at=row.crm_created_at, crm_updated_at=row.crm_updated_at,
+        attributes=row.attributes or {},
+    )
+
+
+def find_contact(conn: Connection, email: str) -> Contact | None:
+    """Return the stored contact with this normalised email, if any."""
+    row = conn.execute(select(contacts).where(contacts.c.email == email)).first()
+    return None if row is None else _contact(row)
+
+
+def contacts_by_language(conn: Connection, language: str, limit: int = 50) -> list[Contact]:
+    """Return up to ``limit`` active contacts who read this language, by email."""
+    rows = conn.execute(
+        select(contacts)
+        .where(contacts.c.language == language, contacts.c.archived_at.is_(None))
+        .order_by(contacts.c.email)
+        .limit(limit)
+    )
+    return [_contact(r) for r in rows]

@@ -1,0 +1,100 @@
+"""Newsletter commands: preview (files, lint, or a local web page)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import click
+
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.contacts import normalise_email
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.errors import InvalidContact, StopRun
+from clubjapon_ops.newsletter.content import LANGS
+from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, check_newsletter, load_newsletter
+from clubjapon_ops.store.contacts import find_contact
+
+
+@cli.command()
+@click.argument("edition")
+@click.option("--contact", "email", metavar="EMAIL", help="Render for this stored contact.")
+@click.option("--lang", type=click.Choice(LANGS),
+              help="Render for a sample reader of this language.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the files (default: var/preview/EDITION).")
+@click.option("--check", is_flag=True, help="Lint every language instead; exit 1 on any error.")
+@click.option("--serve", is_flag=True, help="Serve the preview page for marketing.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on (another than loopback only when you mean it).")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+def preview(
+    app: App, edition: str, email: str | None, lang: str | None, out_dir: Path | None,
+    check: bool, serve: bool, host: str, port: int,
+) -> int:
+    """Render EDITION (a file stem under config/editions/) for one reader, lint it, or serve it.
+
+    \b
+    Examples:
+      clubjapon-ops preview 2025-11-04-lille --lang ja
+      clubjapon-ops preview 2025-11-04-lille --contact yui.suzuki@sakura.example.com
+      clubjapon-ops preview 2025-11-04-lille --check
+      clubjapon-ops preview 2025-11-04-lille --serve --port 8025
+    """
+    settings = app.settings
+    if email and lang:
+        raise click.UsageError("give --contact or --lang, not both")
+    if check:
+        problems = check_newsletter(settings, edition)
+        for problem in problems:
+            click.echo(str(problem))
+        errors = sum(p.level == "error" for p in problems)
+        click.echo(f"{edition}: {errors} error(s), {len(problems) - errors} warning(s)")
+        return EXIT_FAILED if errors else EXIT_OK
+    if serve:
+        return _serve(app, host, port, edition)
+
+    newsletter = load_newsletter(settings, edition)
+    if email:
+        try:
+            wanted = normalise_email(email)
+        except InvalidContact as exc:
+            raise click.BadParameter(exc.reason, param_hint="--contact") from None
+        with app.store.transaction() as conn:
+            contact = find_contact(conn, wanted)
+        if contact is None:
+            raise StopRun(f"no contact {wanted} in the store (run 'clubjapon-ops sync' first?)")
+    else:
+        contact = SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
+    message = newsletter.personalise(contact)
+    folder = out_dir or settings.root / "var" / "preview" / edition
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{message.lang}-{contact.email.split('@')[0]}"
+    paths = {
+        "html": folder / f"{stem}.html",
+        "text": folder / f"{stem}.txt",
+        "eml": folder / f"{stem}.eml",
+    }
+    paths["html"].write_text(message.html, encoding="utf-8")
+    paths["text"].write_text(message.text, encoding="utf-8")
+    paths["eml"].write_bytes(MimeBuilder(settings.mail_from).build(message, edition=edition))
+    click.echo(f"{edition} for {contact.email} ({message.lang}): {message.subject}")
+    for kind, path in paths.items():
+        click.echo(f"  {kind:<4} {path}")
+    return EXIT_OK
+
+
+def _serve(app: App, host: str, port: int, edition: str) -> int:
+    from clubjapon_ops.web import create_app
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        click.echo(f"warning: serving on {host}: whoever reaches it sees the preview", err=True)
+    web = create_app(app.settings, lambda: app.store)
+    click.echo(f"Preview of {edition}: http://{host}:{port}/preview/{edition}  (Ctrl-C to stop)")
+    web.run(host=host, port=port, debug=False, use_reloader=False)
+    return EXIT_OK

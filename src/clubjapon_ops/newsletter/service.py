@@ -1,0 +1,111 @@
+"""Wire an edition for use: load it, render every language once, and personalise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from clubjapon_ops.contacts import Contact
+from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.newsletter.content import (
+    Edition,
+    Lang,
+    edition_path,
+    list_editions,
+    load_edition,
+)
+from clubjapon_ops.newsletter.lint import Problem, lint_messages
+from clubjapon_ops.newsletter.render import (
+    TEMPLATES_DIR,
+    Personaliser,
+    PersonalMessage,
+    RenderedLanguage,
+    Renderer,
+    render_edition,
+)
+from clubjapon_ops.settings import Settings
+
+# Fictitious readers for previews when the store has no contact of a language.
+SAMPLE_CONTACTS: dict[str, Contact] = {
+    "fr": Contact(email="camille.martin@example.com", source="sample", first_name="Camille",
+                  last_name="Martin", company="Exemple SAS", language="fr"),
+    "en": Contact(email="emily.clarke@example.com", source="sample", first_name="Emily",
+                  last_name="Clarke", company="Example Ltd", language="en"),
+    "ja": Contact(email="sato.haruto@example.com", source="sample", first_name="陽翔",
+                  last_name="佐藤", company="株式会社サンプル", language="ja"),
+}
+
+
+@dataclass
+class Newsletter:
+    """An edition rendered in all its languages, ready to personalise."""
+
+    edition: Edition
+    renderer: Renderer
+    rendered: dict[Lang, RenderedLanguage]
+    personaliser: Personaliser
+
+    def personalise(self, contact: Contact) -> PersonalMessage:
+        """The message for one contact."""
+        return self.personaliser.personalise(contact)
+
+
+def placeholder_unsubscribe_url(settings: Settings) -> Callable[[Contact], str]:
+    """The link shown where no signing key is configured: the unsubscribe page, no token."""
+    return lambda contact: f"{settings.public_url}/unsubscribe"
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    """A renderer over the project's templates folder."""
+    return Renderer(
+        settings.root / TEMPLATES_DIR,
+        public_url=settings.public_url,
+        mail_from_address=parseaddr(settings.mail_from)[1],
+    )
+
+
+def find_edition(settings: Settings, slug: str) -> Edition:
+    """Load an edition by slug; ConfigError names the file, field and line when invalid."""
+    path = edition_path(settings.root, slug)
+    if not path.is_file():
+        known = ", ".join(list_editions(settings.root)) or "none"
+        raise ConfigError(f"no edition {slug!r} in {path.parent} (editions: {known})")
+    return load_edition(path)
+
+
+def load_newsletter(
+    settings: Settings,
+    slug: str,
+    unsubscribe_url: Callable[[Contact], str] | None = None,
+) -> Newsletter:
+    """Load and render an edition by slug; ConfigError names what is wrong."""
+    edition = find_edition(settings, slug)
+    renderer = make_renderer(settings)
+    rendered = render_edition(renderer, edition)
+    personaliser = Personaliser(
+        edition, rendered, renderer.strings,
+        unsubscribe_url or placeholder_unsubscribe_url(settings),
+    )
+    return Newsletter(edition, renderer, rendered, personaliser)
+
+
+def check_newsletter(
+    settings: Settings, slug: str, unsubscribe_url: Callable[[Contact], str] | None = None
+) -> list[Problem]:
+    """Render every language with a sample reader and lint the result."""
+    edition = find_edition(settings, slug)
+    renderer = make_renderer(settings)
+    problems: list[Problem] = []
+    rendered: dict[Lang, RenderedLanguage] = {}
+    for lang in edition.languages:
+        try:
+            rendered[lang] = renderer.render_language(edition, lang)
+        except ConfigError as exc:
+            problems.append(Problem("error", "renders", lang, str(exc)))
+    personaliser = Personaliser(
+        edition, rendered, renderer.strings,
+        unsubscribe_url or placeholder_unsubscribe_url(settings),
+    )
+    samples = {lang: personaliser.personalise(SAMPLE_CONTACTS[lang]) for lang in rendered}
+    return problems + lint_messages(samples)

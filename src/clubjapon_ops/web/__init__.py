@@ -1,0 +1,28 @@
+"""The small web app: the marketing preview (and, with sending, the unsubscribe pages)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask
+
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+
+
+def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
+    """Build the Flask app; the store opens on first use so a page can load without it."""
+    from clubjapon_ops.web import preview
+
+    app = Flask(
+        __name__,
+        template_folder=str(Path(settings.root) / "templates" / "web"),
+        static_folder=None,
+    )
+    app.config["CLUBJAPON_SETTINGS"] = settings
+    app.config["CLUBJAPON_STORE_FACTORY"] = store_factory
+    # Marketing edits templates while the page is open: always re-read them.
+    app.config["TEMPLATES_AUTO_RELOAD"] = True
+    app.register_blueprint(preview.blueprint)
+    return app
