@@ -15,6 +15,17 @@ Lang = Literal["fr", "en", "ja"]
 LANGS: tuple[Lang, ...] = ("fr", "en", "ja")
 EDITIONS_DIR = Path("config") / "editions"
 
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so the schema reports a bad date with its line."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
 # A text in each of the edition's languages; unknown keys fail validation (Lang is closed).
 Localized = dict[Lang, str]
 
@@ -167,8 +178,8 @@ def load_edition(path: Path) -> Edition:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -183,7 +194,8 @@ def load_edition(path: Path) -> Edition:
         err = exc.errors()[0]
         loc: Loc = tuple(err["loc"])
         message = err["msg"]
-        if err["type"] == "literal_error" and loc and loc[-1] not in LANGS:
+        if loc and loc[-1] == "[key]":  # a dict key failed: a language code that is not ours
+            loc = loc[:-1]
             message = f"unknown language {loc[-1]!r} (expected one of {', '.join(LANGS)})"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         line = _line_of(node, loc)

@@ -15,6 +15,7 @@ SUBJECT_WARN_WIDTH = 80
 SUBJECT_ERROR_WIDTH = 100
 _LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|[\ue000\ue001]|\bUndefined\b")
 _SAFE_SCHEMES = ("https://", "mailto:")
+_FILLER = str.maketrans("", "", "\u034f\u200c\u00a0")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def lint_message(message: PersonalMessage) -> list[Problem]:
         add("error", "subject-length", "subject", f"{width} columns; keep it near 80")
     elif width > SUBJECT_WARN_WIDTH:
         add("warning", "subject-length", "subject", f"{width} columns; inboxes cut after ~80")
-    if not scan.preheader.strip():
+    # The preheader is followed by invisible filler that keeps body text out of the preview.
+    if not scan.preheader.translate(_FILLER).strip():
         add("error", "preheader", "html", "no preheader text")
     return problems
 

@@ -228,11 +228,7 @@ class Renderer:
             html = self.env.get_template(HTML_TEMPLATE).render(ctx)
             text = self.env.get_template(TEXT_TEMPLATE).render(ctx)
         except TemplateError as exc:
-            where = getattr(exc, "filename", None) or "templates"
-            line = getattr(exc, "lineno", None)
-            raise ConfigError(
-                f"{where}{f':{line}' if line else ''}: {lang}: {exc.message or exc}"
-            ) from None
+            raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
         inlined = self.inliner.inline(html)
         return RenderedLanguage(
             lang=lang,
@@ -241,6 +237,18 @@ class Renderer:
             html=Compiled.split(inlined, aligned=True),
             text=Compiled.split(text),
         )
+
+
+def _template_location(exc: TemplateError) -> str:
+    """Name the template file and line of a Jinja error (syntax or undefined variable)."""
+    filename, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
+    # Errors at render time carry no location; Jinja puts template frames in the traceback.
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(".j2"):
+            filename, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+        tb = tb.tb_next
+    return f"{filename or 'templates'}{f':{line}' if line else ''}"
 
 
 def _display_width(text: str) -> int:

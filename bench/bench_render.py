@@ -1,0 +1,108 @@
+"""Personalised newsletter messages per second, up to MIME bytes, against the plain approach.
+
+Run: .venv/bin/python bench/bench_render.py [--contacts 10000]
+Prints, for the same contacts in the same run:
+  - render once + slots + the fast MIME builder (this project);
+  - the plain approach: Jinja2 render of the whole template per contact, then EmailMessage
+    with set_content / add_alternative / as_bytes;
+and the peak RSS growth of each, at two list sizes, to show memory stays flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from email.utils import formataddr
+from pathlib import Path
+
+from clubjapon_ops.contacts import Contact
+from clubjapon_ops.delivery.message import MimeBuilder, message_id
+from clubjapon_ops.newsletter.render import HTML_TEMPLATE, TEXT_TEMPLATE, greeting
+from clubjapon_ops.newsletter.service import load_newsletter
+from clubjapon_ops.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SLUG = "2025-11-04-lille"
+NAMES = {"fr": ("Camille", "Martin"), "en": ("Emily", "Clarke"), "ja": ("陽翔", "佐藤")}
+
+
+def contacts(n: int) -> Iterator[Contact]:
+    """Generate contacts lazily, a third in each language."""
+    for i in range(n):
+        lang = ("fr", "en", "ja")[i % 3]
+        first, last = NAMES[lang]
+        yield Contact(email=f"reader{i}@example.com", source="bench",
+                      first_name=f"{first}{i}", last_name=last, language=lang)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(name: str, build: Callable[[Contact], bytes], n: int) -> float:
+    """Build n messages, print the rate and bytes; return messages per second."""
+    gc.collect()
+    start, size = time.perf_counter(), 0
+    for contact in contacts(n):
+        size += len(build(contact))
+    elapsed = time.perf_counter() - start
+    rate = n / elapsed
+    print(f"  {name:<34} {rate:>9,.0f} msg/s  {elapsed:6.2f} s  avg {size / n / 1024:5.1f} KB"
+          f"  peak RSS {peak_rss_mb():6.1f} MB")
+    return rate
+
+
+def main() -> None:
+    """Run both approaches and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=10_000)
+    args = parser.parse_args()
+    settings = load_settings(ROOT, environ={})
+    newsletter = load_newsletter(
+        settings, SLUG, lambda c: f"{settings.public_url}/unsubscribe/token-for-{c.email}")
+    builder = MimeBuilder(settings.mail_from)
+
+    def fast(contact: Contact) -> bytes:
+        return builder.build(newsletter.personalise(contact), edition=SLUG)
+
+    renderer = newsletter.renderer
+    html_t = renderer.env.get_template(HTML_TEMPLATE)
+    text_t = renderer.env.get_template(TEXT_TEMPLATE)
+    contexts = {lang: renderer.context(newsletter.edition, lang) for lang in newsletter.rendered}
+
+    def plain(contact: Contact) -> bytes:
+        lang = newsletter.personaliser.language_for(contact)
+        values = {
+            "greeting": greeting(renderer.strings[lang], contact, lang),
+            "email": contact.email,
+            "unsubscribe_url": f"{settings.public_url}/unsubscribe/token-for-{contact.email}",
+        }
+        ctx = {**contexts[lang], "slot": values.__getitem__}
+        msg = EmailMessage()
+        msg["From"] = settings.mail_from
+        msg["To"] = formataddr((f"{contact.first_name} {contact.last_name}", contact.email))
+        msg["Subject"] = newsletter.edition.subject[lang]
+        msg["Message-ID"] = message_id(SLUG, contact.email, builder.domain)
+        msg.set_content(text_t.render(ctx))
+        msg.add_alternative(html_t.render(ctx), subtype="html")
+        return msg.as_bytes()
+
+    print(f"Edition {SLUG}; {args.contacts:,} contacts (fr/en/ja in thirds); one core")
+    rss_start = peak_rss_mb()
+    measure("render once + slots (1/10 list)", fast, args.contacts // 10)
+    rss_small = peak_rss_mb()
+    ours = measure("render once + slots", fast, args.contacts)
+    rss_full = peak_rss_mb()
+    base = measure("plain Jinja2 + EmailMessage", plain, max(1000, args.contacts // 5))
+    print(f"speed-up: {ours / base:.1f}x  (target >= 5,000 msg/s and 10x)")
+    print(f"peak RSS: start {rss_start:.1f} MB, after {args.contacts // 10:,} {rss_small:.1f} MB, "
+          f"after {args.contacts:,} {rss_full:.1f} MB (flat: messages are not kept)")
+
+
+if __name__ == "__main__":
+    main()

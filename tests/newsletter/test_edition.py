@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.newsletter.content import load_edition
+from tests.conftest import REPO
+from tests.newsletter.conftest import SLUG, edit
+
+ARTICLE = REPO.parent / "shared" / "seed" / "club-japon-2025-article.txt"
+EDITION = REPO / "config" / "editions" / f"{SLUG}.yaml"
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_the_edition_loads_with_its_slug_and_languages() -> None:
+    edition = load_edition(EDITION)
+    assert edition.slug == SLUG
+    assert edition.number == 3
+    assert str(edition.date) == "2025-11-04"
+    assert edition.languages == ["fr", "en", "ja"]
+    assert edition.venue["fr"] == "Opéra de Lille"
+    assert len(edition.round_tables) == 2
+
+
+@pytest.mark.skipif(not ARTICLE.is_file(), reason="the source article is not beside the repo")
+def test_the_quotation_is_exact_and_attributed() -> None:
+    edition = load_edition(EDITION)
+    assert edition.quote is not None
+    article = squash(ARTICLE.read_text(encoding="utf-8"))
+    assert squash(edition.quote.text["fr"]) in article
+    assert f"» - {edition.quote.author['fr']}, {edition.quote.role['fr']}" in article
+    for table in edition.round_tables:
+        assert f"« {table.title['fr']} »" in article
+
+
+@pytest.mark.skipif(not ARTICLE.is_file(), reason="the source article is not beside the repo")
+def test_no_number_in_the_french_text_is_missing_from_the_article() -> None:
+    article = ARTICLE.read_text(encoding="utf-8").replace("\u202f", " ").replace("\xa0", " ")
+    allowed = set(re.findall(r"\d[\d ]*\d|\d", article)) | {"3"}  # 3 = "troisième" édition
+    text = EDITION.read_text(encoding="utf-8").replace("\\u202f", " ").replace("\\u00a0", " ")
+    french = "\n".join(line for line in text.splitlines() if re.match(r"\s+fr:", line))
+    numbers = set(re.findall(r"\d[\d ]*\d|\d", french))
+    assert numbers - allowed == set()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("number: 3\n", "", r":\d+: number: Field required"),
+        ("  ja: リール・オペラ座\n", "  de: Lille-Oper\n",
+         r":\d+: venue\.de: unknown language 'de'"),
+        ("    ja: 主な分野\n", "", r":\d+: sectors\.label\.ja: missing translation"),
+        ("date: 2025-11-04", "date: 2025-13-45", r":\d+: date: Input should be a valid date"),
+        ("round_tables:\n  - title:", "round_tables:\n  - titel:",
+         r":\d+: round_tables\[0\]\."),
+    ],
+    ids=["missing-field", "unknown-language", "missing-translation", "bad-date", "bad-key"],
+)
+def test_schema_errors_name_file_field_and_line(
+    project: Path, old: str, new: str, expected: str
+) -> None:
+    path = project / "config" / "editions" / f"{SLUG}.yaml"
+    edit(path, old, new)
+    with pytest.raises(ConfigError) as info:
+        load_edition(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert re.search(expected, message), message
+
+
+def test_error_line_points_at_the_field(project: Path) -> None:
+    path = project / "config" / "editions" / f"{SLUG}.yaml"
+    edit(path, "  ja: リール・オペラ座\n", "  xx: ?\n")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    with pytest.raises(ConfigError) as info:
+        load_edition(path)
+    line = int(str(info.value).split(":")[1])
+    assert lines[line - 1].strip() == "xx: ?"
+
+
+def test_invalid_yaml_names_the_line(project: Path) -> None:
+    path = project / "config" / "editions" / f"{SLUG}.yaml"
+    path.write_text("number: 3\nvenue: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r":\d+: not valid YAML"):
+        load_edition(path)
