@@ -10,7 +10,8 @@ from clubjapon_ops.newsletter.content import load_edition
 from tests.conftest import REPO
 from tests.newsletter.conftest import SLUG, edit
 
-ARTICLE = REPO.parent / "shared" / "seed" / "club-japon-2025-article.txt"
+# The Region's article that the edition's facts and quotations come from.
+ARTICLE = REPO / "config" / "editions" / "sources" / f"{SLUG}.txt"
 EDITION = REPO / "config" / "editions" / f"{SLUG}.yaml"
 
 
@@ -28,7 +29,6 @@ def test_the_edition_loads_with_its_slug_and_languages() -> None:
     assert len(edition.round_tables) == 2
 
 
-@pytest.mark.skipif(not ARTICLE.is_file(), reason="the source article is not beside the repo")
 def test_the_quotation_is_exact_and_attributed() -> None:
     edition = load_edition(EDITION)
     assert edition.quote is not None
@@ -39,7 +39,6 @@ def test_the_quotation_is_exact_and_attributed() -> None:
         assert f"« {table.title['fr']} »" in article
 
 
-@pytest.mark.skipif(not ARTICLE.is_file(), reason="the source article is not beside the repo")
 def test_no_number_in_the_french_text_is_missing_from_the_article() -> None:
     article = ARTICLE.read_text(encoding="utf-8").replace("\u202f", " ").replace("\xa0", " ")
     allowed = set(re.findall(r"\d[\d ]*\d|\d", article)) | {"3"}  # 3 = "troisième" édition
