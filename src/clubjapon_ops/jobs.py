@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from clubjapon_ops.contacts import Contact, normalise
 from clubjapon_ops.crm import CrmSource, make_source
-from clubjapon_ops.errors import InvalidContact
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.sender import CampaignSender, SendReport
+from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
+from clubjapon_ops.delivery.transports import make_transport
+from clubjapon_ops.errors import InvalidContact, StopRun
+from clubjapon_ops.newsletter.lint import Problem
+from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.contacts import UpsertCounts, upsert_contacts
@@ -18,22 +25,27 @@ from clubjapon_ops.store.runs import finish_run, get_sync_state, save_bookmark, 
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", bound="Report")
+class Report(Protocol):
+    """A job's outcome, as recorded in job_runs."""
 
-
-class Report:
-    """A job's outcome, as the counts recorded in job_runs."""
-
-    status = "success"
+    @property
+    def status(self) -> str:
+        """success, partial, paused ..."""
+        ...
 
     def counts(self) -> dict[str, Any]:
-        """Return the figures to record and print."""
-        raise NotImplementedError
+        """The figures to record and print."""
+        ...
+
+
+R = TypeVar("R", bound=Report)
 
 
 @dataclass
-class SyncReport(Report):
+class SyncReport:
     """What a CRM sync did."""
+
+    status = "success"
 
     source: str
     full: bool = False
@@ -133,3 +145,61 @@ def _skip(report: SyncReport, ref: str, reason: str) -> None:
 def _reason_kind(reason: str) -> str:
     """Group reasons for the summary: 'invalid email: <detail>' counts as 'invalid email'."""
     return reason.split(":", 1)[0]
+
+
+@dataclass
+class SendOptions:
+    """How ops asked for a send."""
+
+    limit: int | None = None
+    resend_unknown: bool = False
+    force: bool = False
+
+
+def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
+    """Load the edition with real, signed unsubscribe links."""
+    signer = TokenSigner(signing_key(settings, allow_generated=settings.transport == "outbox"))
+    return load_newsletter(
+        settings, edition,
+        lambda c: unsubscribe_url(settings, signer, edition, c.email, c.language),
+    )
+
+
+def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem]:
+    """Run the newsletter lint with the links this send will use."""
+    return check_newsletter(settings, newsletter.edition.slug,
+                            newsletter.personaliser.unsubscribe_url)
+
+
+def send_campaign(
+    settings: Settings,
+    store: Store,
+    edition: str,
+    *,
+    options: SendOptions | None = None,
+    trigger: str = "cli",
+    stop: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    newsletter: Newsletter | None = None,
+) -> SendReport:
+    """Send an edition to its audience through the configured transport; record everything."""
+    options = options or SendOptions()
+    newsletter = newsletter or newsletter_for_sending(settings, edition)
+    errors = [p for p in lint_before_send(settings, newsletter) if p.level == "error"]
+    if errors and not options.force:
+        raise StopRun(f"lint found {len(errors)} error(s), first: {errors[0]}; "
+                      "fix them or send with --force")
+
+    def work() -> SendReport:
+        builder = MimeBuilder(settings.mail_from)
+        transport = make_transport(settings, builder)
+        try:
+            sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,
+                                    error_budget=settings.error_budget, stop=stop,
+                                    progress=progress)
+            report = sender.prepare(resend_unknown=options.resend_unknown)
+            return sender.run(report, limit=options.limit)
+        finally:
+            transport.close()
+
+    return run_recorded(store, "send_campaign", trigger, work)

@@ -149,6 +149,14 @@ SPECS: tuple[Spec, ...] = (
          "a long random string", "key that signs unsubscribe tokens", secret=True),
     Spec("send_rate", "CLUBJAPON_SEND_RATE", _non_negative_float, "0",
          "messages per second, a number >= 0 (0 = unlimited)", "sending rate limit"),
+    Spec("smtp_connections", "SMTP_CONNECTIONS", _positive_int, "4",
+         "a whole number >= 1", "SMTP connections used in parallel"),
+    Spec("send_attempts", "CLUBJAPON_SEND_ATTEMPTS", _positive_int, "3",
+         "a whole number >= 1", "tries per message within one run for transient failures"),
+    Spec("send_retry_wait", "CLUBJAPON_SEND_RETRY_WAIT", _non_negative_float, "2",
+         "seconds, a number >= 0", "first wait before retrying a transient failure (doubles)"),
+    Spec("error_budget", "CLUBJAPON_ERROR_BUDGET", _positive_int, "50",
+         "a whole number >= 1", "a send pauses after this many failures in a row"),
 )
 
 SPEC_BY_ENV = {s.env: s for s in SPECS}
@@ -181,6 +189,10 @@ class Settings:
     public_url: str
     secret: str | None
     send_rate: float
+    smtp_connections: int
+    send_attempts: int
+    send_retry_wait: float
+    error_budget: int
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:

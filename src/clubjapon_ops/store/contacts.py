@@ -186,3 +186,16 @@ def contacts_by_language(conn: Connection, language: str, limit: int = 50) -> li
         .limit(limit)
     )
     return [_contact(r) for r in rows]
+
+
+def add_suppression(conn: Connection, email: str, reason: str, source: str) -> bool:
+    """Suppress an address for a source (unsubscribe, bounce ...); False if it already was."""
+    known = conn.execute(
+        select(suppressions.c.id).where(suppressions.c.email == email,
+                                        suppressions.c.source == source)
+    ).first()
+    if known is not None:
+        return False
+    conn.execute(insert(suppressions).values(email=email, reason=reason, source=source,
+                                             created_at=utcnow()))
+    return True

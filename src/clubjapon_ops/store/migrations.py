@@ -94,9 +94,39 @@ def _v2_archive_and_full_sync(conn: Connection) -> None:
     conn.execute(text(f"ALTER TABLE sync_state ADD COLUMN last_full_sync_at {timestamp}"))
 
 
+def _v3_deliveries(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "deliveries", md,
+        Column("id", Integer, primary_key=True),
+        Column("edition", String(120), nullable=False),
+        Column("email", String(320), nullable=False),
+        Column("contact_id", Integer),
+        Column("lang", String(8), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("last_error", Text),
+        Column("provider_status", String(16)),
+        Column("provider_message_id", String(300)),
+        Column("batch_key", String(64)),
+        Column("batch_key_expires_at", UTCDateTime),
+        Column("claimed_by", String(200)),
+        Column("lease_expires_at", UTCDateTime),
+        Column("next_attempt_at", UTCDateTime),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Column("sent_at", UTCDateTime),
+        UniqueConstraint("edition", "email", name="uq_deliveries_edition_email"),
+        Index("ix_deliveries_edition_state", "edition", "state"),
+        Index("ix_deliveries_batch_key", "batch_key"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
+    (3, "deliveries: the per-recipient ledger", _v3_deliveries),
 )
 HEAD = MIGRATIONS[-1][0]
 

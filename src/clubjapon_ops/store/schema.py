@@ -84,3 +84,30 @@ job_runs = Table(
     Column("error", Text),
     Index("ix_job_runs_job_started", "job", "started_at"),
 )
+
+# Added by migration 3: the ledger, one row per (edition, contact).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("edition", String(120), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("contact_id", Integer),
+    Column("lang", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("provider_status", String(16)),
+    Column("provider_message_id", String(300)),
+    Column("batch_key", String(64)),
+    Column("batch_key_expires_at", UTCDateTime),
+    Column("claimed_by", String(200)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("next_attempt_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("edition", "email", name="uq_deliveries_edition_email"),
+    Index("ix_deliveries_edition_state", "edition", "state"),
+    Index("ix_deliveries_batch_key", "batch_key"),
+)

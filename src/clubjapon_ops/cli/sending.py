@@ -1,0 +1,279 @@
+"""Sending commands: send (ops' one-off send), unsubscribe (by hand) and web (the web app)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from clubjapon_ops import jobs
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.contacts import Contact, normalise_email
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.sender import SendReport
+from clubjapon_ops.delivery.transports import Outgoing, make_transport
+from clubjapon_ops.errors import InvalidContact, StopRun
+from clubjapon_ops.newsletter.content import LANGS
+from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
+from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store.contacts import add_suppression, find_contact
+
+EXIT_PARTIAL = 3
+log = logging.getLogger(__name__)
+
+
+def _contact_for(app: App, email: str | None, lang: str | None, newsletter: Newsletter) -> Contact:
+    if email:
+        try:
+            wanted = normalise_email(email)
+        except InvalidContact as exc:
+            raise click.BadParameter(exc.reason, param_hint="--contact") from None
+        with app.store.transaction() as conn:
+            found = find_contact(conn, wanted)
+        if found is None:
+            raise StopRun(f"no contact {wanted} in the store")
+        return found
+    return SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
+
+
+def _print_plan(app: App, edition: str, problems: list[Any]) -> None:
+    settings = app.settings
+    with app.store.transaction() as conn:
+        summary = ledger.plan_summary(conn, edition)
+    by_lang = ", ".join(f"{k} {v}" for k, v in sorted(summary["new_by_language"].items()))
+    click.echo(f"Edition {edition} via {settings.transport}"
+               f" at {settings.send_rate or 'unlimited'} msg/s")
+    click.echo(f"  to send now: {summary['to_send']}  (new: {by_lang or 'none'})")
+    for reason, n in summary["excluded"].items():
+        if n:
+            click.echo(f"  excluded, {reason}: {n}")
+    errors = [p for p in problems if p.level == "error"]
+    click.echo(f"  lint: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
+    for problem in problems:
+        click.echo(f"    {problem}")
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C or SIGTERM: finish the batch in flight, then stop."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo("\nstopping after the batch in flight (again to abort)", err=True)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A progress bar with rate and ETA on a terminal, a log line every 5 s otherwise."""
+    started = time.monotonic()
+    state: dict[str, Any] = {"last": 0.0, "bar": None}
+    tty = sys.stderr.isatty()
+
+    def update(done: int, total: int) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate else 0
+        if tty:
+            bar = state["bar"]
+            if bar is None:
+                bar = state["bar"] = click.progressbar(
+                    length=total, label="sending", file=sys.stderr, show_eta=True,
+                    show_percent=True)
+                bar.__enter__()
+            bar.label = f"sending {rate:,.0f}/s"
+            bar.update(done - bar.pos)
+        elif time.monotonic() - state["last"] >= 5 or done == total:
+            state["last"] = time.monotonic()
+            log.info("send progress", extra={"done": done, "total": total,
+                                             "rate": round(rate, 1), "eta_s": round(eta)})
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
+
+    return update, close
+
+
+def _print_summary(report: SendReport) -> None:
+    o = report.outcomes
+    click.echo(
+        f"{report.edition}: sent {o.get(ledger.SENT, 0)}, failed {o.get(ledger.FAILED, 0)}, "
+        f"retry {o.get(ledger.RETRY, 0)}, unknown {o.get(ledger.UNKNOWN, 0)} "
+        f"(planned {report.planned} new; transport {report.transport})"
+    )
+    for error, n in report.errors.most_common(5):
+        click.echo(f"  {n:>5} × {error}")
+    if report.recovered:
+        click.echo(f"  settled from an interrupted run: {report.recovered}")
+    if report.paused:
+        click.echo(f"  PAUSED: {report.paused}")
+    if report.interrupted:
+        click.echo("  interrupted: run the same command again to go on")
+    unknown = report.ledger.get(ledger.UNKNOWN, 0)
+    if unknown:
+        click.echo(f"  {unknown} message(s) in an unknown state: check, then "
+                   "'--resend-unknown' to send them again")
+    click.echo("  ledger: " + ", ".join(f"{k} {v}" for k, v in sorted(report.ledger.items())))
+
+
+@cli.command()
+@click.argument("edition")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (scheduler, scripts).")
+@click.option("--dry-run", is_flag=True, help="Build every message, send nothing.")
+@click.option("--test-to", metavar="ADDR[,ADDR]",
+              help="Send a [TEST] copy to these addresses only; the ledger is left alone.")
+@click.option("--contact", "email", metavar="EMAIL", help="With --test-to: render as this contact.")
+@click.option("--lang", type=click.Choice(LANGS), help="With --test-to: render as a sample reader.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages.")
+@click.option("--resend-unknown", is_flag=True,
+              help="Send again messages whose outcome is unknown (may duplicate).")
+@click.option("--force", is_flag=True, help="Send even if the lint finds errors.")
+@click.pass_obj
+def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
+         email: str | None, lang: str | None, limit: int | None, resend_unknown: bool,
+         force: bool) -> int:
+    """Send EDITION to its audience through CLUBJAPON_TRANSPORT, recording every outcome.
+
+    Shows the plan first (audience by language, exclusions, transport, rate, lint) and asks
+    for confirmation. A rerun resumes: only pending and retry messages go out.
+
+    \b
+    Examples:
+      clubjapon-ops send 2025-11-04-lille --test-to me@example.org --lang ja
+      clubjapon-ops send 2025-11-04-lille --dry-run
+      clubjapon-ops send 2025-11-04-lille --limit 100
+      clubjapon-ops send 2025-11-04-lille --yes
+    \b
+    Exit codes: 0 all sent, 3 some failed, need a retry or are unknown (or the send paused),
+    1 the send could not run.
+    """
+    settings = app.settings
+    newsletter = jobs.newsletter_for_sending(settings, edition)
+    if test_to:
+        return _test_send(app, newsletter, test_to, email, lang)
+    if email or lang:
+        raise click.UsageError("--contact and --lang go with --test-to")
+    problems = jobs.lint_before_send(settings, newsletter)
+    _print_plan(app, edition, problems)
+    if dry_run:
+        return _dry_run(app, newsletter)
+    if any(p.level == "error" for p in problems) and not force:
+        raise StopRun("the lint found errors: fix them, or send with --force")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("no terminal to confirm on: pass --yes")
+        click.confirm("Send now?", abort=True)
+    update, close = _progress()
+    with _stop_on_signals() as stop:
+        try:
+            report = jobs.send_campaign(
+                settings, app.store, edition, newsletter=newsletter, stop=stop, progress=update,
+                options=jobs.SendOptions(limit=limit, resend_unknown=resend_unknown, force=True),
+            )
+        finally:
+            close()
+    _print_summary(report)
+    return EXIT_OK if report.status == "success" else EXIT_PARTIAL
+
+
+def _dry_run(app: App, newsletter: Newsletter) -> int:
+    builder = MimeBuilder(app.settings.mail_from)
+    started, count, size = time.perf_counter(), 0, 0
+    with app.store.transaction() as conn:
+        for contact in ledger.iter_audience(conn, newsletter.edition.slug):
+            size += len(builder.build(newsletter.personalise(contact),
+                                      edition=newsletter.edition.slug))
+            count += 1
+    elapsed = time.perf_counter() - started
+    click.echo(f"dry run: built {count} message(s), {size / 1024 / 1024:.1f} MB, "
+               f"in {elapsed:.2f} s; nothing sent, ledger untouched")
+    return EXIT_OK
+
+
+def _test_send(app: App, newsletter: Newsletter, test_to: str, email: str | None,
+               lang: str | None) -> int:
+    addresses = []
+    for raw in test_to.split(","):
+        try:
+            addresses.append(normalise_email(raw))
+        except InvalidContact as exc:
+            raise click.BadParameter(f"{raw.strip()!r}: {exc.reason}",
+                                     param_hint="--test-to") from None
+    contact = _contact_for(app, email, lang, newsletter)
+    message = newsletter.personalise(contact)
+    builder = MimeBuilder(app.settings.mail_from)
+    transport = make_transport(app.settings, builder)
+    try:
+        results = transport.send([
+            Outgoing(id=i, envelope_to=a, message=message, edition=newsletter.edition.slug,
+                     subject_prefix="[TEST] ")
+            for i, a in enumerate(addresses)
+        ])
+    finally:
+        transport.close()
+    for address, result in zip(addresses, results, strict=True):
+        click.echo(f"  {address}: {result.status}{f' ({result.error})' if result.error else ''}")
+    ok = all(r.status in ("sent", "queued") for r in results)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--reason", default="asked by hand", show_default=True)
+@click.pass_obj
+def unsubscribe(app: App, email: str, reason: str) -> int:
+    """Suppress EMAIL now: every later send skips it.
+
+    \b
+    Example:
+      clubjapon-ops unsubscribe jean.dupont@example.com --reason "phone call"
+    """
+    try:
+        address = normalise_email(email)
+    except InvalidContact as exc:
+        raise click.BadParameter(exc.reason, param_hint="EMAIL") from None
+    with app.store.transaction() as conn:
+        added = add_suppression(conn, address, reason, "unsubscribe")
+    click.echo(f"{address}: {'unsubscribed' if added else 'was already unsubscribed'}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.pass_obj
+def web(app: App, host: str, port: int, threads: int) -> int:
+    """Serve the web app: unsubscribe pages (one-click) and the preview.
+
+    Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL.
+
+    \b
+    Example:
+      clubjapon-ops web --host 127.0.0.1 --port 8025
+    """
+    from waitress import serve
+
+    from clubjapon_ops.web import create_app
+
+    application = create_app(app.settings, lambda: app.store)
+    app.store  # noqa: B018 - open and migrate before the first request, not during it
+    click.echo(f"Serving on http://{host}:{port} (public URL {app.settings.public_url})")
+    serve(application, host=host, port=port, threads=threads, ident="clubjapon-ops")
+    return EXIT_OK

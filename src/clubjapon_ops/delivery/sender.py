@@ -1,0 +1,225 @@
+"""The campaign sender: plan the audience, claim rows, send, record each outcome.
+
+No ledger row moves before the event it stands for: a row becomes 'sending' before it is
+handed over, and 'sent' (or failed, retry, unknown) only once the transport has answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from clubjapon_ops.delivery.ratelimit import TokenBucket
+from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
+from clubjapon_ops.newsletter.service import Newsletter
+from clubjapon_ops.store import Store
+from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store.contacts import add_suppression
+from clubjapon_ops.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+# Brevo keeps an idempotency key for 30 minutes; resend under it only well within that.
+IDEMPOTENCY_VALIDITY = timedelta(minutes=25)
+MAX_ATTEMPTS = 5
+RETRY_DELAY = timedelta(minutes=5)
+_STATE_OF = {
+    Status.SENT: ledger.SENT, Status.QUEUED: ledger.SENT, Status.REJECTED: ledger.FAILED,
+    Status.FAILED: ledger.FAILED, Status.RETRY: ledger.RETRY, Status.UNKNOWN: ledger.UNKNOWN,
+}
+
+
+def worker_id() -> str:
+    """Who claims rows: host and process, so a dead local process can be recognised."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def is_gone(claimed_by: str) -> bool:
+    """True when the claiming process was on this host and no longer runs."""
+    try:
+        host, pid, _ = claimed_by.split(":")
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False  # another host: only its lease tells
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass
+class SendReport:
+    """What one send run did, and the ledger after it."""
+
+    edition: str
+    transport: str
+    planned: int = 0
+    recovered: dict[str, int] = field(default_factory=dict)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    skipped_suppressed: int = 0
+    paused: str | None = None
+    interrupted: bool = False
+    ledger: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """success, partial (something to look at) or paused."""
+        if self.paused:
+            return "paused"
+        bad = sum(self.outcomes[s] for s in (ledger.FAILED, ledger.RETRY, ledger.UNKNOWN))
+        return "partial" if bad or self.interrupted else "success"
+
+    def counts(self) -> dict[str, Any]:
+        """Figures recorded in job_runs."""
+        return {
+            "edition": self.edition, "transport": self.transport, "planned": self.planned,
+            **{k: self.outcomes.get(k, 0) for k in (ledger.SENT, ledger.FAILED, ledger.RETRY,
+                                                    ledger.UNKNOWN)},
+            "skipped": self.skipped_suppressed, "recovered": self.recovered,
+            "paused": self.paused, "interrupted": self.interrupted,
+        }
+
+
+class CampaignSender:
+    """Sends one edition to its audience through one transport."""
+
+    def __init__(
+        self,
+        store: Store,
+        newsletter: Newsletter,
+        transport: Transport,
+        *,
+        rate: float = 0.0,
+        error_budget: int = 50,
+        stop: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.newsletter = newsletter
+        self.edition = newsletter.edition.slug
+        self.transport = transport
+        self.bucket = TokenBucket(rate)
+        self.rate = rate
+        self.error_budget = error_budget
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.worker = worker_id()
+
+    def prepare(self, *, resend_unknown: bool = False) -> SendReport:
+        """Settle rows of interrupted runs, then plan the audience into pending rows."""
+        report = SendReport(self.edition, self.transport.name)
+        with self.store.transaction() as conn:
+            report.recovered = ledger.recover(conn, self.edition, is_gone)
+            if resend_unknown:
+                report.recovered["resent_unknown"] = ledger.resend_unknown(conn, self.edition)
+            report.planned = ledger.plan(conn, self.edition)
+        if report.recovered:
+            log.warning("rows from an interrupted send settled", extra=report.recovered)
+        return report
+
+    def run(self, report: SendReport, limit: int | None = None) -> SendReport:
+        """Send pending and retry rows until done, stopped, paused or at ``limit``."""
+        with self.store.transaction() as conn:
+            total = min(limit or 10**12, sum(
+                n for s, n in ledger.ledger_counts(conn, self.edition).items()
+                if s in ledger.SENDABLE))
+        done, failures_in_a_row = 0, 0
+        lease = timedelta(seconds=max(300.0, 2 * self.transport.batch_size / (self.rate or 50)))
+        while not self.stop.is_set() and done < total:
+            with self.store.transaction() as conn:
+                claimed = ledger.claim(conn, self.edition, self.worker,
+                                       min(self.transport.batch_size, total - done), lease)
+            if not claimed:
+                break
+            for chunk in self._chunks(claimed):
+                results = self._send(chunk)
+                self._record(chunk, results, report)
+                done += len(chunk)
+                for result in results:
+                    failures_in_a_row = 0 if result.status in (Status.SENT, Status.QUEUED) else (
+                        failures_in_a_row + 1)
+                if self.progress:
+                    self.progress(done, total)
+                if failures_in_a_row >= self.error_budget:
+                    last = results[-1].error or results[-1].status
+                    report.paused = (f"{failures_in_a_row} failures in a row (last: {last}); "
+                                     "the provider may be down")
+                    log.error("send paused", extra={"reason": report.paused})
+                    break
+            if report.paused:
+                break
+        report.interrupted = self.stop.is_set()
+        with self.store.transaction() as conn:
+            report.ledger = ledger.ledger_counts(conn, self.edition)
+        return report
+
+    def _chunks(self, claimed: list[ledger.Claimed]) -> list[list[ledger.Claimed]]:
+        """Rows to hand over together: a keyed batch as it was, else about a second's worth."""
+        if self.rate <= 0 or claimed[0].batch_key is not None:
+            return [claimed]
+        step = max(1, int(self.rate))
+        return [claimed[i:i + step] for i in range(0, len(claimed), step)]
+
+    def _send(self, chunk: Sequence[ledger.Claimed]) -> list[Result]:
+        outgoing = [
+            Outgoing(id=row.id, envelope_to=row.contact.email,
+                     message=self.newsletter.personalise(row.contact), edition=self.edition)
+            for row in chunk
+        ]
+        key = None
+        if self.transport.idempotent:
+            # Record the key before the request: after a crash the same batch goes again
+            # under the same key, and the provider drops what it already took.
+            key = chunk[0].batch_key or str(uuid.uuid4())
+            if chunk[0].batch_key is None:
+                with self.store.transaction() as conn:
+                    ledger.set_batch_key(conn, [r.id for r in chunk], key,
+                                         utcnow() + IDEMPOTENCY_VALIDITY)
+        self.bucket.acquire(len(chunk))
+        try:
+            return self.transport.send(outgoing, key)
+        except Exception as exc:  # the transport could not answer per message
+            log.error("transport error", extra={"error": str(exc)})
+            status = Status.RETRY if key else Status.UNKNOWN
+            return [Result(o.id, status, error=f"transport error: {exc}") for o in outgoing]
+
+    def _record(self, chunk: Sequence[ledger.Claimed], results: Sequence[Result],
+                report: SendReport) -> None:
+        attempts = {row.id: row.attempts + 1 for row in chunk}
+        emails = {row.id: row.contact.email for row in chunk}
+        outcomes = []
+        now = utcnow()
+        for result in results:
+            state = _STATE_OF[result.status]
+            retry_at = None
+            if state == ledger.RETRY:
+                if attempts[result.id] >= MAX_ATTEMPTS:
+                    state = ledger.FAILED
+                else:
+                    retry_at = now + RETRY_DELAY
+            outcomes.append(ledger.Outcome(
+                id=result.id, state=state, provider_status=result.status.value,
+                provider_message_id=result.provider_id, error=result.error, retry_at=retry_at))
+            report.outcomes[state] += 1
+            if result.error:
+                report.errors[result.error[:120]] += 1
+        with self.store.transaction() as conn:
+            ledger.record(conn, outcomes)
+            for result in results:
+                if result.suppress:
+                    add_suppression(conn, emails[result.id], result.suppress, "bounce")

@@ -1,0 +1,93 @@
+"""Unsubscribe tokens: the edition, the address and the language, signed with HMAC-SHA256."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+
+from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.settings import Settings
+
+_SIG_BYTES = 16  # 128 bits: beyond guessing, short enough for a tidy link
+
+
+@dataclass(frozen=True)
+class TokenData:
+    """What a valid token names."""
+
+    edition: str
+    email: str
+    lang: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Makes and checks tokens with one key."""
+
+    def __init__(self, key: str) -> None:
+        if len(key) < 16:
+            raise ConfigError("CLUBJAPON_SECRET is too short: use at least 16 random characters")
+        self._key = key.encode("utf-8")
+
+    def _sign(self, payload: bytes) -> bytes:
+        mac = hmac.new(self._key, b"unsubscribe\x00" + payload, hashlib.sha256)
+        return mac.digest()[:_SIG_BYTES]
+
+    def make(self, edition: str, email: str, lang: str) -> str:
+        """Return the URL-safe token for one reader of one edition."""
+        payload = f"{edition}\n{email}\n{lang}".encode()
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def read(self, token: str) -> TokenData | None:
+        """Return what the token names, or None when it is malformed or forged."""
+        try:
+            body, sig = token.split(".", 1)
+            payload = _unb64(body)
+            given = _unb64(sig)
+        except (ValueError, TypeError):
+            return None
+        if not hmac.compare_digest(given, self._sign(payload)):
+            return None
+        try:
+            edition, email, lang = payload.decode("utf-8").split("\n")
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return TokenData(edition, email, lang)
+
+
+def signing_key(settings: Settings, *, allow_generated: bool) -> str:
+    """CLUBJAPON_SECRET, or for the local outbox a key generated once under var/."""
+    if settings.secret:
+        return settings.secret
+    if not allow_generated:
+        raise ConfigError(
+            "CLUBJAPON_SECRET is not set: unsubscribe links cannot be signed "
+            "(set it in .env to a long random string)"
+        )
+    path = settings.root / "var" / "secret.key"
+    if path.is_file():
+        return path.read_text(encoding="ascii").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    # Created owner-only before the key is written, so it is never readable by others.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key)
+    return key
+
+
+def unsubscribe_url(settings: Settings, signer: TokenSigner, edition: str, email: str,
+                    lang: str) -> str:
+    """The https link for one reader: CLUBJAPON_PUBLIC_URL/unsubscribe/<token>."""
+    return f"{settings.public_url}/unsubscribe/{signer.make(edition, email, lang)}"

@@ -1,0 +1,69 @@
+"""The transport interface and the closed list of per-recipient statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.newsletter.render import PersonalMessage
+
+
+class Status(StrEnum):
+    """What a provider said about one recipient."""
+
+    SENT = "sent"  # accepted for delivery by the server or API
+    QUEUED = "queued"  # accepted, delivery will happen later
+    REJECTED = "rejected"  # refused for this recipient (invalid, blocked): permanent
+    FAILED = "failed"  # permanent failure for this message
+    RETRY = "retry"  # transient failure: try again later
+    UNKNOWN = "unknown"  # handed over, then no answer: may or may not have been delivered
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to hand over: the ledger row it stands for and its content."""
+
+    id: int
+    envelope_to: str
+    message: PersonalMessage
+    edition: str
+    subject_prefix: str = ""
+
+    def mime(self, builder: MimeBuilder) -> bytes:
+        """The whole message as bytes, for transports that speak MIME."""
+        return builder.build(
+            self.message, edition=self.edition, subject_prefix=self.subject_prefix,
+            to_address=self.envelope_to,
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """The provider's answer for one message."""
+
+    id: int
+    status: Status
+    provider_id: str | None = None
+    error: str | None = None
+    # Set when the answer proves the address is bad (hard bounce, invalid recipient).
+    suppress: str | None = None
+
+
+class Transport(Protocol):
+    """Hands batches of messages to a mail server or an email API."""
+
+    name: str
+    batch_size: int
+    # True when a batch can carry an idempotency key that makes a resend harmless.
+    idempotent: bool
+
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
+        """Hand the batch over; return one result per message, in order."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

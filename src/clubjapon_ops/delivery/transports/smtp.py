@@ -1,0 +1,206 @@
+"""SMTP over persistent connections, several at once; 4xx is transient, 5xx permanent."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+import ssl
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
+
+log = logging.getLogger(__name__)
+
+# Replies that prove the mailbox does not exist or cannot take mail: suppress the address.
+_BAD_MAILBOX = (550, 551, 553)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Where and how to connect."""
+
+    host: str
+    port: int
+    security: str = "none"  # none | starttls | tls
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    connections: int = 4
+    attempts: int = 3
+    retry_wait: float = 2.0
+
+
+class _Connection:
+    """One SMTP session, reopened when it drops."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self.client: smtplib.SMTP | None = None
+
+    def open(self) -> smtplib.SMTP:
+        if self.client is not None:
+            return self.client
+        c = self.config
+        context = ssl.create_default_context()
+        client: smtplib.SMTP
+        if c.security == "tls":
+            client = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=context)
+        else:
+            client = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+        client.ehlo()
+        if c.security == "starttls":
+            client.starttls(context=context)
+            client.ehlo()
+        if c.username:
+            client.login(c.username, c.password or "")
+        self.client = client
+        return client
+
+    def drop(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            finally:
+                self.client = None
+
+    def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self.client.quit()
+            self.drop()
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return f"{code} {message}".strip()
+
+
+class SmtpTransport:
+    """Sends through an SMTP server over a few persistent connections in parallel."""
+
+    name = "smtp"
+    idempotent = False
+
+    def __init__(self, config: SmtpConfig, mail_from: str, builder: MimeBuilder) -> None:
+        self.config = config
+        self.mail_from = mail_from
+        self.builder = builder
+        self.batch_size = 50 * config.connections
+        self._local = threading.local()
+        self._all: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=config.connections,
+                                        thread_name_prefix="smtp")
+
+    def _connection(self) -> _Connection:
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _Connection(self.config)
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
+        """Spread the batch over the connections; results come back in batch order."""
+        n = self.config.connections
+        slices = [batch[i::n] for i in range(n)]
+        done = self._pool.map(self._send_slice, slices)
+        by_id = {r.id: r for results in done for r in results}
+        return [by_id[item.id] for item in batch]
+
+    def _send_slice(self, items: Sequence[Outgoing]) -> list[Result]:
+        return [self._send_with_retries(item) for item in items]
+
+    def _send_with_retries(self, item: Outgoing) -> Result:
+        def log_retry(state: RetryCallState) -> None:
+            result = state.outcome.result() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0
+            log.warning("smtp transient failure, retrying", extra={
+                "attempt": state.attempt_number, "error": getattr(result, "error", None),
+                "wait_s": round(wait, 2)})
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.config.attempts),
+            wait=wait_exponential_jitter(initial=self.config.retry_wait, max=60),
+            retry=retry_if_result(lambda r: r.status is Status.RETRY),
+            before_sleep=log_retry,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        result: Result = retrying(self._send_once, item)
+        return result
+
+    def _send_once(self, item: Outgoing) -> Result:
+        conn = self._connection()
+        stage = "connect"
+        try:
+            client = conn.open()
+            stage = "mail"
+            code, text = client.mail(self.mail_from)
+            if code != 250:
+                return self._refused(conn, item, code, text, envelope=True)
+            stage = "rcpt"
+            code, text = client.rcpt(item.envelope_to)
+            if code not in (250, 251):
+                return self._refused(conn, item, code, text, envelope=False)
+            stage = "data"
+            code, text = client.data(item.mime(self.builder))
+        except smtplib.SMTPResponseException as exc:
+            # data() raises instead of returning for a refused DATA command or message.
+            if exc.smtp_code == 421:  # the server is closing the session
+                conn.drop()
+            else:
+                self._reset(conn)
+            status = Status.RETRY if 400 <= exc.smtp_code < 500 else Status.FAILED
+            return Result(item.id, status, error=_reply(exc.smtp_code, exc.smtp_error))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            conn.drop()
+            if stage == "data":
+                # The message may have been taken before the line dropped: never resend it
+                # on our own.
+                return Result(item.id, Status.UNKNOWN, error=f"connection lost during DATA: {exc}")
+            return Result(item.id, Status.RETRY, error=f"connection lost at {stage}: {exc}")
+        if code == 250:
+            return Result(item.id, Status.SENT, provider_id=_reply(code, text)[:300])
+        status = Status.RETRY if 400 <= code < 500 else Status.FAILED
+        return Result(item.id, status, error=_reply(code, text))
+
+    def _refused(self, conn: _Connection, item: Outgoing, code: int, text: bytes,
+                 *, envelope: bool) -> Result:
+        self._reset(conn)
+        reply = _reply(code, text)
+        if 400 <= code < 500:
+            if code == 421:
+                conn.drop()
+            return Result(item.id, Status.RETRY, error=reply)
+        suppress = reply if not envelope and code in _BAD_MAILBOX else None
+        status = Status.REJECTED if not envelope else Status.FAILED
+        return Result(item.id, status, error=reply, suppress=suppress)
+
+    @staticmethod
+    def _reset(conn: _Connection) -> None:
+        try:
+            if conn.client is not None:
+                conn.client.rset()
+        except (smtplib.SMTPException, OSError):
+            conn.drop()
+
+    def close(self) -> None:
+        """Say QUIT on every connection and stop the threads."""
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()

@@ -1,0 +1,307 @@
+"""The ledger: one row per (edition, contact), moved only after what it records happened."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from clubjapon_ops.contacts import Contact
+from clubjapon_ops.store.schema import contacts, deliveries, suppressions
+from clubjapon_ops.store.types import utcnow
+
+PENDING, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED = (
+    "pending", "sending", "sent", "failed", "retry", "unknown", "skipped")
+STATES = (PENDING, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED)
+SENDABLE = (PENDING, RETRY)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A ledger row claimed for sending, with the contact it is for."""
+
+    id: int
+    contact: Contact
+    attempts: int
+    batch_key: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one row; applied by :func:`record`."""
+
+    id: int
+    state: str
+    provider_status: str
+    provider_message_id: str | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+def _eligible() -> Any:
+    """Contacts that may receive an edition: active, not opted out, not suppressed."""
+    return and_(
+        contacts.c.archived_at.is_(None),
+        contacts.c.opted_out.is_(False),
+        ~exists().where(suppressions.c.email == contacts.c.email),
+    )
+
+
+def _not_planned(edition: str) -> Any:
+    return ~exists().where(
+        and_(deliveries.c.edition == edition, deliveries.c.email == contacts.c.email)
+    )
+
+
+def plan_summary(conn: Connection, edition: str) -> dict[str, Any]:
+    """Audience by language and exclusions by reason, without writing anything."""
+    new_by_lang: dict[str, int] = dict(
+        conn.execute(
+            select(contacts.c.language, func.count())
+            .where(_eligible(), _not_planned(edition))
+            .group_by(contacts.c.language)
+        ).all()
+    )
+    ledger = ledger_counts(conn, edition)
+    suppressed = conn.execute(
+        select(func.count()).select_from(contacts).where(
+            contacts.c.archived_at.is_(None), contacts.c.opted_out.is_(False),
+            exists().where(suppressions.c.email == contacts.c.email), _not_planned(edition),
+        )
+    ).scalar_one()
+    opted_out = conn.execute(
+        select(func.count()).select_from(contacts).where(
+            contacts.c.archived_at.is_(None), contacts.c.opted_out.is_(True))
+    ).scalar_one()
+    archived = conn.execute(
+        select(func.count()).select_from(contacts).where(contacts.c.archived_at.is_not(None))
+    ).scalar_one()
+    return {
+        "new_by_language": new_by_lang,
+        "to_send": sum(new_by_lang.values()) + ledger.get(PENDING, 0) + ledger.get(RETRY, 0),
+        "excluded": {
+            "opted out": opted_out,
+            "suppressed": suppressed,
+            "archived": archived,
+            "already sent": ledger.get(SENT, 0),
+            "failed before": ledger.get(FAILED, 0),
+            "unknown (needs --resend-unknown)": ledger.get(UNKNOWN, 0),
+        },
+    }
+
+
+def plan(conn: Connection, edition: str) -> int:
+    """Add a pending row for every eligible contact not yet in this edition's ledger."""
+    now = utcnow()
+    query = select(
+        contacts.c.email, contacts.c.id, contacts.c.language,
+    ).where(_eligible(), _not_planned(edition))
+    rows = [
+        {"edition": edition, "email": e, "contact_id": cid, "lang": lang, "state": PENDING,
+         "attempts": 0, "created_at": now, "updated_at": now}
+        for e, cid, lang in conn.execute(query)
+    ]
+    if rows:
+        conn.execute(insert(deliveries), rows)
+    return len(rows)
+
+
+def recover(
+    conn: Connection, edition: str, is_gone: Callable[[str], bool], now: datetime | None = None
+) -> dict[str, int]:
+    """Settle rows left 'sending' by a process that is gone or whose lease ran out.
+
+    A row whose batch carried an idempotency key that is still valid goes back to 'retry'
+    with its key (the provider drops the copy if the first send went through); any other
+    becomes 'unknown': it may or may not have been delivered.
+    """
+    now = now or utcnow()
+    rows = conn.execute(
+        select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.lease_expires_at,
+               deliveries.c.batch_key, deliveries.c.batch_key_expires_at)
+        .where(deliveries.c.edition == edition, deliveries.c.state == SENDING)
+    ).all()
+    settled: Counter[str] = Counter()
+    for row in rows:
+        lease_over = row.lease_expires_at is not None and row.lease_expires_at < now
+        if not (lease_over or is_gone(row.claimed_by or "")):
+            continue
+        resend = row.batch_key is not None and row.batch_key_expires_at is not None and (
+            row.batch_key_expires_at > now)
+        state = RETRY if resend else UNKNOWN
+        conn.execute(
+            update(deliveries).where(deliveries.c.id == row.id).values(
+                state=state, claimed_by=None, lease_expires_at=None, updated_at=now,
+                last_error="interrupted while sending",
+                **({} if resend else {"batch_key": None}),
+            )
+        )
+        settled[state] += 1
+    return dict(settled)
+
+
+def resend_unknown(conn: Connection, edition: str) -> int:
+    """Put 'unknown' rows back to 'pending' (the operator accepts a possible duplicate)."""
+    return conn.execute(
+        update(deliveries)
+        .where(deliveries.c.edition == edition, deliveries.c.state == UNKNOWN)
+        .values(state=PENDING, batch_key=None, batch_key_expires_at=None, updated_at=utcnow())
+    ).rowcount
+
+
+def _to_claimed(row: Any) -> Claimed:
+    contact = Contact(
+        email=row.email, source=row.source or "ledger", first_name=row.first_name,
+        last_name=row.last_name, company=row.company, language=row.lang,
+    )
+    return Claimed(id=row.id, contact=contact, attempts=row.attempts, batch_key=row.batch_key)
+
+
+def claim(
+    conn: Connection, edition: str, worker: str, limit: int, lease: timedelta,
+    now: datetime | None = None,
+) -> list[Claimed]:
+    """Move up to ``limit`` sendable rows to 'sending' for this worker and return them.
+
+    Rows of an interrupted batch that kept its idempotency key are claimed together, alone,
+    so the batch can be sent again exactly as it was.
+    """
+    now = now or utcnow()
+    base = (
+        select(deliveries.c.id, deliveries.c.email, deliveries.c.lang, deliveries.c.attempts,
+               deliveries.c.batch_key, contacts.c.first_name, contacts.c.last_name,
+               contacts.c.company, contacts.c.source)
+        .select_from(deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id))
+        .where(deliveries.c.edition == edition, deliveries.c.state.in_(SENDABLE))
+    )
+    keyed = conn.execute(
+        select(deliveries.c.batch_key)
+        .where(deliveries.c.edition == edition, deliveries.c.state == RETRY,
+               deliveries.c.batch_key.is_not(None))
+        .limit(1)
+    ).scalar()
+    if keyed is not None:
+        query = base.where(deliveries.c.batch_key == keyed).order_by(deliveries.c.id)
+    else:
+        query = (
+            base.where(or_(deliveries.c.next_attempt_at.is_(None),
+                           deliveries.c.next_attempt_at <= now))
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=deliveries, skip_locked=True)
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    suppressed = set(conn.execute(
+        select(suppressions.c.email).where(suppressions.c.email.in_([r.email for r in rows]))
+    ).scalars())
+    if suppressed:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.edition == edition, deliveries.c.email.in_(suppressed),
+                   deliveries.c.state.in_(SENDABLE))
+            .values(state=SKIPPED, last_error="suppressed before sending", updated_at=now)
+        )
+    rows = [r for r in rows if r.email not in suppressed]
+    if rows:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_([r.id for r in rows]))
+            .values(state=SENDING, claimed_by=worker, lease_expires_at=now + lease,
+                    attempts=deliveries.c.attempts + 1, updated_at=now)
+        )
+    return [_to_claimed(r) for r in rows]
+
+
+def earliest_retry(conn: Connection, edition: str) -> datetime | None:
+    """When the next 'retry' row becomes due, if any."""
+    value = conn.execute(
+        select(func.min(deliveries.c.next_attempt_at))
+        .where(deliveries.c.edition == edition, deliveries.c.state == RETRY)
+    ).scalar()
+    return value if isinstance(value, datetime) or value is None else None
+
+
+def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datetime) -> None:
+    """Record the idempotency key a batch is about to be sent with."""
+    conn.execute(
+        update(deliveries).where(deliveries.c.id.in_(list(ids)))
+        .values(batch_key=key, batch_key_expires_at=expires)
+    )
+
+
+def record(conn: Connection, outcomes: Iterable[Outcome]) -> None:
+    """Write each row's outcome; rows leave 'sending' only here."""
+    now = utcnow()
+    params = [
+        {"b_id": o.id, "state": o.state, "provider_status": o.provider_status,
+         "provider_message_id": o.provider_message_id, "last_error": o.error,
+         "next_attempt_at": o.retry_at, "sent_at": now if o.state == SENT else None,
+         "claimed_by": None, "lease_expires_at": None, "updated_at": now}
+        for o in outcomes
+    ]
+    if params:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == SENDING),
+            params,
+        )
+
+
+def ledger_counts(conn: Connection, edition: str) -> dict[str, int]:
+    """Rows of one edition by state."""
+    return dict(conn.execute(
+        select(deliveries.c.state, func.count())
+        .where(deliveries.c.edition == edition)
+        .group_by(deliveries.c.state)
+    ).all())
+
+
+def ledger_report(conn: Connection, edition: str) -> dict[str, Any]:
+    """Counts by state, by language, and failures by error, for status and summaries."""
+    by_lang: dict[str, dict[str, int]] = {}
+    for lang, state, n in conn.execute(
+        select(deliveries.c.lang, deliveries.c.state, func.count())
+        .where(deliveries.c.edition == edition)
+        .group_by(deliveries.c.lang, deliveries.c.state)
+    ):
+        by_lang.setdefault(lang, {})[state] = n
+    errors: dict[str, int] = dict(conn.execute(
+        select(deliveries.c.last_error, func.count())
+        .where(deliveries.c.edition == edition,
+               deliveries.c.state.in_((FAILED, RETRY, UNKNOWN, SKIPPED)))
+        .group_by(deliveries.c.last_error)
+        .order_by(func.count().desc())
+        .limit(10)
+    ).all())
+    return {"by_state": ledger_counts(conn, edition), "by_language": by_lang, "errors": errors}
+
+
+def editions_in_ledger(conn: Connection) -> list[str]:
+    """Editions that have ledger rows."""
+    return list(conn.execute(select(deliveries.c.edition).distinct()).scalars())
+
+
+def iter_audience(conn: Connection, edition: str) -> Iterable[Contact]:
+    """Stream who a send would reach now: new eligible contacts and rows still to send."""
+    rows = conn.execution_options(yield_per=500).execute(
+        select(contacts)
+        .where(_eligible())
+        .where(or_(
+            _not_planned(edition),
+            exists().where(and_(deliveries.c.edition == edition,
+                                deliveries.c.email == contacts.c.email,
+                                deliveries.c.state.in_(SENDABLE))),
+        ))
+        .order_by(contacts.c.id)
+    )
+    for row in rows:
+        yield Contact(email=row.email, source=row.source, first_name=row.first_name,
+                      last_name=row.last_name, company=row.company, language=row.language)
