@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clubjapon_ops.delivery.ratelimit import TokenBucket
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
@@ -24,6 +24,9 @@ from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression
 from clubjapon_ops.store.types import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,9 @@ class CampaignSender:
         self.stop = stop or threading.Event()
         self.progress = progress
         self.worker = worker_id()
+        self._lock = threading.Lock()
+        self._report = SendReport(self.edition, transport.name)
+        self._total = self._done = self._failures_in_a_row = 0
 
     def prepare(self, *, resend_unknown: bool = False) -> SendReport:
         """Settle rows of interrupted runs, then plan the audience into pending rows."""
@@ -138,35 +144,83 @@ class CampaignSender:
             total = min(limit or 10**12, sum(
                 n for s, n in ledger.ledger_counts(conn, self.edition).items()
                 if s in ledger.SENDABLE))
-        done, failures_in_a_row = 0, 0
+        self._total, self._done, self._failures_in_a_row = total, 0, 0
+        self._report = report
+        per_message = self.transport.per_message
         lease = timedelta(seconds=max(300.0, 2 * self.transport.batch_size / (self.rate or 50)))
-        while not self.stop.is_set() and done < total:
-            with self.store.transaction() as conn:
-                claimed = ledger.claim(conn, self.edition, self.worker,
-                                       min(self.transport.batch_size, total - done), lease)
-            if not claimed:
-                break
-            for chunk in self._chunks(claimed):
-                results = self._send(chunk)
-                self._record(chunk, results, report)
-                done += len(chunk)
-                for result in results:
-                    failures_in_a_row = 0 if result.status in (Status.SENT, Status.QUEUED) else (
-                        failures_in_a_row + 1)
-                if self.progress:
-                    self.progress(done, total)
-                if failures_in_a_row >= self.error_budget:
-                    last = results[-1].error or results[-1].status
-                    report.paused = (f"{failures_in_a_row} failures in a row (last: {last}); "
-                                     "the provider may be down")
-                    log.error("send paused", extra={"reason": report.paused})
+        try:
+            while not self.stop.is_set() and not report.paused and self._done < total:
+                with self.store.transaction() as conn:
+                    claimed = ledger.claim(
+                        conn, self.edition, self.worker,
+                        min(self.transport.batch_size, total - self._done), lease,
+                        state=ledger.CLAIMED if per_message else ledger.SENDING)
+                if not claimed:
                     break
-            if report.paused:
-                break
+                if per_message:
+                    self._send_one_by_one(claimed)
+                else:
+                    for chunk in self._chunks(claimed):
+                        results = self._send(chunk)
+                        outcomes = [self._outcome(r, chunk) for r in results]
+                        with self.store.transaction() as conn:
+                            self._apply(conn, outcomes, results, chunk)
+                        self._count(results)
+                        if report.paused:
+                            break
+        finally:
+            with self.store.transaction() as conn:
+                ledger.release(conn, self.edition, self.worker)
+                report.ledger = ledger.ledger_counts(conn, self.edition)
         report.interrupted = self.stop.is_set()
-        with self.store.transaction() as conn:
-            report.ledger = ledger.ledger_counts(conn, self.edition)
         return report
+
+    def _send_one_by_one(self, claimed: list[ledger.Claimed]) -> None:
+        """Lanes in parallel, one per connection; each row is marked 'sending' in the same
+        transaction that records the previous row's answer, so a crash leaves at most one
+        uncertain row per lane."""
+        lanes = [claimed[i::self.transport.concurrency]
+                 for i in range(self.transport.concurrency)]
+        threads = [threading.Thread(target=self._lane, args=(lane,), name=f"lane-{i}")
+                   for i, lane in enumerate(lanes) if lane]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _lane(self, rows: list[ledger.Claimed]) -> None:
+        pending: tuple[ledger.Outcome, Result, ledger.Claimed] | None = None
+        try:
+            for row in rows:
+                if self.stop.is_set() or self._report.paused:
+                    break
+                outgoing = self._outgoing(row)
+                self.bucket.acquire()
+                with self.store.transaction() as conn:
+                    if pending:
+                        self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
+                    ledger.mark_sending(conn, [row.id])
+                result = self._hand_over([outgoing])[0]
+                pending = (self._outcome(result, [row]), result, row)
+                self._count([result])
+        finally:
+            if pending:
+                with self.store.transaction() as conn:
+                    self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
+
+    def _count(self, results: Sequence[Result]) -> None:
+        with self._lock:
+            for result in results:
+                ok = result.status in (Status.SENT, Status.QUEUED)
+                self._failures_in_a_row = 0 if ok else self._failures_in_a_row + 1
+                if self._failures_in_a_row >= self.error_budget and not self._report.paused:
+                    last = result.error or result.status
+                    self._report.paused = (f"{self._failures_in_a_row} failures in a row "
+                                           f"(last: {last}); the provider may be down")
+                    log.error("send paused", extra={"reason": self._report.paused})
+            self._done += len(results)
+            if self.progress:
+                self.progress(self._done, self._total)
 
     def _chunks(self, claimed: list[ledger.Claimed]) -> list[list[ledger.Claimed]]:
         """Rows to hand over together: a keyed batch as it was, else about a second's worth."""
@@ -175,12 +229,12 @@ class CampaignSender:
         step = max(1, int(self.rate))
         return [claimed[i:i + step] for i in range(0, len(claimed), step)]
 
+    def _outgoing(self, row: ledger.Claimed) -> Outgoing:
+        return Outgoing(id=row.id, envelope_to=row.contact.email,
+                        message=self.newsletter.personalise(row.contact), edition=self.edition)
+
     def _send(self, chunk: Sequence[ledger.Claimed]) -> list[Result]:
-        outgoing = [
-            Outgoing(id=row.id, envelope_to=row.contact.email,
-                     message=self.newsletter.personalise(row.contact), edition=self.edition)
-            for row in chunk
-        ]
+        outgoing = [self._outgoing(row) for row in chunk]
         key = None
         if self.transport.idempotent:
             # Record the key before the request: after a crash the same batch goes again
@@ -191,6 +245,9 @@ class CampaignSender:
                     ledger.set_batch_key(conn, [r.id for r in chunk], key,
                                          utcnow() + IDEMPOTENCY_VALIDITY)
         self.bucket.acquire(len(chunk))
+        return self._hand_over(outgoing, key)
+
+    def _hand_over(self, outgoing: Sequence[Outgoing], key: str | None = None) -> list[Result]:
         try:
             return self.transport.send(outgoing, key)
         except Exception as exc:  # the transport could not answer per message
@@ -198,28 +255,27 @@ class CampaignSender:
             status = Status.RETRY if key else Status.UNKNOWN
             return [Result(o.id, status, error=f"transport error: {exc}") for o in outgoing]
 
-    def _record(self, chunk: Sequence[ledger.Claimed], results: Sequence[Result],
-                report: SendReport) -> None:
-        attempts = {row.id: row.attempts + 1 for row in chunk}
-        emails = {row.id: row.contact.email for row in chunk}
-        outcomes = []
-        now = utcnow()
-        for result in results:
-            state = _STATE_OF[result.status]
-            retry_at = None
-            if state == ledger.RETRY:
-                if attempts[result.id] >= MAX_ATTEMPTS:
-                    state = ledger.FAILED
-                else:
-                    retry_at = now + RETRY_DELAY
-            outcomes.append(ledger.Outcome(
-                id=result.id, state=state, provider_status=result.status.value,
-                provider_message_id=result.provider_id, error=result.error, retry_at=retry_at))
-            report.outcomes[state] += 1
+    def _outcome(self, result: Result, rows: Sequence[ledger.Claimed]) -> ledger.Outcome:
+        attempts = next(r.attempts for r in rows if r.id == result.id) + 1
+        state = _STATE_OF[result.status]
+        retry_at = None
+        if state == ledger.RETRY:
+            if attempts >= MAX_ATTEMPTS:
+                state = ledger.FAILED
+            else:
+                retry_at = utcnow() + RETRY_DELAY
+        with self._lock:
+            self._report.outcomes[state] += 1
             if result.error:
-                report.errors[result.error[:120]] += 1
-        with self.store.transaction() as conn:
-            ledger.record(conn, outcomes)
-            for result in results:
-                if result.suppress:
-                    add_suppression(conn, emails[result.id], result.suppress, "bounce")
+                self._report.errors[result.error[:120]] += 1
+        return ledger.Outcome(
+            id=result.id, state=state, provider_status=result.status.value,
+            provider_message_id=result.provider_id, error=result.error, retry_at=retry_at)
+
+    def _apply(self, conn: Connection, outcomes: Sequence[ledger.Outcome],
+               results: Sequence[Result], rows: Sequence[ledger.Claimed]) -> None:
+        ledger.record(conn, outcomes)
+        emails = {row.id: row.contact.email for row in rows}
+        for result in results:
+            if result.suppress:
+                add_suppression(conn, emails[result.id], result.suppress, "bounce")

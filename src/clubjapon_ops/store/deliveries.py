@@ -15,9 +15,11 @@ from clubjapon_ops.contacts import Contact
 from clubjapon_ops.store.schema import contacts, deliveries, suppressions
 from clubjapon_ops.store.types import utcnow
 
-PENDING, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED = (
-    "pending", "sending", "sent", "failed", "retry", "unknown", "skipped")
-STATES = (PENDING, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED)
+PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED = (
+    "pending", "claimed", "sending", "sent", "failed", "retry", "unknown", "skipped")
+# claimed: reserved by a sender, not handed over yet (safe to give back);
+# sending: handed over, answer not recorded yet (uncertain if the sender dies).
+STATES = (PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED)
 SENDABLE = (PENDING, RETRY)
 
 
@@ -122,9 +124,10 @@ def recover(
     """
     now = now or utcnow()
     rows = conn.execute(
-        select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.lease_expires_at,
-               deliveries.c.batch_key, deliveries.c.batch_key_expires_at)
-        .where(deliveries.c.edition == edition, deliveries.c.state == SENDING)
+        select(deliveries.c.id, deliveries.c.state, deliveries.c.claimed_by,
+               deliveries.c.lease_expires_at, deliveries.c.batch_key,
+               deliveries.c.batch_key_expires_at)
+        .where(deliveries.c.edition == edition, deliveries.c.state.in_((CLAIMED, SENDING)))
     ).all()
     settled: Counter[str] = Counter()
     for row in rows:
@@ -133,6 +136,12 @@ def recover(
             continue
         resend = row.batch_key is not None and row.batch_key_expires_at is not None and (
             row.batch_key_expires_at > now)
+        if row.state == CLAIMED:
+            # Never handed over: it simply goes back in the queue.
+            conn.execute(update(deliveries).where(deliveries.c.id == row.id).values(
+                state=PENDING, claimed_by=None, lease_expires_at=None, updated_at=now))
+            settled["released"] += 1
+            continue
         state = RETRY if resend else UNKNOWN
         conn.execute(
             update(deliveries).where(deliveries.c.id == row.id).values(
@@ -164,9 +173,12 @@ def _to_claimed(row: Any) -> Claimed:
 
 def claim(
     conn: Connection, edition: str, worker: str, limit: int, lease: timedelta,
-    now: datetime | None = None,
+    now: datetime | None = None, state: str = SENDING,
 ) -> list[Claimed]:
-    """Move up to ``limit`` sendable rows to 'sending' for this worker and return them.
+    """Move up to ``limit`` sendable rows to ``state`` for this worker and return them.
+
+    ``state`` is 'sending' when the whole batch is handed over at once, or 'claimed' when
+    each row will be moved to 'sending' just before its own hand-over (:func:`advance`).
 
     Rows of an interrupted batch that kept its idempotency key are claimed together, alone,
     so the batch can be sent again exactly as it was.
@@ -214,7 +226,7 @@ def claim(
         conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_([r.id for r in rows]))
-            .values(state=SENDING, claimed_by=worker, lease_expires_at=now + lease,
+            .values(state=state, claimed_by=worker, lease_expires_at=now + lease,
                     attempts=deliveries.c.attempts + 1, updated_at=now)
         )
     return [_to_claimed(r) for r in rows]
@@ -237,22 +249,54 @@ def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datet
     )
 
 
+# Built once: the per-message path runs these thousands of times a second, and a
+# prebuilt statement skips SQLAlchemy's construction and cache-key work.
+_MARK_SENDING = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == CLAIMED)
+    .values(state=SENDING)
+)
+_RECORD = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == SENDING)
+    .values(
+        state=bindparam("b_state"), provider_status=bindparam("b_provider_status"),
+        provider_message_id=bindparam("b_provider_message_id"),
+        last_error=bindparam("b_last_error"), next_attempt_at=bindparam("b_next_attempt_at"),
+        sent_at=bindparam("b_sent_at"), updated_at=bindparam("b_updated_at"),
+        claimed_by=None, lease_expires_at=None,
+    )
+)
+
+
+def mark_sending(conn: Connection, ids: Sequence[int]) -> None:
+    """Claimed rows are about to be handed over."""
+    conn.execute(_MARK_SENDING, [{"b_id": i} for i in ids])
+
+
+def release(conn: Connection, edition: str, worker: str) -> int:
+    """Give back this worker's claimed rows that were never handed over."""
+    return conn.execute(
+        update(deliveries)
+        .where(deliveries.c.edition == edition, deliveries.c.state == CLAIMED,
+               deliveries.c.claimed_by == worker)
+        .values(state=PENDING, claimed_by=None, lease_expires_at=None,
+                attempts=deliveries.c.attempts - 1, updated_at=utcnow())
+    ).rowcount
+
+
 def record(conn: Connection, outcomes: Iterable[Outcome]) -> None:
     """Write each row's outcome; rows leave 'sending' only here."""
     now = utcnow()
     params = [
-        {"b_id": o.id, "state": o.state, "provider_status": o.provider_status,
-         "provider_message_id": o.provider_message_id, "last_error": o.error,
-         "next_attempt_at": o.retry_at, "sent_at": now if o.state == SENT else None,
-         "claimed_by": None, "lease_expires_at": None, "updated_at": now}
+        {"b_id": o.id, "b_state": o.state, "b_provider_status": o.provider_status,
+         "b_provider_message_id": o.provider_message_id, "b_last_error": o.error,
+         "b_next_attempt_at": o.retry_at, "b_sent_at": now if o.state == SENT else None,
+         "b_updated_at": now}
         for o in outcomes
     ]
     if params:
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == SENDING),
-            params,
-        )
+        conn.execute(_RECORD, params)
 
 
 def ledger_counts(conn: Connection, edition: str) -> dict[str, int]:

@@ -13,7 +13,7 @@ from clubjapon_ops.store import Store
 
 def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     """Build the Flask app; the store opens on first use so a page can load without it."""
-    from clubjapon_ops.web import preview
+    from clubjapon_ops.web import preview, unsubscribe
 
     app = Flask(
         __name__,
@@ -25,4 +25,7 @@ def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     # Marketing edits templates while the page is open: always re-read them.
     app.config["TEMPLATES_AUTO_RELOAD"] = True
     app.register_blueprint(preview.blueprint)
+    app.register_blueprint(unsubscribe.blueprint)
+    # Webhooks and forms are small; refuse anything large before reading it.
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     return app

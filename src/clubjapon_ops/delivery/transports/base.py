@@ -59,6 +59,10 @@ class Transport(Protocol):
     batch_size: int
     # True when a batch can carry an idempotency key that makes a resend harmless.
     idempotent: bool
+    # True when messages go one at a time (SMTP, files): the sender then records each
+    # answer before the next hand-over, over ``concurrency`` lanes in parallel.
+    per_message: bool
+    concurrency: int
 
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
         """Hand the batch over; return one result per message, in order."""

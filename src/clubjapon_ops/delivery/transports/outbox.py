@@ -25,6 +25,8 @@ class OutboxTransport:
     name = "outbox"
     batch_size = 200
     idempotent = False
+    per_message = True
+    concurrency = 1
 
     def __init__(self, root: Path, builder: MimeBuilder) -> None:
         self.root = root

@@ -8,7 +8,6 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tenacity import (
@@ -93,17 +92,18 @@ class SmtpTransport:
 
     name = "smtp"
     idempotent = False
+    per_message = True
 
     def __init__(self, config: SmtpConfig, mail_from: str, builder: MimeBuilder) -> None:
         self.config = config
         self.mail_from = mail_from
         self.builder = builder
         self.batch_size = 50 * config.connections
+        self.concurrency = config.connections
+        # One connection per calling thread: the sender runs one lane per connection.
         self._local = threading.local()
         self._all: list[_Connection] = []
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=config.connections,
-                                        thread_name_prefix="smtp")
 
     def _connection(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
@@ -114,15 +114,8 @@ class SmtpTransport:
         return conn
 
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
-        """Spread the batch over the connections; results come back in batch order."""
-        n = self.config.connections
-        slices = [batch[i::n] for i in range(n)]
-        done = self._pool.map(self._send_slice, slices)
-        by_id = {r.id: r for results in done for r in results}
-        return [by_id[item.id] for item in batch]
-
-    def _send_slice(self, items: Sequence[Outgoing]) -> list[Result]:
-        return [self._send_with_retries(item) for item in items]
+        """Send each message in turn over this thread's connection."""
+        return [self._send_with_retries(item) for item in batch]
 
     def _send_with_retries(self, item: Outgoing) -> Result:
         def log_retry(state: RetryCallState) -> None:
@@ -198,8 +191,7 @@ class SmtpTransport:
             conn.drop()
 
     def close(self) -> None:
-        """Say QUIT on every connection and stop the threads."""
-        self._pool.shutdown(wait=True)
+        """Say QUIT on every connection."""
         with self._lock:
             for conn in self._all:
                 conn.close()

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from clubjapon_ops.contacts import Contact
+from clubjapon_ops.store import Store
+from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store.contacts import add_suppression, upsert_contacts
+from clubjapon_ops.store.schema import contacts, deliveries
+
+E = "2025-11-04-lille"
+LEASE = timedelta(minutes=5)
+
+
+def seed(store: Store, n: int = 6) -> None:
+    people = [Contact(email=f"p{i}@example.com", source="csv", language="fr") for i in range(n)]
+    people.append(Contact(email="out@example.com", source="csv", opted_out=True))
+    with store.transaction() as conn:
+        upsert_contacts(conn, people)
+        add_suppression(conn, "p0@example.com", "clicked unsubscribe", "unsubscribe")
+        conn.execute(update(contacts).where(contacts.c.email == "p1@example.com")
+                     .values(archived_at=datetime(2025, 1, 1, tzinfo=UTC)))
+
+
+def states(store: Store) -> dict[str, str]:
+    with store.transaction() as conn:
+        return dict(conn.execute(select(deliveries.c.email, deliveries.c.state)).all())
+
+
+def test_plan_takes_active_unsuppressed_contacts_once(send_store: Store) -> None:
+    seed(send_store)
+    with send_store.transaction() as conn:
+        summary = ledger.plan_summary(conn, E)
+        assert ledger.plan(conn, E) == 4
+        assert ledger.plan(conn, E) == 0
+    assert summary["to_send"] == 4
+    assert summary["excluded"]["opted out"] == 1
+    assert summary["excluded"]["suppressed"] == 1
+    assert summary["excluded"]["archived"] == 1
+    assert set(states(send_store)) == {"p2@example.com", "p3@example.com", "p4@example.com",
+                                       "p5@example.com"}
+
+
+def test_claim_then_record_moves_rows_only_as_told(send_store: Store) -> None:
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        first = ledger.claim(conn, E, "w1", 3, LEASE)
+    assert len(first) == 3 and set(states(send_store).values()) == {"sending", "pending"}
+    with send_store.transaction() as conn:
+        ledger.record(conn, [
+            ledger.Outcome(first[0].id, ledger.SENT, "sent", "id-1"),
+            ledger.Outcome(first[1].id, ledger.FAILED, "rejected", error="550 no such user"),
+            ledger.Outcome(first[2].id, ledger.RETRY, "retry", error="451 later",
+                           retry_at=datetime.now(UTC) + timedelta(minutes=5)),
+        ])
+        # The retry row is not due yet: only the last pending row is claimable.
+        second = ledger.claim(conn, E, "w1", 10, LEASE)
+    assert [c.contact.email for c in second] == ["p5@example.com"]
+    counts = states(send_store)
+    assert sorted(counts.values()) == ["failed", "retry", "sending", "sent"]
+
+
+def test_an_unsubscribe_after_planning_skips_the_row(send_store: Store) -> None:
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        add_suppression(conn, "p3@example.com", "clicked unsubscribe", "unsubscribe")
+        claimed = ledger.claim(conn, E, "w1", 10, LEASE)
+    assert "p3@example.com" not in {c.contact.email for c in claimed}
+    assert states(send_store)["p3@example.com"] == "skipped"
+
+
+def test_recover_makes_rows_of_a_dead_worker_unknown_or_retry_under_a_valid_key(
+    send_store: Store,
+) -> None:
+    seed(send_store)
+    now = datetime.now(UTC)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        claimed = ledger.claim(conn, E, "dead:1:x", 10, LEASE)
+        ledger.set_batch_key(conn, [claimed[0].id], "key-valid", now + timedelta(minutes=20))
+        ledger.set_batch_key(conn, [claimed[1].id], "key-expired", now - timedelta(minutes=1))
+        assert ledger.recover(conn, E, lambda who: False) == {}  # alive and leased: untouched
+        settled = ledger.recover(conn, E, lambda who: who == "dead:1:x")
+    assert settled == {"retry": 1, "unknown": 3}
+    with send_store.transaction() as conn:
+        again = ledger.claim(conn, E, "w2", 10, LEASE)
+        # The keyed batch comes back alone, with its key, to be sent exactly as before.
+        assert [(c.id, c.batch_key) for c in again] == [(claimed[0].id, "key-valid")]
+        assert ledger.resend_unknown(conn, E) == 3
+    assert sorted(states(send_store).values()) == ["pending", "pending", "pending", "sending"]
+
+
+def test_an_expired_lease_is_recovered_whoever_held_it(send_store: Store) -> None:
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        ledger.claim(conn, E, "other-host:1:x", 10, LEASE)
+        later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+        assert ledger.recover(conn, E, lambda who: False, now=later) == {"unknown": 4}

@@ -1,0 +1,89 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that records what it received and misbehaves
+on cue: per-recipient 4xx and 5xx replies, and a dropped connection."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Behaviour:
+    """What the server does for addresses starting with a prefix."""
+
+    tempfail_times: dict[str, int] = field(default_factory=dict)  # prefix -> 451 this many times
+    reject: tuple[str, ...] = ()  # prefixes answered 550 5.1.1 at RCPT
+    drop_data_once: tuple[str, ...] = ()  # prefixes whose first DATA drops the connection
+    data_delay: float = 0.0  # seconds per message, to make a send last
+
+
+class RecordingHandler:
+    """aiosmtpd handler: keeps every accepted message, answers as Behaviour says."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.received: list[tuple[str, bytes]] = []
+        self.counts: Counter[str] = Counter()
+        self.tempfailed: Counter[str] = Counter()
+        self.dropped: set[str] = set()
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: Any) -> str:
+        for prefix, times in self.behaviour.tempfail_times.items():
+            if address.startswith(prefix) and self.tempfailed[address] < times:
+                self.tempfailed[address] += 1
+                return "451 4.7.1 Greylisted, try again later"
+        if address.startswith(self.behaviour.reject):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for address in envelope.rcpt_tos:
+            if address.startswith(self.behaviour.drop_data_once) and address not in self.dropped:
+                self.dropped.add(address)
+                server.transport.close()  # hang up without an answer
+                return "421 closing"
+        if self.behaviour.data_delay:
+            time.sleep(self.behaviour.data_delay)
+        with self.lock:
+            for address in envelope.rcpt_tos:
+                self.received.append((address, envelope.content))
+                self.counts[address] += 1
+        return "250 2.0.0 Ok: queued"
+
+    def message_for(self, address: str) -> Any:
+        """The parsed message received for an address."""
+        raw = next(content for rcpt, content in self.received if rcpt == address)
+        return message_from_bytes(raw, policy=policy.default)
+
+
+@contextmanager
+def smtp_server(behaviour: Behaviour | None = None) -> Iterator[tuple[int, RecordingHandler]]:
+    """Run the server for the duration of the block; yield its port and handler."""
+    handler = RecordingHandler(behaviour or Behaviour())
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port,
+                            data_size_limit=10 * 1024 * 1024)
+    controller.start()
+    try:
+        yield port, handler
+    finally:
+        controller.stop()
