@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,7 @@ class CampaignSender:
         self._lock = threading.Lock()
         self._report = SendReport(self.edition, transport.name)
         self._total = self._done = self._failures_in_a_row = 0
+        self._lanes: ThreadPoolExecutor | None = None
 
     def prepare(self, *, resend_unknown: bool = False) -> SendReport:
         """Settle rows of interrupted runs, then plan the audience into pending rows."""
@@ -169,6 +171,9 @@ class CampaignSender:
                         if report.paused:
                             break
         finally:
+            if self._lanes is not None:
+                self._lanes.shutdown(wait=True)
+                self._lanes = None
             with self.store.transaction() as conn:
                 ledger.release(conn, self.edition, self.worker)
                 report.ledger = ledger.ledger_counts(conn, self.edition)
@@ -179,34 +184,35 @@ class CampaignSender:
         """Lanes in parallel, one per connection; each row is marked 'sending' in the same
         transaction that records the previous row's answer, so a crash leaves at most one
         uncertain row per lane."""
-        lanes = [claimed[i::self.transport.concurrency]
-                 for i in range(self.transport.concurrency)]
-        threads = [threading.Thread(target=self._lane, args=(lane,), name=f"lane-{i}")
-                   for i, lane in enumerate(lanes) if lane]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        n = self.transport.concurrency
+        if self._lanes is None:
+            # Long-lived lane threads: a transport keeps one connection per thread.
+            self._lanes = ThreadPoolExecutor(max_workers=n, thread_name_prefix="lane")
+        for done in self._lanes.map(self._lane, [claimed[i::n] for i in range(n)]):
+            del done
 
     def _lane(self, rows: list[ledger.Claimed]) -> None:
         pending: tuple[ledger.Outcome, Result, ledger.Claimed] | None = None
-        try:
-            for row in rows:
-                if self.stop.is_set() or self._report.paused:
-                    break
-                outgoing = self._outgoing(row)
-                self.bucket.acquire()
-                with self.store.transaction() as conn:
-                    if pending:
+        # One connection for the whole lane: a pool check-out per message costs more than
+        # the two UPDATEs it carries.
+        with self.store.engine.connect() as conn:
+            try:
+                for row in rows:
+                    if self.stop.is_set() or self._report.paused:
+                        break
+                    outgoing = self._outgoing(row)
+                    self.bucket.acquire()
+                    with conn.begin():
+                        if pending:
+                            self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
+                        ledger.mark_sending(conn, [row.id])
+                    result = self._hand_over([outgoing])[0]
+                    pending = (self._outcome(result, [row]), result, row)
+                    self._count([result])
+            finally:
+                if pending:
+                    with conn.begin():
                         self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
-                    ledger.mark_sending(conn, [row.id])
-                result = self._hand_over([outgoing])[0]
-                pending = (self._outcome(result, [row]), result, row)
-                self._count([result])
-        finally:
-            if pending:
-                with self.store.transaction() as conn:
-                    self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
 
     def _count(self, results: Sequence[Result]) -> None:
         with self._lock:

@@ -87,6 +87,22 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {message}".strip()
 
 
+def _data(client: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
+    """DATA without smtplib's per-message regex passes when none is needed.
+
+    Our messages have CRLF line ends and base64 bodies, so no line starts with a dot; if one
+    ever does, smtplib's own data() does the dot-stuffing.
+    """
+    if b"\n." in message or not message.endswith(b"\r\n"):
+        return client.data(message)
+    client.putcmd("data")
+    code, text = client.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, text)
+    client.send(message + b".\r\n")
+    return client.getreply()
+
+
 class SmtpTransport:
     """Sends through an SMTP server over a few persistent connections in parallel."""
 
@@ -118,6 +134,13 @@ class SmtpTransport:
         return [self._send_with_retries(item) for item in batch]
 
     def _send_with_retries(self, item: Outgoing) -> Result:
+        first = self._send_once(item)
+        if first.status is not Status.RETRY or self.config.attempts <= 1:
+            return first
+        # Only a transient failure pays for the retry machinery.
+        return self._retry(item, first)
+
+    def _retry(self, item: Outgoing, first: Result) -> Result:
         def log_retry(state: RetryCallState) -> None:
             result = state.outcome.result() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0
@@ -132,7 +155,9 @@ class SmtpTransport:
             before_sleep=log_retry,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-        result: Result = retrying(self._send_once, item)
+        # The first attempt already happened: replay its answer, then tenacity waits and tries.
+        answers = iter([first])
+        result: Result = retrying(lambda: next(answers, None) or self._send_once(item))
         return result
 
     def _send_once(self, item: Outgoing) -> Result:
@@ -141,15 +166,18 @@ class SmtpTransport:
         try:
             client = conn.open()
             stage = "mail"
-            code, text = client.mail(self.mail_from)
+            # Addresses are normalised already: skip smtplib's slow address parsing.
+            client.putcmd("mail", f"FROM:<{self.mail_from}>")
+            code, text = client.getreply()
             if code != 250:
                 return self._refused(conn, item, code, text, envelope=True)
             stage = "rcpt"
-            code, text = client.rcpt(item.envelope_to)
+            client.putcmd("rcpt", f"TO:<{item.envelope_to}>")
+            code, text = client.getreply()
             if code not in (250, 251):
                 return self._refused(conn, item, code, text, envelope=False)
             stage = "data"
-            code, text = client.data(item.mime(self.builder))
+            code, text = _data(client, item.mime(self.builder))
         except smtplib.SMTPResponseException as exc:
             # data() raises instead of returning for a refused DATA command or message.
             if exc.smtp_code == 421:  # the server is closing the session
