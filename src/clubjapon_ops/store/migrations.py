@@ -94,9 +94,19 @@ def _v2_archive_and_full_sync(conn: Connection) -> None:
     conn.execute(text(f"ALTER TABLE sync_state ADD COLUMN last_full_sync_at {timestamp}"))
 
 
+def _v4_job_run_attempts(conn: Connection) -> None:
+    # Number 4, not 3: 3 is taken by a branch built in parallel; the steps are independent.
+    conn.execute(text("ALTER TABLE job_runs ADD COLUMN attempt INTEGER"))
+    conn.execute(text("ALTER TABLE job_runs ADD COLUMN declared_job VARCHAR(64)"))
+    conn.execute(
+        text("CREATE INDEX ix_job_runs_declared_started ON job_runs (declared_job, started_at)")
+    )
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
+    (4, "job_runs.attempt, job_runs.declared_job", _v4_job_run_attempts),
 )
 HEAD = MIGRATIONS[-1][0]
 
