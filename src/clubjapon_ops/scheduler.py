@@ -144,6 +144,8 @@ def plan_start(
     that never ran has missed nothing (a new cron job does not fire at start), except a
     one-off date that is already past, which runs if it is still within its grace time.
     """
+    # In UTC: subtracting two times of one zone would ignore a DST change between them.
+    now = now.astimezone(UTC)
     if last_handled is None:
         first = trigger.get_next_fire_time(None, now)
     else:
@@ -156,7 +158,7 @@ def plan_start(
     while fire is not None and fire <= now and missed < MAX_COUNTED_MISSES:
         latest, missed = fire, missed + 1
         fire = trigger.get_next_fire_time(fire, fire)
-    if now - latest <= spec.misfire_grace:
+    if now - latest.astimezone(UTC) <= spec.misfire_grace:
         return StartPlan(next_run=latest, missed=missed, catch_up=True, latest_missed=latest)
     upcoming = trigger.get_next_fire_time(latest, now)
     return StartPlan(next_run=upcoming, missed=missed, latest_missed=latest)
@@ -190,14 +192,12 @@ class JobScheduler:
         *,
         registry: Mapping[str, JobFunction] = REGISTRY,
         clock: Clock = utcnow,
-        on_started: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.specs = [s for s in specs if s.enabled]
         self.registry = registry
         self.clock = clock
-        self.on_started = on_started
         # Set once: jobs see it between batches, retry waits wake on it, the loop ends on it.
         self.stop = threading.Event()
         self._lock = threading.RLock()  # re-entrant: a signal handler runs in the main thread
@@ -238,8 +238,8 @@ class JobScheduler:
         # A stop requested while the scheduler was starting found nothing to shut down yet.
         if self.stop.is_set():
             self.request_stop()
-        elif self.on_started is not None:
-            self.on_started()
+        else:
+            log.info("scheduler started", extra={"jobs": [s.name for s in self.specs]})
 
     def _add_jobs(self, aps: BlockingScheduler) -> None:
         for spec, plan in plans(self.specs, self.store, self.clock()):

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from clubjapon_ops.errors import AlreadyRunning, ConfigError
+from clubjapon_ops.store import Store, open_store
+from clubjapon_ops.store.lock import lock_path, scheduler_lock
+
+
+def test_a_second_holder_is_refused_and_told_who_holds_the_lock(store: Store) -> None:
+    with scheduler_lock(store) as held:
+        assert str(lock_path(store)) in held
+        other = open_store(str(store.engine.url))  # another opening of the same database
+        with pytest.raises(AlreadyRunning, match=rf"already running .*pid {os.getpid()} on "):
+            with scheduler_lock(other):
+                pass
+        other.close()
+    # Released on exit: the next one gets it, and the file names no holder any more.
+    with scheduler_lock(store):
+        pass
+    assert lock_path(store).read_text() == ""
+
+
+def test_the_lock_file_sits_next_to_the_database(store: Store) -> None:
+    database = Path(str(store.engine.url.database))
+    assert lock_path(store) == database.parent / "clubjapon.sqlite3.scheduler-lock"
+
+
+def test_an_in_memory_database_cannot_hold_a_scheduler() -> None:
+    memory = open_store("sqlite://")
+    with pytest.raises(ConfigError, match="database file"):
+        with scheduler_lock(memory):
+            pass
