@@ -14,9 +14,9 @@ def test_a_second_holder_is_refused_and_told_who_holds_the_lock(store: Store) ->
     with scheduler_lock(store) as held:
         assert str(lock_path(store)) in held
         other = open_store(str(store.engine.url))  # another opening of the same database
-        with pytest.raises(AlreadyRunning, match=rf"already running .*pid {os.getpid()} on "):
-            with scheduler_lock(other):
-                pass
+        refused = pytest.raises(AlreadyRunning, match=rf"already running .*pid {os.getpid()} on ")
+        with refused, scheduler_lock(other):
+            pass
         other.close()
     # Released on exit: the next one gets it, and the file names no holder any more.
     with scheduler_lock(store):
@@ -31,6 +31,5 @@ def test_the_lock_file_sits_next_to_the_database(store: Store) -> None:
 
 def test_an_in_memory_database_cannot_hold_a_scheduler() -> None:
     memory = open_store("sqlite://")
-    with pytest.raises(ConfigError, match="database file"):
-        with scheduler_lock(memory):
-            pass
+    with pytest.raises(ConfigError, match="database file"), scheduler_lock(memory):
+        pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -73,7 +74,7 @@ def test_an_hourly_job_keeps_real_time_through_the_autumn_night() -> None:
                             paris(2025, 10, 27) - timedelta(seconds=1)))
     assert len(fires) == 25  # the day has 25 hours, each gets its run
     instants = [f.astimezone(UTC) for f in fires]  # same-zone subtraction ignores the offset
-    gaps = {b - a for a, b in zip(instants, instants[1:], strict=False)}
+    gaps = {b - a for a, b in pairwise(instants)}
     assert gaps == {timedelta(hours=1)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -34,14 +35,20 @@ def _folder(app: App) -> Path:
 
 @contextmanager
 def _stop_on_signals(request_stop: Callable[[], None]) -> Iterator[None]:
-    """Turn SIGTERM and SIGINT into a stop request for the block, then restore the handlers."""
+    """Turn SIGTERM and SIGINT into a stop request for the block, then restore the handlers.
+
+    A second signal stops the process at once, as if unhandled: for a job that never looks
+    at its stop flag. Its open transaction rolls back; the next scheduler marks the run
+    abandoned and runs it again.
+    """
     asked: list[str] = []
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if asked:
-            log.warning("still stopping: the running job ends its current batch first",
-                        extra={"signal": name})
+            log.warning("second stop request: stopping at once", extra={"signal": name})
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
             return
         asked.append(name)
         log.info("stop requested: the running job ends its current batch",
