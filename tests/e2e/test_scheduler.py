@@ -87,7 +87,7 @@ def wait_for(condition: Callable[[], bool], scheduler: Scheduler | None = None,
         if scheduler is not None and scheduler.process.poll() is not None:
             raise AssertionError(f"scheduler exited:\n{scheduler.log.read_text()}")
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+        time.sleep(0.05)  # gentle: the scheduler needs the CPU more than this loop
 
 
 def query(home: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from clubjapon_ops.errors import AlreadyRunning, ConfigError
+from clubjapon_ops.errors import AlreadyRunning, ConfigError, StoreError
 from clubjapon_ops.store import Store, open_store
 from clubjapon_ops.store.lock import lock_path, scheduler_lock
 
@@ -33,3 +33,11 @@ def test_an_in_memory_database_cannot_hold_a_scheduler() -> None:
     memory = open_store("sqlite://")
     with pytest.raises(ConfigError, match="database file"), scheduler_lock(memory):
         pass
+
+
+def test_other_databases_are_refused_until_their_lock_exists() -> None:
+    class PostgresStore:
+        dialect = "postgresql"
+
+    with pytest.raises(StoreError, match="not implemented for postgresql yet"):
+        scheduler_lock(PostgresStore())  # type: ignore[arg-type]
