@@ -41,3 +41,13 @@ def test_other_databases_are_refused_until_their_lock_exists() -> None:
 
     with pytest.raises(StoreError, match="not implemented for postgresql yet"):
         scheduler_lock(PostgresStore())  # type: ignore[arg-type]
+
+
+def test_a_symlink_to_the_database_shares_its_lock(store: Store, tmp_path: Path) -> None:
+    database = Path(str(store.engine.url.database))
+    alias = tmp_path / "alias.sqlite3"
+    alias.symlink_to(database)
+    other = open_store(f"sqlite:///{alias}")
+    with scheduler_lock(store), pytest.raises(AlreadyRunning), scheduler_lock(other):
+        pass
+    other.close()

@@ -33,14 +33,19 @@ def lock_path(store: Store) -> Path:
     database = make_url(str(store.engine.url)).database
     if not database or database == ":memory:":
         raise ConfigError("the scheduler needs a database file, not an in-memory database")
-    return Path(database).with_name(Path(database).name + LOCK_SUFFIX)
+    # Resolved: two spellings of one database (a symlink, a relative path) share one lock.
+    real = Path(database).resolve()
+    return real.with_name(real.name + LOCK_SUFFIX)
 
 
 @contextmanager
 def _sqlite_lock(store: Store) -> Iterator[str]:
     path = lock_path(store)
-    # os.open makes a non-inheritable descriptor: no child process can keep the lock alive.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # A non-inheritable descriptor: no child process can keep the lock alive.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open the scheduler's lock file {path}: {exc.strerror}") from exc
     try:
         try:
             # flock, not lockf: lockf locks belong to the process and vanish when any of its
