@@ -72,14 +72,17 @@ class _Fields:
         self.prefix = prefix
 
     def fail(self, key: str, problem: str) -> ConfigError:
+        """Return the error to raise for one field."""
         return ConfigError(f"{self.shown}: {self.prefix}{key}: {problem}")
 
     def check_keys(self, known: tuple[str, ...]) -> None:
+        """Refuse a field this table does not have (a typo would otherwise be ignored)."""
         for key in self.data:
             if key not in known:
                 raise self.fail(key, f"unknown field (known: {', '.join(known)})")
 
     def get(self, key: str, kind: type | tuple[type, ...], expected: str) -> Any:
+        """Return an optional field, checked against its type."""
         value = self.data.get(key)
         # TOML booleans are ints to isinstance(); never let `true` pass for a number.
         if value is not None and (
@@ -89,6 +92,7 @@ class _Fields:
         return value
 
     def required(self, key: str, kind: type | tuple[type, ...], expected: str) -> Any:
+        """Return a field that must be present, checked against its type."""
         value = self.get(key, kind, expected)
         if value is None:
             raise self.fail(key, f"missing: expected {expected}")

@@ -43,7 +43,7 @@ from clubjapon_ops.store.types import utcnow
 log = logging.getLogger(__name__)
 
 TRIGGER = "scheduler"  # job_runs.trigger of the runs the scheduler starts
-MAX_COUNTED_MISSES = 100_000  # enough for a minutely job down for two months
+MAX_COUNTED_MISSES = 100_000  # a minutely job down for 69 days; an hourly one for 11 years
 WORKERS = 4
 Clock = Callable[[], datetime]
 
@@ -158,6 +158,9 @@ def plan_start(
     while fire is not None and fire <= now and missed < MAX_COUNTED_MISSES:
         latest, missed = fire, missed + 1
         fire = trigger.get_next_fire_time(fire, fire)
+    if fire is not None and fire <= now:
+        # Counting stopped short of now (a cron job down for months): start from now on.
+        return StartPlan(next_run=trigger.get_next_fire_time(None, now), missed=missed)
     if now - latest.astimezone(UTC) <= spec.misfire_grace:
         return StartPlan(next_run=latest, missed=missed, catch_up=True, latest_missed=latest)
     upcoming = trigger.get_next_fire_time(latest, now)

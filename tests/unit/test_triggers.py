@@ -153,3 +153,11 @@ def test_a_one_off_date(
     spec = job(date=paris(2026, 12, 10, 18, 0), grace=timedelta(hours=2))
     plan = plan_start(spec, make_trigger(spec), last, now)
     assert (plan.next_run, plan.missed, plan.catch_up) == expected
+
+
+def test_counting_missed_runs_stops_somewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("clubjapon_ops.scheduler.MAX_COUNTED_MISSES", 10)
+    spec = job("* * * * *")
+    plan = plan_start(spec, make_trigger(spec), paris(2026, 11, 26, 8, 0),
+                      paris(2026, 11, 26, 9, 0, 30))
+    assert (plan.missed, plan.catch_up, plan.next_run) == (10, False, paris(2026, 11, 26, 9, 1))
