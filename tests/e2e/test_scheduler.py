@@ -234,3 +234,12 @@ def test_an_invalid_job_file_stops_every_command_at_start_naming_file_and_field(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("configuration error: jobs/broken.toml: trigger.cron:")
     assert not (home / "var" / "clubjapon.sqlite3").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("command", [["scheduler"], ["jobs"], ["run"]])
+def test_help_of_the_scheduling_commands_needs_no_config(home: Path, command: list[str]) -> None:
+    (home / ".env").write_text("SMTP_PORT=not-a-port\n")
+    (home / "jobs" / "broken.toml").write_text("not toml at all = = =\n")
+    result = run(home, *command, "--help")
+    assert result.returncode == 0
+    assert "Usage: clubjapon-ops" in result.stdout and "Example" in result.stdout

@@ -161,3 +161,14 @@ def test_counting_missed_runs_stops_somewhere(monkeypatch: pytest.MonkeyPatch) -
     plan = plan_start(spec, make_trigger(spec), paris(2026, 11, 26, 8, 0),
                       paris(2026, 11, 26, 9, 0, 30))
     assert (plan.missed, plan.catch_up, plan.next_run) == (10, False, paris(2026, 11, 26, 9, 1))
+
+
+def test_the_autumn_night_as_apscheduler_walks_it_after_each_run() -> None:
+    # After a run APScheduler asks for the next fire time given the last one and the clock.
+    trigger = make_trigger(job())
+    fire = trigger.get_next_fire_time(None, utc(2026, 10, 24, 12))
+    seen = []
+    while fire is not None and fire < utc(2026, 10, 27, 12):
+        seen.append(in_utc(fire))
+        fire = trigger.get_next_fire_time(fire, fire.astimezone(UTC) + timedelta(minutes=5))
+    assert seen == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30), utc(2026, 10, 27, 1, 30)]
