@@ -50,3 +50,18 @@ class AuthError(StopRun):
 
 class StoreError(StopRun):
     """The database cannot be opened or migrated."""
+
+
+class Interrupted(ClubJaponError):
+    """The run was asked to stop (SIGTERM, SIGINT) and did so between batches; rerun to finish.
+
+    Not a failure: everything committed so far is consistent, and ``counts`` says how far it got.
+    """
+
+    def __init__(self, message: str, counts: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.counts = counts or {}
+
+
+class AlreadyRunning(ClubJaponError):
+    """Another scheduler already holds this database's lock."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from clubjapon_ops.contacts import Contact, normalise
 from clubjapon_ops.crm import CrmSource, make_source
@@ -15,9 +17,10 @@ from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import make_transport
-from clubjapon_ops.errors import InvalidContact, StopRun
+from clubjapon_ops.errors import Interrupted, InvalidContact, StopRun
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
+from clubjapon_ops.reports import Report as Report  # re-exported: jobs.Report
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.contacts import UpsertCounts, upsert_contacts
@@ -25,27 +28,12 @@ from clubjapon_ops.store.runs import finish_run, get_sync_state, save_bookmark, 
 
 log = logging.getLogger(__name__)
 
-class Report(Protocol):
-    """A job's outcome, as recorded in job_runs."""
-
-    @property
-    def status(self) -> str:
-        """success, partial, paused ..."""
-        ...
-
-    def counts(self) -> dict[str, Any]:
-        """The figures to record and print."""
-        ...
-
-
 R = TypeVar("R", bound=Report)
 
 
 @dataclass
-class SyncReport:
+class SyncReport(Report):
     """What a CRM sync did."""
-
-    status = "success"
 
     source: str
     full: bool = False
@@ -72,16 +60,44 @@ class SyncReport:
         }
 
 
+@dataclass(frozen=True)
+class RunLabels:
+    """What job_runs records about where a run came from, beyond its trigger."""
+
+    declared_job: str | None = None  # the jobs/ file, when the run came from one
+    attempt: int = 1
+
+
+# Set by the job runner around each attempt. A context variable rather than two more keyword
+# arguments on every job function: the labels only concern the record, not the work.
+_labels: ContextVar[RunLabels | None] = ContextVar("run_labels", default=None)
+
+
+@contextmanager
+def labelled(labels: RunLabels) -> Iterator[None]:
+    """Record the runs started in this block (in this thread) with these labels."""
+    token = _labels.set(labels)
+    try:
+        yield
+    finally:
+        _labels.reset(token)
+
+
 def run_recorded(store: Store, job: str, trigger: str, work: Callable[[], R]) -> R:
     """Run ``work`` and record its outcome in job_runs, failures included."""
+    labels = _labels.get() or RunLabels()
     with store.transaction() as conn:
-        run_id = start_run(conn, job, trigger)
+        run_id = start_run(
+            conn, job, trigger, attempt=labels.attempt, declared_job=labels.declared_job
+        )
     try:
         report = work()
     except BaseException as exc:
         error = str(exc) or type(exc).__name__
+        # Asked to stop: what was committed is consistent, so this is not a failure.
+        status = "stopped" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed"
         with store.transaction() as conn:
-            finish_run(conn, run_id, "failed", getattr(exc, "counts", {}), error)
+            finish_run(conn, run_id, status, getattr(exc, "counts", {}), error)
         raise
     with store.transaction() as conn:
         finish_run(conn, run_id, report.status, report.counts())
@@ -95,13 +111,19 @@ def crm_sync(
     full: bool = False,
     trigger: str = "cli",
     source: CrmSource | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncReport:
-    """Pull contacts from the configured source into the store, page by page."""
+    """Pull contacts from the configured source into the store, page by page.
+
+    When ``stop`` is set the sync ends after the page it is on, raising Interrupted.
+    """
     chosen = source or make_source(settings)
-    return run_recorded(store, "crm_sync", trigger, lambda: _sync(store, chosen, full))
+    return run_recorded(store, "crm_sync", trigger, lambda: _sync(store, chosen, full, stop))
 
 
-def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
+def _sync(
+    store: Store, source: CrmSource, full: bool, stop: threading.Event | None = None
+) -> SyncReport:
     with store.transaction() as conn:
         state = get_sync_state(conn, source.name)
     full = full or state.bookmark is None
@@ -128,6 +150,9 @@ def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
             "sync progress",
             extra={"page": report.pages, "fetched": report.fetched, "skipped": report.skipped},
         )
+        if stop is not None and stop.is_set():
+            # Between pages is the safe point: the next sync starts again from the bookmark.
+            raise Interrupted(f"sync stopped after page {report.pages}", report.counts())
     if full:
         with store.transaction() as conn:
             save_bookmark(conn, source.name, report.bookmark, full_sync_done=True)

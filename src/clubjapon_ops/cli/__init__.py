@@ -80,7 +80,12 @@ def cli(ctx: click.Context, debug: bool, log_json: bool | None, quiet: bool) -> 
 
 def _register_commands() -> None:
     # Each module adds its commands to the group when imported; one line per module here.
-    from clubjapon_ops.cli import core, newsletter, sending  # noqa: F401
+    from clubjapon_ops.cli import (  # noqa: F401
+        core,
+        newsletter,
+        scheduling,
+        sending,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,13 +64,19 @@ def status(app: App, limit: int) -> int:
     if not runs:
         click.echo("No job has run yet.")
         return EXIT_OK
-    click.echo(f"\n{'#':>5}  {'job':<14} {'started (UTC)':<19}  {'status':<8} {'took':>7}  details")
+    click.echo(
+        f"\n{'#':>5}  {'job':<20} {'trigger':<13} {'started (UTC)':<19}  {'status':<9} "
+        f"{'took':>7}  details"
+    )
     for run in runs:
         took = f"{run['duration_s']:.1f}s" if run["duration_s"] is not None else "-"
         details = run["error"] or _summary(run["counts"])
+        # A run from a jobs/ file shows under that file's name; a retry shows its attempt.
+        job = run["declared_job"] or run["job"]
+        trigger = run["trigger"] + (f" #{run['attempt']}" if (run["attempt"] or 1) > 1 else "")
         click.echo(
-            f"{run['id']:>5}  {run['job']:<14} {run['started_at']:%Y-%m-%d %H:%M:%S}  "
-            f"{run['status']:<8} {took:>7}  {details}"
+            f"{run['id']:>5}  {job:<20} {trigger:<13} {run['started_at']:%Y-%m-%d %H:%M:%S}  "
+            f"{run['status']:<9} {took:>7}  {details}"
         )
     return EXIT_OK
 

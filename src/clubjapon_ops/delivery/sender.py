@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from clubjapon_ops.delivery.ratelimit import TokenBucket
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.newsletter.service import Newsletter
+from clubjapon_ops.reports import Report
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression
@@ -66,7 +67,7 @@ def is_gone(claimed_by: str) -> bool:
 
 
 @dataclass
-class SendReport:
+class SendReport(Report):
     """What one send run did, and the ledger after it."""
 
     edition: str
@@ -82,11 +83,14 @@ class SendReport:
 
     @property
     def status(self) -> str:
-        """success, partial (something to look at) or paused."""
+        """success, partial (something to look at), paused or stopped."""
         if self.paused:
             return "paused"
+        if self.interrupted:
+            return "stopped"
         bad = sum(self.outcomes[s] for s in (ledger.FAILED, ledger.RETRY, ledger.UNKNOWN))
-        return "partial" if bad or self.interrupted else "success"
+        # Unknown rows wait for the operator whichever run left them: keep saying so.
+        return "partial" if bad or self.ledger.get(ledger.UNKNOWN, 0) else "success"
 
     def counts(self) -> dict[str, Any]:
         """Figures recorded in job_runs."""

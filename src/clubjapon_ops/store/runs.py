@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.store.schema import job_runs, sync_state
@@ -44,11 +44,24 @@ def save_bookmark(
         conn.execute(insert(sync_state).values(source=source, **values))
 
 
-def start_run(conn: Connection, job: str, trigger: str) -> int:
+# A scheduled occurrence counts as handled once a run for it ends in one of these; a run that
+# was interrupted ("stopped") or never finished ("running", "abandoned") is run again.
+HANDLED = ("success", "failed")
+
+
+def start_run(
+    conn: Connection,
+    job: str,
+    trigger: str,
+    *,
+    attempt: int = 1,
+    declared_job: str | None = None,
+) -> int:
     """Record that a job started; return the run id."""
     result = conn.execute(
         insert(job_runs).values(
-            job=job, trigger=trigger, started_at=utcnow(), status="running", counts={}
+            job=job, trigger=trigger, started_at=utcnow(), status="running", counts={},
+            attempt=attempt, declared_job=declared_job,
         )
     )
     key = result.inserted_primary_key
@@ -80,3 +93,35 @@ def recent_runs(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
     """Return the latest job runs, newest first."""
     rows = conn.execute(select(job_runs).order_by(job_runs.c.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
+
+
+def last_handled_start(conn: Connection, declared_job: str, trigger: str) -> datetime | None:
+    """Return when the latest handled run of a declared job by ``trigger`` started, if any."""
+    query = select(func.max(job_runs.c.started_at)).where(
+        job_runs.c.declared_job == declared_job,
+        job_runs.c.trigger == trigger,
+        job_runs.c.status.in_(HANDLED),
+    )
+    value: datetime | None = conn.execute(query).scalar()  # max() keeps the column's UTC type
+    return value
+
+
+def last_run_of(conn: Connection, declared_job: str) -> dict[str, Any] | None:
+    """Return the latest run of a declared job, whatever started it."""
+    row = conn.execute(
+        select(job_runs)
+        .where(job_runs.c.declared_job == declared_job)
+        .order_by(job_runs.c.id.desc())
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def abandon_unfinished(conn: Connection, trigger: str, reason: str) -> int:
+    """Mark runs by ``trigger`` still 'running' as 'abandoned'; return how many there were."""
+    result = conn.execute(
+        update(job_runs)
+        .where(job_runs.c.trigger == trigger, job_runs.c.status == "running")
+        .values(status="abandoned", error=reason, finished_at=utcnow())
+    )
+    return int(result.rowcount)

@@ -82,7 +82,12 @@ job_runs = Table(
     Column("status", String(16), nullable=False),
     Column("counts", JSON, nullable=False),
     Column("error", Text),
+    # Added by migration 4: which try of a retried job this is (NULL in older rows means 1),
+    # and the jobs/ file the run came from (NULL for direct commands such as `sync`).
+    Column("attempt", Integer),
+    Column("declared_job", String(64)),
     Index("ix_job_runs_job_started", "job", "started_at"),
+    Index("ix_job_runs_declared_started", "declared_job", "started_at"),
 )
 
 # Added by migration 3: the ledger, one row per (edition, contact).
