@@ -6,15 +6,31 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact, normalise
 from clubjapon_ops.crm import CrmSource, make_source
 from clubjapon_ops.errors import InvalidContact
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
-from clubjapon_ops.store.contacts import UpsertCounts, upsert_contacts
-from clubjapon_ops.store.runs import finish_run, get_sync_state, save_bookmark, start_run
+from clubjapon_ops.store.contacts import (
+    UpsertCounts,
+    archive_unseen,
+    mark_seen,
+    seen_since,
+    upsert_contacts,
+)
+from clubjapon_ops.store.runs import (
+    finish_run,
+    get_sync_state,
+    save_bookmark,
+    start_full_sync,
+    start_run,
+)
+from clubjapon_ops.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +58,7 @@ class SyncReport(Report):
     skipped: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     upserts: UpsertCounts = field(default_factory=UpsertCounts)
+    archived: int = 0
     bookmark: str | None = None
 
     def counts(self) -> dict[str, Any]:
@@ -55,6 +72,7 @@ class SyncReport(Report):
             "updated": self.upserts.updated,
             "unchanged": self.upserts.unchanged,
             "merged": self.upserts.merged,
+            "archived": self.archived,
             "skipped": self.skipped,
             "skip_reasons": dict(self.skip_reasons),
         }
@@ -90,13 +108,32 @@ def crm_sync(
 
 
 def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
+    now = utcnow()
     with store.transaction() as conn:
         state = get_sync_state(conn, source.name)
-    full = full or state.bookmark is None
+    archives = bool(getattr(source, "archives_missing", False))
+    every: timedelta | None = getattr(source, "full_sync_every", None)
+    resuming = archives and state.full_sync_started_at is not None
+    due = (
+        every is not None
+        and state.bookmark is not None
+        and (state.last_full_sync_at is None or now - state.last_full_sync_at >= every)
+    )
+    full = full or state.bookmark is None or resuming or due
+    # A full sync stamps what it sees with its start time; kept across a crash, so a
+    # resumed full sync archives exactly what the whole pass did not see.
+    stamp: datetime | None = None
+    if full and archives:
+        stamp = state.full_sync_started_at or now
+        if not resuming:
+            with store.transaction() as conn:
+                start_full_sync(conn, source.name, stamp)
     report = SyncReport(source=source.name, full=full, bookmark=state.bookmark)
-    log.info("sync started", extra={"source": source.name, "full": full})
+    log.info("sync started", extra={"source": source.name, "full": full, "resumed": resuming,
+                                    "scheduled_full": due})
     for page in source.pages(state.bookmark, full=full):
         valid: list[Contact] = []
+        unusable: list[str] = []
         for ref, reason in page.rejected:
             _skip(report, ref, reason)
         for raw in page.records:
@@ -104,10 +141,16 @@ def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
                 valid.append(normalise(raw))
             except InvalidContact as exc:
                 _skip(report, exc.ref, exc.reason)
+                if raw.crm_id is not None:
+                    unusable.append(str(raw.crm_id))
         report.fetched += len(page.records) + len(page.rejected)
         # The page's rows and its bookmark commit together: a crash never moves one alone.
         with store.transaction() as conn:
             counts = upsert_contacts(conn, valid)
+            if stamp is not None:
+                # A record we could not use still exists in the CRM: keep its row active.
+                mark_seen(conn, source.name, stamp, emails=[c.email for c in valid],
+                          crm_ids=unusable)
             save_bookmark(conn, source.name, page.bookmark)
         report.upserts.add(counts)
         report.bookmark = page.bookmark
@@ -118,9 +161,23 @@ def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
         )
     if full:
         with store.transaction() as conn:
+            if stamp is not None:
+                report.archived = _archive(conn, source.name, stamp)
             save_bookmark(conn, source.name, report.bookmark, full_sync_done=True)
     log.info("sync finished", extra={"report": report.counts()})
     return report
+
+
+def _archive(conn: Connection, source: str, stamp: datetime) -> int:
+    """Archive what a complete full sync did not return; never when it returned nothing."""
+    if not seen_since(conn, source, stamp):
+        # An empty CRM is far likelier a wrong account or a broken answer than the truth.
+        log.warning("full sync returned no contacts; nothing archived", extra={"source": source})
+        return 0
+    archived = archive_unseen(conn, source, stamp)
+    if archived:
+        log.info("contacts archived", extra={"source": source, "archived": archived})
+    return archived
 
 
 def _skip(report: SyncReport, ref: str, reason: str) -> None:

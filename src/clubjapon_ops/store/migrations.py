@@ -94,9 +94,18 @@ def _v2_archive_and_full_sync(conn: Connection) -> None:
     conn.execute(text(f"ALTER TABLE sync_state ADD COLUMN last_full_sync_at {timestamp}"))
 
 
+def _v3_full_sync_tracking(conn: Connection) -> None:
+    # A full sync stamps every contact it sees, then archives the unstamped ones; the pass's
+    # start time is kept so that a full sync killed mid-way resumes with the same stamp.
+    timestamp = UTCDateTime().impl.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE contacts ADD COLUMN last_seen_at {timestamp}"))
+    conn.execute(text(f"ALTER TABLE sync_state ADD COLUMN full_sync_started_at {timestamp}"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
+    (3, "contacts.last_seen_at, sync_state.full_sync_started_at", _v3_full_sync_tracking),
 )
 HEAD = MIGRATIONS[-1][0]
 
