@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact, normalise
-from clubjapon_ops.crm import CrmSource, make_source
+from clubjapon_ops.crm import CrmSource, Page, make_source
+from clubjapon_ops.crm.readahead import read_ahead
 from clubjapon_ops.errors import InvalidContact
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
@@ -35,6 +36,9 @@ from clubjapon_ops.store.types import utcnow
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound="Report")
+# Pages commit together once they hold this many records: one statement per batch instead
+# of per page is most of the store's cost; the read-ahead and a batch are all we hold.
+COMMIT_BATCH = 1000
 
 
 class Report:
@@ -101,13 +105,16 @@ def crm_sync(
     full: bool = False,
     trigger: str = "cli",
     source: CrmSource | None = None,
+    batch_size: int = COMMIT_BATCH,
 ) -> SyncReport:
-    """Pull contacts from the configured source into the store, page by page."""
+    """Pull contacts from the configured source into the store, a batch of pages at a time."""
     chosen = source or make_source(settings)
-    return run_recorded(store, "crm_sync", trigger, lambda: _sync(store, chosen, full))
+    return run_recorded(
+        store, "crm_sync", trigger, lambda: _sync(store, chosen, full, batch_size)
+    )
 
 
-def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
+def _sync(store: Store, source: CrmSource, full: bool, batch_size: int) -> SyncReport:
     now = utcnow()
     with store.transaction() as conn:
         state = get_sync_state(conn, source.name)
@@ -131,34 +138,25 @@ def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
     report = SyncReport(source=source.name, full=full, bookmark=state.bookmark)
     log.info("sync started", extra={"source": source.name, "full": full, "resumed": resuming,
                                     "scheduled_full": due})
-    for page in source.pages(state.bookmark, full=full):
-        valid: list[Contact] = []
-        unusable: list[str] = []
-        for ref, reason in page.rejected:
-            _skip(report, ref, reason)
-        for raw in page.records:
+    batch = _Batch()
+    # The next page downloads while this batch is normalised and stored.
+    pages = read_ahead(source.pages(state.bookmark, full=full))
+    try:
+        while True:
             try:
-                valid.append(normalise(raw))
-            except InvalidContact as exc:
-                _skip(report, exc.ref, exc.reason)
-                if raw.crm_id is not None:
-                    unusable.append(str(raw.crm_id))
-        report.fetched += len(page.records) + len(page.rejected)
-        # The page's rows and its bookmark commit together: a crash never moves one alone.
-        with store.transaction() as conn:
-            counts = upsert_contacts(conn, valid)
-            if stamp is not None:
-                # A record we could not use still exists in the CRM: keep its row active.
-                mark_seen(conn, source.name, stamp, emails=[c.email for c in valid],
-                          crm_ids=unusable)
-            save_bookmark(conn, source.name, page.bookmark)
-        report.upserts.add(counts)
-        report.bookmark = page.bookmark
-        report.pages += 1
-        log.info(
-            "sync progress",
-            extra={"page": report.pages, "fetched": report.fetched, "skipped": report.skipped},
-        )
+                page = next(pages, None)
+            except BaseException:
+                # Pages received in full are sound, bookmark included: keep them, then stop.
+                _commit(store, source.name, stamp, batch, report)
+                raise
+            if page is None:
+                break
+            _take(page, batch, report)
+            if len(batch.contacts) + len(batch.unusable) >= batch_size:
+                _commit(store, source.name, stamp, batch, report)
+        _commit(store, source.name, stamp, batch, report)
+    finally:
+        pages.close()
     if full:
         with store.transaction() as conn:
             if stamp is not None:
@@ -166,6 +164,57 @@ def _sync(store: Store, source: CrmSource, full: bool) -> SyncReport:
             save_bookmark(conn, source.name, report.bookmark, full_sync_done=True)
     log.info("sync finished", extra={"report": report.counts()})
     return report
+
+
+def _take(page: Page, batch: _Batch, report: SyncReport) -> None:
+    """Normalise a page into the batch; count and log what cannot be used."""
+    for ref, reason in page.rejected:
+        _skip(report, ref, reason)
+    for raw in page.records:
+        try:
+            batch.contacts.append(normalise(raw))
+        except InvalidContact as exc:
+            _skip(report, exc.ref, exc.reason)
+            if raw.crm_id is not None:
+                batch.unusable.append(str(raw.crm_id))
+    report.fetched += len(page.records) + len(page.rejected)
+    batch.bookmark, batch.pages = page.bookmark, batch.pages + 1
+
+
+@dataclass
+class _Batch:
+    """Pages normalised but not yet committed."""
+
+    contacts: list[Contact] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)  # CRM ids of records we could not use
+    bookmark: str | None = None
+    pages: int = 0
+
+
+def _commit(
+    store: Store, source: str, stamp: datetime | None, batch: _Batch, report: SyncReport
+) -> None:
+    """Commit a batch's rows and the bookmark of its last page in one transaction, then empty it.
+
+    A crash never moves one without the other, so the bookmark stands for committed rows only.
+    """
+    if not batch.pages:
+        return
+    with store.transaction() as conn:
+        counts = upsert_contacts(conn, batch.contacts)
+        if stamp is not None:
+            # A record we could not use still exists in the CRM: keep its row active.
+            mark_seen(conn, source, stamp, emails=[c.email for c in batch.contacts],
+                      crm_ids=batch.unusable)
+        save_bookmark(conn, source, batch.bookmark)
+    report.upserts.add(counts)
+    report.bookmark = batch.bookmark
+    report.pages += batch.pages
+    batch.contacts, batch.unusable, batch.pages = [], [], 0
+    log.info(
+        "sync progress",
+        extra={"pages": report.pages, "fetched": report.fetched, "skipped": report.skipped},
+    )
 
 
 def _archive(conn: Connection, source: str, stamp: datetime) -> int:

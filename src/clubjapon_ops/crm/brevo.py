@@ -100,7 +100,7 @@ def parse_answer(document: Any) -> list[Any]:
     if not isinstance(document, dict):
         raise MalformedPage("the answer is not an object")
     contacts = document.get("contacts", [])
-    # Brevo leaves 'contacts' out of an empty answer; anything else must be a list.
+    # Tolerate an empty answer without 'contacts'; anything else must be a list.
     if not isinstance(contacts, list):
         raise MalformedPage("the answer's 'contacts' is not a list")
     return contacts
