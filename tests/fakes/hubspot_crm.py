@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -290,11 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     api.generate(args.contacts)
     server = FakeServer(api)
     print(server.url, flush=True)
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    server.httpd.serve_forever()  # until the benchmark terminates us
 
 
 if __name__ == "__main__":

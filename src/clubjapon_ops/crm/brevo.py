@@ -252,27 +252,29 @@ def _after_anchor(contacts: list[Any], anchor: list[str]) -> int | None:
     return None
 
 
-def brevo_source(settings: Settings, *, sleep: Callable[[float], None] = time.sleep
-                 ) -> BrevoSource:
-    """Build the Brevo source from the settings."""
-    key = settings.brevo_api_key
-    if not key:
-        raise ConfigError("BREVO_API_KEY is not set: create an API v3 key in Brevo and put "
-                          "it in .env")
-    api = Api(
+def brevo_api(key: str, base_url: str) -> Api:
+    """Describe Brevo to the HTTP layer: api-key header and x-sib-ratelimit-* headers."""
+    return Api(
         name="Brevo",
-        base_url=settings.brevo_base_url,
+        base_url=base_url,
         auth_headers={"api-key": key},
         auth_setting="BREVO_API_KEY",
         rate_hint=rate_hint,
         on_rate_limit=on_rate_limit,
         secrets=(key,),
     )
+
+
+def brevo_source(settings: Settings) -> BrevoSource:
+    """Build the Brevo source from the settings."""
+    key = settings.brevo_api_key
+    if not key:
+        raise ConfigError("BREVO_API_KEY is not set: create an API v3 key in Brevo and put "
+                          "it in .env")
     client = HttpClient(
-        api,
+        brevo_api(key, settings.brevo_base_url),
         timeout=settings.http_timeout,
         retry=RetryPolicy(attempts=settings.http_attempts, total_s=settings.http_retry_seconds),
-        sleep=sleep,
     )
     return BrevoSource(
         client,

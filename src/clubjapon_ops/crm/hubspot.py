@@ -335,8 +335,20 @@ def _result_ms(item: Any) -> int | None:
     return None if when is None else int(when.timestamp() * 1000)
 
 
-def hubspot_source(settings: Settings, *, sleep: Callable[[float], None] = time.sleep
-                   ) -> HubSpotSource:
+def hubspot_api(token: str, base_url: str) -> Api:
+    """Describe HubSpot to the HTTP layer: bearer token, rate-limit headers, 429 policies."""
+    return Api(
+        name="HubSpot",
+        base_url=base_url,
+        auth_headers={"Authorization": f"Bearer {token}"},
+        auth_setting="HUBSPOT_TOKEN",
+        rate_hint=rate_hint,
+        on_rate_limit=on_rate_limit,
+        secrets=(token,),
+    )
+
+
+def hubspot_source(settings: Settings) -> HubSpotSource:
     """Build the HubSpot source from the settings."""
     token = settings.hubspot_token
     if not token:
@@ -344,20 +356,10 @@ def hubspot_source(settings: Settings, *, sleep: Callable[[float], None] = time.
             "HUBSPOT_TOKEN is not set: create a HubSpot private app with the "
             "crm.objects.contacts.read scope and put its token in .env"
         )
-    api = Api(
-        name="HubSpot",
-        base_url=settings.hubspot_base_url,
-        auth_headers={"Authorization": f"Bearer {token}"},
-        auth_setting="HUBSPOT_TOKEN",
-        rate_hint=rate_hint,
-        on_rate_limit=on_rate_limit,
-        secrets=(token,),
-    )
     client = HttpClient(
-        api,
+        hubspot_api(token, settings.hubspot_base_url),
         timeout=settings.http_timeout,
         retry=RetryPolicy(attempts=settings.http_attempts, total_s=settings.http_retry_seconds),
-        sleep=sleep,
     )
     return HubSpotSource(
         client,
