@@ -58,13 +58,15 @@ class FakeBrevo(FakeApi):
     """In-memory Brevo contacts, served through :class:`tests.fakes.server.FakeServer`."""
 
     def __init__(self, *, per_window: int | None = None, window_s: float = 1.0,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.clock = clock or Clock()
+        self.monotonic = monotonic  # the rate-limit window's clock (virtual in unit tests)
         self.contacts: list[Contact] = []  # creation order
         self.per_window = per_window
         self.window_s = window_s
-        self._window_start = time.monotonic()
+        self._window_start = monotonic()
         self._used = 0
         self._next_id = 1
 
@@ -115,7 +117,7 @@ class FakeBrevo(FakeApi):
         if self.per_window is None:
             return None
         with self.lock:
-            now = time.monotonic()
+            now = self.monotonic()
             if now - self._window_start >= self.window_s:
                 self._window_start, self._used = now, 0
             if self._used >= self.per_window:
@@ -128,7 +130,7 @@ class FakeBrevo(FakeApi):
         if self.per_window is None:
             return {}
         with self.lock:
-            reset = self._window_start + self.window_s - time.monotonic()
+            reset = self._window_start + self.window_s - self.monotonic()
             return {
                 "x-sib-ratelimit-limit": str(self.per_window),
                 "x-sib-ratelimit-remaining": str(max(0, self.per_window - self._used)),
