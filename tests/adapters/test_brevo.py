@@ -18,7 +18,7 @@ from clubjapon_ops.crm.http import HttpClient
 from clubjapon_ops.errors import AuthError, InvalidContact, SourceError
 from tests.adapters.conftest import FAST, Sleeps, bridge
 from tests.fakes.brevo_crm import API_KEY, CONTACTS, FakeBrevo
-from tests.fakes.server import Reply, Request
+from tests.fakes.server import Clock, Reply, Request
 
 BASE = "https://api.brevo.test"
 NOW_S = 1_900_000_000.0
@@ -26,7 +26,7 @@ NOW_S = 1_900_000_000.0
 
 @pytest.fixture
 def fake(mocked: responses.RequestsMock) -> FakeBrevo:
-    api = FakeBrevo()
+    api = FakeBrevo(clock=Clock())  # distinct dates: "changed after cut" is unambiguous
     mocked.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=bridge(api))
     return api
 

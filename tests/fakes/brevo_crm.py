@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tests.fakes.server import Clock, FakeApi, Reply, Request, iso
+from tests.fakes.server import FakeApi, Reply, Request, iso, wall_ms
 
 API_KEY = "xkeysib-fake-0123456789abcdef"
 CONTACTS = "/v3/contacts"
@@ -61,7 +61,7 @@ class FakeBrevo(FakeApi):
                  clock: Callable[[], int] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.clock = clock or Clock()
+        self.clock = clock or wall_ms  # Brevo's dates are compared with the client's clock
         self.monotonic = monotonic  # the rate-limit window's clock (virtual in unit tests)
         self.contacts: list[Contact] = []  # creation order
         self.per_window = per_window

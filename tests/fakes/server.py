@@ -161,7 +161,10 @@ class FakeServer:
 
     def start(self) -> FakeServer:
         """Serve from a background thread."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll keeps stop() quick: shutdown waits for the loop's next turn.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -189,8 +192,17 @@ def iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
+def wall_ms() -> int:
+    """The current time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
 class Clock:
-    """Epoch milliseconds that never repeat, so every change gets a later date."""
+    """Epoch milliseconds that never repeat, so every change gets a later date.
+
+    Many calls within one millisecond run ahead of the wall clock: fine for search order,
+    wrong where the client compares dates with its own clock (use :func:`wall_ms` there).
+    """
 
     def __init__(self) -> None:
         self._last = 0
