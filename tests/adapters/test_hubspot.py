@@ -289,3 +289,15 @@ def test_requests_are_paced_from_the_rate_limit_headers(fake: FakeHubSpot, sleep
 def test_an_unreadable_bookmark_stops_with_advice(sleeps: Sleeps, text: str) -> None:
     with pytest.raises(SourceError, match="sync --full"):
         source(sleeps).pages(text, full=False)
+
+
+def test_results_that_keep_moving_stop_the_sync_instead_of_spinning(
+    fake: FakeHubSpot, sleeps: Sleeps
+) -> None:
+    fake.generate(30)
+    since = BASE_MS + 1000
+    changed_since(fake, 30, start_ms=since, same=30)  # one date for all ...
+    fake.unstable_ties = True  # ... and no stable order among them
+    pages = source(sleeps, search_limit=10).pages(Bookmark(since_ms=since).dump(), full=False)
+    with pytest.raises(SourceError, match="keep moving"):
+        drain(pages)

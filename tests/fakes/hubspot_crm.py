@@ -91,6 +91,7 @@ class FakeHubSpot(FakeApi):
         self._window: deque[float] = deque()
         self._searches: deque[float] = deque()
         self.repeat_cursor: str | None = None  # answer this cursor forever (a HubSpot bug)
+        self.unstable_ties = False  # search pages come reversed: equal dates in any order
 
     # -- data --------------------------------------------------------------------------
 
@@ -271,6 +272,8 @@ class FakeHubSpot(FakeApi):
             total = hi - lo
             chosen = self._by_date[lo + after:min(hi, lo + after + limit)]
             results = [self.contacts[i].result(wanted) for _, i in chosen]
+        if self.unstable_ties:
+            results.reverse()
         reply: dict[str, Any] = {"total": total, "results": results}
         if after + limit < total:
             reply["paging"] = {"next": {"after": str(after + limit)}}

@@ -44,6 +44,8 @@ SEARCH_INTERVAL_S = 0.2  # search is limited to 5 requests per second, without h
 # Search indexing lags behind writes by seconds to a minute: the bookmark never gets closer
 # than this to the run's start, so a late-indexed change is picked up by the next run.
 INDEX_LAG_S = 300.0
+# Restarts in a row without a new contact before we call the search unstable.
+MAX_STALLED_RESTARTS = 5
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,7 @@ class HubSpotSource:
         edge: int | None = None  # the latest lastmodifieddate seen ...
         edge_ids: set[str] = set()  # ... and the contacts seen at exactly that date
         previous_last: str | None = None
+        stalled = 0  # restarts in a row that brought nothing new
         while True:
             overlap = 1 if offset else 0
             body: dict[str, Any] = {
@@ -239,6 +242,12 @@ class HubSpotSource:
             results = answer.results
             if overlap:
                 if not results or _result_id(results[0]) != previous_last:
+                    stalled += 1
+                    if stalled > MAX_STALLED_RESTARTS:
+                        raise SourceError(
+                            "HubSpot search results keep moving while we page (many contacts "
+                            "changing at once?); the pages before are saved, try again later"
+                        )
                     log.info("search results moved while paging; restarting from the last date",
                              extra={"since_ms": edge})
                     window, offset = (window if edge is None else edge), 0
@@ -255,6 +264,8 @@ class HubSpotSource:
                         edge, edge_ids = stamp, {ident}
                     elif stamp == edge:
                         edge_ids.add(ident)
+            if fresh:
+                stalled = 0
             records, rejected = self._convert(fresh)
             if answer.next_after is None:
                 yield Page(records, Bookmark(since_ms=max(since, floor)).dump(), rejected)
