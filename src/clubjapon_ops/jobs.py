@@ -152,7 +152,7 @@ def _sync(store: Store, source: CrmSource, full: bool, batch_size: int) -> SyncR
             if page is None:
                 break
             _take(page, batch, report)
-            if len(batch.contacts) + len(batch.unusable) >= batch_size:
+            if batch.records >= batch_size:
                 _commit(store, source.name, stamp, batch, report)
         _commit(store, source.name, stamp, batch, report)
     finally:
@@ -178,6 +178,7 @@ def _take(page: Page, batch: _Batch, report: SyncReport) -> None:
             if raw.crm_id is not None:
                 batch.unusable.append(str(raw.crm_id))
     report.fetched += len(page.records) + len(page.rejected)
+    batch.records += len(page.records) + len(page.rejected)
     batch.bookmark, batch.pages = page.bookmark, batch.pages + 1
 
 
@@ -189,6 +190,7 @@ class _Batch:
     unusable: list[str] = field(default_factory=list)  # CRM ids of records we could not use
     bookmark: str | None = None
     pages: int = 0
+    records: int = 0  # fetched, usable or not
 
 
 def _commit(
@@ -210,10 +212,10 @@ def _commit(
     report.upserts.add(counts)
     report.bookmark = batch.bookmark
     report.pages += batch.pages
-    batch.contacts, batch.unusable, batch.pages = [], [], 0
+    batch.contacts, batch.unusable, batch.pages, batch.records = [], [], 0, 0
     log.info(
         "sync progress",
-        extra={"pages": report.pages, "fetched": report.fetched, "skipped": report.skipped},
+        extra={"page": report.pages, "fetched": report.fetched, "skipped": report.skipped},
     )
 
 

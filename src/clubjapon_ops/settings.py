@@ -78,13 +78,17 @@ def _property_list(raw: str) -> tuple[str, ...]:
     return names
 
 
-BREVO_FIELDS = ("first_name", "last_name", "company", "language")
+# Contact fields a Brevo attribute can fill, and the attribute each reads by default.
+BREVO_DEFAULT_ATTRIBUTES = {
+    "first_name": "FIRSTNAME", "last_name": "LASTNAME", "company": "COMPANY",
+    "language": "LANGUAGE",
+}
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def _brevo_attributes(raw: str) -> tuple[tuple[str, str], ...]:
     """Read 'first_name=PRENOM,company=SOCIETE'; fields not named keep their default."""
-    mapping = dict(zip(BREVO_FIELDS, ("FIRSTNAME", "LASTNAME", "COMPANY", "LANGUAGE"), strict=True))
+    mapping = dict(BREVO_DEFAULT_ATTRIBUTES)
     for item in (i.strip() for i in raw.split(",")):
         if not item:
             continue

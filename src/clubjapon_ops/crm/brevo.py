@@ -26,7 +26,7 @@ from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, 
 from clubjapon_ops.crm.http import retry_after as retry_after_header
 from clubjapon_ops.crm.pacing import RateHint
 from clubjapon_ops.errors import ConfigError, SourceError
-from clubjapon_ops.settings import BREVO_FIELDS, Settings
+from clubjapon_ops.settings import BREVO_DEFAULT_ATTRIBUTES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,6 @@ OVERLAP = 10  # contacts of the previous page re-read to line the next one up
 MAX_REALIGN = 20  # step-backs allowed per run before we call the paging unreliable
 # Brevo's modifiedSince is compared with its own clock; stay a little behind ours.
 CLOCK_MARGIN_S = 300.0
-DEFAULT_ATTRIBUTES = dict(
-    zip(BREVO_FIELDS, ("FIRSTNAME", "LASTNAME", "COMPANY", "LANGUAGE"), strict=True)
-)
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,7 @@ class BrevoSource:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
-        self.attributes = {**DEFAULT_ATTRIBUTES, **(attributes or {})}
+        self.attributes = {**BREVO_DEFAULT_ATTRIBUTES, **(attributes or {})}
         self._mapped = {v: k for k, v in self.attributes.items()}
         self.full_sync_every = full_sync_every
         self.limit = limit
