@@ -19,10 +19,17 @@ FAST = RetryPolicy(attempts=4, total_s=600.0, initial_wait_s=1.0, max_wait_s=8.0
 
 
 class Sleeps(list[float]):
-    """A stand-in for time.sleep that records each wait instead of sleeping."""
+    """A stand-in for time.sleep that records each wait instead of sleeping.
+
+    ``clock`` is a matching virtual monotonic clock: it moves only by the recorded waits,
+    so pacing can be checked exactly, however long the real calls take.
+    """
 
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
+
+    def clock(self) -> float:
+        return sum(self)
 
 
 @pytest.fixture

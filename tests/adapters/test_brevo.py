@@ -15,6 +15,7 @@ from clubjapon_ops.contacts import normalise
 from clubjapon_ops.crm.base import Page
 from clubjapon_ops.crm.brevo import CLOCK_MARGIN_S, Bookmark, BrevoSource, brevo_api, brevo_time
 from clubjapon_ops.crm.http import HttpClient
+from clubjapon_ops.crm.pacing import Pacer
 from clubjapon_ops.errors import AuthError, InvalidContact, SourceError
 from tests.adapters.conftest import FAST, Sleeps, bridge
 from tests.fakes.brevo_crm import API_KEY, CONTACTS, FakeBrevo
@@ -223,11 +224,13 @@ def test_a_pass_resumes_from_its_bookmark(fake: FakeBrevo, sleeps: Sleeps) -> No
 def test_an_exhausted_window_is_waited_out_before_the_next_call(
     mocked: responses.RequestsMock, sleeps: Sleeps
 ) -> None:
-    # The fake's window moves with our (recorded) waits only, to the millisecond.
-    fake = FakeBrevo(per_window=2, window_s=3.0, monotonic=lambda: round(sum(sleeps), 3))
+    # The fake's window and the pacer share one virtual clock, moved by our waits only.
+    fake = FakeBrevo(per_window=2, window_s=3.0, monotonic=sleeps.clock)
     mocked.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=bridge(fake))
-    fill(fake, 50)
-    list(source(sleeps, limit=20, overlap=5).pages(None, full=True))
+    fill(fake, 80)  # six calls of 20 (re-reading 5): three windows of two calls
+    client = HttpClient(brevo_api(API_KEY, BASE), retry=FAST, sleep=sleeps,
+                        pacer=Pacer(sleep=sleeps, clock=sleeps.clock))
+    list(BrevoSource(client, limit=20, overlap=5, clock=lambda: NOW_S).pages(None, full=True))
     assert fake.counts["429"] == 0
     # Each second call leaves 0 and says the window resets in 3 s: the pacer waits it out.
-    assert len(sleeps) == 2 and all(2.9 < wait <= 3.0 for wait in sleeps)
+    assert sleeps == [3.0, 3.0]

@@ -14,7 +14,15 @@ import responses
 from clubjapon_ops.contacts import normalise
 from clubjapon_ops.crm.base import Page
 from clubjapon_ops.crm.http import HttpClient
-from clubjapon_ops.crm.hubspot import INDEX_LAG_S, PROPERTIES, Bookmark, HubSpotSource, hubspot_api
+from clubjapon_ops.crm.hubspot import (
+    INDEX_LAG_S,
+    PROPERTIES,
+    SEARCH_INTERVAL_S,
+    Bookmark,
+    HubSpotSource,
+    hubspot_api,
+)
+from clubjapon_ops.crm.pacing import Pacer
 from clubjapon_ops.errors import AuthError, InvalidContact, SourceError, StopRun
 from tests.adapters.conftest import FAST, Sleeps, bridge
 from tests.fakes.hubspot_crm import BASE_MS, LIST, SEARCH, TOKEN, FakeHubSpot, Limits
@@ -125,9 +133,16 @@ def test_incremental_searches_changes_in_date_order(fake: FakeHubSpot, sleeps: S
     last_dates = [json.loads(p.bookmark or "")["since"] for p in pages]
     assert last_dates[:2] == [since + 5 + 199, since + 5 + 398]
     assert last_dates[2] == int(NOW_S * 1000) - LAG_MS
-    # Search is limited to 5 calls a second and sends no rate-limit headers: paced at 0.2 s
-    # (minus the real time spent between calls).
-    assert len(sleeps) == 2 and all(0.1 < wait <= 0.2 for wait in sleeps)
+
+
+def test_search_calls_are_spaced_by_a_fifth_of_a_second(fake: FakeHubSpot, sleeps: Sleeps) -> None:
+    fake.generate(500)
+    changed_since(fake, 450, start_ms=BASE_MS + 10_000)
+    # Search is limited to 5 calls a second and sends no rate-limit headers.
+    pacer = Pacer(min_interval=SEARCH_INTERVAL_S, sleep=sleeps, clock=sleeps.clock)
+    drain(source(sleeps, search_pacer=pacer).pages(Bookmark(since_ms=BASE_MS).dump(),
+                                                    full=False))
+    assert sleeps == [pytest.approx(0.2)] * 2
 
 
 @pytest.mark.parametrize("same", [1, 3], ids=["distinct-dates", "dates-shared-by-three"])
@@ -274,10 +289,10 @@ def test_records_with_missing_fields_are_rejected_or_fail_normalisation(
 def test_requests_are_paced_from_the_rate_limit_headers(fake: FakeHubSpot, sleeps: Sleeps) -> None:
     fake.limits = Limits(per_window=1000, window_s=100.0)  # 10 a second, as HubSpot's free tier
     fake.generate(400)
-    drain(source(sleeps).pages(None, full=True))
-    assert len(sleeps) == 3
-    # Real time passes between calls too; the pacer only tops the gap up to 0.105 s.
-    assert all(0 < wait <= 0.1 / 0.95 + 1e-9 for wait in sleeps)
+    client = HttpClient(hubspot_api(TOKEN, BASE), retry=FAST, sleep=sleeps,
+                        pacer=Pacer(sleep=sleeps, clock=sleeps.clock))
+    drain(HubSpotSource(client, clock=lambda: NOW_S).pages(None, full=True))
+    assert sleeps == [pytest.approx(0.1 / 0.95)] * 3  # 95% of the advertised rate
     assert fake.counts["429"] == 0
 
 
