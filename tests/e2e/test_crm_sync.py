@@ -209,7 +209,7 @@ def test_hubspot_paces_itself_under_the_rate_limit(
     source: HubSpotSource = quick(make_source(settings))
     jobs.crm_sync(settings, store, source=source)
     assert api.counts["429"] == 0
-    assert source.client.stats.paced_s > 0.3  # 30 calls at 40/s: most of it is pacing
+    assert source.client.stats.paced_s > 0.1  # 30 calls at 40/s: the pacer had to wait
     assert_matches_hubspot(api, stored(store))
 
 
