@@ -391,3 +391,26 @@ def test_cli_names_a_missing_token(root: Path) -> None:
     assert proc.returncode == 2
     last = (root / "stderr.log").read_text().strip().splitlines()[-1]
     assert "HUBSPOT_TOKEN is not set" in last
+
+
+def test_cli_skips_and_counts_malformed_crm_records(
+    hubspot: tuple[FakeHubSpot, FakeServer], root: Path
+) -> None:
+    api, server = hubspot
+    api.add("ok@example.org", firstname="Yui")
+    api.add(None, firstname="No Email")
+    api.add("not-an-address", firstname="Bad")
+    api.inject(Reply(200, {"results": [
+        {"id": "1", "properties": {"email": "ok@example.org"}}, {"id": "2"}]}), path=LIST)
+    proc = cli(root, environment("hubspot", server.url), "sync")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (root / "stderr.log").read_text()
+    assert "2 fetched, 1 created" in out and "1 skipped" in out
+    assert "skipped    1 × record has no properties" in out
+    proc = cli(root, environment("hubspot", server.url), "sync", "--full")
+    out, _ = proc.communicate(timeout=60)
+    assert "3 fetched, 0 created, 1 updated, 0 unchanged" in out  # now with its name
+    assert "skipped    1 × no email address" in out and "skipped    1 × invalid email" in out
+    logs = [json.loads(line) for line in (root / "stderr.log").read_text().splitlines()]
+    refs = {e["ref"] for e in logs if e["msg"] == "contact skipped"}
+    assert refs == {"hubspot 2", "hubspot 1002", "hubspot 1003"}  # by CRM id, not content
