@@ -9,10 +9,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection
+
 from clubjapon_ops.contacts import Contact, normalise
-from clubjapon_ops.crm import CrmSource, make_source
+from clubjapon_ops.crm import CrmSource, Page, make_source
+from clubjapon_ops.crm.readahead import read_ahead
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
@@ -23,12 +27,28 @@ from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_
 from clubjapon_ops.reports import Report as Report  # re-exported: jobs.Report
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
-from clubjapon_ops.store.contacts import UpsertCounts, upsert_contacts
-from clubjapon_ops.store.runs import finish_run, get_sync_state, save_bookmark, start_run
+from clubjapon_ops.store.contacts import (
+    UpsertCounts,
+    archive_unseen,
+    mark_seen,
+    seen_since,
+    upsert_contacts,
+)
+from clubjapon_ops.store.runs import (
+    finish_run,
+    get_sync_state,
+    save_bookmark,
+    start_full_sync,
+    start_run,
+)
+from clubjapon_ops.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Report)
+# Pages commit together once they hold this many records: one statement per batch instead
+# of per page is most of the store's cost; the read-ahead and a batch are all we hold.
+COMMIT_BATCH = 1000
 
 
 @dataclass
@@ -42,6 +62,7 @@ class SyncReport(Report):
     skipped: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     upserts: UpsertCounts = field(default_factory=UpsertCounts)
+    archived: int = 0
     bookmark: str | None = None
 
     def counts(self) -> dict[str, Any]:
@@ -55,6 +76,7 @@ class SyncReport(Report):
             "updated": self.upserts.updated,
             "unchanged": self.upserts.unchanged,
             "merged": self.upserts.merged,
+            "archived": self.archived,
             "skipped": self.skipped,
             "skip_reasons": dict(self.skip_reasons),
         }
@@ -111,53 +133,142 @@ def crm_sync(
     full: bool = False,
     trigger: str = "cli",
     source: CrmSource | None = None,
+    batch_size: int = COMMIT_BATCH,
     stop: threading.Event | None = None,
 ) -> SyncReport:
-    """Pull contacts from the configured source into the store, page by page.
+    """Pull contacts from the configured source into the store, a batch of pages at a time.
 
-    When ``stop`` is set the sync ends after the page it is on, raising Interrupted.
+    When ``stop`` is set the sync ends after the batch it is on, raising Interrupted.
     """
     chosen = source or make_source(settings)
-    return run_recorded(store, "crm_sync", trigger, lambda: _sync(store, chosen, full, stop))
+    return run_recorded(
+        store, "crm_sync", trigger, lambda: _sync(store, chosen, full, batch_size, stop)
+    )
 
 
 def _sync(
-    store: Store, source: CrmSource, full: bool, stop: threading.Event | None = None
+    store: Store, source: CrmSource, full: bool, batch_size: int,
+    stop: threading.Event | None = None,
 ) -> SyncReport:
+    now = utcnow()
     with store.transaction() as conn:
         state = get_sync_state(conn, source.name)
-    full = full or state.bookmark is None
+    archives = bool(getattr(source, "archives_missing", False))
+    every: timedelta | None = getattr(source, "full_sync_every", None)
+    resuming = archives and state.full_sync_started_at is not None
+    due = (
+        every is not None
+        and state.bookmark is not None
+        and (state.last_full_sync_at is None or now - state.last_full_sync_at >= every)
+    )
+    full = full or state.bookmark is None or resuming or due
+    # A full sync stamps what it sees with its start time; kept across a crash, so a
+    # resumed full sync archives exactly what the whole pass did not see.
+    stamp: datetime | None = None
+    if full and archives:
+        stamp = state.full_sync_started_at or now
+        if not resuming:
+            with store.transaction() as conn:
+                start_full_sync(conn, source.name, stamp)
     report = SyncReport(source=source.name, full=full, bookmark=state.bookmark)
-    log.info("sync started", extra={"source": source.name, "full": full})
-    for page in source.pages(state.bookmark, full=full):
-        valid: list[Contact] = []
-        for ref, reason in page.rejected:
-            _skip(report, ref, reason)
-        for raw in page.records:
+    log.info("sync started", extra={"source": source.name, "full": full, "resumed": resuming,
+                                    "scheduled_full": due})
+    batch = _Batch()
+    # The next page downloads while this batch is normalised and stored.
+    pages = read_ahead(source.pages(state.bookmark, full=full))
+    try:
+        while True:
             try:
-                valid.append(normalise(raw))
-            except InvalidContact as exc:
-                _skip(report, exc.ref, exc.reason)
-        report.fetched += len(page.records) + len(page.rejected)
-        # The page's rows and its bookmark commit together: a crash never moves one alone.
-        with store.transaction() as conn:
-            counts = upsert_contacts(conn, valid)
-            save_bookmark(conn, source.name, page.bookmark)
-        report.upserts.add(counts)
-        report.bookmark = page.bookmark
-        report.pages += 1
-        log.info(
-            "sync progress",
-            extra={"page": report.pages, "fetched": report.fetched, "skipped": report.skipped},
-        )
-        if stop is not None and stop.is_set():
-            # Between pages is the safe point: the next sync starts again from the bookmark.
-            raise Interrupted(f"sync stopped after page {report.pages}", report.counts())
+                page = next(pages, None)
+            except BaseException:
+                # Pages received in full are sound, bookmark included: keep them, then stop.
+                _commit(store, source.name, stamp, batch, report)
+                raise
+            if page is None:
+                break
+            _take(page, batch, report)
+            stopping = stop is not None and stop.is_set()
+            if batch.records >= batch_size or stopping:
+                _commit(store, source.name, stamp, batch, report)
+            if stopping:
+                # After a commit is the safe point: the next sync resumes from the bookmark,
+                # and a full sync stopped here archives nothing.
+                raise Interrupted(f"sync stopped after page {report.pages}", report.counts())
+        _commit(store, source.name, stamp, batch, report)
+    finally:
+        pages.close()
     if full:
         with store.transaction() as conn:
+            if stamp is not None:
+                report.archived = _archive(conn, source.name, stamp)
             save_bookmark(conn, source.name, report.bookmark, full_sync_done=True)
     log.info("sync finished", extra={"report": report.counts()})
     return report
+
+
+def _take(page: Page, batch: _Batch, report: SyncReport) -> None:
+    """Normalise a page into the batch; count and log what cannot be used."""
+    for ref, reason in page.rejected:
+        _skip(report, ref, reason)
+    for raw in page.records:
+        try:
+            batch.contacts.append(normalise(raw))
+        except InvalidContact as exc:
+            _skip(report, exc.ref, exc.reason)
+            if raw.crm_id is not None:
+                batch.unusable.append(str(raw.crm_id))
+    report.fetched += len(page.records) + len(page.rejected)
+    batch.records += len(page.records) + len(page.rejected)
+    batch.bookmark, batch.pages = page.bookmark, batch.pages + 1
+
+
+@dataclass
+class _Batch:
+    """Pages normalised but not yet committed."""
+
+    contacts: list[Contact] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)  # CRM ids of records we could not use
+    bookmark: str | None = None
+    pages: int = 0
+    records: int = 0  # fetched, usable or not
+
+
+def _commit(
+    store: Store, source: str, stamp: datetime | None, batch: _Batch, report: SyncReport
+) -> None:
+    """Commit a batch's rows and the bookmark of its last page in one transaction, then empty it.
+
+    A crash never moves one without the other, so the bookmark stands for committed rows only.
+    """
+    if not batch.pages:
+        return
+    with store.transaction() as conn:
+        counts = upsert_contacts(conn, batch.contacts)
+        if stamp is not None:
+            # A record we could not use still exists in the CRM: keep its row active.
+            mark_seen(conn, source, stamp, emails=[c.email for c in batch.contacts],
+                      crm_ids=batch.unusable)
+        save_bookmark(conn, source, batch.bookmark)
+    report.upserts.add(counts)
+    report.bookmark = batch.bookmark
+    report.pages += batch.pages
+    batch.contacts, batch.unusable, batch.pages, batch.records = [], [], 0, 0
+    log.info(
+        "sync progress",
+        extra={"page": report.pages, "fetched": report.fetched, "skipped": report.skipped},
+    )
+
+
+def _archive(conn: Connection, source: str, stamp: datetime) -> int:
+    """Archive what a complete full sync did not return; never when it returned nothing."""
+    if not seen_since(conn, source, stamp):
+        # An empty CRM is far likelier a wrong account or a broken answer than the truth.
+        log.warning("full sync returned no contacts; nothing archived", extra={"source": source})
+        return 0
+    archived = archive_unseen(conn, source, stamp)
+    if archived:
+        log.info("contacts archived", extra={"source": source, "archived": archived})
+    return archived
 
 
 def _skip(report: SyncReport, ref: str, reason: str) -> None:

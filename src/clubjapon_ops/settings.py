@@ -61,6 +61,45 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not 0 < value < float("inf"):
+        raise ValueError
+    return value
+
+
+_PROPERTY = re.compile(r"^[a-z0-9_]+$")
+
+
+def _property_list(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    if any(not _PROPERTY.match(n) for n in names):
+        raise ValueError
+    return names
+
+
+# Contact fields a Brevo attribute can fill, and the attribute each reads by default.
+BREVO_DEFAULT_ATTRIBUTES = {
+    "first_name": "FIRSTNAME", "last_name": "LASTNAME", "company": "COMPANY",
+    "language": "LANGUAGE",
+}
+_ATTRIBUTE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _brevo_attributes(raw: str) -> tuple[tuple[str, str], ...]:
+    """Read 'first_name=PRENOM,company=SOCIETE'; fields not named keep their default."""
+    mapping = dict(BREVO_DEFAULT_ATTRIBUTES)
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        name, sep, attribute = (part.strip() for part in item.partition("="))
+        if not sep or name not in mapping or not _ATTRIBUTE.match(attribute):
+            raise ValueError
+        mapping[name] = attribute.upper()
+    # Pairs rather than a dict keep Settings hashable.
+    return tuple(mapping.items())
+
+
 def _mailbox(raw: str) -> str:
     _, address = parseaddr(raw)
     if "@" not in address or any(c in raw for c in "\r\n"):
@@ -120,10 +159,28 @@ SPECS: tuple[Spec, ...] = (
     Spec("hubspot_full_sync_days", "HUBSPOT_FULL_SYNC_DAYS", _positive_int, "7",
          "a whole number of days >= 1",
          "a full HubSpot sync (which detects archived contacts) runs at least this often"),
+    Spec("hubspot_extra_properties", "HUBSPOT_EXTRA_PROPERTIES", _property_list, "",
+         "comma-separated HubSpot property names (lower case, e.g. jobtitle,city)",
+         "extra HubSpot contact properties kept as raw attributes"),
     Spec("brevo_api_key", "BREVO_API_KEY", _optional, "",
          "a Brevo API v3 key", "Brevo API key", secret=True),
     Spec("brevo_base_url", "BREVO_BASE_URL", _http_url, "https://api.brevo.com",
          "an http(s) URL", "Brevo API base URL"),
+    Spec("brevo_attributes", "BREVO_ATTRIBUTES", _brevo_attributes, "",
+         "field=ATTRIBUTE pairs, comma-separated, fields among "
+         "first_name, last_name, company, language",
+         "which Brevo attributes hold the names, company and language "
+         "(default FIRSTNAME, LASTNAME, COMPANY, LANGUAGE)"),
+    Spec("brevo_full_sync_days", "BREVO_FULL_SYNC_DAYS", _positive_int, "7",
+         "a whole number of days >= 1",
+         "a full Brevo sync (which detects deleted contacts) runs at least this often"),
+    Spec("http_timeout", "CLUBJAPON_HTTP_TIMEOUT", _positive_float, "30",
+         "seconds, a number > 0", "how long one CRM API call may take before it is retried"),
+    Spec("http_attempts", "CLUBJAPON_HTTP_ATTEMPTS", _positive_int, "6",
+         "a whole number >= 1", "attempts per CRM API call (429, 5xx, timeouts) before giving up"),
+    Spec("http_retry_seconds", "CLUBJAPON_HTTP_RETRY_SECONDS", _positive_float, "300",
+         "seconds, a number > 0",
+         "the longest one CRM API call may keep retrying, waits included"),
     Spec("transport", "CLUBJAPON_TRANSPORT", _choice("outbox", "smtp", "brevo", "sendgrid"),
          "outbox", "outbox | smtp | brevo | sendgrid", "how messages are delivered"),
     Spec("outbox_dir", "CLUBJAPON_OUTBOX_DIR", _path, "var/outbox",
@@ -174,8 +231,14 @@ class Settings:
     hubspot_token: str | None
     hubspot_base_url: str
     hubspot_full_sync_days: int
+    hubspot_extra_properties: tuple[str, ...]
     brevo_api_key: str | None
     brevo_base_url: str
+    brevo_attributes: tuple[tuple[str, str], ...]
+    brevo_full_sync_days: int
+    http_timeout: float
+    http_attempts: int
+    http_retry_seconds: float
     transport: str
     outbox_dir: Path
     smtp_host: str
@@ -230,6 +293,9 @@ def _show(spec: Spec, value: Any) -> str:
         return MASK
     if spec.attr == "database_url":
         return make_url(str(value)).render_as_string(hide_password=True)
+    if isinstance(value, tuple):
+        items = [i if isinstance(i, str) else "=".join(i) for i in value]
+        return ",".join(items) or "(not set)"
     return str(value)
 
 

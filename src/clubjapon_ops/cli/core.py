@@ -23,6 +23,12 @@ def sync(app: App, full: bool) -> int:
       clubjapon-ops sync
       clubjapon-ops sync --full
       CLUBJAPON_CSV_PATH=export.csv clubjapon-ops sync
+
+    \b
+    HubSpot and Brevo syncs are incremental; a full sync (which also archives
+    contacts the CRM no longer has) runs with --full and on its own every
+    HUBSPOT_FULL_SYNC_DAYS / BREVO_FULL_SYNC_DAYS days. A sync that was stopped
+    resumes where its last committed page left it.
     """
     report = jobs.crm_sync(app.settings, app.store, full=full, trigger="cli")
     c = report.counts()
@@ -30,7 +36,7 @@ def sync(app: App, full: bool) -> int:
     click.echo(
         f"Synced from {c['source']} ({mode}): {c['fetched']} fetched, {c['created']} created, "
         f"{c['updated']} updated, {c['unchanged']} unchanged, {c['merged']} merged duplicates, "
-        f"{c['skipped']} skipped"
+        f"{c['skipped']} skipped" + (f", {c['archived']} archived" if c["archived"] else "")
     )
     for reason, n in sorted(report.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  skipped {n:>4} × {reason}")

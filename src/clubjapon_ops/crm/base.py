@@ -20,7 +20,12 @@ class Page:
 
 
 class CrmSource(Protocol):
-    """A CRM or export that yields contacts page by page."""
+    """A CRM or export that yields contacts page by page.
+
+    A CRM source may also set ``archives_missing = True`` (a complete full sync archives the
+    contacts it did not return) and ``full_sync_every`` (a timedelta: how often a full sync
+    runs on its own); sources without them (the CSV export) get neither.
+    """
 
     name: str
 

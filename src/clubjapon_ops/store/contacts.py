@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact, newer
@@ -109,6 +110,55 @@ def upsert_contacts(conn: Connection, batch: Sequence[Contact]) -> UpsertCounts:
     changed = {r["email"] for r in inserts} | {r["b_email"] for r in updates}
     _sync_crm_suppressions(conn, [c for c in unique if c.email in changed])
     return counts
+
+
+def mark_seen(
+    conn: Connection,
+    source: str,
+    stamp: datetime,
+    *,
+    emails: Sequence[str] = (),
+    crm_ids: Sequence[str] = (),
+) -> None:
+    """Stamp contacts that a full sync returned, by email or (for unusable records) by CRM id."""
+    if emails:
+        conn.execute(
+            update(contacts).where(contacts.c.email.in_(list(emails))).values(last_seen_at=stamp)
+        )
+    if crm_ids:
+        conn.execute(
+            update(contacts)
+            .where(and_(contacts.c.source == source, contacts.c.crm_id.in_(list(crm_ids))))
+            .values(last_seen_at=stamp)
+        )
+
+
+def seen_since(conn: Connection, source: str, stamp: datetime) -> bool:
+    """Tell whether the full sync begun at ``stamp`` saw at least one of this source's rows."""
+    query = select(contacts.c.id).where(
+        and_(contacts.c.source == source, contacts.c.last_seen_at >= stamp)
+    ).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def archive_unseen(conn: Connection, source: str, stamp: datetime) -> int:
+    """Archive this source's active contacts that the full sync begun at ``stamp`` did not see.
+
+    Rows are kept, suppressions too: an archived contact keeps its history and comes back
+    (un-archived) if the CRM returns it again.
+    """
+    result = conn.execute(
+        update(contacts)
+        .where(
+            and_(
+                contacts.c.source == source,
+                contacts.c.archived_at.is_(None),
+                or_(contacts.c.last_seen_at.is_(None), contacts.c.last_seen_at < stamp),
+            )
+        )
+        .values(archived_at=utcnow())
+    )
+    return int(result.rowcount)
 
 
 def _sync_crm_suppressions(conn: Connection, changed: Sequence[Contact]) -> None:

@@ -129,6 +129,12 @@ def _v4_job_run_attempts(conn: Connection) -> None:
     conn.execute(
         text("CREATE INDEX ix_job_runs_declared_started ON job_runs (declared_job, started_at)")
     )
+def _v5_full_sync_tracking(conn: Connection) -> None:
+    # A full sync stamps every contact it sees, then archives the unstamped ones; the pass's
+    # start time is kept so that a full sync killed mid-way resumes with the same stamp.
+    timestamp = UTCDateTime().impl.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE contacts ADD COLUMN last_seen_at {timestamp}"))
+    conn.execute(text(f"ALTER TABLE sync_state ADD COLUMN full_sync_started_at {timestamp}"))
 
 
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
@@ -136,6 +142,7 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
     (3, "deliveries: the per-recipient ledger", _v3_deliveries),
     (4, "job_runs.attempt, job_runs.declared_job", _v4_job_run_attempts),
+    (5, "contacts.last_seen_at, sync_state.full_sync_started_at", _v5_full_sync_tracking),
 )
 HEAD = MIGRATIONS[-1][0]
 

@@ -21,6 +21,7 @@ class SyncState:
     bookmark: str | None
     updated_at: datetime | None
     last_full_sync_at: datetime | None
+    full_sync_started_at: datetime | None = None
 
 
 def get_sync_state(conn: Connection, source: str) -> SyncState:
@@ -28,7 +29,9 @@ def get_sync_state(conn: Connection, source: str) -> SyncState:
     row = conn.execute(select(sync_state).where(sync_state.c.source == source)).first()
     if row is None:
         return SyncState(source, None, None, None)
-    return SyncState(source, row.bookmark, row.updated_at, row.last_full_sync_at)
+    return SyncState(
+        source, row.bookmark, row.updated_at, row.last_full_sync_at, row.full_sync_started_at
+    )
 
 
 def save_bookmark(
@@ -39,6 +42,20 @@ def save_bookmark(
     values: dict[str, Any] = {"bookmark": bookmark, "updated_at": now}
     if full_sync_done:
         values["last_full_sync_at"] = now
+        values["full_sync_started_at"] = None
+    _upsert_state(conn, source, values)
+
+
+def start_full_sync(conn: Connection, source: str, started_at: datetime) -> None:
+    """Record that a full sync began; it stays 'under way' until save_bookmark(full_sync_done)."""
+    state = get_sync_state(conn, source)
+    _upsert_state(
+        conn, source,
+        {"bookmark": state.bookmark, "updated_at": utcnow(), "full_sync_started_at": started_at},
+    )
+
+
+def _upsert_state(conn: Connection, source: str, values: dict[str, Any]) -> None:
     done = conn.execute(update(sync_state).where(sync_state.c.source == source).values(**values))
     if done.rowcount == 0:
         conn.execute(insert(sync_state).values(source=source, **values))

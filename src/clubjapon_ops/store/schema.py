@@ -46,6 +46,8 @@ contacts = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Added by migration 2: set when a full CRM sync no longer sees the contact.
     Column("archived_at", UTCDateTime),
+    # Added by migration 3: the start of the last full CRM sync that returned the contact.
+    Column("last_seen_at", UTCDateTime),
     Index("ix_contacts_source_crm_id", "source", "crm_id"),
 )
 
@@ -57,6 +59,8 @@ sync_state = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Added by migration 2.
     Column("last_full_sync_at", UTCDateTime),
+    # Added by migration 3: set while a full sync is under way, so a killed one resumes.
+    Column("full_sync_started_at", UTCDateTime),
 )
 
 suppressions = Table(

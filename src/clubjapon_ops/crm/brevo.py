@@ -1,0 +1,280 @@
+"""Brevo API v3 contacts: ``GET /v3/contacts`` with limit/offset, oldest created first.
+
+Incremental runs add ``modifiedSince``. Offsets shift when contacts are deleted or start
+matching the filter while we page, so each request re-reads the last few contacts of the
+previous page and lines the new page up on them: a shift back (deletions) is absorbed,
+a shift forward only repeats contacts (harmless: the store merges them). If the overlap
+is lost altogether, paging steps back a page until it is found again. Contacts changed
+during the pass are caught by the next run, whose window starts at this pass's start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+
+from clubjapon_ops.contacts import RawContact
+from clubjapon_ops.crm.base import Page
+from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, parse_int_header
+from clubjapon_ops.crm.http import retry_after as retry_after_header
+from clubjapon_ops.crm.pacing import RateHint
+from clubjapon_ops.errors import ConfigError, SourceError
+from clubjapon_ops.settings import BREVO_DEFAULT_ATTRIBUTES, Settings
+
+log = logging.getLogger(__name__)
+
+CONTACTS_PATH = "/v3/contacts"
+LIMIT = 1000  # the most Brevo gives per page
+OVERLAP = 10  # contacts of the previous page re-read to line the next one up
+MAX_REALIGN = 20  # step-backs allowed per run before we call the paging unreliable
+# Brevo's modifiedSince is compared with its own clock; stay a little behind ours.
+CLOCK_MARGIN_S = 300.0
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A pass under way: full or since the bookmark, how far it got, what it read last."""
+
+    full: bool
+    offset: int
+    started_ms: int
+    tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    """The incremental date, and the pass under way if any."""
+
+    since: str | None = None
+    current: Pass | None = field(default=None)
+
+    def dump(self) -> str:
+        """Serialise for sync_state.bookmark."""
+        data: dict[str, Any] = {"since": self.since}
+        if self.current is not None:
+            p = self.current
+            data["pass"] = {"full": p.full, "offset": p.offset, "started": p.started_ms,
+                            "tail": list(p.tail)}
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, text: str | None) -> Bookmark:
+        """Read a saved bookmark; an unreadable one stops the run rather than guessing."""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            since = data.get("since")
+            if since is not None and not isinstance(since, str):
+                raise ValueError
+            raw = data.get("pass")
+            current = None
+            if raw is not None:
+                current = Pass(bool(raw["full"]), int(raw["offset"]), int(raw["started"]),
+                               tuple(str(i) for i in raw["tail"]))
+        except (ValueError, AttributeError, KeyError, TypeError):
+            raise SourceError(
+                "the saved Brevo bookmark is unreadable; run 'clubjapon-ops sync --full'"
+            ) from None
+        return cls(since, current)
+
+
+def brevo_time(ms: int) -> str:
+    """Format epoch milliseconds as Brevo wants: YYYY-MM-DDTHH:mm:ss.SSSZ, in UTC."""
+    when = datetime.fromtimestamp(ms / 1000, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_answer(document: Any) -> list[Any]:
+    """Check the shape of a contacts answer; a wrong shape is retried like a 5xx."""
+    if not isinstance(document, dict):
+        raise MalformedPage("the answer is not an object")
+    contacts = document.get("contacts", [])
+    # Tolerate an empty answer without 'contacts'; anything else must be a list.
+    if not isinstance(contacts, list):
+        raise MalformedPage("the answer's 'contacts' is not a list")
+    return contacts
+
+
+def rate_hint(headers: Mapping[str, str]) -> RateHint | None:
+    """Read x-sib-ratelimit-{limit,remaining,reset}: a fixed window resetting in 'reset' s."""
+    reset = parse_int_header(headers, "x-sib-ratelimit-reset")
+    if reset is None:
+        return None
+    return RateHint(
+        limit=parse_int_header(headers, "x-sib-ratelimit-limit"),
+        remaining=parse_int_header(headers, "x-sib-ratelimit-remaining"),
+        window_s=float(reset),
+        rolling=False,
+    )
+
+
+def on_rate_limit(response: requests.Response) -> float | None:
+    """A 429 says in x-sib-ratelimit-reset how many seconds to wait."""
+    reset = parse_int_header(response.headers, "x-sib-ratelimit-reset")
+    if reset is not None:
+        return float(max(reset, 0))
+    return retry_after_header(response)
+
+
+class BrevoSource:
+    """Contacts from Brevo, page by page, each page with the bookmark that holds after it."""
+
+    name = "brevo"
+    archives_missing = True
+
+    def __init__(
+        self,
+        client: HttpClient,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        full_sync_every: timedelta = timedelta(days=7),
+        limit: int = LIMIT,
+        overlap: int = OVERLAP,
+        clock_margin_s: float = CLOCK_MARGIN_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.attributes = {**BREVO_DEFAULT_ATTRIBUTES, **(attributes or {})}
+        self._mapped = {v: k for k, v in self.attributes.items()}
+        self.full_sync_every = full_sync_every
+        self.limit = limit
+        self.overlap = min(overlap, limit - 1)
+        self.margin_ms = int(clock_margin_s * 1000)
+        self._clock = clock
+
+    def pages(self, bookmark: str | None, *, full: bool) -> Iterator[Page]:
+        """Yield pages of contacts: all of them when ``full``, else those changed since."""
+        state = Bookmark.load(bookmark)
+        full = full or state.since is None
+        current = state.current
+        if current is None or current.full != full:
+            current = Pass(full=full, offset=0, started_ms=int(self._clock() * 1000))
+        else:
+            log.info("resuming the Brevo pass", extra={"full": full, "offset": current.offset})
+        return self._pass(state.since, current)
+
+    def _pass(self, since: str | None, current: Pass) -> Iterator[Page]:
+        offset, tail = current.offset, list(current.tail)
+        realigned = 0
+        while True:
+            back = min(len(tail), self.overlap) if offset else 0
+            params: dict[str, Any] = {"limit": self.limit, "offset": offset - back, "sort": "asc"}
+            if not current.full and since is not None:
+                params["modifiedSince"] = since
+            contacts = self.client.get(CONTACTS_PATH, parse_answer, params=params)
+            fresh = contacts
+            if back:
+                start = _after_anchor(contacts, tail[-back:])
+                if start is None:
+                    realigned += 1
+                    if realigned > MAX_REALIGN:
+                        raise SourceError(
+                            "Brevo's contact list kept shifting while we paged; try again later"
+                        )
+                    log.info("Brevo offsets shifted; stepping back a page",
+                             extra={"offset": offset})
+                    offset = max(0, offset - self.limit)
+                    if offset == 0:
+                        tail = []
+                    continue
+                fresh = contacts[start:]
+            records, rejected = self._convert(fresh)
+            offset = offset - back + len(contacts)
+            tail = [i for i in (_contact_id(c) for c in contacts[-self.overlap:]) if i]
+            if len(contacts) < self.limit:
+                done = Bookmark(since=brevo_time(current.started_ms - self.margin_ms))
+                yield Page(records, done.dump(), rejected)
+                return
+            going = Pass(current.full, offset, current.started_ms, tuple(tail))
+            yield Page(records, Bookmark(since, going).dump(), rejected)
+
+    def _convert(self, contacts: list[Any]) -> tuple[list[RawContact], list[tuple[str, str]]]:
+        """Turn contacts into raw records; structurally broken ones are rejected with a reason."""
+        records: list[RawContact] = []
+        rejected: list[tuple[str, str]] = []
+        for index, item in enumerate(contacts):
+            if not isinstance(item, dict):
+                rejected.append((f"brevo result {index}", "record is not an object"))
+                continue
+            ident = _contact_id(item)
+            if ident is None:
+                rejected.append((f"brevo result {index}", "record has no id"))
+                continue
+            attributes = item.get("attributes") or {}
+            if not isinstance(attributes, dict):
+                rejected.append((f"brevo {ident}", "attributes is not an object"))
+                continue
+            raw = RawContact(
+                ref=f"brevo {ident}",
+                source=self.name,
+                email=item.get("email"),
+                opted_out=item.get("emailBlacklisted"),
+                crm_id=ident,
+                created_at=item.get("createdAt"),
+                updated_at=item.get("modifiedAt"),
+            )
+            for key, value in attributes.items():
+                name = self._mapped.get(str(key).upper())
+                if name:
+                    setattr(raw, name, value)
+                else:
+                    raw.attributes[str(key)] = value
+            records.append(raw)
+        return records, rejected
+
+
+def _contact_id(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    ident = item.get("id")
+    if isinstance(ident, bool) or not isinstance(ident, str | int) or ident == "":
+        return None
+    return str(ident)
+
+
+def _after_anchor(contacts: list[Any], anchor: list[str]) -> int | None:
+    """Index just past the last anchor contact found in this page, None if none is there."""
+    positions = {_contact_id(c): i for i, c in enumerate(contacts)}
+    for ident in reversed(anchor):
+        if ident in positions:
+            return positions[ident] + 1
+    return None
+
+
+def brevo_api(key: str, base_url: str) -> Api:
+    """Describe Brevo to the HTTP layer: api-key header and x-sib-ratelimit-* headers."""
+    return Api(
+        name="Brevo",
+        base_url=base_url,
+        auth_headers={"api-key": key},
+        auth_setting="BREVO_API_KEY",
+        rate_hint=rate_hint,
+        on_rate_limit=on_rate_limit,
+        secrets=(key,),
+    )
+
+
+def brevo_source(settings: Settings) -> BrevoSource:
+    """Build the Brevo source from the settings."""
+    key = settings.brevo_api_key
+    if not key:
+        raise ConfigError("BREVO_API_KEY is not set: create an API v3 key in Brevo and put "
+                          "it in .env")
+    client = HttpClient(
+        brevo_api(key, settings.brevo_base_url),
+        timeout=settings.http_timeout,
+        retry=RetryPolicy(attempts=settings.http_attempts, total_s=settings.http_retry_seconds),
+    )
+    return BrevoSource(
+        client,
+        attributes=dict(settings.brevo_attributes),
+        full_sync_every=timedelta(days=settings.brevo_full_sync_days),
+    )
