@@ -1,4 +1,5 @@
-"""The one HTTP layer for CRM APIs: a session, timeouts, pacing and the only retry policy.
+"""The one HTTP layer (CRM and email APIs): a session, timeouts, pacing and the only retry
+policy.
 
 Retries live here and nowhere else. A call is retried on 429, 5xx, timeouts, dropped
 connections and malformed answers (not JSON, wrong shape), with exponential backoff and
@@ -50,6 +51,10 @@ class TransientError(RetryableError):
 
 class MalformedPage(TransientError):
     """The answer is not JSON, or not shaped as the API documents: retried like a 5xx."""
+
+
+class UncertainError(RetryableError):
+    """The request may have reached the server, and it is not safe to send it again."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +168,17 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         pacer: Pacer | None = None,
+        decode: Callable[[requests.Response], T] | None = None,
+        headers: Mapping[str, str] | None = None,
+        resend_safe: bool = True,
     ) -> T:
-        """Make one logical call; raise AuthError, SourceError or StopRun when it cannot succeed."""
+        """Make one logical call; raise AuthError, SourceError or StopRun when it cannot succeed.
+
+        ``decode``, when given, reads the answer itself, including a final 4xx (an email API
+        says per message what it refused); ``resend_safe=False`` (a send without an
+        idempotency key) turns a timeout or a dropped connection after the request may have
+        left into UncertainError instead of a retry.
+        """
         policy = self.retry
         retrying = Retrying(
             sleep=self.sleep,
@@ -178,7 +192,8 @@ class HttpClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._once(method, path, parse, params, body, pacer)
+                    return self._once(method, path, parse, params, body, pacer, decode,
+                                      headers, resend_safe)
         except TransientError as exc:
             state = retrying.statistics
             took = time.monotonic() - started
@@ -202,6 +217,9 @@ class HttpClient:
         params: Mapping[str, Any] | None,
         body: Any,
         pacer: Pacer | None,
+        decode: Callable[[requests.Response], T] | None = None,
+        headers: Mapping[str, str] | None = None,
+        resend_safe: bool = True,
     ) -> T:
         for each in (self.pacer, pacer):
             if each is not None:
@@ -213,12 +231,22 @@ class HttpClient:
         self.stats.requests += 1
         try:
             response = self.session.request(
-                method, url, params=params, json=body, timeout=self.timeout
+                method, url, params=params, json=body, timeout=self.timeout, headers=headers
             )
+        except requests.ConnectTimeout:
+            # Never connected: nothing was sent, so a retry is always safe.
+            raise TransientError(f"{method} {path}: could not connect in time") from None
         except requests.Timeout:
+            if not resend_safe:
+                raise UncertainError(f"{method} {path}: no answer within {self.timeout:g} s; "
+                                     "the request may have been taken") from None
             raise TransientError(f"{method} {path}: no answer within {self.timeout:g} s") from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             kind = type(exc).__name__
+            refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
+            if not resend_safe and not refused:
+                raise UncertainError(f"{method} {path}: connection lost ({kind}); the request "
+                                     "may have been taken") from None
             raise TransientError(f"{method} {path}: connection failed ({kind})") from None
         except requests.RequestException as exc:
             raise SourceError(f"{name}: {method} {path} failed ({type(exc).__name__})") from None
@@ -241,6 +269,8 @@ class HttpClient:
                 f"{name} refused our credentials (HTTP {status}): check "
                 f"{self.api.auth_setting}{self._excerpt(response)}"
             )
+        if decode is not None:
+            return decode(response)
         if status >= 400:
             raise SourceError(
                 self._redact(f"{name}: {method} {path} answered HTTP {status}"

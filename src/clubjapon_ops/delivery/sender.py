@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from clubjapon_ops.delivery.ratelimit import TokenBucket
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
+from clubjapon_ops.errors import AuthError
 from clubjapon_ops.newsletter.service import Newsletter
 from clubjapon_ops.reports import Report
 from clubjapon_ops.store import Store
@@ -260,6 +261,11 @@ class CampaignSender:
     def _hand_over(self, outgoing: Sequence[Outgoing], key: str | None = None) -> list[Result]:
         try:
             return self.transport.send(outgoing, key)
+        except AuthError as exc:
+            # Refused before anything was taken: stop, and keep these for the next run.
+            with self._lock:
+                self._report.paused = str(exc)
+            return [Result(o.id, Status.RETRY, error=str(exc)) for o in outgoing]
         except Exception as exc:  # the transport could not answer per message
             log.error("transport error", extra={"error": str(exc)})
             status = Status.RETRY if key else Status.UNKNOWN

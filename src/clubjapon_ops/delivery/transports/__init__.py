@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from clubjapon_ops.crm.brevo import brevo_api
+from clubjapon_ops.crm.http import Api, HttpClient, RetryPolicy
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
+from clubjapon_ops.delivery.transports.brevo import BrevoTransport
 from clubjapon_ops.delivery.transports.outbox import OutboxTransport
+from clubjapon_ops.delivery.transports.sendgrid import SendGridTransport
 from clubjapon_ops.delivery.transports.smtp import SmtpConfig, SmtpTransport
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.settings import Settings
@@ -24,4 +28,19 @@ def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
             retry_wait=settings.send_retry_wait,
         )
         return SmtpTransport(config, builder.from_address, builder)
-    raise ConfigError(f"CLUBJAPON_TRANSPORT={settings.transport} is not available yet")
+    retry = RetryPolicy(attempts=settings.http_attempts, total_s=settings.http_retry_seconds,
+                        initial_wait_s=settings.send_retry_wait)
+    if settings.transport == "brevo":
+        if not settings.brevo_api_key:
+            raise ConfigError("BREVO_API_KEY is not set: it is needed to send through Brevo")
+        client = HttpClient(brevo_api(settings.brevo_api_key, settings.brevo_base_url),
+                            timeout=settings.http_timeout, retry=retry)
+        return BrevoTransport(client, settings.mail_from, builder.unsubscribe_mailto)
+    if not settings.sendgrid_api_key:
+        raise ConfigError("SENDGRID_API_KEY is not set: it is needed to send through SendGrid")
+    key = settings.sendgrid_api_key
+    api = Api(name="SendGrid", base_url=settings.sendgrid_base_url,
+              auth_headers={"Authorization": f"Bearer {key}"}, auth_setting="SENDGRID_API_KEY",
+              secrets=(key,))
+    client = HttpClient(api, timeout=settings.http_timeout, retry=retry)
+    return SendGridTransport(client, settings.mail_from, builder.unsubscribe_mailto)

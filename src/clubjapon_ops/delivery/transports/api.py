@@ -1,0 +1,47 @@
+"""What the email API transports share: one language per request, content with placeholders."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from email.utils import parseaddr
+
+from clubjapon_ops.delivery.message import header_safe
+from clubjapon_ops.delivery.transports.base import Outgoing
+from clubjapon_ops.newsletter.render import SLOTS, RenderedLanguage
+
+
+def by_language(batch: Sequence[Outgoing]) -> list[list[Outgoing]]:
+    """Split a batch into groups sharing one rendered language (one content per request)."""
+    groups: dict[int, list[Outgoing]] = defaultdict(list)
+    for item in batch:
+        groups[id(item.message.rendered)].append(item)
+    return list(groups.values())
+
+
+def templated(rendered: RenderedLanguage, tag: Callable[[str, str], str]) -> tuple[str, str]:
+    """The HTML and text parts with each slot replaced by the provider's placeholder.
+
+    ``tag(slot, part)`` gives the placeholder, part being "html" or "text": the HTML
+    placeholders take values escaped for HTML, the text ones plain values.
+    """
+    html = rendered.html.fill({slot: tag(slot, "html") for slot in SLOTS})
+    text = rendered.text.fill({slot: tag(slot, "text") for slot in SLOTS})
+    return html, text
+
+
+def sender(mail_from: str) -> dict[str, str]:
+    """The From mailbox as the APIs want it."""
+    name, address = parseaddr(mail_from)
+    return {"email": address, "name": name} if name else {"email": address}
+
+
+def recipient(item: Outgoing) -> dict[str, str]:
+    """One recipient, name included when known (header-safe)."""
+    name = header_safe(item.message.display_name)
+    return {"email": item.envelope_to, "name": name} if name else {"email": item.envelope_to}
+
+
+def unsubscribe_header(url: str, mailto: str) -> str:
+    """The RFC 8058 List-Unsubscribe value."""
+    return f"<{header_safe(url)}>, <{mailto}>"

@@ -1,0 +1,115 @@
+"""SendGrid's v3 Mail Send: POST /v3/mail/send with up to 1,000 personalizations.
+
+The content goes once per language with substitution tags; each personalization carries its
+reader's values and headers (List-Unsubscribe). SendGrid takes no idempotency key: a timeout
+after the request left makes the batch 'unknown', never a silent resend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+
+from clubjapon_ops.crm.http import HttpClient, UncertainError
+from clubjapon_ops.delivery.transports.api import (
+    by_language,
+    recipient,
+    sender,
+    templated,
+    unsubscribe_header,
+)
+from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
+from clubjapon_ops.errors import SourceError
+
+MAX_PERSONALIZATIONS = 1000
+PATH = "/v3/mail/send"
+
+
+def _tag(slot: str, part: str) -> str:
+    return f"-{slot}_{part}-"
+
+
+class SendGridTransport:
+    """Batches of up to 1,000 personalizations per call."""
+
+    name = "sendgrid"
+    batch_size = MAX_PERSONALIZATIONS
+    idempotent = False
+    per_message = False
+    concurrency = 1
+
+    def __init__(self, client: HttpClient, mail_from: str, unsubscribe_mailto: str) -> None:
+        self.client = client
+        self.sender = sender(mail_from)
+        self.unsubscribe_mailto = unsubscribe_mailto
+
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
+        """Send each language group as one request; return one result per message."""
+        by_id: dict[int, Result] = {}
+        for group in by_language(batch):
+            for start in range(0, len(group), MAX_PERSONALIZATIONS):
+                part = group[start:start + MAX_PERSONALIZATIONS]
+                for result in self._send_group(part):
+                    by_id[result.id] = result
+        return [by_id[item.id] for item in batch]
+
+    def _payload(self, group: list[Outgoing]) -> dict[str, Any]:
+        first = group[0]
+        html, text = templated(first.message.rendered, _tag)
+        personalizations = []
+        for item in group:
+            message = item.message
+            substitutions = {_tag(k, "text"): v for k, v in message.plain_values.items()}
+            substitutions.update({_tag(k, "html"): v for k, v in message.html_values.items()})
+            personalizations.append({
+                "to": [recipient(item)],
+                "substitutions": substitutions,
+                "headers": {
+                    "List-Unsubscribe": unsubscribe_header(message.unsubscribe_url,
+                                                           self.unsubscribe_mailto),
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                },
+                "custom_args": {"delivery_id": str(item.id), "edition": item.edition},
+            })
+        return {
+            "personalizations": personalizations,
+            "from": self.sender,
+            "subject": first.subject_prefix + first.message.subject,
+            "content": [{"type": "text/plain", "value": text},
+                        {"type": "text/html", "value": html}],
+            "categories": [first.edition],
+        }
+
+    def _send_group(self, group: list[Outgoing]) -> list[Result]:
+        try:
+            return self.client.call(
+                "POST", PATH, lambda _doc: [], body=self._payload(group),
+                decode=lambda response: self._decode(response, group), resend_safe=False,
+            )
+        except UncertainError as exc:
+            return [Result(i.id, Status.UNKNOWN, error=str(exc)) for i in group]
+        except SourceError as exc:
+            # 5xx and 429 retried to the end without success: SendGrid did not take them.
+            return [Result(i.id, Status.RETRY, error=str(exc)) for i in group]
+
+    @staticmethod
+    def _decode(response: requests.Response, group: list[Outgoing]) -> list[Result]:
+        status = response.status_code
+        if status in (200, 202):
+            message_id = response.headers.get("X-Message-Id")
+            return [Result(i.id, Status.QUEUED, provider_id=message_id) for i in group]
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        errors = document.get("errors") if isinstance(document, dict) else None
+        text = "; ".join(
+            str(e.get("message", ""))[:120] for e in errors or [] if isinstance(e, dict))
+        return [Result(i.id, Status.REJECTED, error=f"SendGrid HTTP {status}: {text}".strip())
+                for i in group]
+
+    def close(self) -> None:
+        """Release the HTTP session."""
+        self.client.close()
