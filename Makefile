@@ -5,10 +5,17 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck pytest clean
 
-## Set up, then run the main job on the embedded default (sample CSV, SQLite, local outbox).
+# The newest edition in config/editions/ (file names start with the date).
+EDITION ?= $(basename $(notdir $(lastword $(sort $(wildcard config/editions/*.yaml)))))
+
+## Set up, then run the whole pipeline on the embedded default: sync the sample CSV into
+## SQLite, send the newest edition to the local outbox, write a preview, show the ledger.
 run: $(VENV)/.installed-run
-	$(BIN)/clubjapon-ops sync
-	$(BIN)/clubjapon-ops status
+	$(BIN)/clubjapon-ops --log-text -q sync
+	$(BIN)/clubjapon-ops --log-text -q send $(EDITION) --yes
+	$(BIN)/clubjapon-ops --log-text -q preview $(EDITION) --lang ja
+	$(BIN)/clubjapon-ops --log-text -q status $(EDITION)
+	@echo "Messages: var/outbox/$(EDITION)/   Preview page: $(BIN)/clubjapon-ops preview $(EDITION) --serve"
 
 ## Set up, then run the linters, the type checker and the whole test suite.
 test: $(VENV)/.installed-test

@@ -8,6 +8,7 @@ import click
 
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_OK, App, cli
+from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
 
@@ -44,15 +45,19 @@ def sync(app: App, full: bool) -> int:
 
 
 @cli.command()
+@click.argument("edition", required=False)
 @click.option("--runs", "limit", default=10, show_default=True, help="How many job runs to show.")
 @click.pass_obj
-def status(app: App, limit: int) -> int:
-    """Show contact counts and the latest job runs.
+def status(app: App, edition: str | None, limit: int) -> int:
+    """Show contact counts and the latest job runs, or with EDITION its ledger.
 
     \b
-    Example:
+    Examples:
       clubjapon-ops status --runs 20
+      clubjapon-ops status 2025-11-04-lille
     """
+    if edition:
+        return _edition_status(app, edition)
     with app.store.transaction() as conn:
         counts = contact_counts(conn)
         runs = recent_runs(conn, limit)
@@ -106,4 +111,24 @@ def show_config(app: App) -> int:
     width = max(len(name) for name, _, _ in rows)
     for name, value, origin in rows:
         click.echo(f"{name:<{width}}  {value}  [{origin}]")
+    return EXIT_OK
+
+
+def _edition_status(app: App, edition: str) -> int:
+    with app.store.transaction() as conn:
+        report = ledger.ledger_report(conn, edition)
+    by_state = report["by_state"]
+    if not by_state:
+        click.echo(f"{edition}: nothing planned or sent yet")
+        return EXIT_OK
+    total = sum(by_state.values())
+    click.echo(f"{edition}: {total} recipient(s) in the ledger")
+    click.echo("  " + ", ".join(f"{state} {n}" for state, n in sorted(by_state.items())))
+    for lang, states in sorted(report["by_language"].items()):
+        click.echo(f"  {lang}: " + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
+    for error, n in report["errors"].items():
+        click.echo(f"  {n:>5} × {error}")
+    if by_state.get(ledger.UNKNOWN):
+        click.echo(f"  {by_state[ledger.UNKNOWN]} unknown: check them, then "
+                   f"'clubjapon-ops send {edition} --resend-unknown'")
     return EXIT_OK

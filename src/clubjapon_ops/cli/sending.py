@@ -189,6 +189,8 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         finally:
             close()
     _print_summary(report)
+    if settings.transport == "outbox":
+        click.echo(f"  messages: {settings.outbox_dir / edition}/")
     return EXIT_OK if report.status == "success" else EXIT_PARTIAL
 
 
