@@ -112,3 +112,25 @@ def test_sigkill_mid_send_then_rerun_sends_each_message_once(home: Path) -> None
                 assert server.counts[email] == 1, email  # exactly once
             else:
                 assert rows[email] == "unknown" and server.counts[email] <= 1, email
+
+
+def test_dry_run_and_test_sends_leave_the_ledger_alone(home: Path) -> None:  # noqa: F811
+    write_contacts(home / "contacts.csv", [f"reader{i}@example.com" for i in range(12)])
+    with smtp_server() as (port, server):
+        env = env_for(home, port)
+        assert cli(env, "sync").returncode == 0
+        dry = cli(env, "send", SLUG, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "built 12 message(s)" in dry.stdout and "nothing sent" in dry.stdout
+        test = cli(env, "send", SLUG, "--test-to", "me@example.org, you@example.org",
+                   "--lang", "ja")
+        assert test.returncode == 0, test.stdout + test.stderr
+        assert sorted(server.counts) == ["me@example.org", "you@example.org"]
+        message = server.message_for("me@example.org")
+        assert message["Subject"].startswith("[TEST] クラブ・ジャポン")
+        assert str(message["To"]).endswith("<me@example.org>")
+        bad = cli(env, "send", SLUG, "--test-to", "not-an-address")
+        assert bad.returncode == 2 and "--test-to" in bad.stderr
+        no_tty = cli(env, "send", SLUG)
+        assert no_tty.returncode == 2 and "pass --yes" in no_tty.stderr
+    assert not (home / "var" / "clubjapon.sqlite3").exists() or ledger(home) == {}
