@@ -8,12 +8,10 @@ from pathlib import Path
 import click
 
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
-from clubjapon_ops.contacts import normalise_email
+from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
-from clubjapon_ops.errors import InvalidContact, StopRun
 from clubjapon_ops.newsletter.content import LANGS
-from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, check_newsletter, load_newsletter
-from clubjapon_ops.store.contacts import find_contact
+from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 
 
 @cli.command()
@@ -56,17 +54,7 @@ def preview(
         return _serve(app, host, port, edition)
 
     newsletter = load_newsletter(settings, edition)
-    if email:
-        try:
-            wanted = normalise_email(email)
-        except InvalidContact as exc:
-            raise click.BadParameter(exc.reason, param_hint="--contact") from None
-        with app.store.transaction() as conn:
-            contact = find_contact(conn, wanted)
-        if contact is None:
-            raise StopRun(f"no contact {wanted} in the store (run 'clubjapon-ops sync' first?)")
-    else:
-        contact = SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
+    contact = reader_for(app, email, lang, newsletter)
     message = newsletter.personalise(contact)
     folder = out_dir or settings.root / "var" / "preview" / edition
     folder.mkdir(parents=True, exist_ok=True)

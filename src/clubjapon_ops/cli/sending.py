@@ -29,7 +29,8 @@ EXIT_PARTIAL = 3
 log = logging.getLogger(__name__)
 
 
-def _contact_for(app: App, email: str | None, lang: str | None, newsletter: Newsletter) -> Contact:
+def reader_for(app: App, email: str | None, lang: str | None, newsletter: Newsletter) -> Contact:
+    """The stored contact named by --contact, else the sample reader of --lang."""
     if email:
         try:
             wanted = normalise_email(email)
@@ -38,7 +39,7 @@ def _contact_for(app: App, email: str | None, lang: str | None, newsletter: News
         with app.store.transaction() as conn:
             found = find_contact(conn, wanted)
         if found is None:
-            raise StopRun(f"no contact {wanted} in the store")
+            raise StopRun(f"no contact {wanted} in the store (run 'clubjapon-ops sync' first?)")
         return found
     return SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
 
@@ -217,7 +218,7 @@ def _test_send(app: App, newsletter: Newsletter, test_to: str, email: str | None
         except InvalidContact as exc:
             raise click.BadParameter(f"{raw.strip()!r}: {exc.reason}",
                                      param_hint="--test-to") from None
-    contact = _contact_for(app, email, lang, newsletter)
+    contact = reader_for(app, email, lang, newsletter)
     message = newsletter.personalise(contact)
     builder = MimeBuilder(app.settings.mail_from)
     transport = make_transport(app.settings, builder)
