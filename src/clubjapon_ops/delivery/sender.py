@@ -158,10 +158,12 @@ class CampaignSender:
         try:
             while not self.stop.is_set() and not report.paused and self._done < total:
                 with self.store.transaction() as conn:
+                    # Claimed, not yet 'sending': each row (or chunk) becomes 'sending' only
+                    # right before its own hand-over.
                     claimed = ledger.claim(
                         conn, self.edition, self.worker,
                         min(self.transport.batch_size, total - self._done), lease,
-                        state=ledger.CLAIMED if per_message else ledger.SENDING)
+                        state=ledger.CLAIMED)
                 if not claimed:
                     break
                 if per_message:
@@ -247,15 +249,16 @@ class CampaignSender:
     def _send(self, chunk: Sequence[ledger.Claimed]) -> list[Result]:
         outgoing = [self._outgoing(row) for row in chunk]
         key = None
-        if self.transport.idempotent:
-            # Record the key before the request: after a crash the same batch goes again
-            # under the same key, and the provider drops what it already took.
-            key = chunk[0].batch_key or str(uuid.uuid4())
-            if chunk[0].batch_key is None:
-                with self.store.transaction() as conn:
-                    ledger.set_batch_key(conn, [r.id for r in chunk], key,
-                                         utcnow() + IDEMPOTENCY_VALIDITY)
+        ids = [r.id for r in chunk]
         self.bucket.acquire(len(chunk))
+        with self.store.transaction() as conn:
+            if self.transport.idempotent:
+                # Record the key with the hand-over: after a crash the same batch goes again
+                # under the same key, and the provider drops what it already took.
+                key = chunk[0].batch_key or str(uuid.uuid4())
+                if chunk[0].batch_key is None:
+                    ledger.set_batch_key(conn, ids, key, utcnow() + IDEMPOTENCY_VALIDITY)
+            ledger.hand_over(conn, ids)
         return self._hand_over(outgoing, key)
 
     def _hand_over(self, outgoing: Sequence[Outgoing], key: str | None = None) -> list[Result]:

@@ -137,9 +137,11 @@ def recover(
         resend = row.batch_key is not None and row.batch_key_expires_at is not None and (
             row.batch_key_expires_at > now)
         if row.state == CLAIMED:
-            # Never handed over: it simply goes back in the queue.
+            # Not handed over this time: back in the queue, or, when it belongs to a keyed
+            # batch that went out before, back with its batch so it goes again as one.
             conn.execute(update(deliveries).where(deliveries.c.id == row.id).values(
-                state=PENDING, claimed_by=None, lease_expires_at=None, updated_at=now))
+                state=RETRY if resend else PENDING, claimed_by=None, lease_expires_at=None,
+                updated_at=now))
             settled["released"] += 1
             continue
         state = RETRY if resend else UNKNOWN
@@ -163,12 +165,15 @@ def resend_unknown(conn: Connection, edition: str) -> int:
     ).rowcount
 
 
-def _to_claimed(row: Any) -> Claimed:
+def _to_claimed(row: Any, now: datetime) -> Claimed:
     contact = Contact(
         email=row.email, source=row.source or "ledger", first_name=row.first_name,
         last_name=row.last_name, company=row.company, language=row.lang,
     )
-    return Claimed(id=row.id, contact=contact, attempts=row.attempts, batch_key=row.batch_key)
+    # A key past its validity protects nothing any more: the row goes out under a new one.
+    valid = row.batch_key_expires_at is not None and row.batch_key_expires_at > now
+    return Claimed(id=row.id, contact=contact, attempts=row.attempts,
+                   batch_key=row.batch_key if valid else None)
 
 
 def claim(
@@ -186,15 +191,16 @@ def claim(
     now = now or utcnow()
     base = (
         select(deliveries.c.id, deliveries.c.email, deliveries.c.lang, deliveries.c.attempts,
-               deliveries.c.batch_key, contacts.c.first_name, contacts.c.last_name,
-               contacts.c.company, contacts.c.source)
+               deliveries.c.batch_key, deliveries.c.batch_key_expires_at,
+               contacts.c.first_name, contacts.c.last_name, contacts.c.company,
+               contacts.c.source)
         .select_from(deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id))
         .where(deliveries.c.edition == edition, deliveries.c.state.in_(SENDABLE))
     )
     keyed = conn.execute(
         select(deliveries.c.batch_key)
         .where(deliveries.c.edition == edition, deliveries.c.state == RETRY,
-               deliveries.c.batch_key.is_not(None))
+               deliveries.c.batch_key.is_not(None), deliveries.c.batch_key_expires_at > now)
         .limit(1)
     ).scalar()
     if keyed is not None:
@@ -229,7 +235,7 @@ def claim(
             .values(state=state, claimed_by=worker, lease_expires_at=now + lease,
                     attempts=deliveries.c.attempts + 1, updated_at=now)
         )
-    return [_to_claimed(r) for r in rows]
+    return [_to_claimed(r, now) for r in rows]
 
 
 def earliest_retry(conn: Connection, edition: str) -> datetime | None:
@@ -249,6 +255,15 @@ def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datet
     )
 
 
+def hand_over(conn: Connection, ids: Sequence[int]) -> None:
+    """Claimed or recovered rows are about to be handed over together."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state.in_((CLAIMED, SENDING)))
+        .values(state=SENDING)
+    )
+
+
 # Built once: the per-message path runs these thousands of times a second, and a
 # prebuilt statement skips SQLAlchemy's construction and cache-key work.
 _MARK_SENDING = (
@@ -264,7 +279,8 @@ _RECORD = (
         provider_message_id=bindparam("b_provider_message_id"),
         last_error=bindparam("b_last_error"), next_attempt_at=bindparam("b_next_attempt_at"),
         sent_at=bindparam("b_sent_at"), updated_at=bindparam("b_updated_at"),
-        claimed_by=None, lease_expires_at=None,
+        # The provider answered: a key now only matters for rows settled by recover().
+        claimed_by=None, lease_expires_at=None, batch_key=None, batch_key_expires_at=None,
     )
 )
 
