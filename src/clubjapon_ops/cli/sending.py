@@ -24,6 +24,7 @@ from clubjapon_ops.newsletter.content import LANGS
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression, find_contact
+from clubjapon_ops.store.runs import last_success
 
 EXIT_PARTIAL = 3
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def _print_plan(app: App, edition: str, problems: list[Any]) -> None:
     settings = app.settings
     with app.store.transaction() as conn:
         summary = ledger.plan_summary(conn, edition)
+        last_sync = last_success(conn, "crm_sync")
     by_lang = ", ".join(f"{k} {v}" for k, v in sorted(summary["new_by_language"].items()))
     click.echo(f"Edition {edition} via {settings.transport}"
                f" at {settings.send_rate or 'unlimited'} msg/s")
@@ -55,6 +57,10 @@ def _print_plan(app: App, edition: str, problems: list[Any]) -> None:
     for reason, n in summary["excluded"].items():
         if n:
             click.echo(f"  excluded, {reason}: {n}")
+    invalid = (last_sync or {}).get("counts", {}).get("skipped", 0)
+    if invalid:
+        # Invalid records never reach the store; the last sync counted them.
+        click.echo(f"  excluded, invalid at the last sync (not in the store): {invalid}")
     errors = [p for p in problems if p.level == "error"]
     click.echo(f"  lint: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
     for problem in problems:

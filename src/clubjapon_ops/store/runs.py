@@ -142,3 +142,12 @@ def abandon_unfinished(conn: Connection, trigger: str, reason: str) -> int:
         .values(status="abandoned", error=reason, finished_at=utcnow())
     )
     return int(result.rowcount)
+
+
+def last_success(conn: Connection, job: str) -> dict[str, Any] | None:
+    """The latest successful run of a job function, if any."""
+    row = conn.execute(
+        select(job_runs).where(job_runs.c.job == job, job_runs.c.status == "success")
+        .order_by(job_runs.c.id.desc()).limit(1)
+    ).first()
+    return None if row is None else dict(row._mapping)
