@@ -33,7 +33,7 @@ from tests.adapters.conftest import Sleeps, bridge
 from tests.conftest import REPO
 from tests.delivery.conftest import SLUG, make_settings
 from tests.fakes.brevo_email import API_KEY, SEND, FakeBrevoEmail
-from tests.fakes.server import Reply
+from tests.fakes.server import PASS, Reply
 
 BREVO = "https://api.brevo.test"
 SENDGRID = "https://api.sendgrid.test"
@@ -234,6 +234,24 @@ def test_brevo_idempotency_keys_are_uuids_stable_per_batch_and_distinct_between_
     transport.send(second, key_b)
     assert set(front.keys()[6:]).isdisjoint(keys_a)
     assert fake.received() == {i.envelope_to: 1 for i in first + second}
+
+
+def test_brevo_resending_only_the_failed_part_of_a_batch_does_not_reuse_a_taken_part_s_key(
+    newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
+    sleeps: Sleeps,
+) -> None:
+    items = batch(newsletter, 150, first_name="N" * 5000)  # two parts (params size)
+    key = new_key()
+    fake.inject(PASS, path=SEND)  # part one goes through, part two fails to the end
+    fake.server_error(times=NO_WAIT.attempts)
+    first = brevo(brevo_api, sleeps).send(items, key)
+    failed = [i for i, r in zip(items, first, strict=True) if r.status is Status.RETRY]
+    assert 0 < len(failed) < len(items) and failed == items[-len(failed):]
+    again = brevo(brevo_api, sleeps).send(failed, key)  # what the ledger resends
+    assert set(statuses(again)) == {"queued"} and fake.duplicates == []
+    assert fake.received() == {i.envelope_to: 1 for i in items}
+    keys = front.keys()
+    assert keys[-1] == keys[1] != keys[0]  # the failed part's own key, as first sent
 
 
 def test_brevo_without_a_batch_key_sends_no_key_and_never_resends_after_a_timeout(
