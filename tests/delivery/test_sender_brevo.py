@@ -66,6 +66,27 @@ def make_due(store: Store) -> None:
                      .values(next_attempt_at=None))
 
 
+def test_a_failed_request_of_a_keyed_batch_waits_its_turn_and_is_then_sent_once(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    people = [(f"r{i}@example.com", f"Nom{i}", ("fr", "en", "ja")[i % 3]) for i in range(30)]
+    sync(home, send_store, people)
+    fake.inject(PASS, path=SEND)  # fr goes through,
+    fake.server_error(times=3)  # en fails to the end of its attempts, ja goes through
+    first = run(home, send_store)
+    states = ledger(send_store)
+    en = {e for e, _, lang in people if lang == "en"}
+    assert {e for e, s in states.items() if s == "retry"} == en
+    # Left for later, as the ledger says (retry in 5 minutes), not sent again at once.
+    assert first.outcomes == {"sent": 20, "retry": 10} and first.status == "partial"
+    assert fake.accepted == 2 and not set(fake.received()) & en
+    assert run(home, send_store).outcomes == {}  # not due yet
+    make_due(send_store)
+    assert run(home, send_store).outcomes == {"sent": 10}
+    assert set(ledger(send_store).values()) == {"sent"}
+    assert fake.received() == dict.fromkeys(states, 1)
+
+
 def test_a_keyed_batch_split_by_params_size_resends_only_its_failed_part_under_its_own_key(
     home: Path, send_store: Store, fake: FakeBrevoEmail
 ) -> None:

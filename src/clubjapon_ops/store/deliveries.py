@@ -191,21 +191,18 @@ def claim(
         .select_from(deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id))
         .where(deliveries.c.edition == edition, deliveries.c.state.in_(SENDABLE))
     )
+    due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
+    # A keyed batch that failed (rather than being interrupted) waits for its retry time too.
     keyed = conn.execute(
         select(deliveries.c.batch_key)
         .where(deliveries.c.edition == edition, deliveries.c.state == RETRY,
-               deliveries.c.batch_key.is_not(None))
+               deliveries.c.batch_key.is_not(None), due)
         .limit(1)
     ).scalar()
     if keyed is not None:
         query = base.where(deliveries.c.batch_key == keyed).order_by(deliveries.c.id)
     else:
-        query = (
-            base.where(or_(deliveries.c.next_attempt_at.is_(None),
-                           deliveries.c.next_attempt_at <= now))
-            .order_by(deliveries.c.id)
-            .limit(limit)
-        )
+        query = base.where(due).order_by(deliveries.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=deliveries, skip_locked=True)
     rows = conn.execute(query).all()
