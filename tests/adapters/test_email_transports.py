@@ -274,7 +274,10 @@ def test_brevo_429_waits_as_told_then_succeeds_under_the_same_key(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
     sleeps: Sleeps, headers: dict[str, str], wait: float,
 ) -> None:
-    fake.inject(Reply(429, {"code": "too_many_requests"}, headers), path=SEND)
+    if "Retry-After" in headers:
+        fake.rate_limit(times=1, retry_after=float(headers["Retry-After"]))
+    else:
+        fake.inject(Reply(429, {"code": "too_many_requests"}, headers), path=SEND)
     results = brevo(brevo_api, sleeps).send(batch(newsletter, 4), new_key())
     assert sleeps == [wait]
     assert statuses(results) == ["queued"] * 4

@@ -104,21 +104,22 @@ def test_an_answer_lost_to_a_timeout_is_resent_under_its_key_and_delivered_once(
 ) -> None:
     api, server = fake
     langs = audience(home, 300)
-    env = env_for(home, server.url, CLUBJAPON_HTTP_TIMEOUT="1")
+    env = env_for(home, server.url, CLUBJAPON_HTTP_TIMEOUT="1.5")
     assert cli(env, "sync").returncode == 0
-    api.slow(delay=2.5)  # the first request is taken, its answer comes after the timeout
+    api.slow(delay=3)  # the first request is taken, its answer comes after the timeout
     result = cli(env, "send", SLUG, "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{SLUG}: sent 300, failed 0, retry 0, unknown 0" in result.stdout
     first_key = api.delivered[0].idempotency_key
-    assert first_key is not None and api.duplicates == [first_key]
+    assert first_key is not None and first_key in api.duplicates
     check_each_recipient(api, langs)
     rows = ledger(home)
     assert {state for state, _, _ in rows.values()} == {"sent"}
     # The resent request was answered "already taken": no id for its versions, ids for the rest.
     for email, (_state, message_id, _key) in rows.items():
         got = api.message_for(email)
-        assert message_id == (None if got.idempotency_key == first_key else got.message_id)
+        lost = got.idempotency_key in api.duplicates
+        assert message_id == (None if lost else got.message_id), email
 
 
 def test_sigkill_while_brevo_holds_a_request_then_rerun_delivers_each_once(
