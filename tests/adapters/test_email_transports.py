@@ -686,3 +686,25 @@ def test_sendgrid_401_raises_auth_error_without_retrying(
         sendgrid(sendgrid_api, sleeps).send(batch(newsletter, 2))
     assert SENDGRID_KEY not in str(caught.value)
     assert len(sg.bodies) == 1
+
+
+def test_the_fake_forgets_an_idempotency_key_after_its_ttl(
+    mocked: responses.RequestsMock,
+) -> None:
+    now = [0.0]
+    fake = FakeBrevoEmail(clock=lambda: now[0])
+    mocked.add_callback(responses.POST, BREVO + SEND, callback=bridge(fake))
+    body = {"sender": {"email": "a@example.org"}, "subject": "Hi {{ params.n }}",
+            "htmlContent": "<p>{{ params.n }}</p>", "headers": {"idempotencyKey": new_key()},
+            "messageVersions": [{"to": [{"email": "r@example.com"}], "params": {"n": "1"}}]}
+
+    def post() -> requests.Response:
+        return requests.post(BREVO + SEND, json=body, headers={"api-key": API_KEY}, timeout=5)
+
+    assert post().status_code == 201
+    now[0] = 29 * 60.0
+    assert post().json()["code"] == "duplicate_parameter"
+    now[0] = 31 * 60.0
+    assert post().status_code == 201
+    assert [d.subject for d in fake.delivered] == ["Hi 1", "Hi 1"]
+    assert fake.delivered[0].html == "<p>1</p>"
