@@ -101,3 +101,20 @@ def test_an_expired_lease_is_recovered_whoever_held_it(send_store: Store) -> Non
         ledger.claim(conn, E, "other-host:1:x", 10, LEASE)
         later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
         assert ledger.recover(conn, E, lambda who: False, now=later) == {"unknown": 4}
+
+
+def test_a_keyed_batch_that_failed_waits_for_its_retry_time(send_store: Store) -> None:
+    seed(send_store)
+    now = datetime.now(UTC)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        claimed = ledger.claim(conn, E, "w1", 2, LEASE)
+        ledger.set_batch_key(conn, [c.id for c in claimed], "key-1", now + timedelta(minutes=25))
+        ledger.record(conn, [ledger.Outcome(c.id, ledger.RETRY, "retry", error="HTTP 503",
+                                            retry_at=now + timedelta(minutes=5))
+                             for c in claimed])
+        # Not due: the other rows go first, and the keyed rows are left alone.
+        others = ledger.claim(conn, E, "w1", 10, LEASE)
+        assert {c.id for c in others}.isdisjoint(c.id for c in claimed) and len(others) == 2
+        due = ledger.claim(conn, E, "w1", 10, LEASE, now=now + timedelta(minutes=6))
+    assert [(c.id, c.batch_key) for c in due] == [(c.id, "key-1") for c in claimed]

@@ -183,7 +183,8 @@ def claim(
     """Move up to ``limit`` sendable rows to ``state`` for this worker and return them.
 
     ``state`` is 'sending' when the whole batch is handed over at once, or 'claimed' when
-    each row will be moved to 'sending' just before its own hand-over (:func:`advance`).
+    each row (or chunk) moves to 'sending' just before its own hand-over (:func:`mark_sending`,
+    :func:`hand_over`).
 
     Rows of an interrupted batch that kept its idempotency key are claimed together, alone,
     so the batch can be sent again exactly as it was.
@@ -197,21 +198,19 @@ def claim(
         .select_from(deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id))
         .where(deliveries.c.edition == edition, deliveries.c.state.in_(SENDABLE))
     )
+    due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
+    # A keyed batch that failed (rather than being interrupted) waits for its retry time too.
     keyed = conn.execute(
         select(deliveries.c.batch_key)
         .where(deliveries.c.edition == edition, deliveries.c.state == RETRY,
-               deliveries.c.batch_key.is_not(None), deliveries.c.batch_key_expires_at > now)
+               deliveries.c.batch_key.is_not(None), due,
+               deliveries.c.batch_key_expires_at > now)
         .limit(1)
     ).scalar()
     if keyed is not None:
         query = base.where(deliveries.c.batch_key == keyed).order_by(deliveries.c.id)
     else:
-        query = (
-            base.where(or_(deliveries.c.next_attempt_at.is_(None),
-                           deliveries.c.next_attempt_at <= now))
-            .order_by(deliveries.c.id)
-            .limit(limit)
-        )
+        query = base.where(due).order_by(deliveries.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=deliveries, skip_locked=True)
     rows = conn.execute(query).all()
@@ -279,8 +278,9 @@ _RECORD = (
         provider_message_id=bindparam("b_provider_message_id"),
         last_error=bindparam("b_last_error"), next_attempt_at=bindparam("b_next_attempt_at"),
         sent_at=bindparam("b_sent_at"), updated_at=bindparam("b_updated_at"),
-        # The provider answered: a key now only matters for rows settled by recover().
-        claimed_by=None, lease_expires_at=None, batch_key=None, batch_key_expires_at=None,
+        # The batch key stays as a record of what the message went out under; a retry is
+        # resent under it while it is valid, and claim() ignores it once it has expired.
+        claimed_by=None, lease_expires_at=None,
     )
 )
 

@@ -53,12 +53,14 @@ class BrevoTransport:
         """Send each language group as one request; return one result per message."""
         by_id: dict[int, Result] = {}
         for group in by_language(batch):
-            for part_no, part in enumerate(self._split(group)):
+            for part in self._split(group):
                 key = None
                 if idempotency_key:
-                    # Stable per (batch, language, part): the same batch resent gets the same keys.
+                    # Stable per (batch, language, part): the same batch resent gets the same
+                    # keys. A part is named by its first row, not its position: when only a
+                    # failed part is resent, it must not take the key of a part that went out.
                     key = str(uuid.uuid5(uuid.UUID(idempotency_key),
-                                         f"{group[0].message.lang}:{part_no}"))
+                                         f"{group[0].message.lang}:{part[0].id}"))
                 for result in self._send_group(part, key):
                     by_id[result.id] = result
         return [by_id[item.id] for item in batch]

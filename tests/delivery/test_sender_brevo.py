@@ -1,0 +1,109 @@
+"""The sender with the Brevo transport and a real SQLite ledger, the fake Brevo behind
+`responses`: keyed batches of which one request fails while the others go through."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import responses
+from sqlalchemy import select, update
+
+from clubjapon_ops import jobs
+from clubjapon_ops.crm.brevo import brevo_api
+from clubjapon_ops.crm.http import HttpClient, RetryPolicy
+from clubjapon_ops.delivery.sender import CampaignSender, SendReport
+from clubjapon_ops.delivery.transports.brevo import BrevoTransport
+from clubjapon_ops.store import Store
+from clubjapon_ops.store.schema import deliveries
+from tests.adapters.conftest import bridge
+from tests.delivery.conftest import SLUG, make_settings
+from tests.fakes.brevo_email import API_KEY, SEND, FakeBrevoEmail
+from tests.fakes.server import PASS
+
+BASE = "https://api.brevo.test"
+NO_WAIT = RetryPolicy(attempts=3, total_s=600.0, initial_wait_s=0.0, max_wait_s=0.0,
+                      jitter_s=0.0)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBrevoEmail]:
+    api = FakeBrevoEmail()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.add_callback(responses.POST, re.compile(re.escape(BASE) + ".*"),
+                            callback=bridge(api))
+        yield api
+
+
+def sync(home: Path, store: Store, rows: list[tuple[str, str, str]]) -> None:
+    """Contacts as (email, last name, language)."""
+    lines = ["email;first_name;last_name;language"]
+    lines += [f"{email};Prénom;{last};{lang}" for email, last, lang in rows]
+    (home / "contacts.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    jobs.crm_sync(make_settings(home), store)
+
+
+def run(home: Path, store: Store) -> SendReport:
+    client = HttpClient(brevo_api(API_KEY, BASE), retry=NO_WAIT, sleep=lambda _s: None)
+    transport = BrevoTransport(client, "Club Japon <club-japon@example.org>",
+                               "mailto:club-japon@example.org?subject=unsubscribe")
+    newsletter = jobs.newsletter_for_sending(make_settings(home), SLUG)
+    sender = CampaignSender(store, newsletter, transport, error_budget=10_000)
+    return sender.run(sender.prepare())
+
+
+def ledger(store: Store) -> dict[str, str]:
+    with store.transaction() as conn:
+        return dict(conn.execute(select(deliveries.c.email, deliveries.c.state)).all())
+
+
+def make_due(store: Store) -> None:
+    """As if the retry delay had passed."""
+    with store.transaction() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.state == "retry")
+                     .values(next_attempt_at=None))
+
+
+def test_a_failed_request_of_a_keyed_batch_waits_its_turn_and_is_then_sent_once(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    people = [(f"r{i}@example.com", f"Nom{i}", ("fr", "en", "ja")[i % 3]) for i in range(30)]
+    sync(home, send_store, people)
+    fake.inject(PASS, path=SEND)  # fr goes through,
+    fake.server_error(times=3)  # en fails to the end of its attempts, ja goes through
+    first = run(home, send_store)
+    states = ledger(send_store)
+    en = {e for e, _, lang in people if lang == "en"}
+    assert {e for e, s in states.items() if s == "retry"} == en
+    # Left for later, as the ledger says (retry in 5 minutes), not sent again at once.
+    assert first.outcomes == {"sent": 20, "retry": 10} and first.status == "partial"
+    assert fake.accepted == 2 and not set(fake.received()) & en
+    assert run(home, send_store).outcomes == {}  # not due yet
+    make_due(send_store)
+    assert run(home, send_store).outcomes == {"sent": 10}
+    assert set(ledger(send_store).values()) == {"sent"}
+    assert fake.received() == dict.fromkeys(states, 1)
+
+
+def test_a_keyed_batch_split_by_params_size_resends_only_its_failed_part_under_its_own_key(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    # Japanese family names of 200 characters: about 2.5 KB of params per reader, so the
+    # 400 readers of one language need two requests.
+    people = [(f"r{i}@example.com", chr(0x4E00 + i) * 200, "ja") for i in range(400)]
+    sync(home, send_store, people)
+    fake.inject(PASS, path=SEND)  # the first part goes through,
+    fake.server_error(times=3)  # the second fails to the end of its attempts
+    first = run(home, send_store)
+    assert fake.accepted == 1 and 0 < first.outcomes["sent"] < 400
+    failed = {e for e, s in ledger(send_store).items() if s == "retry"}
+    assert len(failed) == first.outcomes["retry"] == 400 - first.outcomes["sent"]
+    make_due(send_store)
+    run(home, send_store)
+    # Resent alone, the failed part must not reuse the key of the part that went through:
+    # that answers duplicate_parameter and its readers would be marked sent, never delivered.
+    assert set(ledger(send_store).values()) == {"sent"}
+    assert fake.received() == {e: 1 for e, _, _ in people}
+    assert fake.duplicates == []
