@@ -42,7 +42,9 @@ class JobFunction:
 
 
 REGISTRY: dict[str, JobFunction] = {
-    "crm_sync": JobFunction(jobs.crm_sync, {"full": bool}, "pull contacts from the CRM"),
+    "crm_sync": JobFunction(jobs.crm_sync, {"full": bool},
+                            "pull contacts from the CRM, then write suppressions back to it"),
+    "crm_push": JobFunction(jobs.crm_push, {}, "write suppressions back to the CRM"),
     "outbox_cleanup": JobFunction(
         outbox_cleanup, {"older_than_days": int}, "delete old messages from the outbox"
     ),
