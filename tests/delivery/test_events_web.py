@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from clubjapon_ops import jobs
 from clubjapon_ops.delivery.message import message_id
+from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.schema import deliveries, events, suppressions
@@ -285,3 +286,13 @@ def test_a_later_crm_opt_in_does_not_lift_a_bounce(
     write_contacts(home / "contacts.csv", EMAILS)
     jobs.crm_sync(make_settings(home), send_store, full=True)
     assert ("yui@example.com", "bounce") in suppressed(send_store)
+
+
+@pytest.mark.parametrize("value", ["not base64!", base64.b64encode(b"not a key").decode(),
+                                   base64.b64encode(ec.generate_private_key(ec.SECP384R1())
+                                                    .public_key().public_bytes(
+                                       serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)).decode()])
+def test_a_wrong_sendgrid_public_key_stops_at_start(home: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        make_settings(home, SENDGRID_WEBHOOK_PUBLIC_KEY=value)

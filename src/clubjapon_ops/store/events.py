@@ -36,15 +36,25 @@ def _bare(value: str) -> str:
     return value.strip().strip("<>").lower()
 
 
-def match_delivery(conn: Connection, event: Event, ours: OurMessageId) -> int | None:
+def _ledger_rows(conn: Connection, emails: set[str]) -> dict[str, list[Any]]:
+    """The ledger rows of these recipients, in one query per thousand addresses."""
+    found: dict[str, list[Any]] = {}
+    ordered = sorted(emails)
+    for start in range(0, len(ordered), 1000):
+        for row in conn.execute(
+            select(deliveries.c.id, deliveries.c.email, deliveries.c.edition,
+                   deliveries.c.provider_message_id)
+            .where(deliveries.c.email.in_(ordered[start:start + 1000]))
+        ):
+            found.setdefault(row.email, []).append(row)
+    return found
+
+
+def match_delivery(event: Event, rows: Sequence[Any], ours: OurMessageId) -> int | None:
     """The ledger row an event is about: the id the provider echoed, its message id, or ours.
 
-    Every way is checked against the recipient, so an event cannot land on another's row.
+    ``rows`` are the recipient's own rows, so an event cannot land on another's row.
     """
-    rows = conn.execute(
-        select(deliveries.c.id, deliveries.c.edition, deliveries.c.provider_message_id)
-        .where(deliveries.c.email == event.email)
-    ).all()
     if event.delivery_hint is not None:
         for row in rows:
             if row.id == event.delivery_hint:
@@ -64,7 +74,7 @@ def match_delivery(conn: Connection, event: Event, ours: OurMessageId) -> int | 
 
 
 def _insert_ignoring_duplicates(conn: Connection) -> Any:
-    # One statement that skips a replayed event even when two copies arrive at once.
+    # Skips a replayed event even when two copies arrive at once (after the check below).
     if conn.dialect.name == "postgresql":
         return postgresql.insert(events).on_conflict_do_nothing(
             constraint="uq_events_provider_key")
@@ -74,22 +84,40 @@ def _insert_ignoring_duplicates(conn: Connection) -> Any:
     return insert(events)
 
 
+def _known_keys(conn: Connection, provider: str, keys: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(keys), 1000):
+        known.update(conn.execute(
+            select(events.c.event_key)
+            .where(events.c.provider == provider, events.c.event_key.in_(keys[start:start + 1000]))
+        ).scalars())
+    return known
+
+
 def store_events(
     conn: Connection, batch: Sequence[Event], ours: OurMessageId, now: datetime | None = None
 ) -> int:
-    """Store the events not stored yet, matched to the ledger; return how many were new."""
+    """Store the events not stored yet, matched to the ledger; return how many were new.
+
+    A few statements per request whatever its size: providers want a quick answer.
+    """
     now = now or utcnow()
-    statement = _insert_ignoring_duplicates(conn)
-    new = 0
-    for event in batch:
-        result = conn.execute(statement.values(
-            provider=event.provider, event_key=event.event_key,
-            delivery_id=match_delivery(conn, event, ours), email=event.email, type=event.type,
-            provider_event=event.provider_event, message_id=event.message_id,
-            reason=event.reason, occurred_at=event.occurred_at, received_at=now, raw=event.raw,
-        ))
-        new += max(result.rowcount, 0)
-    return new
+    fresh: dict[tuple[str, str], Event] = {}
+    for provider in {e.provider for e in batch}:
+        mine = [e for e in batch if e.provider == provider]
+        known = _known_keys(conn, provider, [e.event_key for e in mine])
+        fresh.update({(provider, e.event_key): e for e in mine if e.event_key not in known})
+    if not fresh:
+        return 0
+    ledger = _ledger_rows(conn, {e.email for e in fresh.values()})
+    conn.execute(_insert_ignoring_duplicates(conn), [
+        {"provider": e.provider, "event_key": e.event_key,
+         "delivery_id": match_delivery(e, ledger.get(e.email, ()), ours), "email": e.email,
+         "type": e.type, "provider_event": e.provider_event, "message_id": e.message_id,
+         "reason": e.reason, "occurred_at": e.occurred_at, "received_at": now, "raw": e.raw}
+        for e in fresh.values()
+    ])
+    return len(fresh)
 
 
 def soft_bounce_streak(conn: Connection, email: str) -> int:
@@ -132,7 +160,6 @@ def process_pending(conn: Connection, soft_bounce_limit: int, limit: int = 5000)
         .order_by(events.c.id)
         .limit(limit)
     ).all()
-    now = utcnow()
     for row in rows:
         source = SUPPRESS_AT_ONCE.get(row.type)
         prefix = ""
@@ -143,6 +170,10 @@ def process_pending(conn: Connection, soft_bounce_limit: int, limit: int = 5000)
         if source is not None and add_suppression(conn, row.email, _reason(row, prefix),
                                                   source):
             counts[f"suppressed_{source}"] += 1
-        counts["processed"] += 1
-        conn.execute(update(events).where(events.c.id == row.id).values(processed_at=now))
+    ids = [row.id for row in rows]
+    now = utcnow()
+    for start in range(0, len(ids), 1000):
+        conn.execute(update(events).where(events.c.id.in_(ids[start:start + 1000]))
+                     .values(processed_at=now))
+    counts["processed"] = len(ids)
     return counts
