@@ -25,6 +25,7 @@ from clubjapon_ops.cleanup import outbox_cleanup
 from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobfiles import JobSpec
 from clubjapon_ops.jobs import RunLabels
+from clubjapon_ops.reporting.job import campaign_reports
 from clubjapon_ops.reports import Report
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
@@ -42,7 +43,12 @@ class JobFunction:
 
 
 REGISTRY: dict[str, JobFunction] = {
-    "crm_sync": JobFunction(jobs.crm_sync, {"full": bool}, "pull contacts from the CRM"),
+    "crm_sync": JobFunction(jobs.crm_sync, {"full": bool},
+                            "pull contacts from the CRM, then write suppressions back to it"),
+    "crm_push": JobFunction(jobs.crm_push, {}, "write suppressions back to the CRM"),
+    "campaign_reports": JobFunction(
+        campaign_reports, {"days": int}, "write the HTML report of editions sent lately"
+    ),
     "outbox_cleanup": JobFunction(
         outbox_cleanup, {"older_than_days": int}, "delete old messages from the outbox"
     ),

@@ -17,11 +17,12 @@ from sqlalchemy.engine import Connection
 from clubjapon_ops.contacts import Contact, normalise
 from clubjapon_ops.crm import CrmSource, Page, make_source
 from clubjapon_ops.crm.readahead import read_ahead
+from clubjapon_ops.crm.writeback import Pusher, make_pusher
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import make_transport
-from clubjapon_ops.errors import Interrupted, InvalidContact, StopRun
+from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
 from clubjapon_ops.reports import Report as Report  # re-exported: jobs.Report
@@ -34,6 +35,7 @@ from clubjapon_ops.store.contacts import (
     seen_since,
     upsert_contacts,
 )
+from clubjapon_ops.store.pushes import pending_pushes
 from clubjapon_ops.store.runs import (
     finish_run,
     get_sync_state,
@@ -42,6 +44,7 @@ from clubjapon_ops.store.runs import (
     start_run,
 )
 from clubjapon_ops.store.types import utcnow
+from clubjapon_ops.writeback import PushReport, push_suppressions
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,16 @@ class SyncReport(Report):
     upserts: UpsertCounts = field(default_factory=UpsertCounts)
     archived: int = 0
     bookmark: str | None = None
+    push: PushReport | None = None  # the write-back after the pull, when there was one
+
+    @property
+    def status(self) -> str:
+        """'partial' when the pull went through and some write-backs failed."""
+        return self.push.status if self.push is not None else "success"
 
     def counts(self) -> dict[str, Any]:
         """Return the figures to record and print."""
+        push = self.push.counts() if self.push is not None else {}
         return {
             "source": self.source,
             "full": self.full,
@@ -79,6 +89,7 @@ class SyncReport(Report):
             "archived": self.archived,
             "skipped": self.skipped,
             "skip_reasons": dict(self.skip_reasons),
+            **{f"push_{k}": v for k, v in push.items() if k != "crm"},
         }
 
 
@@ -135,15 +146,63 @@ def crm_sync(
     source: CrmSource | None = None,
     batch_size: int = COMMIT_BATCH,
     stop: threading.Event | None = None,
+    pusher: Pusher | None = None,
 ) -> SyncReport:
-    """Pull contacts from the configured source into the store, a batch of pages at a time.
+    """Pull contacts from the configured source into the store, a batch of pages at a time,
+    then push the suppressions the CRM does not know yet (write-back).
 
     When ``stop`` is set the sync ends after the batch it is on, raising Interrupted.
     """
     chosen = source or make_source(settings)
-    return run_recorded(
-        store, "crm_sync", trigger, lambda: _sync(store, chosen, full, batch_size, stop)
-    )
+
+    def work() -> SyncReport:
+        report = _sync(store, chosen, full, batch_size, stop)
+        report.push = _push_after_sync(settings, store, chosen.name, pusher, stop)
+        return report
+
+    return run_recorded(store, "crm_sync", trigger, work)
+
+
+def _push_after_sync(
+    settings: Settings, store: Store, crm: str, pusher: Pusher | None,
+    stop: threading.Event | None,
+) -> PushReport | None:
+    """Write back after a pull from a CRM API; a CSV export has nothing to write back to."""
+    if pusher is None:
+        if crm != settings.crm or crm not in ("hubspot", "brevo"):
+            return None
+        with store.transaction() as conn:
+            if not pending_pushes(conn, crm):
+                return None  # the usual night: no client, no setting needed
+        try:
+            pusher = make_pusher(settings)
+        except ConfigError as exc:
+            # The pull is done and sound; the write-back waits for its setting.
+            log.warning("write-back skipped", extra={"reason": str(exc)})
+            return None
+        if pusher is None:
+            return None
+        try:
+            return push_suppressions(settings, store, pusher, stop)
+        finally:
+            pusher.close()
+    return push_suppressions(settings, store, pusher, stop)
+
+
+def crm_push(
+    settings: Settings, store: Store, *, trigger: str = "cli",
+    stop: threading.Event | None = None, pusher: Pusher | None = None,
+) -> PushReport:
+    """Push local suppressions to the CRM now, without a pull (``sync --push``)."""
+    chosen = pusher or make_pusher(settings)
+    if chosen is None:
+        raise ConfigError(f"CLUBJAPON_CRM={settings.crm}: there is no CRM to write back to")
+    try:
+        return run_recorded(store, "crm_push", trigger,
+                            lambda: push_suppressions(settings, store, chosen, stop))
+    finally:
+        if pusher is None:
+            chosen.close()
 
 
 def _sync(

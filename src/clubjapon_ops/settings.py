@@ -125,6 +125,24 @@ def _optional(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _ec_public_key(raw: str) -> str | None:
+    """A base64 DER (SubjectPublicKeyInfo) P-256 key, as SendGrid shows it; checked on load."""
+    value = "".join(raw.split())
+    if not value:
+        return None
+    from clubjapon_ops.events.signature import load_public_key
+
+    load_public_key(value)  # raises ValueError when it is not a P-256 public key
+    return value
+
+
+def _digits(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not value.isdigit():
+        raise ValueError
+    return value or None
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError
@@ -214,6 +232,19 @@ SPECS: tuple[Spec, ...] = (
          "seconds, a number >= 0", "first wait before retrying a transient failure (doubles)"),
     Spec("error_budget", "CLUBJAPON_ERROR_BUDGET", _positive_int, "50",
          "a whole number >= 1", "a send pauses after this many failures in a row"),
+    Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _optional, "",
+         "a long random string",
+         "token that authenticates Brevo's webhook (in the URL path or as the basic-auth "
+         "password); unset: the endpoint refuses everything", secret=True),
+    Spec("sendgrid_webhook_public_key", "SENDGRID_WEBHOOK_PUBLIC_KEY", _ec_public_key, "",
+         "the base64 public key SendGrid shows for its signed event webhook",
+         "verifies SendGrid's event webhook; unset: the endpoint refuses everything"),
+    Spec("soft_bounce_limit", "CLUBJAPON_SOFT_BOUNCE_LIMIT", _positive_int, "3",
+         "a whole number >= 1",
+         "an address is suppressed after this many soft-bounced messages in a row"),
+    Spec("hubspot_subscription_id", "HUBSPOT_SUBSCRIPTION_ID", _digits, "",
+         "a HubSpot subscription type id (digits)",
+         "the email subscription type that write-back unsubscribes addresses from"),
 )
 
 SPEC_BY_ENV = {s.env: s for s in SPECS}
@@ -256,6 +287,10 @@ class Settings:
     send_attempts: int
     send_retry_wait: float
     error_budget: int
+    brevo_webhook_secret: str | None
+    sendgrid_webhook_public_key: str | None
+    soft_bounce_limit: int
+    hubspot_subscription_id: str | None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:

@@ -5,6 +5,10 @@
 ``modifiedSince``; ``limit`` above 1000 is a 400. Deleting a contact shifts every later
 offset, as in Brevo. An optional fixed-window limit sends ``x-sib-ratelimit-*`` headers and
 answers 429 with ``x-sib-ratelimit-reset`` once the window is used up.
+
+Write-back and sending, minimally: ``PUT /v3/contacts/{email}`` sets ``emailBlacklisted``
+(404 for an unknown address, never a creation); ``POST /v3/smtp/email`` takes a batch of
+``messageVersions`` and answers one message id per version, keeping what it was sent.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from tests.fakes.server import FakeApi, Reply, Request, iso, wall_ms
 
 API_KEY = "xkeysib-fake-0123456789abcdef"
 CONTACTS = "/v3/contacts"
+SEND = "/v3/smtp/email"
 
 
 @dataclass
@@ -69,6 +75,7 @@ class FakeBrevo(FakeApi):
         self._window_start = monotonic()
         self._used = 0
         self._next_id = 1
+        self.sent: list[tuple[str, str]] = []  # (recipient, message id) of POST /v3/smtp/email
 
     def add(self, email: str | None, *, blacklisted: bool = False,
             modified_ms: int | None = None, **attributes: Any) -> int:
@@ -107,11 +114,33 @@ class FakeBrevo(FakeApi):
         limited = self._limit()
         if limited is not None:
             return limited
+        if request.method == "PUT" and request.path.startswith(CONTACTS + "/"):
+            return self._blacklist(unquote(request.path[len(CONTACTS) + 1:]), request.body)
+        if request.method == "POST" and request.path == SEND:
+            return self._send(request.body)
         if request.method != "GET" or request.path != CONTACTS:
             return error(404, "not_found", "not found")
         reply = self._contacts(request.query)
         reply.headers.update(self._headers())
         return reply
+
+    def _blacklist(self, email: str, body: Any) -> Reply:
+        with self.lock:
+            contact = next((c for c in self.contacts if c.email == email), None)
+            if contact is None:
+                return error(404, "document_not_found", "Contact does not exist")
+            if isinstance(body, dict) and "emailBlacklisted" in body:
+                contact.blacklisted = bool(body["emailBlacklisted"])
+                contact.modified_ms = self.clock()
+        return Reply(204, raw=b"")
+
+    def _send(self, body: Any) -> Reply:
+        with self.lock:
+            ids = []
+            for version in body["messageVersions"]:
+                ids.append(f"<{len(self.sent) + 1}.fake@smtp-relay.brevo.test>")
+                self.sent.append((version["to"][0]["email"], ids[-1]))
+        return Reply(201, {"messageIds": ids})
 
     def _limit(self) -> Reply | None:
         if self.per_window is None:

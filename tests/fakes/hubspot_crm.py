@@ -7,6 +7,10 @@ past ``cap`` results; archived contacts are listed by neither. Optional limits: 
 window (``X-HubSpot-RateLimit-*`` headers on non-search calls, 429 TEN_SECONDLY_ROLLING),
 search calls per second (429 SECONDLY) and a daily budget (429 DAILY).
 
+Write-back, minimally: ``POST /communication-preferences/v3/unsubscribe`` records (email,
+subscription id) for a live contact, 404 for an unknown address, 400 "already unsubscribed"
+the second time.
+
 Run standalone for benchmarks: ``python -m tests.fakes.hubspot_crm --contacts 100000``
 prints the base URL, then serves; ``POST /__fake/touch {"count": n}`` changes n contacts,
 ``GET /__fake/stats`` returns the counters.
@@ -27,6 +31,7 @@ from tests.fakes.server import Clock, FakeApi, FakeServer, Reply, Request, iso
 TOKEN = "pat-na1-fake-token-0123456789"
 LIST = "/crm/v3/objects/contacts"
 SEARCH = "/crm/v3/objects/contacts/search"
+UNSUBSCRIBE = "/communication-preferences/v3/unsubscribe"
 DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
                       "lastname")
 BASE_MS = 1_704_067_200_000  # 2024-01-01: generated contacts were last changed long ago
@@ -92,6 +97,7 @@ class FakeHubSpot(FakeApi):
         self._searches: deque[float] = deque()
         self.repeat_cursor: str | None = None  # answer this cursor forever (a HubSpot bug)
         self.unstable_ties = False  # search pages come reversed: equal dates in any order
+        self.unsubscribed: list[tuple[str, str]] = []  # (email, subscription id) written back
 
     # -- data --------------------------------------------------------------------------
 
@@ -169,11 +175,27 @@ class FakeHubSpot(FakeApi):
             reply = self._list(request.query)
         elif request.method == "POST" and request.path == SEARCH:
             reply = self._search(request.body)
+        elif request.method == "POST" and request.path == UNSUBSCRIBE:
+            reply = self._unsubscribe(request.body)
         else:
             reply = error(404, "not found", "OBJECT_NOT_FOUND")
         if request.path != SEARCH:
             reply.headers.update(self._headers())
         return reply
+
+    def _unsubscribe(self, body: Any) -> Reply:
+        email, subscription = body.get("emailAddress"), body.get("subscriptionId")
+        if not email or not subscription or not body.get("legalBasis"):
+            return error(400, "emailAddress, subscriptionId, legalBasis required",
+                         "VALIDATION_ERROR")
+        with self.lock:
+            if not any(c.props.get("email") == email for c in self.live()):
+                return error(404, "contact not found", "OBJECT_NOT_FOUND")
+            if (email, subscription) in self.unsubscribed:
+                return error(400, f"{email} is already unsubscribed from subscription "
+                                  f"{subscription}", "VALIDATION_ERROR")
+            self.unsubscribed.append((email, subscription))
+        return Reply(body={"id": subscription, "status": "NOT_SUBSCRIBED"})
 
     def _limit(self, request: Request) -> Reply | None:
         limits, now = self.limits, time.monotonic()

@@ -83,6 +83,7 @@ def _register_commands() -> None:
     from clubjapon_ops.cli import (  # noqa: F401
         core,
         newsletter,
+        reporting,
         scheduling,
         sending,
     )

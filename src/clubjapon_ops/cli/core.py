@@ -7,30 +7,38 @@ from typing import Any
 import click
 
 from clubjapon_ops import jobs
-from clubjapon_ops.cli import EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
+from clubjapon_ops.writeback import PushReport
 
 
 @cli.command()
 @click.option("--full", is_flag=True, help="Re-read everything, not only what changed.")
+@click.option("--push", is_flag=True,
+              help="Only write local suppressions back to the CRM, now (no pull).")
 @click.pass_obj
-def sync(app: App, full: bool) -> int:
-    """Pull contacts from the configured CRM (CLUBJAPON_CRM) into the store.
+def sync(app: App, full: bool, push: bool) -> int:
+    """Pull contacts from the configured CRM (CLUBJAPON_CRM) into the store, then write
+    unsubscribes, bounces and complaints back to it.
 
     \b
     Examples:
       clubjapon-ops sync
       clubjapon-ops sync --full
+      clubjapon-ops sync --push
       CLUBJAPON_CSV_PATH=export.csv clubjapon-ops sync
 
     \b
     HubSpot and Brevo syncs are incremental; a full sync (which also archives
     contacts the CRM no longer has) runs with --full and on its own every
     HUBSPOT_FULL_SYNC_DAYS / BREVO_FULL_SYNC_DAYS days. A sync that was stopped
-    resumes where its last committed page left it.
+    resumes where its last committed page left it. Each suppression is written
+    back once; a contact the CRM does not have is listed, never created.
     """
+    if push:
+        return _show_push(jobs.crm_push(app.settings, app.store, trigger="cli"))
     report = jobs.crm_sync(app.settings, app.store, full=full, trigger="cli")
     c = report.counts()
     mode = "full" if report.full else "incremental"
@@ -41,7 +49,20 @@ def sync(app: App, full: bool) -> int:
     )
     for reason, n in sorted(report.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  skipped {n:>4} × {reason}")
+    if report.push is not None:
+        return _show_push(report.push)
     return EXIT_OK
+
+
+def _show_push(report: PushReport) -> int:
+    c = report.counts()
+    click.echo(f"Written back to {c['crm']}: {c['pushed']} pushed, {c['already_known']} known "
+               f"already, {c['not_found']} not in the CRM, {c['failed']} failed")
+    for email in report.not_found:
+        click.echo(f"  not in {c['crm']} (not created): {email}")
+    for error in report.errors[:5]:
+        click.echo(f"  failed: {error}")
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 @cli.command()

@@ -137,12 +137,49 @@ def _v5_full_sync_tracking(conn: Connection) -> None:
     conn.execute(text(f"ALTER TABLE sync_state ADD COLUMN full_sync_started_at {timestamp}"))
 
 
+def _v6_events_and_crm_pushes(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "events", md,
+        Column("id", Integer, primary_key=True),
+        Column("provider", String(16), nullable=False),
+        Column("event_key", String(128), nullable=False),
+        Column("delivery_id", Integer),
+        Column("email", String(320), nullable=False),
+        Column("type", String(16), nullable=False),
+        Column("provider_event", String(64), nullable=False),
+        Column("message_id", String(300)),
+        Column("reason", Text),
+        Column("occurred_at", UTCDateTime, nullable=False),
+        Column("received_at", UTCDateTime, nullable=False),
+        Column("processed_at", UTCDateTime),
+        Column("raw", JSON, nullable=False),
+        UniqueConstraint("provider", "event_key", name="uq_events_provider_key"),
+        Index("ix_events_email_occurred", "email", "occurred_at"),
+        Index("ix_events_delivery", "delivery_id"),
+        Index("ix_events_unprocessed", "processed_at"),
+    )
+    Table(
+        "crm_pushes", md,
+        Column("id", Integer, primary_key=True),
+        Column("email", String(320), nullable=False),
+        Column("crm", String(32), nullable=False),
+        Column("source", String(32), nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("detail", Text),
+        Column("pushed_at", UTCDateTime, nullable=False),
+        UniqueConstraint("email", "crm", name="uq_crm_pushes_email_crm"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
     (3, "deliveries: the per-recipient ledger", _v3_deliveries),
     (4, "job_runs.attempt, job_runs.declared_job", _v4_job_run_attempts),
     (5, "contacts.last_seen_at, sync_state.full_sync_started_at", _v5_full_sync_tracking),
+    (6, "events (provider webhooks), crm_pushes (write-back)", _v6_events_and_crm_pushes),
 )
 HEAD = MIGRATIONS[-1][0]
 

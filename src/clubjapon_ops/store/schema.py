@@ -120,3 +120,41 @@ deliveries = Table(
     Index("ix_deliveries_edition_state", "edition", "state"),
     Index("ix_deliveries_batch_key", "batch_key"),
 )
+
+# Added by migration 6: provider events (webhooks), stored once each, then processed.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("provider", String(16), nullable=False),
+    # The provider's event id, or a hash of the raw event where the provider has none.
+    Column("event_key", String(128), nullable=False),
+    Column("delivery_id", Integer),
+    Column("email", String(320), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("provider_event", String(64), nullable=False),
+    Column("message_id", String(300)),
+    Column("reason", Text),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("processed_at", UTCDateTime),
+    Column("raw", JSON, nullable=False),
+    UniqueConstraint("provider", "event_key", name="uq_events_provider_key"),
+    Index("ix_events_email_occurred", "email", "occurred_at"),
+    Index("ix_events_delivery", "delivery_id"),
+    Index("ix_events_unprocessed", "processed_at"),
+)
+
+# Added by migration 6: suppressions pushed to a CRM, one row per (email, CRM).
+crm_pushes = Table(
+    "crm_pushes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("crm", String(32), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    Column("pushed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("email", "crm", name="uq_crm_pushes_email_crm"),
+)

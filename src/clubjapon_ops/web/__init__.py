@@ -1,4 +1,4 @@
-"""The small web app: the marketing preview (and, with sending, the unsubscribe pages)."""
+"""The small web app: the marketing preview, the unsubscribe pages and provider webhooks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from clubjapon_ops.store import Store
 
 def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     """Build the Flask app; the store opens on first use so a page can load without it."""
-    from clubjapon_ops.web import preview, unsubscribe
+    from clubjapon_ops.web import events, preview, unsubscribe
 
     app = Flask(
         __name__,
@@ -26,6 +26,7 @@ def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     app.config["TEMPLATES_AUTO_RELOAD"] = True
     app.register_blueprint(preview.blueprint)
     app.register_blueprint(unsubscribe.blueprint)
+    app.register_blueprint(events.blueprint)
     # Webhooks and forms are small; refuse anything large before reading it.
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     return app

@@ -1,0 +1,38 @@
+"""Reporting command: report EDITION (terminal table, optional HTML page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clubjapon_ops.cli import EXIT_OK, App, cli
+from clubjapon_ops.reporting.campaign import build_report
+from clubjapon_ops.reporting.html import render_html
+from clubjapon_ops.reporting.job import write_html
+from clubjapon_ops.reporting.text import render_text
+
+
+@cli.command()
+@click.argument("edition")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML page with charts to this file.")
+@click.pass_obj
+def report(app: App, edition: str, html_path: Path | None) -> int:
+    """Show how an edition did: states, languages, deliveries, bounces, opens, clicks.
+
+    \b
+    Examples:
+      clubjapon-ops report 2025-11-04-lille
+      clubjapon-ops report 2025-11-04-lille --html var/reports/2025-11-04-lille.html
+
+    \b
+    Opens, clicks, bounces and complaints come from the providers' webhooks
+    (Brevo, SendGrid); the outbox and SMTP report none of them.
+    """
+    figures = build_report(app.store, edition)
+    click.echo(render_text(figures), nl=False)
+    if html_path is not None:
+        write_html(html_path, render_html(figures))
+        click.echo(f"HTML report: {html_path}")
+    return EXIT_OK

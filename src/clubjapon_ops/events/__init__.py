@@ -1,0 +1,1 @@
+"""Provider events (webhooks): parse, authenticate, normalise; the store keeps them."""

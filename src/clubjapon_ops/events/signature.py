@@ -1,0 +1,49 @@
+"""SendGrid's signed event webhook: ECDSA P-256 / SHA-256 over timestamp + raw body."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+# A signed request older than this is refused: a captured one cannot be replayed later.
+# SendGrid signs each delivery attempt afresh, so its own retries stay within the window.
+MAX_AGE_S = 600
+MAX_SKEW_S = 120  # clocks differ a little: a timestamp slightly ahead is fine
+
+
+def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
+    """Read a base64 DER public key; ValueError unless it is an EC P-256 key."""
+    try:
+        key = load_der_public_key(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("not a base64 DER public key") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("not an EC P-256 public key")
+    return key
+
+
+def verify(
+    key: ec.EllipticCurvePublicKey, signature: str | None, timestamp: str | None, body: bytes,
+    now: float | None = None,
+) -> bool:
+    """Tell whether the request is signed by the key, recently."""
+    if not signature or not timestamp or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    now = time.time() if now is None else now
+    age = now - int(timestamp)
+    if age > MAX_AGE_S or age < -MAX_SKEW_S:
+        return False
+    try:
+        der = base64.b64decode(signature, validate=True)
+        key.verify(der, timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
+    except (binascii.Error, ValueError, InvalidSignature):
+        return False
+    return True

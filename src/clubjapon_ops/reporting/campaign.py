@@ -1,0 +1,71 @@
+"""Gather one edition's figures from the ledger and the provider events."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from clubjapon_ops.events import types as t
+from clubjapon_ops.store import Store
+from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store import reporting as q
+
+FAILURES = (t.HARD_BOUNCE, t.SOFT_BOUNCE, t.INVALID, t.BLOCKED, t.COMPLAINT)
+
+
+@dataclass
+class CampaignReport:
+    """What marketing wants to know about an edition."""
+
+    edition: str
+    by_state: dict[str, int]
+    by_language: dict[str, dict[str, int]]
+    errors: dict[str, int]
+    events: dict[str, tuple[int, int]]  # type -> (events, distinct recipients)
+    failures: list[tuple[str, str, int]]  # (type, reason, recipients)
+    unsubscribed: int
+    sent_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
+    delivered_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Recipients in the ledger."""
+        return sum(self.by_state.values())
+
+    @property
+    def handed_over(self) -> int:
+        """Messages the transport took."""
+        return self.by_state.get(ledger.SENT, 0)
+
+    def people(self, kind: str) -> int:
+        """Distinct recipients with at least one event of this type."""
+        return self.events.get(kind, (0, 0))[1]
+
+    def rate(self, n: int) -> str:
+        """n as a share of the messages handed over."""
+        return f"{100 * n / self.handed_over:.1f} %" if self.handed_over else "-"
+
+
+def per_hour(times: list[datetime]) -> list[tuple[datetime, int]]:
+    """Counts per clock hour (UTC), in order."""
+    counted = Counter(when.replace(minute=0, second=0, microsecond=0) for when in times)
+    return sorted(counted.items())
+
+
+def build_report(store: Store, edition: str) -> CampaignReport:
+    """Read the edition's figures in one transaction."""
+    with store.transaction() as conn:
+        summary = ledger.ledger_report(conn, edition)
+        unsubscribed = q.link_unsubscribes(conn, edition) | q.provider_unsubscribes(conn, edition)
+        return CampaignReport(
+            edition=edition,
+            by_state=summary["by_state"],
+            by_language=summary["by_language"],
+            errors=summary["errors"],
+            events=q.event_counts(conn, edition),
+            failures=q.failure_reasons(conn, edition, FAILURES),
+            unsubscribed=len(unsubscribed),
+            sent_per_hour=per_hour(q.sent_times(conn, edition)),
+            delivered_per_hour=per_hour(q.event_times(conn, edition, t.DELIVERED)),
+        )

@@ -1,0 +1,53 @@
+"""The campaign report as plain text for the terminal."""
+
+from __future__ import annotations
+
+from clubjapon_ops.events import types as t
+from clubjapon_ops.reporting.campaign import CampaignReport
+from clubjapon_ops.store import deliveries as ledger
+
+ENGAGEMENT = (
+    ("delivered", t.DELIVERED), ("opened", t.OPEN), ("clicked", t.CLICK),
+    ("soft bounce", t.SOFT_BOUNCE), ("hard bounce", t.HARD_BOUNCE), ("invalid", t.INVALID),
+    ("blocked", t.BLOCKED), ("deferred", t.DEFERRED), ("complaint", t.COMPLAINT),
+)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        # First column left-aligned (a label), the figures right-aligned.
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def render_text(report: CampaignReport) -> str:
+    """Tables by state and language, engagement, failures by reason."""
+    if not report.total:
+        return f"{report.edition}: nothing planned or sent yet\n"
+    out = [f"Edition {report.edition}: {report.total} recipient(s), "
+           f"{report.handed_over} handed over", ""]
+    states = [s for s in ledger.STATES if any(s in v for v in report.by_language.values())]
+    rows = [[lang, *(str(by.get(s, 0)) for s in states), str(sum(by.values()))]
+            for lang, by in sorted(report.by_language.items())]
+    rows.append(["all", *(str(report.by_state.get(s, 0)) for s in states), str(report.total)])
+    out += _table(["language", *states, "total"], rows)
+    out.append("")
+    rows = [[label, str(report.events.get(kind, (0, 0))[0]), str(report.people(kind)),
+             report.rate(report.people(kind))]
+            for label, kind in ENGAGEMENT if kind in report.events]
+    rows.append(["unsubscribed", "-", str(report.unsubscribed), report.rate(report.unsubscribed)])
+    out += _table(["outcome", "events", "recipients", "of handed over"], rows)
+    if not report.events:
+        out.append("(no provider events for this edition: the outbox and SMTP report none)")
+    if report.failures:
+        out.append("")
+        out += _table(["bounces and complaints by reason", "type", "recipients"],
+                      [[reason, kind, str(n)] for kind, reason, n in report.failures])
+    if report.sent_per_hour:
+        first, last = report.sent_per_hour[0][0], report.sent_per_hour[-1][0]
+        out += ["", f"handed over from {first:%Y-%m-%d %H:00} to {last:%Y-%m-%d %H:59} UTC"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,179 @@
+"""Provider events: stored once each (replays change nothing), matched to the ledger, then
+processed into suppressions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from clubjapon_ops.events.types import (
+    CLICK,
+    DELIVERED,
+    HARD_BOUNCE,
+    OPEN,
+    SOFT_BOUNCE,
+    SOFT_BOUNCE_SOURCE,
+    SUPPRESS_AT_ONCE,
+    Event,
+)
+from clubjapon_ops.store.contacts import add_suppression
+from clubjapon_ops.store.schema import deliveries, events
+from clubjapon_ops.store.types import utcnow
+
+# Our deterministic Message-ID for (edition, email): lets events of SMTP sends match too.
+OurMessageId = Callable[[str, str], str]
+# The events that tell whether a message reached the reader, for the soft-bounce streak.
+_OUTCOMES = (DELIVERED, SOFT_BOUNCE, HARD_BOUNCE, OPEN, CLICK)
+
+
+def _bare(value: str) -> str:
+    return value.strip().strip("<>").lower()
+
+
+def _ledger_rows(conn: Connection, emails: set[str]) -> dict[str, list[Any]]:
+    """The ledger rows of these recipients, in one query per thousand addresses."""
+    found: dict[str, list[Any]] = {}
+    ordered = sorted(emails)
+    for start in range(0, len(ordered), 1000):
+        for row in conn.execute(
+            select(deliveries.c.id, deliveries.c.email, deliveries.c.edition,
+                   deliveries.c.provider_message_id)
+            .where(deliveries.c.email.in_(ordered[start:start + 1000]))
+        ):
+            found.setdefault(row.email, []).append(row)
+    return found
+
+
+def match_delivery(event: Event, rows: Sequence[Any], ours: OurMessageId) -> int | None:
+    """The ledger row an event is about: the id the provider echoed, its message id, or ours.
+
+    ``rows`` are the recipient's own rows, so an event cannot land on another's row.
+    """
+    if event.delivery_hint is not None:
+        for row in rows:
+            if row.id == event.delivery_hint:
+                return int(row.id)
+    wanted = {_bare(v) for v in (event.message_id, event.raw.get("smtp-id"))
+              if isinstance(v, str) and v.strip()}
+    if not wanted:
+        return None
+    for row in rows:
+        stored = _bare(row.provider_message_id or "")
+        if stored and any(w == stored or w.startswith(stored + ".") for w in wanted):
+            # SendGrid's sg_message_id is the X-Message-Id we stored plus ".filter..."
+            return int(row.id)
+        if _bare(ours(row.edition, event.email)) in wanted:
+            return int(row.id)
+    return None
+
+
+def _insert_ignoring_duplicates(conn: Connection) -> Any:
+    # Skips a replayed event even when two copies arrive at once (after the check below).
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(events).on_conflict_do_nothing(
+            constraint="uq_events_provider_key")
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(events).on_conflict_do_nothing(
+            index_elements=["provider", "event_key"])
+    return insert(events)
+
+
+def _known_keys(conn: Connection, provider: str, keys: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(keys), 1000):
+        known.update(conn.execute(
+            select(events.c.event_key)
+            .where(events.c.provider == provider, events.c.event_key.in_(keys[start:start + 1000]))
+        ).scalars())
+    return known
+
+
+def store_events(
+    conn: Connection, batch: Sequence[Event], ours: OurMessageId, now: datetime | None = None
+) -> int:
+    """Store the events not stored yet, matched to the ledger; return how many were new.
+
+    A few statements per request whatever its size: providers want a quick answer.
+    """
+    now = now or utcnow()
+    fresh: dict[tuple[str, str], Event] = {}
+    for provider in {e.provider for e in batch}:
+        mine = [e for e in batch if e.provider == provider]
+        known = _known_keys(conn, provider, [e.event_key for e in mine])
+        fresh.update({(provider, e.event_key): e for e in mine if e.event_key not in known})
+    if not fresh:
+        return 0
+    ledger = _ledger_rows(conn, {e.email for e in fresh.values()})
+    conn.execute(_insert_ignoring_duplicates(conn), [
+        {"provider": e.provider, "event_key": e.event_key,
+         "delivery_id": match_delivery(e, ledger.get(e.email, ()), ours), "email": e.email,
+         "type": e.type, "provider_event": e.provider_event, "message_id": e.message_id,
+         "reason": e.reason, "occurred_at": e.occurred_at, "received_at": now, "raw": e.raw}
+        for e in fresh.values()
+    ])
+    return len(fresh)
+
+
+def soft_bounce_streak(conn: Connection, email: str) -> int:
+    """How many of this address's latest messages soft-bounced in a row.
+
+    Counted per message, not per event: a provider reports several soft bounces while it
+    retries one message, and that is one bad message, not several. Event order is the time
+    they happened, not the time they arrived, so late events fall into place.
+    """
+    rows = conn.execute(
+        select(events.c.id, events.c.type, events.c.delivery_id, events.c.message_id)
+        .where(events.c.email == email, events.c.type.in_(_OUTCOMES))
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+    ).all()
+    bounced: dict[str, bool] = {}  # message -> only soft bounces seen; newest message first
+    for row in rows:
+        key = (f"d{row.delivery_id}" if row.delivery_id is not None
+               else f"m{row.message_id}" if row.message_id else f"e{row.id}")
+        bounced[key] = bounced.get(key, True) and row.type == SOFT_BOUNCE
+    streak = 0
+    for soft in bounced.values():
+        if not soft:
+            break
+        streak += 1
+    return streak
+
+
+def _reason(row: Any, prefix: str = "") -> str:
+    detail = f": {row.reason}" if row.reason else ""
+    return f"{prefix}{row.provider} {row.provider_event}{detail}"[:500]
+
+
+def process_pending(conn: Connection, soft_bounce_limit: int, limit: int = 5000) -> Counter[str]:
+    """Turn stored, unprocessed events into suppressions; mark them processed."""
+    counts: Counter[str] = Counter()
+    rows = conn.execute(
+        select(events.c.id, events.c.email, events.c.type, events.c.provider,
+               events.c.provider_event, events.c.reason)
+        .where(events.c.processed_at.is_(None))
+        .order_by(events.c.id)
+        .limit(limit)
+    ).all()
+    for row in rows:
+        source = SUPPRESS_AT_ONCE.get(row.type)
+        prefix = ""
+        if source is None and row.type == SOFT_BOUNCE:
+            streak = soft_bounce_streak(conn, row.email)
+            if streak >= soft_bounce_limit:
+                source, prefix = SOFT_BOUNCE_SOURCE, f"{streak} soft bounces in a row, last: "
+        if source is not None and add_suppression(conn, row.email, _reason(row, prefix),
+                                                  source):
+            counts[f"suppressed_{source}"] += 1
+    ids = [row.id for row in rows]
+    now = utcnow()
+    for start in range(0, len(ids), 1000):
+        conn.execute(update(events).where(events.c.id.in_(ids[start:start + 1000]))
+                     .values(processed_at=now))
+    counts["processed"] = len(ids)
+    return counts

@@ -1,0 +1,101 @@
+"""The campaign report from a ledger and stored provider events: figures, terminal table,
+self-contained HTML page, the CLI command and the nightly job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from clubjapon_ops import jobs
+from clubjapon_ops.events.brevo import parse_event
+from clubjapon_ops.reporting.campaign import build_report
+from clubjapon_ops.reporting.html import render_html
+from clubjapon_ops.reporting.job import campaign_reports
+from clubjapon_ops.reporting.text import render_text
+from clubjapon_ops.store import Store
+from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store.contacts import add_suppression
+from clubjapon_ops.store.events import process_pending, store_events
+from clubjapon_ops.store.schema import deliveries
+from clubjapon_ops.store.types import utcnow
+from tests.delivery.conftest import SLUG, make_settings, write_contacts
+
+EMAILS = [f"reader{i}@example.com" for i in range(6)]  # languages fr, en, ja in turn
+
+
+@pytest.fixture
+def sent(home: Path, send_store: Store) -> Store:
+    """Five messages handed over across two hours, one refused, and what providers said."""
+    write_contacts(home / "contacts.csv", EMAILS)
+    jobs.crm_sync(make_settings(home), send_store)
+    hour = datetime(2025, 11, 5, 9, tzinfo=UTC)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, SLUG)
+        for i, email in enumerate(EMAILS[:5]):
+            conn.execute(update(deliveries).where(deliveries.c.email == email).values(
+                state="sent", provider_message_id=f"<m{i}@relay>",
+                sent_at=hour.replace(hour=9 + i // 3, minute=i)))
+        conn.execute(update(deliveries).where(deliveries.c.email == EMAILS[5]).values(
+            state="failed", last_error="Brevo HTTP 400: invalid email"))
+        raw = [("delivered", 0), ("delivered", 1), ("delivered", 2), ("delivered", 3),
+               ("opened", 0), ("opened", 0), ("opened", 1), ("click", 1),
+               ("hard_bounce", 4), ("spam", 3)]
+        batch = [parse_event({"event": kind, "email": EMAILS[i], "message-id": f"<m{i}@relay>",
+                              "ts_event": 1_762_333_200 + n,
+                              **({"reason": "550 user unknown"} if kind == "hard_bounce" else {})},
+                             utcnow()) for n, (kind, i) in enumerate(raw)]
+        store_events(conn, batch, lambda e, a: "<none>")
+        process_pending(conn, 3)
+        add_suppression(conn, EMAILS[2], f"unsubscribe link, edition {SLUG}", "unsubscribe")
+    return send_store
+
+
+def test_figures(sent: Store) -> None:
+    report = build_report(sent, SLUG)
+    assert report.by_state == {"sent": 5, "failed": 1}
+    assert report.by_language == {"fr": {"sent": 2}, "en": {"sent": 2},
+                                  "ja": {"sent": 1, "failed": 1}}
+    assert report.events["open"] == (3, 2) and report.people("click") == 1
+    assert report.people("delivered") == 4
+    assert report.failures == [("complaint", "no reason given", 1),
+                               ("hard_bounce", "550 user unknown", 1)]
+    assert report.unsubscribed == 1
+    assert [n for _, n in report.sent_per_hour] == [3, 2]
+
+
+def test_terminal_table(sent: Store) -> None:
+    text = render_text(build_report(sent, SLUG))
+    assert "Edition 2025-11-04-lille: 6 recipient(s), 5 handed over" in text
+    assert "opened" in text and "40.0 %" in text  # 2 of the 5 handed over
+    assert "550 user unknown" in text
+    empty = render_text(build_report(sent, "no-such-edition"))
+    assert empty.endswith("nothing planned or sent yet\n")
+
+
+def test_html_page_is_self_contained(sent: Store) -> None:
+    page = render_html(build_report(sent, SLUG))
+    assert page.startswith("<!doctype html>") and "550 user unknown" in page
+    assert page.count("Plotly.newPlot") == 4  # states, timeline, outcomes, reasons
+    # plotly.js inline, no script from elsewhere: it opens offline and travels as one file.
+    assert "<script src=" not in page and len(page) > 1_000_000
+
+
+def test_cli_and_nightly_job_write_the_page(sent: Store, home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUBJAPON_", "BREVO_"))}
+    env.update(CLUBJAPON_HOME=str(home), CLUBJAPON_SECRET="x" * 32)
+    out = home / "report.html"
+    result = subprocess.run([sys.executable, "-m", "clubjapon_ops", "report", SLUG,
+                             "--html", str(out)], capture_output=True, text=True, env=env,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "5 handed over" in result.stdout and out.stat().st_size > 1_000_000
+    # The sent_at values are in 2025: a 7-day window has nothing, a wide one has the edition.
+    assert campaign_reports(make_settings(home), sent, days=7).files == []
+    written = campaign_reports(make_settings(home), sent, days=100_000).files
+    assert written == [str(home / "var" / "reports" / f"{SLUG}.html")]
