@@ -16,8 +16,8 @@ RSS flat in the number of recipients (here: at most 10% more at N than at N/10).
 
 Downloads, once, into bench/.cache/ (git-ignored): Debian's postfix package (apt-get
 download + dpkg -x; nothing is installed) and a venv with mailmerge from PyPI.
---profile adds a cProfile of one SMTP send and one Brevo send (all threads), top items
-per message.
+--profile adds a cProfile of one SMTP send and one Brevo send (all threads, each thread's
+CPU time): top functions, CPU by library and by stage, per message.
 """
 
 from __future__ import annotations
