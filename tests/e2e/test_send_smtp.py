@@ -41,13 +41,16 @@ def ledger(home: Path) -> dict[str, str]:  # noqa: F811
         return dict(db.execute("SELECT email, state FROM deliveries WHERE edition = ?", (SLUG,)))
 
 
-def test_send_over_smtp_with_tempfails_rejects_and_a_dropped_connection(home: Path) -> None:  # noqa: F811
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+def test_send_over_smtp_with_tempfails_rejects_and_a_dropped_connection(
+    home: Path, pipelining: bool  # noqa: F811
+) -> None:
     emails = [f"reader{i}@example.com" for i in range(60)]
     emails += ["greylist1@example.com", "greylist2@example.com", "nobody@example.com",
                "dropme@example.com"]
     write_contacts(home / "contacts.csv", emails)
     behaviour = Behaviour(tempfail_times={"greylist": 2}, reject=("nobody",),
-                          drop_data_once=("dropme",))
+                          drop_data_once=("dropme",), pipelining=pipelining)
     with smtp_server(behaviour) as (port, server):
         env = env_for(home, port)
         assert cli(env, "sync").returncode == 0

@@ -31,6 +31,7 @@ class Behaviour:
     reject: tuple[str, ...] = ()  # prefixes answered 550 5.1.1 at RCPT
     drop_data_once: tuple[str, ...] = ()  # prefixes whose first DATA drops the connection
     data_delay: float = 0.0  # seconds per message, to make a send last
+    pipelining: bool = False  # advertise PIPELINING (RFC 2920), as Postfix does
 
 
 class RecordingHandler:
@@ -43,6 +44,14 @@ class RecordingHandler:
         self.tempfailed: Counter[str] = Counter()
         self.dropped: set[str] = set()
         self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.behaviour.pipelining:
+            # aiosmtpd reads commands one line at a time, so pipelined ones just queue up.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: Any) -> str:

@@ -171,7 +171,8 @@ class CampaignSender:
                 else:
                     for chunk in self._chunks(claimed):
                         results = self._send(chunk)
-                        outcomes = [self._outcome(r, chunk) for r in results]
+                        tries = {row.id: row.attempts for row in chunk}
+                        outcomes = [self._outcome(r, tries[r.id]) for r in results]
                         with self.store.transaction() as conn:
                             self._apply(conn, outcomes, results, chunk)
                         self._count(results)
@@ -214,7 +215,7 @@ class CampaignSender:
                             self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
                         ledger.mark_sending(conn, [row.id])
                     result = self._hand_over([outgoing])[0]
-                    pending = (self._outcome(result, [row]), result, row)
+                    pending = (self._outcome(result, row.attempts), result, row)
                     self._count([result])
             finally:
                 if pending:
@@ -274,8 +275,8 @@ class CampaignSender:
             status = Status.RETRY if key else Status.UNKNOWN
             return [Result(o.id, status, error=f"transport error: {exc}") for o in outgoing]
 
-    def _outcome(self, result: Result, rows: Sequence[ledger.Claimed]) -> ledger.Outcome:
-        attempts = next(r.attempts for r in rows if r.id == result.id) + 1
+    def _outcome(self, result: Result, attempts_before: int) -> ledger.Outcome:
+        attempts = attempts_before + 1
         state = _STATE_OF[result.status]
         retry_at = None
         if state == ledger.RETRY:

@@ -8,12 +8,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.store.schema import contacts, deliveries, suppressions
-from clubjapon_ops.store.types import utcnow
+from clubjapon_ops.store.types import UTCDateTime, utcnow
 
 PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED = (
     "pending", "claimed", "sending", "sent", "failed", "retry", "unknown", "skipped")
@@ -98,19 +110,19 @@ def plan_summary(conn: Connection, edition: str) -> dict[str, Any]:
 
 
 def plan(conn: Connection, edition: str) -> int:
-    """Add a pending row for every eligible contact not yet in this edition's ledger."""
+    """Add a pending row for every eligible contact not yet in this edition's ledger.
+
+    One INSERT ... SELECT inside the database: nothing about the audience is held in memory.
+    """
     now = utcnow()
-    query = select(
-        contacts.c.email, contacts.c.id, contacts.c.language,
+    source = select(
+        literal(edition, String), contacts.c.email, contacts.c.id, contacts.c.language,
+        literal(PENDING, String), literal(0, Integer),
+        literal(now, UTCDateTime), literal(now, UTCDateTime),
     ).where(_eligible(), _not_planned(edition))
-    rows = [
-        {"edition": edition, "email": e, "contact_id": cid, "lang": lang, "state": PENDING,
-         "attempts": 0, "created_at": now, "updated_at": now}
-        for e, cid, lang in conn.execute(query)
-    ]
-    if rows:
-        conn.execute(insert(deliveries), rows)
-    return len(rows)
+    columns = ["edition", "email", "contact_id", "lang", "state", "attempts", "created_at",
+               "updated_at"]
+    return conn.execute(insert(deliveries).from_select(columns, source)).rowcount
 
 
 def recover(
