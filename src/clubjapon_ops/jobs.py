@@ -21,7 +21,7 @@ from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import make_transport
-from clubjapon_ops.errors import Interrupted, InvalidContact, StopRun
+from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
 from clubjapon_ops.reports import Report as Report  # re-exported: jobs.Report
@@ -290,6 +290,7 @@ class SendOptions:
     limit: int | None = None
     resend_unknown: bool = False
     force: bool = False
+    worker: bool = False  # one of several processes on the campaign (PostgreSQL only)
 
 
 def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
@@ -307,6 +308,16 @@ def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem
                             newsletter.personaliser.unsubscribe_url)
 
 
+def refuse_workers_on(dialect: str) -> None:
+    """Parallel senders need row locks that skip locked rows: PostgreSQL, not SQLite."""
+    if dialect != "postgresql":
+        raise ConfigError(
+            f"--worker needs PostgreSQL (SELECT ... FOR UPDATE SKIP LOCKED); this store is "
+            f"{dialect}: run a single `send` there, or set CLUBJAPON_DATABASE_URL to a "
+            "postgresql+psycopg:// URL"
+        )
+
+
 def send_campaign(
     settings: Settings,
     store: Store,
@@ -320,6 +331,8 @@ def send_campaign(
 ) -> SendReport:
     """Send an edition to its audience through the configured transport; record everything."""
     options = options or SendOptions()
+    if options.worker:
+        refuse_workers_on(store.dialect)
     newsletter = newsletter or newsletter_for_sending(settings, edition)
     errors = [p for p in lint_before_send(settings, newsletter) if p.level == "error"]
     if errors and not options.force:
@@ -332,7 +345,7 @@ def send_campaign(
         try:
             sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,
                                     error_budget=settings.error_budget, stop=stop,
-                                    progress=progress)
+                                    progress=progress, worker=options.worker)
             report = sender.prepare(resend_unknown=options.resend_unknown)
             return sender.run(report, limit=options.limit)
         finally:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from clubjapon_ops.delivery.ratelimit import TokenBucket
+from clubjapon_ops.delivery.ratelimit import SharedTokenBucket, TokenBucket
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.errors import AuthError
 from clubjapon_ops.newsletter.service import Newsletter
@@ -117,12 +117,19 @@ class CampaignSender:
         error_budget: int = 50,
         stop: threading.Event | None = None,
         progress: Callable[[int, int], None] | None = None,
+        worker: bool = False,
     ) -> None:
         self.store = store
         self.newsletter = newsletter
         self.edition = newsletter.edition.slug
         self.transport = transport
-        self.bucket = TokenBucket(rate)
+        # On PostgreSQL several senders may share a campaign: the rate is theirs together.
+        self.bucket: TokenBucket | SharedTokenBucket = (
+            SharedTokenBucket(store, rate) if store.dialect == "postgresql" and rate > 0
+            else TokenBucket(rate))
+        # A worker is one of several processes on a campaign: when the queue looks empty it
+        # settles the rows of peers that died, and goes on with those.
+        self.worker_mode = worker
         self.rate = rate
         self.error_budget = error_budget
         self.stop = stop or threading.Event()
@@ -137,6 +144,7 @@ class CampaignSender:
         """Settle rows of interrupted runs, then plan the audience into pending rows."""
         report = SendReport(self.edition, self.transport.name)
         with self.store.transaction() as conn:
+            ledger.lock_edition(conn, self.edition)
             report.recovered = ledger.recover(conn, self.edition, is_gone)
             if resend_unknown:
                 report.recovered["resent_unknown"] = ledger.resend_unknown(conn, self.edition)
@@ -152,17 +160,22 @@ class CampaignSender:
                 n for s, n in ledger.ledger_counts(conn, self.edition).items()
                 if s in ledger.SENDABLE))
         self._total, self._done, self._failures_in_a_row = total, 0, 0
+        # A worker goes on until the queue is empty (peers may hand rows back); a lone
+        # sender stops at what was sendable when it began.
+        cap = (limit or 10**12) if self.worker_mode else total
         self._report = report
         per_message = self.transport.per_message
         lease = timedelta(seconds=max(300.0, 2 * self.transport.batch_size / (self.rate or 50)))
         try:
-            while not self.stop.is_set() and not report.paused and self._done < total:
+            while not self.stop.is_set() and not report.paused and self._done < cap:
                 with self.store.transaction() as conn:
                     claimed = ledger.claim(
                         conn, self.edition, self.worker,
-                        min(self.transport.batch_size, total - self._done), lease,
+                        min(self.transport.batch_size, cap - self._done), lease,
                         state=ledger.CLAIMED if per_message else ledger.SENDING)
                 if not claimed:
+                    if self.worker_mode and self._recover_peers(report):
+                        continue
                     break
                 if per_message:
                     self._send_one_by_one(claimed)
@@ -184,6 +197,21 @@ class CampaignSender:
                 report.ledger = ledger.ledger_counts(conn, self.edition)
         report.interrupted = self.stop.is_set()
         return report
+
+    def _recover_peers(self, report: SendReport) -> bool:
+        """Settle rows of dead peers (gone from this host, or past their lease); True if some
+        went back to the queue."""
+        with self.store.transaction() as conn:
+            ledger.lock_edition(conn, self.edition)
+            settled = ledger.recover(conn, self.edition, is_gone)
+        if not settled:
+            return False
+        log.warning("rows of a stopped worker settled", extra=settled)
+        for key, n in settled.items():
+            report.recovered[key] = report.recovered.get(key, 0) + n
+        requeued = settled.get("released", 0) + settled.get(ledger.RETRY, 0)
+        self._total += requeued  # for the progress bar
+        return requeued > 0
 
     def _send_one_by_one(self, claimed: list[ledger.Claimed]) -> None:
         """Lanes in parallel, one per connection; each row is marked 'sending' in the same
@@ -231,7 +259,7 @@ class CampaignSender:
                     log.error("send paused", extra={"reason": self._report.paused})
             self._done += len(results)
             if self.progress:
-                self.progress(self._done, self._total)
+                self.progress(self._done, max(self._done, self._total))
 
     def _chunks(self, claimed: list[ledger.Claimed]) -> list[list[ledger.Claimed]]:
         """Rows to hand over together: a keyed batch as it was, else about a second's worth."""

@@ -12,6 +12,7 @@ from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, updat
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact
+from clubjapon_ops.store.advisory import xact_lock
 from clubjapon_ops.store.schema import contacts, deliveries, suppressions
 from clubjapon_ops.store.types import utcnow
 
@@ -95,6 +96,16 @@ def plan_summary(conn: Connection, edition: str) -> dict[str, Any]:
             "unknown (needs --resend-unknown)": ledger.get(UNKNOWN, 0),
         },
     }
+
+
+def lock_edition(conn: Connection, edition: str) -> None:
+    """Hold this edition's planning lock until the transaction ends (PostgreSQL).
+
+    Parallel senders starting together recover and plan one after the other: the first
+    plans the audience, the others find it planned. SQLite serialises writers itself.
+    """
+    if conn.dialect.name == "postgresql":
+        xact_lock(conn, f"plan {edition}")
 
 
 def plan(conn: Connection, edition: str) -> int:

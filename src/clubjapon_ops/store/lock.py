@@ -15,7 +15,6 @@ holder is named by the lock connection's ``application_name``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from clubjapon_ops.errors import AlreadyRunning, ConfigError, StoreError
+from clubjapon_ops.store.advisory import LOCK_CLASS, current_schema, lock_key
 from clubjapon_ops.store.database import Store
 from clubjapon_ops.store.types import utcnow
 
@@ -75,16 +75,6 @@ def _sqlite_lock(store: Store) -> Iterator[str]:
         os.close(fd)
 
 
-# pg_try_advisory_lock(int, int): the first half says "this is clubjapon-ops' scheduler lock",
-# so the key cannot collide with another application's single-bigint advisory locks.
-_PG_LOCK_CLASS = 0x434A4F50  # "CJOP"
-
-
-def _pg_lock_key(schema: str) -> int:
-    """A stable signed 32-bit key for a schema (Python's hash() changes per process)."""
-    return int.from_bytes(hashlib.sha256(schema.encode()).digest()[:4], "big", signed=True)
-
-
 @contextmanager
 def _postgres_lock(store: Store) -> Iterator[str]:
     since = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC"
@@ -92,10 +82,10 @@ def _postgres_lock(store: Store) -> Iterator[str]:
     # A dedicated connection in autocommit: no transaction stays open for days on it, and
     # it never goes back to the pool while the lock is held.
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
-        key = _pg_lock_key(str(schema))
+        schema = current_schema(conn)
+        key = lock_key("scheduler", schema)
         got = conn.execute(text("SELECT pg_try_advisory_lock(:c, :k)"),
-                           {"c": _PG_LOCK_CLASS, "k": key}).scalar_one()
+                           {"c": LOCK_CLASS, "k": key}).scalar_one()
         if not got:
             other = conn.execute(text(
                 "SELECT a.application_name, a.client_addr FROM pg_locks l"
@@ -104,7 +94,7 @@ def _postgres_lock(store: Store) -> Iterator[str]:
                 " AND l.objid = CAST(:k AS oid) AND l.objsubid = 2"
                 " AND l.database = (SELECT oid FROM pg_database"
                 "                   WHERE datname = current_database())"
-            ), {"c": _PG_LOCK_CLASS, "k": key & 0xFFFFFFFF}).first()
+            ), {"c": LOCK_CLASS, "k": key & 0xFFFFFFFF}).first()
             named = other.application_name if other and other.application_name else ""
             raise AlreadyRunning(
                 "another scheduler is already running on this database"
@@ -119,7 +109,7 @@ def _postgres_lock(store: Store) -> Iterator[str]:
         finally:
             try:
                 conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"),
-                             {"c": _PG_LOCK_CLASS, "k": key})
+                             {"c": LOCK_CLASS, "k": key})
                 conn.execute(text("RESET application_name"))
             except SQLAlchemyError:
                 conn.invalidate()  # the session is gone, and its lock with it

@@ -120,3 +120,12 @@ deliveries = Table(
     Index("ix_deliveries_edition_state", "edition", "state"),
     Index("ix_deliveries_batch_key", "batch_key"),
 )
+
+# Added by migration 7: token buckets shared by parallel senders (one row per bucket).
+send_rate = Table(
+    "send_rate",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
