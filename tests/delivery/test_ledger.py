@@ -101,3 +101,17 @@ def test_an_expired_lease_is_recovered_whoever_held_it(send_store: Store) -> Non
         ledger.claim(conn, E, "other-host:1:x", 10, LEASE)
         later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
         assert ledger.recover(conn, E, lambda who: False, now=later) == {"unknown": 4}
+
+
+def test_a_claimed_row_settled_by_another_sender_is_not_handed_over(send_store: Store) -> None:
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        slow = ledger.claim(conn, E, "slow:1:x", 2, LEASE, state=ledger.CLAIMED)
+        # The slow worker's lease ran out: another sender gives its rows back to the queue.
+        later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+        assert ledger.recover(conn, E, lambda who: False, now=later) == {"released": 2}
+        taken = ledger.claim(conn, E, "fast:2:y", 10, LEASE, state=ledger.CLAIMED)
+        assert {c.id for c in slow} <= {c.id for c in taken}
+        assert not ledger.mark_sending(conn, slow[0].id, "slow:1:x")  # no longer its row
+        assert ledger.mark_sending(conn, slow[0].id, "fast:2:y")

@@ -238,7 +238,12 @@ class CampaignSender:
                     with conn.begin():
                         if pending:
                             self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
-                        ledger.mark_sending(conn, [row.id])
+                        mine = ledger.mark_sending(conn, row.id, self.worker)
+                    pending = None
+                    if not mine:
+                        log.warning("claimed row taken back before sending; skipped",
+                                    extra={"delivery_id": row.id})
+                        continue
                     result = self._hand_over([outgoing])[0]
                     pending = (self._outcome(result, [row]), result, row)
                     self._count([result])

@@ -264,7 +264,8 @@ def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datet
 # prebuilt statement skips SQLAlchemy's construction and cache-key work.
 _MARK_SENDING = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == CLAIMED)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == CLAIMED,
+           deliveries.c.claimed_by == bindparam("b_worker"))
     .values(state=SENDING)
 )
 _RECORD = (
@@ -280,9 +281,13 @@ _RECORD = (
 )
 
 
-def mark_sending(conn: Connection, ids: Sequence[int]) -> None:
-    """Claimed rows are about to be handed over."""
-    conn.execute(_MARK_SENDING, [{"b_id": i} for i in ids])
+def mark_sending(conn: Connection, row_id: int, worker: str) -> bool:
+    """A claimed row is about to be handed over; False if it is no longer this worker's.
+
+    A row stops being the worker's when its lease ran out and another sender settled it
+    (a slow worker under a shared rate limit): handing it over then could send it twice.
+    """
+    return conn.execute(_MARK_SENDING, {"b_id": row_id, "b_worker": worker}).rowcount == 1
 
 
 def release(conn: Connection, edition: str, worker: str) -> int:
