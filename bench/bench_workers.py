@@ -88,7 +88,9 @@ def server_cpu_seconds() -> float:
         name = stat[stat.index("(") + 1:stat.rindex(")")]
         if name.startswith("postgres"):
             fields = stat[stat.rindex(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            # utime + stime, plus cutime + cstime: backends that ended (a worker's session)
+            # are counted in the postmaster that reaped them.
+            total += sum(int(f) for f in fields[11:15]) / tick
     return total
 
 

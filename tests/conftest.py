@@ -15,7 +15,7 @@ import pytest
 
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store, open_store
-from tests.postgres import fresh_schema
+from tests.postgres import HOW_TO, fresh_schema, postgres_configured
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO / "config" / "sample" / "contacts.csv"
@@ -36,6 +36,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("postgres_only"):
         engines = ("postgresql",)
     metafunc.parametrize("db_engine", engines, indirect=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One skip reason for the whole PostgreSQL half, so the summary says it once.
+    if postgres_configured():
+        return
+    skip = pytest.mark.skip(reason=HOW_TO)
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("db_engine") == "postgresql":
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -18,6 +18,11 @@ HOW_TO = (
 )
 
 
+def postgres_configured() -> bool:
+    """Whether the tests have a PostgreSQL server to use."""
+    return bool(os.environ.get(URL_VARIABLE, "").strip())
+
+
 def server_url() -> str:
     """The test server's URL, or skip the test saying how to enable PostgreSQL."""
     url = os.environ.get(URL_VARIABLE, "").strip()
