@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,15 +39,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("db_engine", engines, indirect=True)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # One skip reason for the whole PostgreSQL half, so the summary says it once.
+_left_out: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Without a server the PostgreSQL half is left out and said once, not once per test.
     if postgres_configured():
         return
-    skip = pytest.mark.skip(reason=HOW_TO)
+    kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("db_engine") == "postgresql":
-            item.add_marker(skip)
+        on_postgres = callspec is not None and callspec.params.get("db_engine") == "postgresql"
+        (dropped if on_postgres else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        _left_out.append(f"{len(dropped)} tests of the {HOW_TO}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _left_out:
+        terminalreporter.write_line(line, yellow=True)
 
 
 @pytest.fixture
