@@ -49,15 +49,14 @@ def count_sent(db: Engine) -> int:
                    .scalar_one())
 
 
-def holds_rows(db: Engine, pid: int) -> bool:
-    """True when the worker process ``pid`` has claimed rows (claimed_by is host:pid:nonce)."""
+def held_by(db: Engine, pid: int) -> int:
+    """Rows the worker process ``pid`` holds (claimed_by is host:pid:nonce)."""
     with db.connect() as conn:
-        return conn.execute(
-            select(deliveries.c.id)
+        return int(conn.execute(
+            select(func.count())
             .where(deliveries.c.claimed_by.like(f"%:{pid}:%"),
                    deliveries.c.state.in_(("claimed", "sending")))
-            .limit(1)
-        ).first() is not None
+        ).scalar_one())
 
 
 def synced(home: Path, url: str | None, port: int, n: int) -> dict[str, str]:  # noqa: F811
@@ -95,8 +94,9 @@ def test_a_killed_worker_leaves_no_duplicate_and_at_most_one_unknown_per_lane(
         workers = start_workers(env, 3)
         victim = workers[0]
         deadline = time.monotonic() + 60
-        # Mid-run, and the victim holds rows (on a loaded machine it may start last).
-        while count_sent(db) < n // 10 or not holds_rows(db, victim.pid):
+        # Mid-run, with the victim part-way through a batch of 50 rows per lane: it has sent
+        # some and holds more (on a loaded machine it may well start last).
+        while count_sent(db) < n // 10 or not 0 < held_by(db, victim.pid) < 45 * LANES:
             assert time.monotonic() < deadline, "the victim never got going"
             assert victim.poll() is None, "the victim ended before it could be killed"
             time.sleep(0.02)
