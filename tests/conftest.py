@@ -2,8 +2,9 @@
 
 Tests that use the ``store``, ``settings`` or ``send_store`` fixtures run twice: on a SQLite
 file and on a fresh schema of the PostgreSQL server that CLUBJAPON_TEST_POSTGRES_URL names
-(skipped, saying how to enable it, when it is not set). Mark a test ``sqlite_only`` when it
-is about SQLite itself; tests under tests/e2e (subprocesses reading the SQLite file) are.
+(left out, with one line at the end saying how to enable it, when it is not set). Mark a test
+``sqlite_only`` when it is about SQLite itself (tests under tests/e2e, subprocesses reading
+the SQLite file, are by default), ``postgres_only`` when it needs PostgreSQL.
 """
 
 from __future__ import annotations
