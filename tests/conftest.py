@@ -1,17 +1,83 @@
-"""Shared fixtures: a project root in a temporary folder and a real SQLite store in it."""
+"""Shared fixtures: a project root in a temporary folder and a real store in it.
+
+Tests that use the ``store``, ``settings`` or ``send_store`` fixtures run twice: on a SQLite
+file and on a fresh schema of the PostgreSQL server that CLUBJAPON_TEST_POSTGRES_URL names
+(left out, with one line at the end saying how to enable it, when it is not set). Mark a test
+``sqlite_only`` when it is about SQLite itself (tests under tests/e2e, subprocesses reading
+the SQLite file, are by default), ``postgres_only`` when it needs PostgreSQL.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store, open_store
+from tests.postgres import HOW_TO, fresh_schema, postgres_configured
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO / "config" / "sample" / "contacts.csv"
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: runs on SQLite only (about SQLite itself)")
+    config.addinivalue_line("markers", "postgres_only: runs on PostgreSQL only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_engine" not in metafunc.fixturenames:
+        return
+    engines: tuple[str, ...] = ENGINES
+    if metafunc.definition.get_closest_marker("sqlite_only") or "e2e" in metafunc.module.__name__:
+        engines = ("sqlite",)
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        engines = ("postgresql",)
+    metafunc.parametrize("db_engine", engines, indirect=True)
+
+
+_left_out: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Without a server the PostgreSQL half is left out and said once, not once per test.
+    if postgres_configured():
+        return
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_engine") == "postgresql"
+        (dropped if on_postgres else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        _left_out.append(f"{len(dropped)} tests of the {HOW_TO}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _left_out:
+        terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture
+def db_engine(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The store's engine for this test: None for SQLite, else a URL into a fresh schema."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with fresh_schema() as url:
+        yield url
+
+
+def use_database(home: Path, url: str | None) -> None:
+    """Point every settings loaded from ``home`` (in-process or a subprocess) at ``url``."""
+    if url is not None:
+        with (home / ".env").open("a", encoding="utf-8") as env:
+            env.write(f"CLUBJAPON_DATABASE_URL={url}\n")
 
 
 @pytest.fixture
@@ -22,14 +88,15 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(root: Path) -> Settings:
-    """Settings with defaults only, anchored in the temporary root."""
+def settings(root: Path, db_engine: str | None) -> Settings:
+    """Settings with defaults only, anchored in the temporary root, on this test's engine."""
+    use_database(root, db_engine)
     return load_settings(root, environ={"CLUBJAPON_CSV_PATH": str(SAMPLE_CSV)})
 
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    """A migrated SQLite file in the temporary root."""
+    """A migrated store: a SQLite file in the temporary root, or a PostgreSQL schema."""
     opened = open_store(settings.database_url)
     yield opened
     opened.close()

@@ -349,6 +349,7 @@ class SendOptions:
     limit: int | None = None
     resend_unknown: bool = False
     force: bool = False
+    worker: bool = False  # one of several processes on the campaign (PostgreSQL only)
 
 
 def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
@@ -366,6 +367,16 @@ def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem
                             newsletter.personaliser.unsubscribe_url)
 
 
+def refuse_workers_on(dialect: str) -> None:
+    """Parallel senders need row locks that skip locked rows: PostgreSQL, not SQLite."""
+    if dialect != "postgresql":
+        raise ConfigError(
+            f"--worker needs PostgreSQL (SELECT ... FOR UPDATE SKIP LOCKED); this store is "
+            f"{dialect}: run a single `send` there, or set CLUBJAPON_DATABASE_URL to a "
+            "postgresql+psycopg:// URL"
+        )
+
+
 def send_campaign(
     settings: Settings,
     store: Store,
@@ -379,6 +390,8 @@ def send_campaign(
 ) -> SendReport:
     """Send an edition to its audience through the configured transport; record everything."""
     options = options or SendOptions()
+    if options.worker:
+        refuse_workers_on(store.dialect)
     newsletter = newsletter or newsletter_for_sending(settings, edition)
     errors = [p for p in lint_before_send(settings, newsletter) if p.level == "error"]
     if errors and not options.force:
@@ -391,7 +404,7 @@ def send_campaign(
         try:
             sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,
                                     error_budget=settings.error_budget, stop=stop,
-                                    progress=progress)
+                                    progress=progress, worker=options.worker)
             report = sender.prepare(resend_unknown=options.resend_unknown)
             return sender.run(report, limit=options.limit)
         finally:

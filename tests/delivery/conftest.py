@@ -10,7 +10,7 @@ import pytest
 
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store, open_store
-from tests.conftest import REPO
+from tests.conftest import REPO, use_database
 
 SLUG = "2025-11-04-lille"
 SECRET = "test-secret-0123456789abcdef"
@@ -41,8 +41,9 @@ def make_settings(home: Path, **env: str) -> Settings:
 
 
 @pytest.fixture
-def send_store(home: Path) -> Iterator[Store]:
-    """A migrated store in the temporary project."""
+def send_store(home: Path, db_engine: str | None) -> Iterator[Store]:
+    """A migrated store in the temporary project, on this test's engine."""
+    use_database(home, db_engine)
     store = open_store(make_settings(home).database_url)
     yield store
     store.close()

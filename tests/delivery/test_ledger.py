@@ -118,3 +118,17 @@ def test_a_keyed_batch_that_failed_waits_for_its_retry_time(send_store: Store) -
         assert {c.id for c in others}.isdisjoint(c.id for c in claimed) and len(others) == 2
         due = ledger.claim(conn, E, "w1", 10, LEASE, now=now + timedelta(minutes=6))
     assert [(c.id, c.batch_key) for c in due] == [(c.id, "key-1") for c in claimed]
+
+
+def test_a_claimed_row_settled_by_another_sender_is_not_handed_over(send_store: Store) -> None:
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        slow = ledger.claim(conn, E, "slow:1:x", 2, LEASE, state=ledger.CLAIMED)
+        # The slow worker's lease ran out: another sender gives its rows back to the queue.
+        later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+        assert ledger.recover(conn, E, lambda who: False, now=later) == {"released": 2}
+        taken = ledger.claim(conn, E, "fast:2:y", 10, LEASE, state=ledger.CLAIMED)
+        assert {c.id for c in slow} <= {c.id for c in taken}
+        assert not ledger.mark_sending(conn, slow[0].id, "slow:1:x")  # no longer its row
+        assert ledger.mark_sending(conn, slow[0].id, "fast:2:y")

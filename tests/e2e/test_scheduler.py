@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import use_database
 from tests.e2e.test_cli import run
 
 pytestmark = pytest.mark.e2e
@@ -244,3 +245,25 @@ def test_help_of_the_scheduling_commands_needs_no_config(home: Path, command: li
     result = run(home, *command, "--help")
     assert result.returncode == 0
     assert "Usage: clubjapon-ops" in result.stdout and "Example" in result.stdout
+
+
+@pytest.mark.postgres_only
+def test_on_postgresql_a_second_scheduler_refuses_and_a_killed_one_frees_the_lock(
+    home: Path, db_engine: str, processes: list[Scheduler]
+) -> None:
+    use_database(home, db_engine)  # every process started in home reads it from .env
+    csv_path = home / "none.csv"
+    first = Scheduler(home, csv_path)
+    processes.append(first)
+    first.wait_started()
+    refused = run(home, "--log-text", "scheduler")
+    assert refused.returncode == 1
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: another scheduler is already running on this database")
+    assert f"pid {first.process.pid} on " in last_line and "advisory lock" in last_line
+    first.process.kill()  # SIGKILL: the server ends the session, and the lock with it
+    first.process.wait()
+    second = Scheduler(home, csv_path)
+    processes.append(second)
+    second.wait_started()
+    assert second.terminate() == 0

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ from clubjapon_ops.store import Store, open_store
 from clubjapon_ops.store.lock import lock_path, scheduler_lock
 
 
+@pytest.mark.sqlite_only
 def test_a_second_holder_is_refused_and_told_who_holds_the_lock(store: Store) -> None:
     with scheduler_lock(store) as held:
         assert str(lock_path(store)) in held
@@ -24,6 +29,7 @@ def test_a_second_holder_is_refused_and_told_who_holds_the_lock(store: Store) ->
     assert lock_path(store).read_text() == ""
 
 
+@pytest.mark.sqlite_only
 def test_the_lock_file_sits_next_to_the_database(store: Store) -> None:
     database = Path(str(store.engine.url.database))
     assert lock_path(store) == database.parent / "clubjapon.sqlite3.scheduler-lock"
@@ -35,14 +41,60 @@ def test_an_in_memory_database_cannot_hold_a_scheduler() -> None:
         pass
 
 
-def test_other_databases_are_refused_until_their_lock_exists() -> None:
-    class PostgresStore:
-        dialect = "postgresql"
+def test_other_databases_are_refused() -> None:
+    class OtherStore:
+        dialect = "mysql"
 
-    with pytest.raises(StoreError, match="not implemented for postgresql yet"):
-        scheduler_lock(PostgresStore())  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="not implemented for mysql"):
+        scheduler_lock(OtherStore())  # type: ignore[arg-type]
 
 
+@pytest.mark.postgres_only
+def test_postgres_advisory_lock_refuses_a_second_holder_and_names_the_first(store: Store) -> None:
+    with scheduler_lock(store) as held:
+        assert "advisory lock" in held
+        other = open_store(str(store.engine.url.render_as_string(hide_password=False)))
+        with pytest.raises(AlreadyRunning, match=rf"already running .*pid {os.getpid()} on "), \
+                scheduler_lock(other):
+            pass
+        other.close()
+    with scheduler_lock(store):  # released on exit
+        pass
+
+
+HOLD = """
+import sys, time
+from clubjapon_ops.store import open_store
+from clubjapon_ops.store.lock import scheduler_lock
+with scheduler_lock(open_store(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.postgres_only
+def test_postgres_lock_dies_with_a_killed_holder(store: Store) -> None:
+    url = store.engine.url.render_as_string(hide_password=False)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(AlreadyRunning, match=rf"pid {holder.pid} on"), scheduler_lock(store):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The server ends the dead client's session, and its lock with it, within moments.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with scheduler_lock(store):
+                break
+        except AlreadyRunning:
+            assert time.monotonic() < deadline, "the killed holder's lock was never released"
+            time.sleep(0.05)
+
+
+@pytest.mark.sqlite_only
 def test_a_symlink_to_the_database_shares_its_lock(store: Store, tmp_path: Path) -> None:
     database = Path(str(store.engine.url.database))
     alias = tmp_path / "alias.sqlite3"

@@ -28,6 +28,7 @@ def all_suppressions(store: Store) -> set[tuple[str, str]]:
         return {(r.email, r.source) for r in conn.execute(select(suppressions))}
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store: Store) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"

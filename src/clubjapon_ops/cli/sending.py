@@ -151,10 +151,13 @@ def _print_summary(report: SendReport) -> None:
 @click.option("--resend-unknown", is_flag=True,
               help="Send again messages whose outcome is unknown (may duplicate).")
 @click.option("--force", is_flag=True, help="Send even if the lint finds errors.")
+@click.option("--worker", is_flag=True,
+              help="Be one of several processes sending this edition together (PostgreSQL "
+                   "only; implies --yes).")
 @click.pass_obj
 def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
          email: str | None, lang: str | None, limit: int | None, resend_unknown: bool,
-         force: bool) -> int:
+         force: bool, worker: bool) -> int:
     """Send EDITION to its audience through CLUBJAPON_TRANSPORT, recording every outcome.
 
     Shows the plan first (audience by language, exclusions, transport, rate, lint) and asks
@@ -166,11 +169,21 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
       clubjapon-ops send 2025-11-04-lille --dry-run
       clubjapon-ops send 2025-11-04-lille --limit 100
       clubjapon-ops send 2025-11-04-lille --yes
+      clubjapon-ops send 2025-11-04-lille --worker     # in N processes, on one host or several
+    \b
+    With --worker, N processes share the campaign: each claims batches of rows the others
+    have not locked, the rate limit is shared through the database, and a worker that finds
+    the queue empty takes over the rows of a worker that died. SQLite refuses --worker.
     \b
     Exit codes: 0 all sent, 3 some failed, need a retry or are unknown (or the send paused),
     1 the send could not run.
     """
     settings = app.settings
+    if worker:
+        if test_to or dry_run:
+            raise click.UsageError("--worker sends for real: not with --test-to or --dry-run")
+        jobs.refuse_workers_on(app.store.dialect)
+        yes = True
     newsletter = jobs.newsletter_for_sending(settings, edition)
     if test_to:
         return _test_send(app, newsletter, test_to, email, lang)
@@ -191,7 +204,8 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         try:
             report = jobs.send_campaign(
                 settings, app.store, edition, newsletter=newsletter, stop=stop, progress=update,
-                options=jobs.SendOptions(limit=limit, resend_unknown=resend_unknown, force=True),
+                options=jobs.SendOptions(limit=limit, resend_unknown=resend_unknown, force=True,
+                                         worker=worker),
             )
         finally:
             close()

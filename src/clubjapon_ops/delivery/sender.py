@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from clubjapon_ops.delivery.ratelimit import TokenBucket
+from clubjapon_ops.delivery.ratelimit import SharedTokenBucket, TokenBucket
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.errors import AuthError
 from clubjapon_ops.newsletter.service import Newsletter
@@ -117,12 +117,19 @@ class CampaignSender:
         error_budget: int = 50,
         stop: threading.Event | None = None,
         progress: Callable[[int, int], None] | None = None,
+        worker: bool = False,
     ) -> None:
         self.store = store
         self.newsletter = newsletter
         self.edition = newsletter.edition.slug
         self.transport = transport
-        self.bucket = TokenBucket(rate)
+        # On PostgreSQL several senders may share a campaign: the rate is theirs together.
+        self.bucket: TokenBucket | SharedTokenBucket = (
+            SharedTokenBucket(store, rate) if store.dialect == "postgresql" and rate > 0
+            else TokenBucket(rate))
+        # A worker is one of several processes on a campaign: when the queue looks empty it
+        # settles the rows of peers that died, and goes on with those.
+        self.worker_mode = worker
         self.rate = rate
         self.error_budget = error_budget
         self.stop = stop or threading.Event()
@@ -137,6 +144,7 @@ class CampaignSender:
         """Settle rows of interrupted runs, then plan the audience into pending rows."""
         report = SendReport(self.edition, self.transport.name)
         with self.store.transaction() as conn:
+            ledger.lock_edition(conn, self.edition)
             report.recovered = ledger.recover(conn, self.edition, is_gone)
             if resend_unknown:
                 report.recovered["resent_unknown"] = ledger.resend_unknown(conn, self.edition)
@@ -152,19 +160,24 @@ class CampaignSender:
                 n for s, n in ledger.ledger_counts(conn, self.edition).items()
                 if s in ledger.SENDABLE))
         self._total, self._done, self._failures_in_a_row = total, 0, 0
+        # A worker goes on until the queue is empty (peers may hand rows back); a lone
+        # sender stops at what was sendable when it began.
+        cap = (limit or 10**12) if self.worker_mode else total
         self._report = report
         per_message = self.transport.per_message
         lease = timedelta(seconds=max(300.0, 2 * self.transport.batch_size / (self.rate or 50)))
         try:
-            while not self.stop.is_set() and not report.paused and self._done < total:
+            while not self.stop.is_set() and not report.paused and self._done < cap:
                 with self.store.transaction() as conn:
                     # Claimed, not yet 'sending': each row (or chunk) becomes 'sending' only
                     # right before its own hand-over.
                     claimed = ledger.claim(
                         conn, self.edition, self.worker,
-                        min(self.transport.batch_size, total - self._done), lease,
+                        min(self.transport.batch_size, cap - self._done), lease,
                         state=ledger.CLAIMED)
                 if not claimed:
+                    if self.worker_mode and self._recover_peers(report):
+                        continue
                     break
                 if per_message:
                     self._send_one_by_one(claimed)
@@ -187,6 +200,21 @@ class CampaignSender:
                 report.ledger = ledger.ledger_counts(conn, self.edition)
         report.interrupted = self.stop.is_set()
         return report
+
+    def _recover_peers(self, report: SendReport) -> bool:
+        """Settle rows of dead peers (gone from this host, or past their lease); True if some
+        went back to the queue."""
+        with self.store.transaction() as conn:
+            ledger.lock_edition(conn, self.edition)
+            settled = ledger.recover(conn, self.edition, is_gone)
+        if not settled:
+            return False
+        log.warning("rows of a stopped worker settled", extra=settled)
+        for key, n in settled.items():
+            report.recovered[key] = report.recovered.get(key, 0) + n
+        requeued = settled.get("released", 0) + settled.get(ledger.RETRY, 0)
+        self._total += requeued  # for the progress bar
+        return requeued > 0
 
     def _send_one_by_one(self, claimed: list[ledger.Claimed]) -> None:
         """Lanes in parallel, one per connection; each row is marked 'sending' in the same
@@ -213,7 +241,12 @@ class CampaignSender:
                     with conn.begin():
                         if pending:
                             self._apply(conn, [pending[0]], [pending[1]], [pending[2]])
-                        ledger.mark_sending(conn, [row.id])
+                        mine = ledger.mark_sending(conn, row.id, self.worker)
+                    pending = None
+                    if not mine:
+                        log.warning("claimed row taken back before sending; skipped",
+                                    extra={"delivery_id": row.id})
+                        continue
                     result = self._hand_over([outgoing])[0]
                     pending = (self._outcome(result, row.attempts), result, row)
                     self._count([result])
@@ -234,7 +267,7 @@ class CampaignSender:
                     log.error("send paused", extra={"reason": self._report.paused})
             self._done += len(results)
             if self.progress:
-                self.progress(self._done, self._total)
+                self.progress(self._done, max(self._done, self._total))
 
     def _chunks(self, claimed: list[ledger.Claimed]) -> list[list[ledger.Claimed]]:
         """Rows to hand over together: a keyed batch as it was, else about a second's worth."""
@@ -253,14 +286,20 @@ class CampaignSender:
         ids = [r.id for r in chunk]
         self.bucket.acquire(len(chunk))
         with self.store.transaction() as conn:
-            if self.transport.idempotent:
+            mine = ledger.hand_over(conn, ids, self.worker)
+            if self.transport.idempotent and mine:
                 # Record the key with the hand-over: after a crash the same batch goes again
                 # under the same key, and the provider drops what it already took.
                 key = chunk[0].batch_key or str(uuid.uuid4())
                 if chunk[0].batch_key is None:
-                    ledger.set_batch_key(conn, ids, key, utcnow() + IDEMPOTENCY_VALIDITY)
-            ledger.hand_over(conn, ids)
-        return self._hand_over(outgoing, key)
+                    ledger.set_batch_key(conn, sorted(mine), key,
+                                         utcnow() + IDEMPOTENCY_VALIDITY)
+        if len(mine) < len(ids):
+            # A row whose lease ran out went to another sender: never send it from here.
+            log.warning("claimed rows taken back before sending; skipped",
+                        extra={"skipped": len(ids) - len(mine)})
+            outgoing = [o for o in outgoing if o.id in mine]
+        return self._hand_over(outgoing, key) if outgoing else []
 
     def _hand_over(self, outgoing: Sequence[Outgoing], key: str | None = None) -> list[Result]:
         try:

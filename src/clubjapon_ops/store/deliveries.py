@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact
+from clubjapon_ops.store.advisory import xact_lock
 from clubjapon_ops.store.schema import contacts, deliveries, suppressions
 from clubjapon_ops.store.types import UTCDateTime, utcnow
 
@@ -107,6 +108,16 @@ def plan_summary(conn: Connection, edition: str) -> dict[str, Any]:
             "unknown (needs --resend-unknown)": ledger.get(UNKNOWN, 0),
         },
     }
+
+
+def lock_edition(conn: Connection, edition: str) -> None:
+    """Hold this edition's planning lock until the transaction ends (PostgreSQL).
+
+    Parallel senders starting together recover and plan one after the other: the first
+    plans the audience, the others find it planned. SQLite serialises writers itself.
+    """
+    if conn.dialect.name == "postgresql":
+        xact_lock(conn, f"plan {edition}")
 
 
 def plan(conn: Connection, edition: str) -> int:
@@ -266,20 +277,27 @@ def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datet
     )
 
 
-def hand_over(conn: Connection, ids: Sequence[int]) -> None:
-    """Claimed or recovered rows are about to be handed over together."""
+def hand_over(conn: Connection, ids: Sequence[int], worker: str) -> set[int]:
+    """Claimed rows are about to be handed over together; return those still this worker's."""
     conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state.in_((CLAIMED, SENDING)))
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == CLAIMED,
+               deliveries.c.claimed_by == worker)
         .values(state=SENDING)
     )
+    return set(conn.execute(
+        select(deliveries.c.id)
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == SENDING,
+               deliveries.c.claimed_by == worker)
+    ).scalars())
 
 
 # Built once: the per-message path runs these thousands of times a second, and a
 # prebuilt statement skips SQLAlchemy's construction and cache-key work.
 _MARK_SENDING = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == CLAIMED)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == CLAIMED,
+           deliveries.c.claimed_by == bindparam("b_worker"))
     .values(state=SENDING)
 )
 _RECORD = (
@@ -297,9 +315,13 @@ _RECORD = (
 )
 
 
-def mark_sending(conn: Connection, ids: Sequence[int]) -> None:
-    """Claimed rows are about to be handed over."""
-    conn.execute(_MARK_SENDING, [{"b_id": i} for i in ids])
+def mark_sending(conn: Connection, row_id: int, worker: str) -> bool:
+    """A claimed row is about to be handed over; False if it is no longer this worker's.
+
+    A row stops being the worker's when its lease ran out and another sender settled it
+    (a slow worker under a shared rate limit): handing it over then could send it twice.
+    """
+    return conn.execute(_MARK_SENDING, {"b_id": row_id, "b_worker": worker}).rowcount == 1
 
 
 def release(conn: Connection, edition: str, worker: str) -> int:

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from clubjapon_ops.errors import StoreError
 from clubjapon_ops.store import schema
+from clubjapon_ops.store.advisory import session_lock
 from clubjapon_ops.store.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,19 @@ def _v6_events_and_crm_pushes(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v7_send_rate(conn: Connection) -> None:
+    # Number 7: 6 is taken by a branch built in parallel (events); the steps are independent.
+    # The token bucket that parallel senders share, so the rate limit is global.
+    md = MetaData()
+    Table(
+        "send_rate", md,
+        Column("name", String(64), primary_key=True),
+        Column("tokens", Float, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
@@ -180,6 +194,7 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (4, "job_runs.attempt, job_runs.declared_job", _v4_job_run_attempts),
     (5, "contacts.last_seen_at, sync_state.full_sync_started_at", _v5_full_sync_tracking),
     (6, "events (provider webhooks), crm_pushes (write-back)", _v6_events_and_crm_pushes),
+    (7, "send_rate: the token bucket shared by parallel senders", _v7_send_rate),
 )
 HEAD = MIGRATIONS[-1][0]
 
@@ -200,7 +215,15 @@ def migrate(engine: Engine, target: int = HEAD) -> int:
 
     Steps are applied by number, not only above the highest one recorded, so a step that
     came in from a branch merged later still runs on a database that has newer ones.
+    On PostgreSQL, processes starting together (parallel senders) migrate one at a time.
     """
+    if engine.dialect.name == "postgresql":
+        with session_lock(engine, "migrate"):
+            return _migrate(engine, target)
+    return _migrate(engine, target)
+
+
+def _migrate(engine: Engine, target: int) -> int:
     with engine.begin() as conn:
         applied = applied_versions(conn)
     newest = max(applied, default=0)

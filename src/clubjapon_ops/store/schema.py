@@ -158,3 +158,12 @@ crm_pushes = Table(
     Column("pushed_at", UTCDateTime, nullable=False),
     UniqueConstraint("email", "crm", name="uq_crm_pushes_email_crm"),
 )
+
+# Added by migration 7: token buckets shared by parallel senders (one row per bucket).
+send_rate = Table(
+    "send_rate",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
