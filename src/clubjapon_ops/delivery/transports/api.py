@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 
 from clubjapon_ops.delivery.message import header_safe
-from clubjapon_ops.delivery.transports.base import Outgoing
+from clubjapon_ops.delivery.transports.base import Outgoing, Result
 from clubjapon_ops.newsletter.render import SLOTS, RenderedLanguage
 
 
@@ -17,6 +17,20 @@ def by_language(batch: Sequence[Outgoing]) -> list[list[Outgoing]]:
     for item in batch:
         groups[id(item.message.rendered)].append(item)
     return list(groups.values())
+
+
+def send_in_parts(
+    batch: Sequence[Outgoing],
+    split: Callable[[list[Outgoing]], list[list[Outgoing]]],
+    send_part: Callable[[list[Outgoing]], list[Result]],
+) -> list[Result]:
+    """One request per part of each language group; results back in batch order."""
+    by_id: dict[int, Result] = {}
+    for group in by_language(batch):
+        for part in split(group):
+            for result in send_part(part):
+                by_id[result.id] = result
+    return [by_id[item.id] for item in batch]
 
 
 def templated(rendered: RenderedLanguage, tag: Callable[[str, str], str]) -> tuple[str, str]:

@@ -17,8 +17,8 @@ import requests
 
 from clubjapon_ops.crm.http import HttpClient, UncertainError
 from clubjapon_ops.delivery.transports.api import (
-    by_language,
     recipient,
+    send_in_parts,
     sender,
     templated,
     unsubscribe_header,
@@ -50,20 +50,19 @@ class BrevoTransport:
         self.unsubscribe_mailto = unsubscribe_mailto
 
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
-        """Send each language group as one request; return one result per message."""
-        by_id: dict[int, Result] = {}
-        for group in by_language(batch):
-            for part in self._split(group):
-                key = None
-                if idempotency_key:
-                    # Stable per (batch, language, part): the same batch resent gets the same
-                    # keys. A part is named by its first row, not its position: when only a
-                    # failed part is resent, it must not take the key of a part that went out.
-                    key = str(uuid.uuid5(uuid.UUID(idempotency_key),
-                                         f"{group[0].message.lang}:{part[0].id}"))
-                for result in self._send_group(part, key):
-                    by_id[result.id] = result
-        return [by_id[item.id] for item in batch]
+        """Send each language group in as few requests as allowed; one result per message."""
+
+        def send_part(part: list[Outgoing]) -> list[Result]:
+            key = None
+            if idempotency_key:
+                # Stable per (batch, language, part): the same batch resent gets the same keys.
+                # A part is named by its first row, not its position: when only a failed part
+                # is resent, it must not take the key of a part that went out.
+                key = str(uuid.uuid5(uuid.UUID(idempotency_key),
+                                     f"{part[0].message.lang}:{part[0].id}"))
+            return self._send_group(part, key)
+
+        return send_in_parts(batch, self._split, send_part)
 
     def _split(self, group: list[Outgoing]) -> list[list[Outgoing]]:
         parts: list[list[Outgoing]] = [[]]

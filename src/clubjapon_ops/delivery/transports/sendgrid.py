@@ -14,8 +14,8 @@ import requests
 
 from clubjapon_ops.crm.http import HttpClient, UncertainError
 from clubjapon_ops.delivery.transports.api import (
-    by_language,
     recipient,
+    send_in_parts,
     sender,
     templated,
     unsubscribe_header,
@@ -46,14 +46,13 @@ class SendGridTransport:
         self.unsubscribe_mailto = unsubscribe_mailto
 
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
-        """Send each language group as one request; return one result per message."""
-        by_id: dict[int, Result] = {}
-        for group in by_language(batch):
-            for start in range(0, len(group), MAX_PERSONALIZATIONS):
-                part = group[start:start + MAX_PERSONALIZATIONS]
-                for result in self._send_group(part):
-                    by_id[result.id] = result
-        return [by_id[item.id] for item in batch]
+        """Send each language group in requests of up to 1,000; one result per message."""
+        return send_in_parts(
+            batch,
+            lambda group: [group[i:i + MAX_PERSONALIZATIONS]
+                           for i in range(0, len(group), MAX_PERSONALIZATIONS)],
+            self._send_group,
+        )
 
     def _payload(self, group: list[Outgoing]) -> dict[str, Any]:
         first = group[0]
