@@ -133,7 +133,11 @@ def plan(conn: Connection, edition: str) -> int:
     ).where(_eligible(), _not_planned(edition))
     columns = ["edition", "email", "contact_id", "lang", "state", "attempts", "created_at",
                "updated_at"]
-    return conn.execute(insert(deliveries).from_select(columns, source)).rowcount
+    # Counted around the insert: psycopg reports no rowcount for INSERT ... SELECT.
+    count = select(func.count()).select_from(deliveries).where(deliveries.c.edition == edition)
+    before = conn.execute(count).scalar_one()
+    conn.execute(insert(deliveries).from_select(columns, source))
+    return int(conn.execute(count).scalar_one() - before)
 
 
 def recover(
