@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 
+from clubjapon_ops.crm.http import HttpClient
 from clubjapon_ops.delivery.message import header_safe
 from clubjapon_ops.delivery.transports.base import Outgoing, Result
 from clubjapon_ops.newsletter.render import SLOTS, RenderedLanguage
@@ -17,6 +18,22 @@ def by_language(batch: Sequence[Outgoing]) -> list[list[Outgoing]]:
     for item in batch:
         groups[id(item.message.rendered)].append(item)
     return list(groups.values())
+
+
+class ApiTransport:
+    """What both email APIs share: an HTTP client, the sender, whole batches per call."""
+
+    per_message = False
+    concurrency = 1
+
+    def __init__(self, client: HttpClient, mail_from: str, unsubscribe_mailto: str) -> None:
+        self.client = client
+        self.sender = sender(mail_from)
+        self.unsubscribe_mailto = unsubscribe_mailto
+
+    def close(self) -> None:
+        """Release the HTTP session."""
+        self.client.close()
 
 
 def send_in_parts(

@@ -15,11 +15,11 @@ from typing import Any
 
 import requests
 
-from clubjapon_ops.crm.http import HttpClient, UncertainError
+from clubjapon_ops.crm.http import UncertainError
 from clubjapon_ops.delivery.transports.api import (
+    ApiTransport,
     recipient,
     send_in_parts,
-    sender,
     templated,
     unsubscribe_header,
 )
@@ -35,20 +35,12 @@ def _tag(slot: str, part: str) -> str:
     return "{{ params.%s }}" % (f"{slot}_html" if part == "html" else slot)
 
 
-class BrevoTransport:
+class BrevoTransport(ApiTransport):
     """Batches of up to 1,000 message versions per call, each call idempotent."""
 
     name = "brevo"
     batch_size = MAX_VERSIONS
     idempotent = True
-    per_message = False
-    concurrency = 1
-
-    def __init__(self, client: HttpClient, mail_from: str, unsubscribe_mailto: str) -> None:
-        self.client = client
-        self.sender = sender(mail_from)
-        self.unsubscribe_mailto = unsubscribe_mailto
-
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
         """Send each language group in as few requests as allowed; one result per message."""
 
@@ -151,7 +143,3 @@ class BrevoTransport:
                 # Accepted as a whole, but no id for this one: it may or may not go out.
                 results.append(Result(item.id, Status.UNKNOWN, error="no message id in answer"))
         return results
-
-    def close(self) -> None:
-        """Release the HTTP session."""
-        self.client.close()

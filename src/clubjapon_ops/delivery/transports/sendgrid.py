@@ -12,11 +12,11 @@ from typing import Any
 
 import requests
 
-from clubjapon_ops.crm.http import HttpClient, UncertainError
+from clubjapon_ops.crm.http import UncertainError
 from clubjapon_ops.delivery.transports.api import (
+    ApiTransport,
     recipient,
     send_in_parts,
-    sender,
     templated,
     unsubscribe_header,
 )
@@ -31,20 +31,12 @@ def _tag(slot: str, part: str) -> str:
     return f"-{slot}_{part}-"
 
 
-class SendGridTransport:
+class SendGridTransport(ApiTransport):
     """Batches of up to 1,000 personalizations per call."""
 
     name = "sendgrid"
     batch_size = MAX_PERSONALIZATIONS
     idempotent = False
-    per_message = False
-    concurrency = 1
-
-    def __init__(self, client: HttpClient, mail_from: str, unsubscribe_mailto: str) -> None:
-        self.client = client
-        self.sender = sender(mail_from)
-        self.unsubscribe_mailto = unsubscribe_mailto
-
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
         """Send each language group in requests of up to 1,000; one result per message."""
         return send_in_parts(
@@ -108,7 +100,3 @@ class SendGridTransport:
             str(e.get("message", ""))[:120] for e in errors or [] if isinstance(e, dict))
         return [Result(i.id, Status.REJECTED, error=f"SendGrid HTTP {status}: {text}".strip())
                 for i in group]
-
-    def close(self) -> None:
-        """Release the HTTP session."""
-        self.client.close()
