@@ -631,6 +631,8 @@ def main() -> None:
     parser.add_argument("--mailmerge-messages", type=int, default=2_000,
                         help="mailmerge sends this many of them (it does ~200 msg/s)")
     parser.add_argument("--connections", default="1,2,4", help="SMTP_CONNECTIONS to measure")
+    parser.add_argument("--commit-every", type=int, default=1,
+                        help="CLUBJAPON_SEND_COMMIT_EVERY for the SMTP sends (default 1)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one SMTP and one Brevo send")
     parser.add_argument("--top", type=int, default=18, help="profile rows to print")
@@ -672,10 +674,11 @@ def main() -> None:
             sink = SmtpSink(sink_binary, tmp)
             try:
                 print(f"\nSMTP to smtp-sink on 127.0.0.1:{sink.port} (jobs.send_campaign, "
-                      "CLUBJAPON_TRANSPORT=smtp)")
+                      f"CLUBJAPON_TRANSPORT=smtp, CLUBJAPON_SEND_COMMIT_EVERY={args.commit_every})")
                 for c in connections:
                     env = {"CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
-                           "SMTP_PORT": str(sink.port), "SMTP_CONNECTIONS": str(c)}
+                           "SMTP_PORT": str(sink.port), "SMTP_CONNECTIONS": str(c),
+                           "CLUBJAPON_SEND_COMMIT_EVERY": str(args.commit_every)}
                     pair = []
                     for size in (small, n):
                         before, cpu = sink.received(), process_cpu(sink.proc.pid)

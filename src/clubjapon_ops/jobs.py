@@ -404,7 +404,8 @@ def send_campaign(
         try:
             sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,
                                     error_budget=settings.error_budget, stop=stop,
-                                    progress=progress, worker=options.worker)
+                                    progress=progress, worker=options.worker,
+                                    commit_every=settings.send_commit_every)
             report = sender.prepare(resend_unknown=options.resend_unknown)
             return sender.run(report, limit=options.limit)
         finally:

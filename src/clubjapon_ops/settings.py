@@ -230,6 +230,10 @@ SPECS: tuple[Spec, ...] = (
          "a whole number >= 1", "tries per message within one run for transient failures"),
     Spec("send_retry_wait", "CLUBJAPON_SEND_RETRY_WAIT", _non_negative_float, "2",
          "seconds, a number >= 0", "first wait before retrying a transient failure (doubles)"),
+    Spec("send_commit_every", "CLUBJAPON_SEND_COMMIT_EVERY", _positive_int, "1",
+         "a whole number >= 1",
+         "SMTP/outbox messages per ledger commit and connection (1: at most one uncertain "
+         "message per connection after a crash)"),
     Spec("error_budget", "CLUBJAPON_ERROR_BUDGET", _positive_int, "50",
          "a whole number >= 1", "a send pauses after this many failures in a row"),
     Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _optional, "",
@@ -286,6 +290,7 @@ class Settings:
     smtp_connections: int
     send_attempts: int
     send_retry_wait: float
+    send_commit_every: int
     error_budget: int
     brevo_webhook_secret: str | None
     sendgrid_webhook_public_key: str | None
