@@ -100,3 +100,18 @@ def store(settings: Settings) -> Iterator[Store]:
     opened = open_store(settings.database_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture(autouse=True)
+def _project_logging_reset() -> Iterator[None]:
+    """Undo setup_logging() after a test: its handler may hold a stream pytest has closed."""
+    import logging
+
+    logger = logging.getLogger("clubjapon_ops")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    for handler in list(logger.handlers):
+        if handler not in handlers:
+            logger.removeHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = propagate
