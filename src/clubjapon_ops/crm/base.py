@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from clubjapon_ops.contacts import RawContact
 
@@ -32,3 +32,13 @@ class CrmSource(Protocol):
     def pages(self, bookmark: str | None, *, full: bool) -> Iterator[Page]:
         """Yield pages of records changed since ``bookmark`` (everything when ``full``)."""
         ...
+
+
+def record_id(item: Any) -> str | None:
+    """A CRM record's id as text, or None when it has none usable (missing, empty, boolean)."""
+    if not isinstance(item, dict):
+        return None
+    ident = item.get("id")
+    if isinstance(ident, bool) or not isinstance(ident, str | int) or ident == "":
+        return None
+    return str(ident)

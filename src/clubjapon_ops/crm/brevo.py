@@ -21,7 +21,7 @@ from typing import Any
 import requests
 
 from clubjapon_ops.contacts import RawContact
-from clubjapon_ops.crm.base import Page
+from clubjapon_ops.crm.base import Page, record_id
 from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, parse_int_header
 from clubjapon_ops.crm.http import retry_after as retry_after_header
 from clubjapon_ops.crm.pacing import RateHint
@@ -188,7 +188,7 @@ class BrevoSource:
                 fresh = contacts[start:]
             records, rejected = self._convert(fresh)
             offset = offset - back + len(contacts)
-            tail = [i for i in (_contact_id(c) for c in contacts[-self.overlap:]) if i]
+            tail = [i for i in (record_id(c) for c in contacts[-self.overlap:]) if i]
             if len(contacts) < self.limit:
                 done = Bookmark(since=brevo_time(current.started_ms - self.margin_ms))
                 yield Page(records, done.dump(), rejected)
@@ -204,7 +204,7 @@ class BrevoSource:
             if not isinstance(item, dict):
                 rejected.append((f"brevo result {index}", "record is not an object"))
                 continue
-            ident = _contact_id(item)
+            ident = record_id(item)
             if ident is None:
                 rejected.append((f"brevo result {index}", "record has no id"))
                 continue
@@ -231,18 +231,9 @@ class BrevoSource:
         return records, rejected
 
 
-def _contact_id(item: Any) -> str | None:
-    if not isinstance(item, dict):
-        return None
-    ident = item.get("id")
-    if isinstance(ident, bool) or not isinstance(ident, str | int) or ident == "":
-        return None
-    return str(ident)
-
-
 def _after_anchor(contacts: list[Any], anchor: list[str]) -> int | None:
     """Index just past the last anchor contact found in this page, None if none is there."""
-    positions = {_contact_id(c): i for i, c in enumerate(contacts)}
+    positions = {record_id(c): i for i, c in enumerate(contacts)}
     for ident in reversed(anchor):
         if ident in positions:
             return positions[ident] + 1

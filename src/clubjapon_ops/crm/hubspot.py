@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from clubjapon_ops.contacts import RawContact, parse_timestamp
-from clubjapon_ops.crm.base import Page
+from clubjapon_ops.crm.base import Page, record_id
 from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, parse_int_header
 from clubjapon_ops.crm.http import retry_after as retry_after_header
 from clubjapon_ops.crm.pacing import Pacer, RateHint
@@ -241,7 +241,7 @@ class HubSpotSource:
                                       pacer=self.search_pacer)
             results = answer.results
             if overlap:
-                if not results or _result_id(results[0]) != previous_last:
+                if not results or record_id(results[0]) != previous_last:
                     stalled += 1
                     if stalled > MAX_STALLED_RESTARTS:
                         raise SourceError(
@@ -255,7 +255,7 @@ class HubSpotSource:
                 results = results[1:]
             fresh = []
             for item in results:
-                ident, stamp = _result_id(item), _result_ms(item)
+                ident, stamp = record_id(item), _result_ms(item)
                 if stamp is not None and edge is not None and stamp == edge and ident in edge_ids:
                     continue  # taken already, before a restart of the query
                 fresh.append(item)
@@ -272,7 +272,7 @@ class HubSpotSource:
                 return
             mark = max(since, min(edge, floor)) if edge is not None else since
             yield Page(records, Bookmark(since_ms=mark).dump(), rejected)
-            previous_last = _result_id(answer.results[-1]) if answer.results else None
+            previous_last = record_id(answer.results[-1]) if answer.results else None
             try:
                 offset = int(answer.next_after)
             except ValueError:
@@ -299,7 +299,7 @@ class HubSpotSource:
             if not isinstance(item, dict):
                 rejected.append((f"hubspot result {index}", "record is not an object"))
                 continue
-            ident = _result_id(item)
+            ident = record_id(item)
             if ident is None:
                 rejected.append((f"hubspot result {index}", "record has no id"))
                 continue
@@ -322,15 +322,6 @@ class HubSpotSource:
                 attributes={p: props[p] for p in self.extra_properties if p in props},
             ))
         return records, rejected
-
-
-def _result_id(item: Any) -> str | None:
-    if not isinstance(item, dict):
-        return None
-    ident = item.get("id")
-    if isinstance(ident, bool) or not isinstance(ident, str | int) or ident == "":
-        return None
-    return str(ident)
 
 
 def _result_ms(item: Any) -> int | None:
