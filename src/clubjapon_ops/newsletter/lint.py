@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from clubjapon_ops.newsletter.content import Lang
 from clubjapon_ops.newsletter.render import PersonalMessage
+from clubjapon_ops.newsletter.textwrap_cjk import display_width
 
 GMAIL_CLIP_BYTES = 102 * 1024
 SUBJECT_WARN_WIDTH = 80
@@ -61,11 +61,6 @@ class _Scan(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_preheader:
             self.preheader += data
-
-
-def display_width(text: str) -> int:
-    """Columns the text takes in an inbox list: CJK characters count double."""
-    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
 def lint_message(message: PersonalMessage) -> list[Problem]:

@@ -22,7 +22,7 @@ from markupsafe import escape
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import Edition, Lang
-from clubjapon_ops.newsletter.textwrap_cjk import wrap
+from clubjapon_ops.newsletter.textwrap_cjk import display_width, wrap
 
 TEMPLATES_DIR = Path("templates")
 HTML_TEMPLATE = "newsletter/email.html.j2"
@@ -189,7 +189,7 @@ class Renderer:
             auto_reload=True,
         )
         self.env.filters["wrap"] = wrap
-        self.env.filters["heading"] = lambda s: f"{s}\n{'=' * min(72, _display_width(s))}"
+        self.env.filters["heading"] = lambda s: f"{s}\n{'=' * min(72, display_width(s))}"
         self.strings = load_strings(templates_dir)
         self.inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
@@ -249,12 +249,6 @@ def _template_location(exc: TemplateError) -> str:
             filename, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
         tb = tb.tb_next
     return f"{filename or 'templates'}{f':{line}' if line else ''}"
-
-
-def _display_width(text: str) -> int:
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
 def greeting(strings: Mapping[str, Any], contact: Contact, lang: Lang) -> str:

@@ -14,6 +14,11 @@ def _cell_width(char: str) -> int:
     return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
+def display_width(text: str) -> int:
+    """Columns the text takes on a terminal or in an inbox list: CJK characters count double."""
+    return sum(_cell_width(c) for c in text)
+
+
 def _is_cjk(text: str) -> bool:
     return any(_cell_width(c) == 2 for c in text)
 
