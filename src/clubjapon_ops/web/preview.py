@@ -108,21 +108,23 @@ def page(slug: str) -> Any:
     )
 
 
-@blueprint.get("/preview/<slug>/email.html")
-def email_html(slug: str) -> Response:
-    """The HTML part alone, as the recipient's mail client gets it."""
+def _part(slug: str, html: bool) -> Response:
     try:
         _, message, _ = _message(slug)
     except ConfigError as exc:
         abort(500, str(exc))
-    return Response(message.html, mimetype="text/html")
+    if html:
+        return Response(message.html, mimetype="text/html")
+    return Response(message.text, mimetype="text/plain")
+
+
+@blueprint.get("/preview/<slug>/email.html")
+def email_html(slug: str) -> Response:
+    """The HTML part alone, as the recipient's mail client gets it."""
+    return _part(slug, html=True)
 
 
 @blueprint.get("/preview/<slug>/email.txt")
 def email_text(slug: str) -> Response:
     """The plain-text part alone."""
-    try:
-        _, message, _ = _message(slug)
-    except ConfigError as exc:
-        abort(500, str(exc))
-    return Response(message.text, mimetype="text/plain")
+    return _part(slug, html=False)
