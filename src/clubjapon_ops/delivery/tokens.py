@@ -66,11 +66,12 @@ class TokenSigner:
         return TokenData(edition, email, lang)
 
 
-def signing_key(settings: Settings, *, allow_generated: bool) -> str:
+def signing_key(settings: Settings) -> str:
     """CLUBJAPON_SECRET, or for the local outbox a key generated once under var/."""
     if settings.secret:
         return settings.secret
-    if not allow_generated:
+    # Only messages that stay on this machine may be signed with a key nobody chose.
+    if settings.transport != "outbox":
         raise ConfigError(
             "CLUBJAPON_SECRET is not set: unsubscribe links cannot be signed "
             "(set it in .env to a long random string)"

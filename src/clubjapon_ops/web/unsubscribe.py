@@ -25,7 +25,7 @@ def _read(token: str) -> TokenData | None:
     if len(token) > MAX_TOKEN:
         return None
     try:
-        key = signing_key(settings, allow_generated=settings.transport == "outbox")
+        key = signing_key(settings)
     except ConfigError:
         return None
     return TokenSigner(key).read(token)
