@@ -6,6 +6,7 @@ handed over, and 'sent' (or failed, retry, unknown) only once the transport has 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -143,6 +144,10 @@ class CampaignSender:
         self._report = SendReport(self.edition, transport.name)
         self._total = self._done = self._failures_in_a_row = 0
         self._lanes: ThreadPoolExecutor | None = None
+        # SQLite has one writer at a time and a busy writer waits by sleeping (1 ms and
+        # up): lanes of this process take turns on a lock instead. PostgreSQL locks rows.
+        self._writing: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if store.dialect == "sqlite" else contextlib.nullcontext())
 
     def prepare(self, *, resend_unknown: bool = False) -> SendReport:
         """Settle rows of interrupted runs, then plan the audience into pending rows."""
@@ -237,6 +242,7 @@ class CampaignSender:
         # One connection for the whole lane: a pool check-out per message costs more than
         # the two UPDATEs it carries.
         with self.store.engine.connect() as conn:
+            hot = ledger.LaneLedger(conn)
             try:
                 for start in range(0, len(rows), step):
                     if self.stop.is_set() or self._report.paused:
@@ -244,10 +250,9 @@ class CampaignSender:
                     group = rows[start:start + step]
                     outgoing = {row.id: self._outgoing(row) for row in group}
                     # The previous group's answers and this group's hand-over commit together.
-                    with conn.begin():
-                        self._apply_pending(conn, pending)
-                        mine = [row for row in group
-                                if ledger.mark_sending(conn, row.id, self.worker)]
+                    with self._writing, conn.begin():
+                        self._apply_pending(conn, pending, hot)
+                        mine = [row for row in group if hot.mark_sending(row.id, self.worker)]
                     pending = []
                     if len(mine) < len(group):
                         log.warning("claimed rows taken back before sending; skipped",
@@ -261,8 +266,8 @@ class CampaignSender:
                         self._count([result])
             finally:
                 if pending:
-                    with conn.begin():
-                        self._apply_pending(conn, pending)
+                    with self._writing, conn.begin():
+                        self._apply_pending(conn, pending, hot)
 
     def _count(self, results: Sequence[Result]) -> None:
         with self._lock:
@@ -341,15 +346,21 @@ class CampaignSender:
             provider_message_id=result.provider_id, error=result.error, retry_at=retry_at)
 
     def _apply_pending(
-        self, conn: Connection, pending: list[tuple[ledger.Outcome, Result, ledger.Claimed]]
+        self, conn: Connection, pending: list[tuple[ledger.Outcome, Result, ledger.Claimed]],
+        hot: ledger.LaneLedger,
     ) -> None:
         if pending:
-            self._apply(conn, [p[0] for p in pending], [p[1] for p in pending],
-                        [p[2] for p in pending])
+            hot.record([p[0] for p in pending])
+            self._suppress(conn, [p[1] for p in pending], [p[2] for p in pending])
 
     def _apply(self, conn: Connection, outcomes: Sequence[ledger.Outcome],
                results: Sequence[Result], rows: Sequence[ledger.Claimed]) -> None:
         ledger.record(conn, outcomes)
+        self._suppress(conn, results, rows)
+
+    def _suppress(self, conn: Connection, results: Sequence[Result],
+                  rows: Sequence[ledger.Claimed]) -> None:
+        """A hard bounce or an invalid recipient is not tried again, in any edition."""
         emails = {row.id: row.contact.email for row in rows}
         for result in results:
             if result.suppress:
