@@ -32,6 +32,7 @@ class Behaviour:
     drop_data_once: tuple[str, ...] = ()  # prefixes whose first DATA drops the connection
     data_delay: float = 0.0  # seconds per message, to make a send last
     pipelining: bool = False  # advertise PIPELINING (RFC 2920), as Postfix does
+    eight_bit_mime: bool = True  # advertise 8BITMIME (RFC 6152), as aiosmtpd does by default
 
 
 class RecordingHandler:
@@ -43,6 +44,7 @@ class RecordingHandler:
         self.counts: Counter[str] = Counter()
         self.tempfailed: Counter[str] = Counter()
         self.dropped: set[str] = set()
+        self.mail_options: dict[str, list[str]] = {}  # recipient -> its MAIL FROM parameters
         self.lock = threading.Lock()
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
@@ -51,6 +53,8 @@ class RecordingHandler:
         if self.behaviour.pipelining:
             # aiosmtpd reads commands one line at a time, so pipelined ones just queue up.
             responses.insert(-1, "250-PIPELINING")
+        if not self.behaviour.eight_bit_mime:
+            responses = [r for r in responses if r != "250-8BITMIME"]
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -75,6 +79,7 @@ class RecordingHandler:
         with self.lock:
             for address in envelope.rcpt_tos:
                 self.received.append((address, envelope.content))
+                self.mail_options[address] = list(envelope.mail_options)
                 self.counts[address] += 1
         return "250 2.0.0 Ok: queued"
 

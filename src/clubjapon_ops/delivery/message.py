@@ -13,8 +13,10 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
+from typing import NamedTuple
 
 from clubjapon_ops.newsletter.render import Compiled, PersonalMessage, RenderedLanguage
 
@@ -88,6 +90,89 @@ class _EncodedHtml:
         return b"".join(out)
 
 
+# RFC 5322: a line is at most 998 octets without its CRLF. 8bit bodies may not hold NUL.
+MAX_LINE = 998
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", CRLF)
+
+
+class _Shape(NamedTuple):
+    """What a piece of a body holds at its line boundaries: enough to check the joined
+    body (line lengths, lines starting with a dot) without scanning it again."""
+
+    size: int
+    first: int  # octets before the first CRLF (all of them when there is none)
+    last: int  # octets after the last CRLF
+    inner: int  # the longest line strictly between the first and the last
+    newline: bool
+    dot_inside: bool  # a line starting with "." after a CRLF of this piece
+    starts_dot: bool
+    nul: bool
+
+    @classmethod
+    def of(cls, data: bytes) -> _Shape:
+        """Measure a piece."""
+        lines = data.split(b"\r\n")
+        return cls(len(data), len(lines[0]), len(lines[-1]),
+                   max(map(len, lines[1:-1]), default=0), len(lines) > 1,
+                   b"\r\n." in data, data[:1] == b".", b"\0" in data)
+
+
+def _fold(shapes: Iterable[_Shape]) -> tuple[int, bool, bool]:
+    """The longest line, whether a line starts with '.', whether NUL occurs, in the join."""
+    longest = current = 0
+    at_line_start, dot, nul = True, False, False
+    for shape in shapes:
+        if not shape.size:
+            continue
+        dot = dot or shape.dot_inside or (at_line_start and shape.starts_dot)
+        nul = nul or shape.nul
+        if shape.newline:
+            longest = max(longest, current + shape.first, shape.inner)
+            current = shape.last
+        else:
+            current += shape.size
+        at_line_start = shape.newline and not shape.last
+    return max(longest, current), dot, nul
+
+
+class _EightBitPart:
+    """A part as UTF-8 with CRLF line ends, its static segments encoded and measured once."""
+
+    def __init__(self, part: Compiled) -> None:
+        self.part = part
+        self.statics = [_crlf(s).encode("utf-8") for s in part.statics]
+        self.shapes = [_Shape.of(s) for s in self.statics]
+
+    def encode(self, values: Mapping[str, str]) -> tuple[bytes, bool, bool]:
+        """The body, whether it may travel as 8bit, and whether a line starts with '.'."""
+        part = self.part
+        # No alignment padding here: 8bit needs none.
+        regions = [_crlf(values[slot] + tail).encode("utf-8")
+                   for slot, tail in zip(part.slots, part.tails, strict=True)]
+        out = [self.statics[0]]
+        shapes = [self.shapes[0]]
+        for region, static, shape in zip(regions, self.statics[1:], self.shapes[1:],
+                                         strict=True):
+            out += (region, static)
+            # A region is a name, an address or a link: one line, measured without a scan.
+            shapes += (_Shape(len(region), len(region), 0, 0, False, False,
+                              region[:1] == b".", b"\0" in region)
+                       if b"\n" not in region else _Shape.of(region), shape)
+        longest, dot, nul = _fold(shapes)
+        return b"".join(out), longest <= MAX_LINE and not nul, dot
+
+
+@dataclass(frozen=True)
+class Mime:
+    """A built message, and whether SMTP must dot-stuff it (a line starts with '.')."""
+
+    data: bytes
+    dot_lines: bool
+
+
 class MimeBuilder:
     """Turns personal messages into multipart/alternative bytes for one sender."""
 
@@ -101,6 +186,7 @@ class MimeBuilder:
         self.boundary = f"=_cj_{uuid.uuid4().hex}"
         self._subjects: dict[str, str] = {}
         self._html: dict[int, _EncodedHtml] = {}
+        self._8bit: dict[int, tuple[_EightBitPart, _EightBitPart]] = {}
 
     def _encoded_html(self, rendered: RenderedLanguage) -> _EncodedHtml:
         # Keyed by identity: a re-rendered edition (preview reload) gets a fresh encoding.
@@ -108,6 +194,27 @@ class MimeBuilder:
         if cached is None or cached.part is not rendered.html:
             cached = self._html[id(rendered)] = _EncodedHtml(rendered.html)
         return cached
+
+    def _eight_bit(self, rendered: RenderedLanguage) -> tuple[_EightBitPart, _EightBitPart]:
+        cached = self._8bit.get(id(rendered))
+        if cached is None or cached[0].part is not rendered.text or (
+                cached[1].part is not rendered.html):
+            cached = self._8bit[id(rendered)] = (
+                _EightBitPart(rendered.text), _EightBitPart(rendered.html))
+        return cached
+
+    def _bodies(self, msg: PersonalMessage, eight_bit: bool) -> tuple[str, bytes, bytes, bool]:
+        """Transfer encoding, text body, HTML body, and whether a line starts with '.'."""
+        if eight_bit:
+            text_part, html_part = self._eight_bit(msg.rendered)
+            text, text_ok, text_dot = text_part.encode(msg.plain_values)
+            html, html_ok, html_dot = html_part.encode(msg.html_values)
+            if text_ok and html_ok:
+                return "8bit", text, html, text_dot or html_dot
+        html = self._encoded_html(msg.rendered).encode(msg.html_values)
+        # text/* parts use CRLF line ends once decoded (RFC 2046).
+        text = base64_lines(msg.text.replace("\n", "\r\n").encode("utf-8"))
+        return "base64", text, html, False  # the base64 alphabet has no '.'
 
     def build(
         self,
@@ -118,8 +225,30 @@ class MimeBuilder:
         subject_prefix: str = "",
         to_address: str | None = None,
         extra_headers: Iterable[tuple[str, str]] = (),
+        eight_bit: bool = False,
     ) -> bytes:
-        """Return the whole message, headers and both parts, as bytes ready for SMTP."""
+        """Return the whole message, headers and both parts, as bytes."""
+        return self.compose(msg, edition=edition, date=date, subject_prefix=subject_prefix,
+                            to_address=to_address, extra_headers=extra_headers,
+                            eight_bit=eight_bit).data
+
+    def compose(
+        self,
+        msg: PersonalMessage,
+        *,
+        edition: str,
+        date: datetime | None = None,
+        subject_prefix: str = "",
+        to_address: str | None = None,
+        extra_headers: Iterable[tuple[str, str]] = (),
+        eight_bit: bool = False,
+    ) -> Mime:
+        """Build the whole message, headers and both parts, ready for SMTP.
+
+        Bodies are base64 (7-bit clean, any server); with ``eight_bit`` (for a server that
+        offers 8BITMIME) they are UTF-8 as they are, a quarter smaller and with nothing to
+        encode, unless a line would exceed 998 octets.
+        """
         subject_text = subject_prefix + msg.subject
         subject = self._subjects.get(subject_text)
         if subject is None:
@@ -139,16 +268,16 @@ class MimeBuilder:
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
         ]
         b = self.boundary
+        cte, text, html, dot_lines = self._bodies(msg, eight_bit)
         head = (
             CRLF.join(headers) + CRLF + CRLF
             + f"--{b}{CRLF}Content-Type: text/plain; charset=utf-8{CRLF}"
-            f"Content-Transfer-Encoding: base64{CRLF}{CRLF}"
+            f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}"
         ).encode("ascii")
         middle = (
-            f"--{b}{CRLF}Content-Type: text/html; charset=utf-8{CRLF}"
-            f"Content-Transfer-Encoding: base64{CRLF}{CRLF}"
+            f"{CRLF}--{b}{CRLF}Content-Type: text/html; charset=utf-8{CRLF}"
+            f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}"
         ).encode("ascii")
-        html = self._encoded_html(msg.rendered).encode(msg.html_values)
-        # text/* parts use CRLF line ends once decoded (RFC 2046).
-        text = base64_lines(msg.text.replace("\n", "\r\n").encode("utf-8"))
-        return b"".join([head, text, middle, html, f"--{b}--{CRLF}".encode("ascii")])
+        # Header lines never start with '.': names are ours, folded lines start with a space.
+        return Mime(b"".join([head, text, middle, html, f"{CRLF}--{b}--{CRLF}".encode("ascii")]),
+                    dot_lines)

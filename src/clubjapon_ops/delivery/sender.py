@@ -13,7 +13,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -148,6 +148,7 @@ class CampaignSender:
         # up): lanes of this process take turns on a lock instead. PostgreSQL locks rows.
         self._writing: threading.Lock | contextlib.nullcontext[None] = (
             threading.Lock() if store.dialect == "sqlite" else contextlib.nullcontext())
+        self._shared: tuple[Connection, ledger.LaneLedger] | None = None
 
     def prepare(self, *, resend_unknown: bool = False) -> SendReport:
         """Settle rows of interrupted runs, then plan the audience into pending rows."""
@@ -204,6 +205,9 @@ class CampaignSender:
             if self._lanes is not None:
                 self._lanes.shutdown(wait=True)
                 self._lanes = None
+            if self._shared is not None:
+                self._shared[0].close()
+                self._shared = None
             with self.store.transaction() as conn:
                 ledger.release(conn, self.edition, self.worker)
                 report.ledger = ledger.ledger_counts(conn, self.edition)
@@ -236,13 +240,27 @@ class CampaignSender:
         for done in self._lanes.map(self._lane, [claimed[i::n] for i in range(n)]):
             del done
 
+    @contextlib.contextmanager
+    def _lane_connection(self) -> Iterator[tuple[Connection, ledger.LaneLedger]]:
+        """The connection a lane records on: its own on PostgreSQL; on SQLite one shared by
+        all lanes, used under the writing lock (SQLite writes one at a time anyway, and a
+        connection of its own would find its page cache stale after every other lane's
+        commit)."""
+        if self.store.dialect != "sqlite":
+            with self.store.engine.connect() as conn:
+                yield conn, ledger.LaneLedger(conn)
+            return
+        if self._shared is None:
+            conn = self.store.engine.connect()
+            self._shared = (conn, ledger.LaneLedger(conn))
+        yield self._shared
+
     def _lane(self, rows: list[ledger.Claimed]) -> None:
         pending: list[tuple[ledger.Outcome, Result, ledger.Claimed]] = []
         step = self.commit_every
         # One connection for the whole lane: a pool check-out per message costs more than
         # the two UPDATEs it carries.
-        with self.store.engine.connect() as conn:
-            hot = ledger.LaneLedger(conn)
+        with self._lane_connection() as (conn, hot):
             try:
                 for start in range(0, len(rows), step):
                     if self.stop.is_set() or self._report.paused:

@@ -364,10 +364,17 @@ class LaneLedger:
             for o in outcomes])
 
 
+_COMPILED: dict[tuple[int, str], tuple[str, list[str], dict[str, Any]]] = {}
+
+
 def _compiled(stmt: Any, dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
     """SQL text, parameter order (positional paramstyles) and the statement's own values."""
-    compiled = stmt.compile(dialect=dialect)
-    return compiled.string, list(compiled.positiontup or []), dict(compiled.params)
+    key = (id(stmt), f"{dialect.name}+{dialect.driver}")
+    if key not in _COMPILED:
+        compiled = stmt.compile(dialect=dialect)
+        _COMPILED[key] = (compiled.string, list(compiled.positiontup or []),
+                          dict(compiled.params))
+    return _COMPILED[key]
 
 
 def _record_values(o: Outcome, now: Any, retry_at: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.message import Mime, MimeBuilder
 from clubjapon_ops.newsletter.render import PersonalMessage
 
 
@@ -32,11 +32,11 @@ class Outgoing:
     edition: str
     subject_prefix: str = ""
 
-    def mime(self, builder: MimeBuilder) -> bytes:
-        """The whole message as bytes, for transports that speak MIME."""
-        return builder.build(
+    def mime(self, builder: MimeBuilder, *, eight_bit: bool = False) -> Mime:
+        """The whole message, for transports that speak MIME."""
+        return builder.compose(
             self.message, edition=self.edition, subject_prefix=self.subject_prefix,
-            to_address=self.envelope_to,
+            to_address=self.envelope_to, eight_bit=eight_bit,
         )
 
 

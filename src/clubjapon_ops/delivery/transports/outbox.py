@@ -43,7 +43,7 @@ class OutboxTransport:
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
                 try:
                     with os.fdopen(fd, "wb") as handle:
-                        handle.write(item.mime(self.builder))
+                        handle.write(item.mime(self.builder).data)
                     os.replace(tmp, target)
                 except BaseException:
                     Path(tmp).unlink(missing_ok=True)
