@@ -268,7 +268,7 @@ class CampaignSender:
                     group = rows[start:start + step]
                     outgoing = {row.id: self._outgoing(row) for row in group}
                     # The previous group's answers and this group's hand-over commit together.
-                    with self._writing, conn.begin():
+                    with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
                         mine = [row for row in group if hot.mark_sending(row.id, self.worker)]
                     pending = []
@@ -284,7 +284,7 @@ class CampaignSender:
                         self._count([result])
             finally:
                 if pending:
-                    with self._writing, conn.begin():
+                    with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
 
     def _count(self, results: Sequence[Result]) -> None:

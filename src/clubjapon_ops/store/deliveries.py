@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -223,7 +224,7 @@ def claim(
                contacts.c.first_name, contacts.c.last_name, contacts.c.company,
                contacts.c.source)
         .select_from(deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id))
-        .where(deliveries.c.edition == edition, deliveries.c.state.in_(SENDABLE))
+        .where(deliveries.c.edition == edition)
     )
     due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
     # A keyed batch that failed (rather than being interrupted) waits for its retry time too.
@@ -235,12 +236,23 @@ def claim(
         .limit(1)
     ).scalar()
     if keyed is not None:
-        query = base.where(deliveries.c.batch_key == keyed).order_by(deliveries.c.id)
+        queries = [base.where(deliveries.c.state.in_(SENDABLE), deliveries.c.batch_key == keyed)
+                   .order_by(deliveries.c.id)]
     else:
-        query = base.where(due).order_by(deliveries.c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=deliveries, skip_locked=True)
-    rows = conn.execute(query).all()
+        # Retry rows that are due, then pending ones, each by id. One state per query lets
+        # the (edition, state) index hand rows over in id order: with both states in one
+        # IN (...), SQLite sorted every sendable row to take the first few, at each claim.
+        queries = [base.where(deliveries.c.state == state, due).order_by(deliveries.c.id)
+                   for state in (RETRY, PENDING)]
+    rows: list[Any] = []
+    for query in queries:
+        if keyed is None:
+            query = query.limit(limit - len(rows))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=deliveries, skip_locked=True)
+        rows += conn.execute(query).all()
+        if len(rows) >= limit and keyed is None:
+            break
     if not rows:
         return []
     suppressed = set(conn.execute(
@@ -335,12 +347,34 @@ class LaneLedger:
         raw = conn.connection.driver_connection
         if raw is None:
             raise RuntimeError("the connection is closed")
+        self._conn = conn
+        self._raw = raw
         self._cursor = raw.cursor()
         self._positional = dialect.positional
         self._mark = _compiled(_MARK_SENDING, dialect)
         self._record = _compiled(_RECORD, dialect)
         to_db = deliveries.c.updated_at.type.bind_processor(dialect)
         self._time: Callable[[Any], Any] = to_db or (lambda value: value)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction: committed on success, rolled back on error.
+
+        The driver's own commit, unless a statement went through SQLAlchemy meanwhile (a
+        suppression after a bounce): then SQLAlchemy's, which commits the same transaction.
+        """
+        try:
+            yield
+        except BaseException:
+            if self._conn.in_transaction():
+                self._conn.rollback()
+            else:
+                self._raw.rollback()
+            raise
+        if self._conn.in_transaction():
+            self._conn.commit()
+        else:
+            self._raw.commit()
 
     def _params(self, compiled: tuple[str, list[str], dict[str, Any]],
                 values: dict[str, Any]) -> Any:
