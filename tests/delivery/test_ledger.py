@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.store import Store
@@ -132,3 +132,45 @@ def test_a_claimed_row_settled_by_another_sender_is_not_handed_over(send_store: 
         assert {c.id for c in slow} <= {c.id for c in taken}
         assert not ledger.mark_sending(conn, slow[0].id, "slow:1:x")  # no longer its row
         assert ledger.mark_sending(conn, slow[0].id, "fast:2:y")
+
+
+def test_claim_takes_due_retries_first_then_pending_rows_in_order(send_store: Store) -> None:
+    seed(send_store, n=8)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        ids = sorted(conn.execute(select(deliveries.c.id)).scalars())
+        conn.execute(update(deliveries).where(deliveries.c.id == ids[3])
+                     .values(state=ledger.RETRY, next_attempt_at=datetime(2025, 1, 1, tzinfo=UTC)))
+        conn.execute(update(deliveries).where(deliveries.c.id == ids[4])
+                     .values(state=ledger.RETRY,
+                             next_attempt_at=datetime.now(UTC) + timedelta(hours=1)))
+        claimed = ledger.claim(conn, E, "w1", 3, LEASE)
+    assert [c.id for c in claimed] == [ids[3], ids[0], ids[1]]
+
+
+def test_claim_reads_only_the_rows_it_takes(send_store: Store) -> None:
+    """A claim walks the (edition, state) index in id order: it never sorts the whole
+    sendable audience to take a batch from it (quadratic over a campaign)."""
+    if send_store.dialect != "sqlite":
+        return
+    statements: list[tuple[str, object]] = []
+
+    def keep(conn: object, cursor: object, statement: str, parameters: object,
+             context: object, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    seed(send_store)
+    event.listen(send_store.engine, "before_cursor_execute", keep)
+    try:
+        with send_store.transaction() as conn:
+            ledger.plan(conn, E)
+            statements.clear()
+            assert ledger.claim(conn, E, "w1", 2, LEASE)
+            plans = [" ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {sql}", params).all())  # type: ignore[arg-type]
+                for sql, params in statements]
+    finally:
+        event.remove(send_store.engine, "before_cursor_execute", keep)
+    assert any("deliveries" in sql and "JOIN" in sql for sql, _ in statements)
+    assert plans and not [p for p in plans if "TEMP B-TREE" in p], plans
