@@ -174,3 +174,4 @@ def test_claim_reads_only_the_rows_it_takes(send_store: Store) -> None:
         event.remove(send_store.engine, "before_cursor_execute", keep)
     assert any("deliveries" in sql and "JOIN" in sql for sql, _ in statements)
     assert plans and not [p for p in plans if "TEMP B-TREE" in p], plans
+    assert any("USING INDEX ix_deliveries_pending" in p for p in plans), plans

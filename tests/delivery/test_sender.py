@@ -38,7 +38,8 @@ class ScriptedTransport:
         self.seen: list[str] = []
         self.keys: list[str | None] = []
 
-    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
+             then: Outgoing | None = None) -> list[Result]:
         self.keys.append(idempotency_key)
         out = []
         for item in batch:

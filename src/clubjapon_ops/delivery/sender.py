@@ -257,6 +257,7 @@ class CampaignSender:
 
     def _lane(self, rows: list[ledger.Claimed]) -> None:
         pending: list[tuple[ledger.Outcome, Result, ledger.Claimed]] = []
+        built: dict[int, Outgoing] = {}  # the next row's message, made when it was announced
         step = self.commit_every
         # One connection for the whole lane: a pool check-out per message costs more than
         # the two UPDATEs it carries.
@@ -266,7 +267,6 @@ class CampaignSender:
                     if self.stop.is_set() or self._report.paused:
                         break
                     group = rows[start:start + step]
-                    outgoing = {row.id: self._outgoing(row) for row in group}
                     # The previous group's answers and this group's hand-over commit together.
                     with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
@@ -277,9 +277,17 @@ class CampaignSender:
                                     extra={"skipped": len(group) - len(mine)})
                     # A group handed over is sent whole, even when a stop arrives meanwhile:
                     # its rows are 'sending' and must end with an answer.
-                    for row in mine:
+                    for k, row in enumerate(mine):
                         self.bucket.acquire()
-                        result = self._hand_over([outgoing[row.id]])[0]
+                        current = built.pop(row.id, None) or self._outgoing(row)
+                        # The row this lane sends next, so the transport can prepare it.
+                        after = (mine[k + 1] if k + 1 < len(mine) else
+                                 rows[start + step] if start + step < len(rows) else None)
+                        then = None
+                        if after is not None and not self.stop.is_set() and (
+                                not self._report.paused):
+                            then = built[after.id] = self._outgoing(after)
+                        result = self._hand_over([current], then=then)[0]
                         pending.append((self._outcome(result, row.attempts), result, row))
                         self._count([result])
             finally:
@@ -333,9 +341,10 @@ class CampaignSender:
             outgoing = [o for o in outgoing if o.id in mine]
         return self._hand_over(outgoing, key) if outgoing else []
 
-    def _hand_over(self, outgoing: Sequence[Outgoing], key: str | None = None) -> list[Result]:
+    def _hand_over(self, outgoing: Sequence[Outgoing], key: str | None = None,
+                   then: Outgoing | None = None) -> list[Result]:
         try:
-            return self.transport.send(outgoing, key)
+            return self.transport.send(outgoing, key, then=then)
         except AuthError as exc:
             # Refused before anything was taken: stop, and keep these for the next run.
             with self._lock:

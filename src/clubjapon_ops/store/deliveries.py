@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -57,6 +58,15 @@ class Outcome:
     provider_message_id: str | None = None
     error: str | None = None
     retry_at: datetime | None = None
+
+
+def _in_state(state: str) -> Any:
+    """``state = 'pending'`` with the value written out, not bound: only then can the
+    planner (SQLite's always, PostgreSQL's generic plans) use the partial index of that
+    state. ``state`` is one of this module's constants, never outside input."""
+    if state not in STATES:
+        raise ValueError(f"not a ledger state: {state!r}")
+    return deliveries.c.state == literal_column(f"'{state}'")
 
 
 def _eligible() -> Any:
@@ -230,7 +240,7 @@ def claim(
     # A keyed batch that failed (rather than being interrupted) waits for its retry time too.
     keyed = conn.execute(
         select(deliveries.c.batch_key)
-        .where(deliveries.c.edition == edition, deliveries.c.state == RETRY,
+        .where(deliveries.c.edition == edition, _in_state(RETRY),
                deliveries.c.batch_key.is_not(None), due,
                deliveries.c.batch_key_expires_at > now)
         .limit(1)
@@ -242,7 +252,7 @@ def claim(
         # Retry rows that are due, then pending ones, each by id. One state per query lets
         # the (edition, state) index hand rows over in id order: with both states in one
         # IN (...), SQLite sorted every sendable row to take the first few, at each claim.
-        queries = [base.where(deliveries.c.state == state, due).order_by(deliveries.c.id)
+        queries = [base.where(_in_state(state), due).order_by(deliveries.c.id)
                    for state in (RETRY, PENDING)]
     rows: list[Any] = []
     for query in queries:
@@ -280,7 +290,7 @@ def earliest_retry(conn: Connection, edition: str) -> datetime | None:
     """When the next 'retry' row becomes due, if any."""
     value = conn.execute(
         select(func.min(deliveries.c.next_attempt_at))
-        .where(deliveries.c.edition == edition, deliveries.c.state == RETRY)
+        .where(deliveries.c.edition == edition, _in_state(RETRY))
     ).scalar()
     return value if isinstance(value, datetime) or value is None else None
 

@@ -187,6 +187,20 @@ def _v7_send_rate(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v8_sendable_indexes(conn: Connection) -> None:
+    # The (edition, state) index changed twice for every message sent ('sending', then
+    # 'sent'), which was half of SQLite's work per message; partial indexes of the rows
+    # still to claim change once per row, at its claim.
+    conn.execute(text("DROP INDEX IF EXISTS ix_deliveries_edition_state"))
+    md = MetaData()
+    deliveries = Table("deliveries", md, Column("edition", String(120)),
+                       Column("state", String(16)))
+    for state in ("pending", "retry"):
+        where = text(f"state = '{state}'")
+        Index(f"ix_deliveries_{state}", deliveries.c.edition, sqlite_where=where,
+              postgresql_where=where).create(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
@@ -195,6 +209,7 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (5, "contacts.last_seen_at, sync_state.full_sync_started_at", _v5_full_sync_tracking),
     (6, "events (provider webhooks), crm_pushes (write-back)", _v6_events_and_crm_pushes),
     (7, "send_rate: the token bucket shared by parallel senders", _v7_send_rate),
+    (8, "deliveries: partial indexes of the rows still to send", _v8_sendable_indexes),
 )
 HEAD = MIGRATIONS[-1][0]
 

@@ -64,8 +64,13 @@ class Transport(Protocol):
     per_message: bool
     concurrency: int
 
-    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
-        """Hand the batch over; return one result per message, in order."""
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
+             then: Outgoing | None = None) -> list[Result]:
+        """Hand the batch over; return one result per message, in order.
+
+        ``then``: the message the caller hands over next, when known; a transport may use it
+        to prepare (SMTP sends its envelope ahead) but never sends it before its own call.
+        """
         ...
 
     def close(self) -> None:

@@ -41,7 +41,8 @@ class BrevoTransport(ApiTransport):
     name = "brevo"
     batch_size = MAX_VERSIONS
     idempotent = True
-    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
+             then: Outgoing | None = None) -> list[Result]:
         """Send each language group in as few requests as allowed; one result per message."""
 
         def send_part(part: list[Outgoing]) -> list[Result]:

@@ -32,7 +32,8 @@ class OutboxTransport:
         self.root = root
         self.builder = builder
 
-    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
+             then: Outgoing | None = None) -> list[Result]:
         """Write each message; a write error fails that message only."""
         results = []
         for item in batch:

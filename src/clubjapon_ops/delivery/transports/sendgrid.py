@@ -37,7 +37,8 @@ class SendGridTransport(ApiTransport):
     name = "sendgrid"
     batch_size = MAX_PERSONALIZATIONS
     idempotent = False
-    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
+             then: Outgoing | None = None) -> list[Result]:
         """Send each language group in requests of up to 1,000; one result per message."""
         return send_in_parts(
             batch,

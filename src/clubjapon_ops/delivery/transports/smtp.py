@@ -48,6 +48,9 @@ class _Connection:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self.client: smtplib.SMTP | None = None
+        # The envelope of the message expected next, sent ahead with the previous message's
+        # content (RFC 2920), and the server's replies to it: (row id, MAIL, RCPT, DATA).
+        self.ahead: tuple[int, Reply, Reply, Reply] | None = None
 
     def open(self) -> smtplib.SMTP:
         if self.client is not None:
@@ -69,6 +72,9 @@ class _Connection:
         return client
 
     def drop(self) -> None:
+        # Closing is the one way out of a DATA the server accepted (354) for a message that
+        # will not follow: the server discards the unfinished transaction.
+        self.ahead = None
         if self.client is not None:
             try:
                 self.client.close()
@@ -76,10 +82,15 @@ class _Connection:
                 self.client = None
 
     def close(self) -> None:
+        if self.ahead is not None:
+            self.drop()  # QUIT would be read as message content
         if self.client is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self.client.quit()
             self.drop()
+
+
+Reply = tuple[int, bytes]
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -129,12 +140,20 @@ class SmtpTransport:
                 self._all.append(conn)
         return conn
 
-    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None) -> list[Result]:
-        """Send each message in turn over this thread's connection."""
-        return [self._send_with_retries(item) for item in batch]
+    def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
+             then: Outgoing | None = None) -> list[Result]:
+        """Send each message in turn over this thread's connection.
 
-    def _send_with_retries(self, item: Outgoing) -> Result:
-        first = self._send_once(item)
+        ``then`` is the message this thread will send next, if known: with PIPELINING its
+        envelope goes out with the last message's content, so each message costs one round
+        trip instead of two. Only its envelope: its content waits for its own call.
+        """
+        followers = [*batch[1:], then]
+        return [self._send_with_retries(item, following)
+                for item, following in zip(batch, followers, strict=True)]
+
+    def _send_with_retries(self, item: Outgoing, then: Outgoing | None = None) -> Result:
+        first = self._send_once(item, then)
         if first.status is not Status.RETRY or self.config.attempts <= 1:
             return first
         # Only a transient failure pays for the retry machinery.
@@ -160,8 +179,12 @@ class SmtpTransport:
         result: Result = retrying(lambda: next(answers, None) or self._send_once(item))
         return result
 
-    def _send_once(self, item: Outgoing) -> Result:
+    def _send_once(self, item: Outgoing, then: Outgoing | None = None) -> Result:
         conn = self._connection()
+        if conn.ahead is not None and conn.ahead[0] != item.id:
+            # The envelope sent ahead was for a message that did not come next (a retry, a
+            # row taken back): hang up, which cancels it, and start afresh.
+            conn.drop()
         stage = "connect"
         try:
             client = conn.open()
@@ -169,8 +192,9 @@ class SmtpTransport:
             eight_bit = client.has_extn("8bitmime")
             mime = item.mime(self.builder, eight_bit=eight_bit)
             mail_from = f"FROM:<{self.mail_from}>{' BODY=8BITMIME' if eight_bit else ''}"
-            if client.has_extn("pipelining") and not mime.dot_lines:
-                return self._send_pipelined(conn, client, item, mime.data, mail_from)
+            if client.has_extn("pipelining"):
+                data = mime.data.replace(b"\r\n.", b"\r\n..") if mime.dot_lines else mime.data
+                return self._send_pipelined(conn, client, item, data, mail_from, then)
             stage = "mail"
             # Addresses are normalised already: skip smtplib's slow address parsing.
             client.putcmd("mail", mail_from)
@@ -205,17 +229,22 @@ class SmtpTransport:
         return Result(item.id, status, error=_reply(code, text))
 
     def _send_pipelined(self, conn: _Connection, client: smtplib.SMTP, item: Outgoing,
-                        raw: bytes, mail_from: str) -> Result:
-        """MAIL, RCPT and DATA in one write (RFC 2920): one round trip for the envelope."""
+                        data: bytes, mail_from: str, then: Outgoing | None) -> Result:
+        """MAIL, RCPT and DATA in one write (RFC 2920); the content, dot-stuffed already, in
+        the next, together with the envelope of ``then``: one round trip per message."""
+        ahead, conn.ahead = conn.ahead, None
         try:
-            client.send(f"MAIL {mail_from}\r\nRCPT TO:<{item.envelope_to}>\r\n"
-                        "DATA\r\n".encode("ascii"))
-            mail, rcpt, data = client.getreply(), client.getreply(), client.getreply()
+            if ahead is None:
+                client.send(f"MAIL {mail_from}\r\nRCPT TO:<{item.envelope_to}>\r\n"
+                            "DATA\r\n".encode("ascii"))
+                mail, rcpt, data_reply = client.getreply(), client.getreply(), client.getreply()
+            else:
+                _, mail, rcpt, data_reply = ahead
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             conn.drop()  # the message itself was never sent
             return Result(item.id, Status.RETRY, error=f"connection lost at envelope: {exc}")
         try:
-            if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            if data_reply[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
                 # A server that took DATA despite a refusal: end it with an empty message
                 # ourselves never counts as sent, then reset below.
                 client.send(b".\r\n")
@@ -224,15 +253,22 @@ class SmtpTransport:
                 return self._refused(conn, item, *mail, envelope=True)
             if rcpt[0] not in (250, 251):
                 return self._refused(conn, item, *rcpt, envelope=False)
-            if data[0] != 354:
+            if data_reply[0] != 354:
                 self._reset(conn)
-                status = Status.RETRY if 400 <= data[0] < 500 else Status.FAILED
-                return Result(item.id, status, error=_reply(*data))
-            client.send(raw + b".\r\n")
+                status = Status.RETRY if 400 <= data_reply[0] < 500 else Status.FAILED
+                return Result(item.id, status, error=_reply(*data_reply))
+            following = (f"MAIL {mail_from}\r\nRCPT TO:<{then.envelope_to}>\r\nDATA\r\n"
+                         .encode("ascii") if then is not None else b"")
+            client.send(b"".join((data, b".\r\n", following)))
             code, text = client.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             conn.drop()
             return Result(item.id, Status.UNKNOWN, error=f"connection lost during DATA: {exc}")
+        if then is not None:
+            try:
+                conn.ahead = (then.id, client.getreply(), client.getreply(), client.getreply())
+            except (smtplib.SMTPServerDisconnected, OSError):
+                conn.drop()  # only the next envelope is lost; this message has its answer
         if code == 250:
             return Result(item.id, Status.SENT, provider_id=_reply(code, text)[:300])
         status = Status.RETRY if 400 <= code < 500 else Status.FAILED
