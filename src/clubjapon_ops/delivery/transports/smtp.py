@@ -15,7 +15,8 @@ from tenacity import (
     Retrying,
     retry_if_result,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from clubjapon_ops.delivery.message import Mime, MimeBuilder
@@ -169,7 +170,9 @@ class SmtpTransport:
 
         retrying = Retrying(
             stop=stop_after_attempt(self.config.attempts),
-            wait=wait_exponential_jitter(initial=self.config.retry_wait, max=60),
+            # Exponential from retry_wait, with up to one retry_wait of jitter.
+            wait=wait_exponential(multiplier=self.config.retry_wait, max=60)
+            + wait_random(0, self.config.retry_wait),
             retry=retry_if_result(lambda r: r.status is Status.RETRY),
             before_sleep=log_retry,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,

@@ -1,0 +1,96 @@
+"""SMTP pipelining across messages: the next envelope travels with this message's content,
+and a message announced but not sent next is never delivered."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from clubjapon_ops import jobs
+from clubjapon_ops.contacts import Contact
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.transports.base import Outgoing, Status
+from clubjapon_ops.delivery.transports.smtp import SmtpConfig, SmtpTransport
+from tests.delivery.conftest import SLUG, home, make_settings  # noqa: F401
+from tests.fakes.smtp_server import Behaviour, RecordingHandler, smtp_server
+
+FROM = "club-japon@example.org"
+
+
+@pytest.fixture
+def outgoing(home: Path):  # type: ignore[no-untyped-def]  # noqa: F811
+    newsletter = jobs.newsletter_for_sending(make_settings(home), SLUG)
+
+    def make(row_id: int, email: str) -> Outgoing:
+        contact = Contact(email=email, source="csv", first_name="Aki", language="ja")
+        return Outgoing(row_id, email, newsletter.personalise(contact), SLUG)
+
+    return make
+
+
+def transport(port: int) -> SmtpTransport:
+    return SmtpTransport(SmtpConfig("127.0.0.1", port, connections=1, retry_wait=0.01),
+                         FROM, MimeBuilder(FROM))
+
+
+def delivered(server: RecordingHandler) -> dict[str, int]:
+    return dict(server.counts)
+
+
+def test_each_announced_message_is_delivered_once_in_order(outgoing) -> None:  # type: ignore[no-untyped-def]
+    items = [outgoing(i, f"r{i}@example.com") for i in range(5)]
+    with smtp_server(Behaviour(pipelining=True)) as (port, server):
+        smtp = transport(port)
+        try:
+            results = [smtp.send([item], then=items[i + 1] if i + 1 < len(items) else None)[0]
+                       for i, item in enumerate(items)]
+        finally:
+            smtp.close()
+    assert [r.status for r in results] == [Status.SENT] * 5
+    assert [address for address, _ in server.received] == [i.envelope_to for i in items]
+
+
+def test_an_announced_message_that_does_not_come_is_never_delivered(outgoing) -> None:  # type: ignore[no-untyped-def]
+    a, b, c = (outgoing(i, f"{n}@example.com") for i, n in enumerate("abc"))
+    with smtp_server(Behaviour(pipelining=True)) as (port, server):
+        smtp = transport(port)
+        try:
+            assert smtp.send([a], then=b)[0].status is Status.SENT
+            # c comes instead of b (b's row was taken back): b's open transaction is dropped.
+            assert smtp.send([c], then=b)[0].status is Status.SENT
+            started = time.monotonic()
+        finally:
+            smtp.close()  # with b's envelope still open: hang up, never QUIT into DATA
+        assert time.monotonic() - started < 5
+    assert delivered(server) == {"a@example.com": 1, "c@example.com": 1}
+
+
+def test_a_refused_announced_recipient_is_recorded_and_the_next_goes_on(outgoing) -> None:  # type: ignore[no-untyped-def]
+    a, bad, c = outgoing(1, "a@example.com"), outgoing(2, "nobody@example.com"), outgoing(
+        3, "c@example.com")
+    with smtp_server(Behaviour(pipelining=True, reject=("nobody",))) as (port, server):
+        smtp = transport(port)
+        try:
+            results = [smtp.send([a], then=bad)[0], smtp.send([bad], then=c)[0],
+                       smtp.send([c])[0]]
+        finally:
+            smtp.close()
+    assert [r.status for r in results] == [Status.SENT, Status.REJECTED, Status.SENT]
+    assert results[1].suppress and "550" in results[1].suppress
+    assert delivered(server) == {"a@example.com": 1, "c@example.com": 1}
+
+
+def test_a_batch_announces_each_next_message_itself(outgoing) -> None:  # type: ignore[no-untyped-def]
+    items = [outgoing(i, f"b{i}@example.com") for i in range(4)]
+    with smtp_server(Behaviour(pipelining=True, tempfail_times={"b2": 1})) as (port, server):
+        smtp = transport(port)
+        try:
+            results = smtp.send(items)
+        finally:
+            smtp.close()
+    # b2 is greylisted once, retried on a fresh transaction, and b3 still goes once.
+    assert [r.status for r in results] == [Status.SENT] * 4
+    assert delivered(server) == {i.envelope_to: 1 for i in items}
+    assert server.tempfailed["b2@example.com"] == 1
