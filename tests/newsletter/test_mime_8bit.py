@@ -8,10 +8,17 @@ import re
 
 import pytest
 
-from clubjapon_ops.delivery.message import MAX_LINE, MimeBuilder, _fold, _Shape
+from clubjapon_ops.delivery.message import (
+    MAX_LINE,
+    MimeBuilder,
+    _crlf,
+    _EightBitPart,
+    _fold,
+    _Shape,
+)
 from clubjapon_ops.delivery.transports.base import Outgoing, Status
 from clubjapon_ops.delivery.transports.smtp import SmtpConfig, SmtpTransport
-from clubjapon_ops.newsletter.render import PersonalMessage
+from clubjapon_ops.newsletter.render import _CLOSE, _OPEN, Compiled, PersonalMessage
 from clubjapon_ops.newsletter.service import Newsletter
 from tests.fakes.smtp_server import Behaviour, smtp_server
 from tests.newsletter.conftest import SLUG
@@ -120,3 +127,23 @@ def test_smtp_sends_8bit_only_where_offered_and_dot_stuffs(
             assert text is not None
             assert text.get_content().replace("\r\n", "\n") == message.text
     assert "\n.\n.hidden line\n" in tricky.text
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_a_part_measured_once_tells_the_same_as_a_scan_of_each_body(seed: int) -> None:
+    rng = random.Random(seed)
+    bits = ["<p>", "text", "\n", ".", "..", "\r\n", "é", "x" * 300, "\0", ""]
+
+    def piece(n: int) -> str:
+        return "".join(rng.choice(bits) for _ in range(rng.randrange(0, n)))
+
+    slots = ["greeting", "email", "unsubscribe_url"][: rng.randrange(1, 4)]
+    source = piece(6) + "".join(f"{_OPEN}{slot}{_CLOSE}{piece(6)}" for slot in slots)
+    part = _EightBitPart(Compiled.split(source))
+    values = {slot: piece(3) for slot in slots}
+    pieces, ok, dot = part.encode(values)
+    body = b"".join(pieces)
+    expected = _crlf(Compiled.split(source).fill(values)).encode("utf-8")
+    assert body == expected
+    longest, dot_lines, nul = naive(body)
+    assert (ok, dot) == (longest <= MAX_LINE and not nul, dot_lines)

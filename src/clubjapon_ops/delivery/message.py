@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -145,24 +146,53 @@ class _EightBitPart:
         self.part = part
         self.statics = [_crlf(s).encode("utf-8") for s in part.statics]
         self.shapes = [_Shape.of(s) for s in self.statics]
+        self.tails = [_crlf(t) for t in part.tails]
+        shapes = self.shapes
+        # When each region (a name, an address, a link) sits between two statics that end
+        # and start lines, its line is: end of the static before + region + start of the
+        # static after, and the statics' other lines never change. Measured once here.
+        self.fast = all(shape.newline for shape in shapes[1:-1])
+        self.lasts = [shape.last for shape in shapes]
+        self.firsts = [shape.first for shape in shapes]
+        alone = [shape.inner for shape in shapes]
+        if shapes[0].newline:
+            alone.append(shapes[0].first)
+        if len(shapes) > 1 and shapes[-1].newline:
+            alone.append(shapes[-1].last)
+        self.static_longest = max(alone)
+        self.static_dot = any(shape.dot_inside for shape in shapes) or shapes[0].starts_dot
+        self.static_nul = any(shape.nul for shape in shapes)
 
-    def encode(self, values: Mapping[str, str]) -> tuple[bytes, bool, bool]:
-        """The body, whether it may travel as 8bit, and whether a line starts with '.'."""
-        part = self.part
+    def encode(self, values: Mapping[str, str]) -> tuple[list[bytes], bool, bool]:
+        """The body in pieces, whether it may travel as 8bit, whether a line starts with '.'."""
         # No alignment padding here: 8bit needs none.
-        regions = [_crlf(values[slot] + tail).encode("utf-8")
-                   for slot, tail in zip(part.slots, part.tails, strict=True)]
+        regions = [(values[slot] + tail).encode("utf-8")
+                   for slot, tail in zip(self.part.slots, self.tails, strict=True)]
         out = [self.statics[0]]
-        shapes = [self.shapes[0]]
-        for region, static, shape in zip(regions, self.statics[1:], self.shapes[1:],
-                                         strict=True):
+        for region, static in zip(regions, self.statics[1:], strict=True):
             out += (region, static)
-            # A region is a name, an address or a link: one line, measured without a scan.
-            shapes += (_Shape(len(region), len(region), 0, 0, False, False,
-                              region[:1] == b".", b"\0" in region)
-                       if b"\n" not in region else _Shape.of(region), shape)
+        if not self.fast:
+            return self._measured(values)
+        longest, dot, nul = self.static_longest, self.static_dot, self.static_nul
+        lasts, firsts = self.lasts, self.firsts
+        for i, region in enumerate(regions):
+            if not region or b"\n" in region or b"\r" in region:
+                return self._measured(values)
+            longest = max(longest, lasts[i] + len(region) + firsts[i + 1])
+            dot = dot or (not lasts[i] and region[:1] == b".")
+            nul = nul or b"\0" in region
+        return out, longest <= MAX_LINE and not nul, dot
+
+    def _measured(self, values: Mapping[str, str]) -> tuple[list[bytes], bool, bool]:
+        """The general case (a value on several lines, an empty one): fold every piece."""
+        out, shapes = [self.statics[0]], [self.shapes[0]]
+        for slot, tail, static, shape in zip(self.part.slots, self.tails, self.statics[1:],
+                                             self.shapes[1:], strict=True):
+            region = _crlf(values[slot] + tail).encode("utf-8")
+            out += (region, static)
+            shapes += (_Shape.of(region), shape)
         longest, dot, nul = _fold(shapes)
-        return b"".join(out), longest <= MAX_LINE and not nul, dot
+        return out, longest <= MAX_LINE and not nul, dot
 
 
 @dataclass(frozen=True)
@@ -187,6 +217,7 @@ class MimeBuilder:
         self._subjects: dict[str, str] = {}
         self._html: dict[int, _EncodedHtml] = {}
         self._8bit: dict[int, tuple[_EightBitPart, _EightBitPart]] = {}
+        self._date: tuple[int, str] = (-1, "")
 
     def _encoded_html(self, rendered: RenderedLanguage) -> _EncodedHtml:
         # Keyed by identity: a re-rendered edition (preview reload) gets a fresh encoding.
@@ -194,6 +225,15 @@ class MimeBuilder:
         if cached is None or cached.part is not rendered.html:
             cached = self._html[id(rendered)] = _EncodedHtml(rendered.html)
         return cached
+
+    def _now(self) -> str:
+        """The Date value for now, formatted once a second (lanes share it)."""
+        second = int(time.time())
+        cached = self._date
+        if cached[0] != second:
+            cached = self._date = (second, format_datetime(
+                datetime.fromtimestamp(second, UTC)))
+        return cached[1]
 
     def _eight_bit(self, rendered: RenderedLanguage) -> tuple[_EightBitPart, _EightBitPart]:
         cached = self._8bit.get(id(rendered))
@@ -203,18 +243,20 @@ class MimeBuilder:
                 _EightBitPart(rendered.text), _EightBitPart(rendered.html))
         return cached
 
-    def _bodies(self, msg: PersonalMessage, eight_bit: bool) -> tuple[str, bytes, bytes, bool]:
-        """Transfer encoding, text body, HTML body, and whether a line starts with '.'."""
+    def _bodies(self, msg: PersonalMessage,
+                eight_bit: bool) -> tuple[str, list[bytes], list[bytes], bool]:
+        """Transfer encoding, text body, HTML body (in pieces), and whether a line starts
+        with '.'."""
         if eight_bit:
             text_part, html_part = self._eight_bit(msg.rendered)
             text, text_ok, text_dot = text_part.encode(msg.plain_values)
             html, html_ok, html_dot = html_part.encode(msg.html_values)
             if text_ok and html_ok:
                 return "8bit", text, html, text_dot or html_dot
-        html = self._encoded_html(msg.rendered).encode(msg.html_values)
+        html64 = self._encoded_html(msg.rendered).encode(msg.html_values)
         # text/* parts use CRLF line ends once decoded (RFC 2046).
-        text = base64_lines(msg.text.replace("\n", "\r\n").encode("utf-8"))
-        return "base64", text, html, False  # the base64 alphabet has no '.'
+        text64 = base64_lines(msg.text.replace("\n", "\r\n").encode("utf-8"))
+        return "base64", [text64], [html64], False  # the base64 alphabet has no '.'
 
     def build(
         self,
@@ -258,7 +300,7 @@ class MimeBuilder:
             f"From: {self.from_header}",
             f"To: {format_mailbox(msg.display_name, to_address or msg.email)}",
             f"Subject: {subject}",
-            f"Date: {format_datetime(date or datetime.now(UTC))}",
+            f"Date: {format_datetime(date) if date else self._now()}",
             f"Message-ID: {message_id(edition, msg.email, self.domain)}",
             "MIME-Version: 1.0",
             f"Content-Language: {msg.lang}",
@@ -279,5 +321,5 @@ class MimeBuilder:
             f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}"
         ).encode("ascii")
         # Header lines never start with '.': names are ours, folded lines start with a space.
-        return Mime(b"".join([head, text, middle, html, f"{CRLF}--{b}--{CRLF}".encode("ascii")]),
-                    dot_lines)
+        return Mime(b"".join([head, *text, middle, *html,
+                              f"{CRLF}--{b}--{CRLF}".encode("ascii")]), dot_lines)

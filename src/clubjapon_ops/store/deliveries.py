@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -360,7 +361,6 @@ class LaneLedger:
         self._conn = conn
         self._raw = raw
         self._cursor = raw.cursor()
-        self._positional = dialect.positional
         self._mark = _compiled(_MARK_SENDING, dialect)
         self._record = _compiled(_RECORD, dialect)
         to_db = deliveries.c.updated_at.type.bind_processor(dialect)
@@ -386,16 +386,10 @@ class LaneLedger:
         else:
             self._raw.commit()
 
-    def _params(self, compiled: tuple[str, list[str], dict[str, Any]],
-                values: dict[str, Any]) -> Any:
-        _sql, order, defaults = compiled
-        merged = {**defaults, **values}
-        return tuple(merged[name] for name in order) if self._positional else merged
-
     def mark_sending(self, row_id: int, worker: str) -> bool:
         """As :func:`mark_sending`."""
-        self._cursor.execute(self._mark[0],
-                             self._params(self._mark, {"b_id": row_id, "b_worker": worker}))
+        mark = self._mark
+        self._cursor.execute(mark.sql, mark.params({"b_id": row_id, "b_worker": worker}))
         return bool(self._cursor.rowcount == 1)
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
@@ -403,21 +397,38 @@ class LaneLedger:
         if not outcomes:
             return
         now = self._time(utcnow())
-        self._cursor.executemany(self._record[0], [
-            self._params(self._record, _record_values(o, now, self._time(o.retry_at)))
-            for o in outcomes])
+        record = self._record
+        self._cursor.executemany(record.sql, [
+            record.params(_record_values(o, now, self._time(o.retry_at))) for o in outcomes])
 
 
-_COMPILED: dict[tuple[int, str], tuple[str, list[str], dict[str, Any]]] = {}
+class _Prepared:
+    """A statement compiled for one dialect: its SQL, and its parameters from values."""
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self._defaults = dict(compiled.params)  # values written in the statement itself
+        order = list(compiled.positiontup or [])
+        # Positional paramstyles (SQLite's '?') take a tuple in the statement's order.
+        self._order = operator.itemgetter(*order) if dialect.positional and order else None
+
+    def params(self, values: dict[str, Any]) -> Any:
+        merged = {**self._defaults, **values}
+        if self._order is None:
+            return merged
+        picked = self._order(merged)
+        return picked if isinstance(picked, tuple) else (picked,)
 
 
-def _compiled(stmt: Any, dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
-    """SQL text, parameter order (positional paramstyles) and the statement's own values."""
+_COMPILED: dict[tuple[int, str], _Prepared] = {}
+
+
+def _compiled(stmt: Any, dialect: Any) -> _Prepared:
+    """The statement prepared for this dialect, once per process."""
     key = (id(stmt), f"{dialect.name}+{dialect.driver}")
     if key not in _COMPILED:
-        compiled = stmt.compile(dialect=dialect)
-        _COMPILED[key] = (compiled.string, list(compiled.positiontup or []),
-                          dict(compiled.params))
+        _COMPILED[key] = _Prepared(stmt, dialect)
     return _COMPILED[key]
 
 
