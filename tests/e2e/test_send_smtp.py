@@ -87,13 +87,15 @@ def test_send_over_smtp_with_tempfails_rejects_and_a_dropped_connection(
         assert received["dropme@example.com"] == 1 and ledger(home)["dropme@example.com"] == "sent"
 
 
-@pytest.mark.parametrize("commit_every", [1, 10], ids=["commit-each", "commit-every-10"])
+@pytest.mark.parametrize(("commit_every", "pipelining"), [(1, False), (10, False), (1, True)],
+                         ids=["commit-each", "commit-every-10", "commit-each-pipelining"])
 def test_sigkill_mid_send_then_rerun_sends_each_message_once(
-    home: Path, commit_every: int  # noqa: F811
+    home: Path, commit_every: int, pipelining: bool  # noqa: F811
 ) -> None:
     emails = [f"member{i}@example.com" for i in range(1500)]
     write_contacts(home / "contacts.csv", emails)
-    with smtp_server(Behaviour(data_delay=0.002)) as (port, server):
+    # With pipelining, each connection also has the next message's envelope open at the kill.
+    with smtp_server(Behaviour(data_delay=0.002, pipelining=pipelining)) as (port, server):
         env = env_for(home, port, SMTP_CONNECTIONS="2",
                       CLUBJAPON_SEND_COMMIT_EVERY=str(commit_every))
         assert cli(env, "sync").returncode == 0
