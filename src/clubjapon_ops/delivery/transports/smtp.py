@@ -24,6 +24,11 @@ from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 
 log = logging.getLogger(__name__)
 
+# Rows claimed at once per connection. Each claim costs a few ms and its lanes wait for the
+# slowest at its end: 250 keeps that under 5% of a send (50 cost 15% of the throughput,
+# bench/bench_send.py), with memory still bounded.
+CLAIM_PER_CONNECTION = 250
+
 # Replies that prove the mailbox does not exist or cannot take mail: suppress the address.
 _BAD_MAILBOX = (550, 551, 553)
 
@@ -126,10 +131,7 @@ class SmtpTransport:
         self.config = config
         self.mail_from = mail_from
         self.builder = builder
-        # Rows claimed at once, split among the connections: each claim costs a few ms and
-        # its lanes wait for the slowest at its end; 250 a lane keeps that under 5% of a send
-        # (50 cost 15% of the throughput, bench/bench_send.py) with memory still bounded.
-        self.batch_size = 250 * config.connections
+        self.batch_size = CLAIM_PER_CONNECTION * config.connections
         self.concurrency = config.connections
         # One connection per calling thread: the sender runs one lane per connection.
         self._local = threading.local()
