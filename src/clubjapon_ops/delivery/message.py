@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict, Unpack
 
 from clubjapon_ops.newsletter.render import Compiled, PersonalMessage, RenderedLanguage
 
@@ -203,6 +203,14 @@ class Mime:
     dot_lines: bool
 
 
+class _Options(TypedDict, total=False):
+    date: datetime | None
+    subject_prefix: str
+    to_address: str | None
+    extra_headers: Iterable[tuple[str, str]]
+    eight_bit: bool
+
+
 class MimeBuilder:
     """Turns personal messages into multipart/alternative bytes for one sender."""
 
@@ -258,21 +266,10 @@ class MimeBuilder:
         text64 = base64_lines(msg.text.replace("\n", "\r\n").encode("utf-8"))
         return "base64", [text64], [html64], False  # the base64 alphabet has no '.'
 
-    def build(
-        self,
-        msg: PersonalMessage,
-        *,
-        edition: str,
-        date: datetime | None = None,
-        subject_prefix: str = "",
-        to_address: str | None = None,
-        extra_headers: Iterable[tuple[str, str]] = (),
-        eight_bit: bool = False,
-    ) -> bytes:
-        """Return the whole message, headers and both parts, as bytes."""
-        return self.compose(msg, edition=edition, date=date, subject_prefix=subject_prefix,
-                            to_address=to_address, extra_headers=extra_headers,
-                            eight_bit=eight_bit).data
+    def build(self, msg: PersonalMessage, *, edition: str,
+              **options: Unpack[_Options]) -> bytes:
+        """Return the whole message, headers and both parts, as bytes (see compose)."""
+        return self.compose(msg, edition=edition, **options).data
 
     def compose(
         self,

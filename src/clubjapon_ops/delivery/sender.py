@@ -237,6 +237,9 @@ class CampaignSender:
         if self._lanes is None:
             # Long-lived lane threads: a transport keeps one connection per thread.
             self._lanes = ThreadPoolExecutor(max_workers=n, thread_name_prefix="lane")
+            if self.store.dialect == "sqlite":
+                conn = self.store.engine.connect()
+                self._shared = (conn, ledger.LaneLedger(conn))
         for done in self._lanes.map(self._lane, [claimed[i::n] for i in range(n)]):
             del done
 
@@ -246,21 +249,18 @@ class CampaignSender:
         all lanes, used under the writing lock (SQLite writes one at a time anyway, and a
         connection of its own would find its page cache stale after every other lane's
         commit)."""
-        if self.store.dialect != "sqlite":
-            with self.store.engine.connect() as conn:
-                yield conn, ledger.LaneLedger(conn)
+        if self._shared is not None:
+            yield self._shared
             return
-        if self._shared is None:
-            conn = self.store.engine.connect()
-            self._shared = (conn, ledger.LaneLedger(conn))
-        yield self._shared
+        with self.store.engine.connect() as conn:
+            yield conn, ledger.LaneLedger(conn)
 
     def _lane(self, rows: list[ledger.Claimed]) -> None:
         pending: list[tuple[ledger.Outcome, Result, ledger.Claimed]] = []
         built: dict[int, Outgoing] = {}  # the next row's message, made when it was announced
         step = self.commit_every
-        # One connection for the whole lane: a pool check-out per message costs more than
-        # the two UPDATEs it carries.
+        # One connection for the whole lane (or all lanes): a pool check-out per message
+        # costs more than the two UPDATEs it carries.
         with self._lane_connection() as (conn, hot):
             try:
                 for start in range(0, len(rows), step):
