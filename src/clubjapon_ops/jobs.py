@@ -25,6 +25,7 @@ from clubjapon_ops.delivery.transports import make_transport
 from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
+from clubjapon_ops.processes import is_gone, process_id
 from clubjapon_ops.reports import Report as Report  # re-exported: jobs.Report
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
@@ -37,6 +38,7 @@ from clubjapon_ops.store.contacts import (
 )
 from clubjapon_ops.store.pushes import pending_pushes
 from clubjapon_ops.store.runs import (
+    abandon_dead_runs,
     finish_run,
     get_sync_state,
     save_bookmark,
@@ -120,8 +122,13 @@ def run_recorded(store: Store, job: str, trigger: str, work: Callable[[], R]) ->
     """Run ``work`` and record its outcome in job_runs, failures included."""
     labels = _labels.get() or RunLabels()
     with store.transaction() as conn:
+        # Runs of processes that were killed never recorded their end: say so now.
+        if abandoned := abandon_dead_runs(conn, is_gone):
+            log.warning("runs whose process was killed marked abandoned",
+                        extra={"runs": abandoned})
         run_id = start_run(
-            conn, job, trigger, attempt=labels.attempt, declared_job=labels.declared_job
+            conn, job, trigger, attempt=labels.attempt, declared_job=labels.declared_job,
+            runner=process_id(),
         )
     try:
         report = work()

@@ -110,6 +110,11 @@ def test_sigkill_mid_send_then_rerun_sends_each_message_once(
         assert 300 <= killed_at < 1500, "the send should have been killed mid-way"
 
         rerun = cli(env, "send", SLUG, "--yes")
+        with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as db:
+            statuses = [s for (s,) in db.execute(
+                "SELECT status FROM job_runs WHERE job = 'send_campaign' ORDER BY id")]
+        # The killed run could not record its end: the rerun marked it, and recorded its own.
+        assert statuses[-2] == "abandoned" and statuses[-1] in ("success", "partial"), statuses
         rows = ledger(home)
         unknown = [e for e, s in rows.items() if s == "unknown"]
         # Only what was in flight at the kill is uncertain: at most one ledger commit's worth

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +24,7 @@ from clubjapon_ops.crm.base import Page
 from clubjapon_ops.errors import ConfigError, Interrupted, RetryableError, SourceError
 from clubjapon_ops.job_registry import JobFunction, execute
 from clubjapon_ops.jobfiles import JobSpec, RetryPolicy
+from clubjapon_ops.processes import process_id
 from clubjapon_ops.scheduler import JobScheduler
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
@@ -259,3 +264,24 @@ def test_a_stop_requested_before_start_ends_the_scheduler_at_once(
     thread.join(10)
     assert not thread.is_alive()
     assert runs(store) == []
+
+
+def test_a_run_whose_process_was_killed_is_marked_abandoned_by_the_next_run(
+    store: Store,
+) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead = f"{socket.gethostname()}:{int(ended.stdout)}"
+    with store.transaction() as conn:
+        killed = start_run(conn, "sync", "cli", runner=dead)
+        alive = start_run(conn, "sync", "cli", runner=process_id())  # this very process
+        elsewhere = start_run(conn, "sync", "cli", runner=f"other-host.example:{os.getpid()}")
+        older = start_run(conn, "sync", "cli")  # before migration 9: nobody to ask
+    jobs.run_recorded(store, "flaky", "cli", lambda: Done(1))
+    with store.transaction() as conn:
+        rows = {r.id: r for r in conn.execute(select(job_runs)).all()}
+    assert rows[killed].status == "abandoned" and "killed" in (rows[killed].error or "")
+    assert rows[killed].finished_at is not None
+    assert [rows[i].status for i in (alive, elsewhere, older)] == ["running"] * 3
+    newest = max(rows)
+    assert (rows[newest].status, rows[newest].runner) == ("success", process_id())

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
 import uuid
 from collections import Counter
@@ -23,6 +21,7 @@ from clubjapon_ops.delivery.ratelimit import SharedTokenBucket, TokenBucket
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.errors import AuthError
 from clubjapon_ops.newsletter.service import Newsletter
+from clubjapon_ops.processes import is_gone, worker_id
 from clubjapon_ops.reports import Report
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
@@ -42,30 +41,6 @@ _STATE_OF = {
     Status.SENT: ledger.SENT, Status.QUEUED: ledger.SENT, Status.REJECTED: ledger.FAILED,
     Status.FAILED: ledger.FAILED, Status.RETRY: ledger.RETRY, Status.UNKNOWN: ledger.UNKNOWN,
 }
-
-
-def worker_id() -> str:
-    """Who claims rows: host and process, so a dead local process can be recognised."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def is_gone(claimed_by: str) -> bool:
-    """True when the claiming process was on this host and no longer runs."""
-    try:
-        host, pid, _ = claimed_by.split(":")
-    except ValueError:
-        return False
-    if host != socket.gethostname():
-        return False  # another host: only its lease tells
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 @dataclass

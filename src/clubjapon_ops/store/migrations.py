@@ -201,6 +201,12 @@ def _v8_sendable_indexes(conn: Connection) -> None:
               postgresql_where=where).create(conn)
 
 
+def _v9_job_run_runner(conn: Connection) -> None:
+    # Which process ran a job ('host:pid'): a run whose process is gone without recording its
+    # end (SIGKILL, a crash) can then be told from one still running.
+    conn.execute(text("ALTER TABLE job_runs ADD COLUMN runner VARCHAR(200)"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
@@ -210,6 +216,7 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (6, "events (provider webhooks), crm_pushes (write-back)", _v6_events_and_crm_pushes),
     (7, "send_rate: the token bucket shared by parallel senders", _v7_send_rate),
     (8, "deliveries: partial indexes of the rows still to send", _v8_sendable_indexes),
+    (9, "job_runs.runner: the process that runs a job", _v9_job_run_runner),
 )
 HEAD = MIGRATIONS[-1][0]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,12 +74,13 @@ def start_run(
     *,
     attempt: int = 1,
     declared_job: str | None = None,
+    runner: str | None = None,
 ) -> int:
-    """Record that a job started; return the run id."""
+    """Record that a job started (in process ``runner``, 'host:pid'); return the run id."""
     result = conn.execute(
         insert(job_runs).values(
             job=job, trigger=trigger, started_at=utcnow(), status="running", counts={},
-            attempt=attempt, declared_job=declared_job,
+            attempt=attempt, declared_job=declared_job, runner=runner,
         )
     )
     key = result.inserted_primary_key
@@ -132,6 +134,25 @@ def last_run_of(conn: Connection, declared_job: str) -> dict[str, Any] | None:
         .limit(1)
     ).first()
     return dict(row._mapping) if row else None
+
+
+def abandon_dead_runs(conn: Connection, is_gone: Callable[[str], bool]) -> int:
+    """Mark 'running' runs whose process has ended as 'abandoned'; return how many.
+
+    Such a run was killed (SIGKILL, a crash, the machine stopped) before it could record its
+    end. What it committed is kept; like any unfinished run, its job runs again."""
+    rows = conn.execute(
+        select(job_runs.c.id, job_runs.c.runner)
+        .where(job_runs.c.status == "running", job_runs.c.runner.is_not(None))
+    ).all()
+    dead = [row.id for row in rows if is_gone(row.runner)]
+    if dead:
+        conn.execute(
+            update(job_runs).where(job_runs.c.id.in_(dead), job_runs.c.status == "running")
+            .values(status="abandoned", finished_at=utcnow(),
+                    error="its process ended without recording the end (killed?)")
+        )
+    return len(dead)
 
 
 def abandon_unfinished(conn: Connection, trigger: str, reason: str) -> int:

@@ -91,6 +91,8 @@ job_runs = Table(
     # and the jobs/ file the run came from (NULL for direct commands such as `sync`).
     Column("attempt", Integer),
     Column("declared_job", String(64)),
+    # Added by migration 9: the process running the job, 'host:pid'.
+    Column("runner", String(200)),
     Index("ix_job_runs_job_started", "job", "started_at"),
     Index("ix_job_runs_declared_started", "declared_job", "started_at"),
 )
