@@ -175,3 +175,24 @@ def test_claim_reads_only_the_rows_it_takes(send_store: Store) -> None:
     assert any("deliveries" in sql and "JOIN" in sql for sql, _ in statements)
     assert plans and not [p for p in plans if "TEMP B-TREE" in p], plans
     assert any("USING INDEX ix_deliveries_pending" in p for p in plans), plans
+
+
+def test_the_lane_ledger_writes_times_as_sqlalchemy_does(send_store: Store) -> None:
+    seed(send_store)
+    due = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)  # a whole second: no microseconds to show
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        row = ledger.claim(conn, E, "w1", 1, LEASE)[0]
+    with send_store.engine.connect() as conn:
+        hot = ledger.LaneLedger(conn)
+        with hot.transaction():
+            hot.record([ledger.Outcome(row.id, ledger.RETRY, "retry", retry_at=due)])
+    with send_store.transaction() as conn:
+        stored = conn.execute(select(deliveries.c.next_attempt_at)
+                              .where(deliveries.c.id == row.id)).scalar_one()
+        raw = conn.exec_driver_sql(
+            f"SELECT next_attempt_at, created_at FROM deliveries WHERE id = {row.id}").one()
+    assert stored == due
+    if send_store.dialect == "sqlite":
+        # The same text form as the rows SQLAlchemy wrote, so text comparisons order right.
+        assert raw[0] == "2030-01-01 09:00:00.000000" and len(raw[1]) == len(raw[0]), raw

@@ -11,9 +11,10 @@ from clubjapon_ops.delivery.sender import CampaignSender
 from clubjapon_ops.delivery.transports import Outgoing, Result, Status
 from clubjapon_ops.errors import StopRun
 from clubjapon_ops.store import Store
+from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import find_contact
 from clubjapon_ops.store.runs import recent_runs
-from clubjapon_ops.store.schema import suppressions
+from clubjapon_ops.store.schema import deliveries, suppressions
 from tests.delivery.conftest import SLUG, make_settings, write_contacts
 
 
@@ -141,3 +142,28 @@ def test_lint_errors_block_a_send_unless_forced(home: Path, send_store: Store) -
     report = jobs.send_campaign(settings, send_store, SLUG,
                                 options=jobs.SendOptions(force=True))
     assert report.outcomes["sent"] == 3
+
+
+def test_a_message_that_cannot_be_made_leaves_its_row_unsent_not_unknown(
+    home: Path, send_store: Store
+) -> None:
+    sync(home, send_store, 12)
+    transport = ScriptedTransport(per_message=True)
+    s = sender(home, send_store, transport)
+    made = s._outgoing
+
+    def outgoing(row: ledger.Claimed) -> Outgoing:
+        if row.contact.email == "r7@example.com":
+            raise ValueError("a template error for this reader")
+        return made(row)
+
+    s._outgoing = outgoing  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="template error"):
+        s.run(s.prepare())
+    with send_store.transaction() as conn:
+        rows = dict(conn.execute(select(deliveries.c.email, deliveries.c.state)).all())
+    # Never handed over, so never in doubt: back in the queue for the next run.
+    assert rows["r7@example.com"] == "pending"
+    assert "r7@example.com" not in transport.seen
+    assert "unknown" not in rows.values() and "sending" not in rows.values()
+    assert {rows[e] for e in transport.seen} == {"sent"}

@@ -94,3 +94,37 @@ def test_a_batch_announces_each_next_message_itself(outgoing) -> None:  # type: 
     assert [r.status for r in results] == [Status.SENT] * 4
     assert delivered(server) == {i.envelope_to: 1 for i in items}
     assert server.tempfailed["b2@example.com"] == 1
+
+
+def test_a_non_ascii_address_fails_alone_and_is_never_announced(outgoing) -> None:  # type: ignore[no-untyped-def]
+    # Accepted by the address check (internationalised local part), but SMTP without
+    # SMTPUTF8 cannot carry it: that message fails, its neighbours go as usual.
+    a, odd, c = outgoing(1, "a@example.com"), outgoing(2, "jérôme@example.com"), outgoing(
+        3, "c@example.com")
+    with smtp_server(Behaviour(pipelining=True)) as (port, server):
+        smtp = transport(port)
+        try:
+            results = [smtp.send([a], then=odd)[0], smtp.send([odd], then=c)[0]]
+            started = time.monotonic()
+            results.append(smtp.send([c])[0])
+            assert time.monotonic() - started < 5
+        finally:
+            smtp.close()
+    assert [r.status for r in results] == [Status.SENT, Status.FAILED, Status.SENT]
+    assert "SMTPUTF8" in (results[1].error or "") and results[1].suppress is None
+    assert delivered(server) == {"a@example.com": 1, "c@example.com": 1}
+
+
+def test_a_server_gone_while_an_announced_data_waited_means_retry_not_unknown(
+    outgoing,  # type: ignore[no-untyped-def]
+) -> None:
+    a, b = outgoing(1, "a@example.com"), outgoing(2, "b@example.com")
+    with smtp_server(Behaviour(pipelining=True)) as (port, _server):
+        smtp = SmtpTransport(SmtpConfig("127.0.0.1", port, connections=1, attempts=1),
+                             FROM, MimeBuilder(FROM))
+        assert smtp.send([a], then=b)[0].status is Status.SENT
+    # The server went away (a restart, an idle timeout) before b's content was written:
+    # b was never taken, so it is retried later rather than left for the operator.
+    result = smtp.send([b])[0]
+    smtp.close()
+    assert result.status is Status.RETRY, result

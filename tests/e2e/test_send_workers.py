@@ -24,7 +24,7 @@ from clubjapon_ops.store.schema import deliveries
 from tests.conftest import use_database
 from tests.delivery.conftest import SLUG, home, write_contacts  # noqa: F401
 from tests.e2e.test_send_smtp import cli, env_for
-from tests.fakes.smtp_server import smtp_server
+from tests.fakes.smtp_server import Behaviour, smtp_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_only]
 LANES = 2  # 500 rows a claim: a 3,000-message campaign is six claims for three workers
@@ -90,7 +90,8 @@ def test_a_killed_worker_leaves_no_duplicate_and_at_most_one_unknown_per_lane(
 ) -> None:
     n = int(os.environ.get("CLUBJAPON_TEST_WORKER_MESSAGES", "3000"))
     db = create_engine(db_engine)
-    with smtp_server() as (port, server):
+    # A millisecond per message on the server: the workers overlap, whatever their start order.
+    with smtp_server(Behaviour(data_delay=0.001)) as (port, server):
         env = synced(home, db_engine, port, n)
         workers = start_workers(env, 3)
         deadline = time.monotonic() + 60

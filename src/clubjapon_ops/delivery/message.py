@@ -155,6 +155,8 @@ class _EightBitPart:
         self.lasts = [shape.last for shape in shapes]
         self.firsts = [shape.first for shape in shapes]
         alone = [shape.inner for shape in shapes]
+        if len(shapes) == 1:  # no region at all: every line of the one static stands alone
+            alone.append(_fold(shapes)[0])
         if shapes[0].newline:
             alone.append(shapes[0].first)
         if len(shapes) > 1 and shapes[-1].newline:

@@ -232,7 +232,7 @@ class CampaignSender:
 
     def _lane(self, rows: list[ledger.Claimed]) -> None:
         pending: list[tuple[ledger.Outcome, Result, ledger.Claimed]] = []
-        built: dict[int, Outgoing] = {}  # the next row's message, made when it was announced
+        built: dict[int, Outgoing] = {}  # messages made ahead of their rows being marked
         step = self.commit_every
         # One connection for the whole lane (or all lanes): a pool check-out per message
         # costs more than the two UPDATEs it carries.
@@ -242,6 +242,11 @@ class CampaignSender:
                     if self.stop.is_set() or self._report.paused:
                         break
                     group = rows[start:start + step]
+                    # Each message is made before its row is marked: a row never waits in
+                    # 'sending' for a message that could not be made.
+                    for row in group:
+                        if row.id not in built:
+                            built[row.id] = self._outgoing(row)
                     # The previous group's answers and this group's hand-over commit together.
                     with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
@@ -254,14 +259,11 @@ class CampaignSender:
                     # its rows are 'sending' and must end with an answer.
                     for k, row in enumerate(mine):
                         self.bucket.acquire()
-                        current = built.pop(row.id, None) or self._outgoing(row)
+                        current = built.pop(row.id)
                         # The row this lane sends next, so the transport can prepare it.
                         after = (mine[k + 1] if k + 1 < len(mine) else
                                  rows[start + step] if start + step < len(rows) else None)
-                        then = None
-                        if after is not None and not self.stop.is_set() and (
-                                not self._report.paused):
-                            then = built[after.id] = self._outgoing(after)
+                        then = self._next_message(after, built)
                         result = self._hand_over([current], then=then)[0]
                         pending.append((self._outcome(result, row.attempts), result, row))
                         self._count([result])
@@ -269,6 +271,21 @@ class CampaignSender:
                 if pending:
                     with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
+
+    def _next_message(self, row: ledger.Claimed | None,
+                      built: dict[int, Outgoing]) -> Outgoing | None:
+        """The message a lane sends next, made now (before its row is marked) so that the
+        transport can prepare it; None at the end, on a stop, or if it cannot be made."""
+        if row is None or self.stop.is_set() or self._report.paused:
+            return None
+        if row.id not in built:
+            try:
+                built[row.id] = self._outgoing(row)
+            except Exception:
+                # The current row is 'sending' already and must go regardless; this one
+                # fails again at its own turn, before its row is marked.
+                return None
+        return built[row.id]
 
     def _count(self, results: Sequence[Result]) -> None:
         with self._lock:

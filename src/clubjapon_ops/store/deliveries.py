@@ -363,7 +363,8 @@ class LaneLedger:
         self._cursor = raw.cursor()
         self._mark = _compiled(_MARK_SENDING, dialect)
         self._record = _compiled(_RECORD, dialect)
-        to_db = deliveries.c.updated_at.type.bind_processor(dialect)
+        # The dialect's own form of the type: on SQLite, the same text SQLAlchemy writes.
+        to_db = deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._time: Callable[[Any], Any] = to_db or (lambda value: value)
 
     @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import smtplib
 import ssl
 import threading
@@ -97,6 +98,19 @@ class _Connection:
 
 
 Reply = tuple[int, bytes]
+_NEEDS_SMTPUTF8 = ("the address has non-ASCII characters: it needs SMTPUTF8 (RFC 6531), which "
+                   "this sender does not use")
+
+
+def _server_spoke(client: smtplib.SMTP) -> bool:
+    """True when the server sent something, or closed, while nothing was asked of it."""
+    sock = client.sock
+    if sock is None:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True  # already decrypted, waiting to be read
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -193,6 +207,8 @@ class SmtpTransport:
             # The envelope sent ahead was for a message that did not come next (a retry, a
             # row taken back): hang up, which cancels it, and start afresh.
             conn.drop()
+        if not item.envelope_to.isascii():
+            return Result(item.id, Status.FAILED, error=_NEEDS_SMTPUTF8)
         stage = "connect"
         try:
             client = conn.open()
@@ -241,6 +257,16 @@ class SmtpTransport:
         """MAIL, RCPT and DATA in one write (RFC 2920); the content, dot-stuffed already, in
         the next, together with the envelope of ``then``: one round trip per message."""
         ahead, conn.ahead = conn.ahead, None
+        # Encoded before anything is written: a next address that cannot go is not announced.
+        following = (f"MAIL {mail_from}\r\nRCPT TO:<{then.envelope_to}>\r\nDATA\r\n"
+                     .encode("ascii") if then is not None and then.envelope_to.isascii()
+                     else b"")
+        if ahead is not None and _server_spoke(client):
+            # It hung up (or said 421) while this DATA waited, open: the content was never
+            # sent, so the message is not in doubt.
+            conn.drop()
+            return Result(item.id, Status.RETRY,
+                          error="connection closed by the server before the content")
         try:
             if ahead is None:
                 client.send(f"MAIL {mail_from}\r\nRCPT TO:<{item.envelope_to}>\r\n"
@@ -265,14 +291,12 @@ class SmtpTransport:
                 self._reset(conn)
                 status = Status.RETRY if 400 <= data_reply[0] < 500 else Status.FAILED
                 return Result(item.id, status, error=_reply(*data_reply))
-            following = (f"MAIL {mail_from}\r\nRCPT TO:<{then.envelope_to}>\r\nDATA\r\n"
-                         .encode("ascii") if then is not None else b"")
             client.send(b"".join((data, b".\r\n", following)))
             code, text = client.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             conn.drop()
             return Result(item.id, Status.UNKNOWN, error=f"connection lost during DATA: {exc}")
-        if then is not None:
+        if then is not None and following:
             try:
                 conn.ahead = (then.id, client.getreply(), client.getreply(), client.getreply())
             except (smtplib.SMTPServerDisconnected, OSError):
