@@ -322,7 +322,8 @@ def test_hubspot_sync_killed_mid_way_resumes_and_loses_nothing(
     assert sync_state(db, "hubspot")[1] is None  # the full pass is complete
     with sqlite3.connect(db) as conn:
         runs = conn.execute("SELECT status FROM job_runs ORDER BY id").fetchall()
-    assert runs == [("running",), ("success",)]  # a killed run cannot record its end
+    # A killed run cannot record its end: the next run saw its process gone and said so.
+    assert runs == [("abandoned",), ("success",)]
 
 
 def test_brevo_incremental_sync_killed_mid_way_resumes_and_loses_nothing(
