@@ -130,8 +130,9 @@ def test_a_claimed_row_settled_by_another_sender_is_not_handed_over(send_store: 
         assert ledger.recover(conn, E, lambda who: False, now=later) == {"released": 2}
         taken = ledger.claim(conn, E, "fast:2:y", 10, LEASE, state=ledger.CLAIMED)
         assert {c.id for c in slow} <= {c.id for c in taken}
-        assert not ledger.mark_sending(conn, slow[0].id, "slow:1:x")  # no longer its row
-        assert ledger.mark_sending(conn, slow[0].id, "fast:2:y")
+        hot = ledger.LaneLedger(conn)
+        assert not hot.mark_sending(slow[0].id, "slow:1:x")  # no longer its row
+        assert hot.mark_sending(slow[0].id, "fast:2:y")
 
 
 def test_claim_takes_due_retries_first_then_pending_rows_in_order(send_store: Store) -> None:

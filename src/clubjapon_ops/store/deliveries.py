@@ -222,8 +222,8 @@ def claim(
     """Move up to ``limit`` sendable rows to ``state`` for this worker and return them.
 
     ``state`` is 'sending' when the whole batch is handed over at once, or 'claimed' when
-    each row (or chunk) moves to 'sending' just before its own hand-over (:func:`mark_sending`,
-    :func:`hand_over`).
+    each row (or chunk) moves to 'sending' just before its own hand-over
+    (:meth:`LaneLedger.mark_sending`, :func:`hand_over`).
 
     Rows of an interrupted batch that kept its idempotency key are claimed together, alone,
     so the batch can be sent again exactly as it was.
@@ -388,7 +388,11 @@ class LaneLedger:
             self._raw.commit()
 
     def mark_sending(self, row_id: int, worker: str) -> bool:
-        """As :func:`mark_sending`."""
+        """A claimed row is about to be handed over; False if it is no longer this worker's.
+
+        A row stops being the worker's when its lease ran out and another sender settled it
+        (a slow worker under a shared rate limit): handing it over then could send it twice.
+        """
         mark = self._mark
         self._cursor.execute(mark.sql, mark.params({"b_id": row_id, "b_worker": worker}))
         return bool(self._cursor.rowcount == 1)
@@ -438,15 +442,6 @@ def _record_values(o: Outcome, now: Any, retry_at: Any) -> dict[str, Any]:
             "b_provider_message_id": o.provider_message_id, "b_last_error": o.error,
             "b_next_attempt_at": retry_at, "b_sent_at": now if o.state == SENT else None,
             "b_updated_at": now}
-
-
-def mark_sending(conn: Connection, row_id: int, worker: str) -> bool:
-    """A claimed row is about to be handed over; False if it is no longer this worker's.
-
-    A row stops being the worker's when its lease ran out and another sender settled it
-    (a slow worker under a shared rate limit): handing it over then could send it twice.
-    """
-    return conn.execute(_MARK_SENDING, {"b_id": row_id, "b_worker": worker}).rowcount == 1
 
 
 def release(conn: Connection, edition: str, worker: str) -> int:

@@ -20,7 +20,7 @@ from tenacity import (
     wait_random,
 )
 
-from clubjapon_ops.delivery.message import Mime, MimeBuilder
+from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 
 log = logging.getLogger(__name__)
@@ -118,19 +118,14 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {message}".strip()
 
 
-def _data(client: smtplib.SMTP, message: Mime) -> tuple[int, bytes]:
-    """DATA without smtplib's per-message regex passes when none is needed.
-
-    The builder knows whether a line of the message starts with a dot (never in base64
-    bodies, rarely in 8bit ones); only then does smtplib's own data() dot-stuff it.
-    """
-    if message.dot_lines:
-        return client.data(message.data)
+def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """DATA with content already dot-stuffed and CRLF-ended (smtplib's data() would scan
+    every message with two regular expressions to do it again)."""
     client.putcmd("data")
     code, text = client.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, text)
-    client.send(message.data + b".\r\n")
+    client.send(data + b".\r\n")
     return client.getreply()
 
 
@@ -216,8 +211,10 @@ class SmtpTransport:
             eight_bit = client.has_extn("8bitmime")
             mime = item.mime(self.builder, eight_bit=eight_bit)
             mail_from = f"FROM:<{self.mail_from}>{' BODY=8BITMIME' if eight_bit else ''}"
+            # Dot-stuffing (RFC 5321 4.5.2) only where the builder saw a line start with '.';
+            # the builder's lines always end with CRLF.
+            data = mime.data.replace(b"\r\n.", b"\r\n..") if mime.dot_lines else mime.data
             if client.has_extn("pipelining"):
-                data = mime.data.replace(b"\r\n.", b"\r\n..") if mime.dot_lines else mime.data
                 return self._send_pipelined(conn, client, item, data, mail_from, then)
             stage = "mail"
             # Addresses are normalised already: skip smtplib's slow address parsing.
@@ -231,9 +228,9 @@ class SmtpTransport:
             if code not in (250, 251):
                 return self._refused(conn, item, code, text, envelope=False)
             stage = "data"
-            code, text = _data(client, mime)
+            code, text = _data(client, data)
         except smtplib.SMTPResponseException as exc:
-            # data() raises instead of returning for a refused DATA command or message.
+            # _data() raises instead of returning for a refused DATA command.
             if exc.smtp_code == 421:  # the server is closing the session
                 conn.drop()
             else:
