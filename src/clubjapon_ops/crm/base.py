@@ -42,3 +42,18 @@ def record_id(item: Any) -> str | None:
     if isinstance(ident, bool) or not isinstance(ident, str | int) or ident == "":
         return None
     return str(ident)
+
+
+def identified(items: list[Any], provider: str,
+               rejected: list[tuple[str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The records of a page that are objects with an id, with that id; each other one is
+    added to ``rejected`` with its position and the reason."""
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejected.append((f"{provider} result {index}", "record is not an object"))
+            continue
+        ident = record_id(item)
+        if ident is None:
+            rejected.append((f"{provider} result {index}", "record has no id"))
+            continue
+        yield ident, item

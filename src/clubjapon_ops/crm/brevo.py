@@ -21,7 +21,7 @@ from typing import Any
 import requests
 
 from clubjapon_ops.contacts import RawContact
-from clubjapon_ops.crm.base import Page, record_id
+from clubjapon_ops.crm.base import Page, identified, record_id
 from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, parse_int_header
 from clubjapon_ops.crm.http import retry_after as retry_after_header
 from clubjapon_ops.crm.pacing import RateHint
@@ -200,14 +200,7 @@ class BrevoSource:
         """Turn contacts into raw records; structurally broken ones are rejected with a reason."""
         records: list[RawContact] = []
         rejected: list[tuple[str, str]] = []
-        for index, item in enumerate(contacts):
-            if not isinstance(item, dict):
-                rejected.append((f"brevo result {index}", "record is not an object"))
-                continue
-            ident = record_id(item)
-            if ident is None:
-                rejected.append((f"brevo result {index}", "record has no id"))
-                continue
+        for ident, item in identified(contacts, "brevo", rejected):
             attributes = item.get("attributes") or {}
             if not isinstance(attributes, dict):
                 rejected.append((f"brevo {ident}", "attributes is not an object"))

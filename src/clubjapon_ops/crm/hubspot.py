@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from clubjapon_ops.contacts import RawContact, parse_timestamp
-from clubjapon_ops.crm.base import Page, record_id
+from clubjapon_ops.crm.base import Page, identified, record_id
 from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, parse_int_header
 from clubjapon_ops.crm.http import retry_after as retry_after_header
 from clubjapon_ops.crm.pacing import Pacer, RateHint
@@ -295,14 +295,7 @@ class HubSpotSource:
         """Turn results into raw contacts; structurally broken ones are rejected with a reason."""
         records: list[RawContact] = []
         rejected: list[tuple[str, str]] = []
-        for index, item in enumerate(results):
-            if not isinstance(item, dict):
-                rejected.append((f"hubspot result {index}", "record is not an object"))
-                continue
-            ident = record_id(item)
-            if ident is None:
-                rejected.append((f"hubspot result {index}", "record has no id"))
-                continue
+        for ident, item in identified(results, "hubspot", rejected):
             props = item.get("properties")
             if not isinstance(props, dict):
                 rejected.append((f"hubspot {ident}", "record has no properties"))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clubjapon_ops.events import types as t
-from clubjapon_ops.events.types import Event, MalformedEvent, email_field, raw_hash, text_field
+from clubjapon_ops.events.types import Event, MalformedEvent, event_basics, raw_hash, text_field
 
 PROVIDER = "brevo"
 # Brevo's event names (snake_case in webhooks, camelCase in some docs and the API) to ours.
@@ -39,12 +39,7 @@ def _occurred(raw: dict[str, Any], received: datetime) -> datetime:
 
 def parse_event(raw: Any, received: datetime) -> Event:
     """Normalise one Brevo event; MalformedEvent when it lacks what we need."""
-    if not isinstance(raw, dict):
-        raise MalformedEvent("an event is not a JSON object")
-    name = text_field(raw, "event", 64)
-    if name is None:
-        raise MalformedEvent("event without a type")
-    email = email_field(raw)
+    raw, name, email = event_basics(raw)
     kind = _TYPES.get(name.lower().replace("-", "_"), t.OTHER)
     return Event(
         provider=PROVIDER,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clubjapon_ops.events import types as t
-from clubjapon_ops.events.types import Event, MalformedEvent, email_field, raw_hash, text_field
+from clubjapon_ops.events.types import Event, MalformedEvent, event_basics, raw_hash, text_field
 
 PROVIDER = "sendgrid"
 _TYPES = {
@@ -47,12 +47,7 @@ def _delivery_hint(raw: dict[str, Any]) -> int | None:
 
 def parse_event(raw: Any) -> Event:
     """Normalise one SendGrid event; MalformedEvent when it lacks what we need."""
-    if not isinstance(raw, dict):
-        raise MalformedEvent("an event is not a JSON object")
-    name = text_field(raw, "event", 64)
-    if name is None:
-        raise MalformedEvent("event without a type")
-    email = email_field(raw)
+    raw, name, email = event_basics(raw)
     stamp = raw.get("timestamp")
     if not isinstance(stamp, int | float) or isinstance(stamp, bool) or stamp <= 0:
         raise MalformedEvent("event without a timestamp")

@@ -65,3 +65,14 @@ def email_field(raw: dict[str, Any]) -> str:
     if email is None or "@" not in email:
         raise MalformedEvent("event without a recipient email")
     return email.lower()
+
+
+def event_basics(raw: Any) -> tuple[dict[str, Any], str, str]:
+    """What every provider's event must have: an object, its type name and its recipient;
+    MalformedEvent otherwise."""
+    if not isinstance(raw, dict):
+        raise MalformedEvent("an event is not a JSON object")
+    name = text_field(raw, "event", 64)
+    if name is None:
+        raise MalformedEvent("event without a type")
+    return raw, name, email_field(raw)
