@@ -5,17 +5,25 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck pytest clean
 
-# The newest edition in config/editions/ (file names start with the date).
-EDITION ?= $(basename $(notdir $(lastword $(sort $(wildcard config/editions/*.yaml)))))
+# `make run` is the demo on the embedded default, whatever .env or the environment say: the
+# sample CSV, a SQLite file and an outbox of its own under var/demo/, so it can never mail a
+# reader nor mark a real ledger row sent. Real sends are `clubjapon-ops send`, never this.
+DEMO := var/demo
+DEMO_ENV := CLUBJAPON_CRM=csv CLUBJAPON_CSV_PATH=config/sample/contacts.csv \
+	CLUBJAPON_DATABASE_URL=sqlite:///$(DEMO)/clubjapon.sqlite3 \
+	CLUBJAPON_TRANSPORT=outbox CLUBJAPON_OUTBOX_DIR=$(DEMO)/outbox
+CLI := $(DEMO_ENV) $(BIN)/clubjapon-ops --log-text -q
 
 ## Set up, then run the whole pipeline on the embedded default: sync the sample CSV into
-## SQLite, send the newest edition to the local outbox, write a preview, show the ledger.
+## SQLite, send the newest ready edition (it passes the lint) to the local outbox, write a
+## preview, show the ledger.
 run: $(VENV)/.installed-run
-	$(BIN)/clubjapon-ops --log-text -q sync
-	$(BIN)/clubjapon-ops --log-text -q send $(EDITION) --yes
-	$(BIN)/clubjapon-ops --log-text -q preview $(EDITION) --lang ja
-	$(BIN)/clubjapon-ops --log-text -q status $(EDITION)
-	@echo "Messages: var/outbox/$(EDITION)/   Preview page: $(BIN)/clubjapon-ops preview $(EDITION) --serve"
+	@edition=$${EDITION:-$$($(CLI) edition ready)} && test -n "$$edition" && \
+	$(CLI) sync && \
+	$(CLI) send "$$edition" --yes && \
+	$(CLI) preview "$$edition" --lang ja && \
+	$(CLI) status "$$edition" && \
+	echo "Messages: $(DEMO)/outbox/$$edition/   Preview page: $(BIN)/clubjapon-ops preview $$edition --serve"
 
 ## Set up, then run the linters, the type checker and the whole test suite.
 test: $(VENV)/.installed-test

@@ -82,6 +82,7 @@ def _register_commands() -> None:
     # Each module adds its commands to the group when imported; one line per module here.
     from clubjapon_ops.cli import (  # noqa: F401
         core,
+        editions,
         newsletter,
         reporting,
         scheduling,

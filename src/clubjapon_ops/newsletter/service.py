@@ -109,3 +109,19 @@ def check_newsletter(
     )
     samples = {lang: personaliser.personalise(SAMPLE_CONTACTS[lang]) for lang in rendered}
     return problems + lint_messages(samples)
+
+
+def newest_ready_edition(settings: Settings) -> str | None:
+    """The newest edition that loads and lints without error, or None when there is none.
+
+    Until editions carry a status of their own, passing the lint is what 'ready' means: a
+    draft copied from the last edition fails it, so it is never the one picked.
+    """
+    for slug in reversed(list_editions(settings.root)):
+        try:
+            problems = check_newsletter(settings, slug)
+        except ConfigError:
+            continue  # a file that does not load is not ready either
+        if not any(p.level == "error" for p in problems):
+            return slug
+    return None

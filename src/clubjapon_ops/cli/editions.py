@@ -1,0 +1,30 @@
+"""Edition commands: which edition is ready to send."""
+
+from __future__ import annotations
+
+import click
+
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.newsletter.service import newest_ready_edition
+
+
+@cli.group()
+def edition() -> None:
+    """Editions under config/editions/."""
+
+
+@edition.command("ready")
+@click.pass_obj
+def ready(app: App) -> int:
+    """Print the newest edition that is ready to send (it passes the lint); exit 1 if none.
+
+    \b
+    Example:
+      clubjapon-ops send "$(clubjapon-ops edition ready)" --dry-run
+    """
+    slug = newest_ready_edition(app.settings)
+    if slug is None:
+        click.echo("no edition in config/editions/ passes the lint", err=True)
+        return EXIT_FAILED
+    click.echo(slug)
+    return EXIT_OK
