@@ -123,3 +123,21 @@ def test_the_link_in_a_sent_message_works(
                          content_type="application/x-www-form-urlencoded")
     assert answer.status_code == 200
     assert suppressed(send_store) == [("yui@example.com", "unsubscribe")]
+
+
+@pytest.mark.parametrize("how", ["get", "one-click", "confirm button"])
+def test_a_test_copy_link_answers_so_and_changes_nothing(
+    client: FlaskClient, send_store: Store, how: str
+) -> None:
+    path = f"/unsubscribe/{TokenSigner(SECRET).make(SLUG, 'yui@example.com', 'ja', test=True)}"
+    if how == "get":
+        answer = client.get(path)
+    elif how == "one-click":
+        answer = client.post(path, data="List-Unsubscribe=One-Click",
+                             content_type="application/x-www-form-urlencoded")
+    else:
+        answer = client.post(path, data={"List-Unsubscribe": "One-Click", "page": "1"})
+    assert suppressed(send_store) == []
+    assert answer.status_code == 200
+    assert answer.get_data(as_text=True) == "test copy: nothing was changed\n"
+    assert "Location" not in answer.headers and "Set-Cookie" not in answer.headers

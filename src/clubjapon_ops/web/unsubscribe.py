@@ -15,9 +15,15 @@ from clubjapon_ops.store.contacts import add_suppression
 blueprint = Blueprint("unsubscribe", __name__)
 MAX_TOKEN = 1024
 
+
 def _bad() -> Response:
     # The same plain answer for every bad token: nothing tells a forger what was wrong.
     return Response("Bad request\n", status=400, mimetype="text/plain")
+
+
+def _test_copy() -> Response:
+    # A test copy's link may be rendered as a real reader: it must never act on anyone.
+    return Response("test copy: nothing was changed\n", status=200, mimetype="text/plain")
 
 
 def _read(token: str) -> TokenData | None:
@@ -45,6 +51,8 @@ def confirm(token: str) -> Any:
     data = _read(token)
     if data is None:
         return _bad()
+    if data.test:
+        return _test_copy()
     return _page(data, done=False)
 
 
@@ -54,6 +62,8 @@ def one_click(token: str) -> Any:
     data = _read(token)
     if data is None:
         return _bad()
+    if data.test:
+        return _test_copy()
     store = current_app.config["CLUBJAPON_STORE_FACTORY"]()
     with store.transaction() as conn:
         add_suppression(conn, data.email, f"unsubscribe link, edition {data.edition}",
