@@ -142,3 +142,15 @@ def test_a_test_copy_link_answers_so_and_changes_nothing(
     assert answer.status_code == 200
     assert answer.get_data(as_text=True) == "test copy: nothing was changed\n"
     assert "Location" not in answer.headers and "Set-Cookie" not in answer.headers
+
+
+def test_an_app_without_its_signing_key_says_so_in_the_log(
+    home: Path, send_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `web` refuses to start without CLUBJAPON_SECRET; an app built otherwise must not be mute.
+    settings = make_settings(home, CLUBJAPON_SECRET="", CLUBJAPON_TRANSPORT="smtp")
+    client = create_app(settings, lambda: send_store).test_client()
+    with caplog.at_level("WARNING", logger="clubjapon_ops"):
+        answer = client.get(f"/unsubscribe/{token()}")
+    assert answer.status_code == 400
+    assert any("CLUBJAPON_SECRET" in r.getMessage() for r in caplog.records)

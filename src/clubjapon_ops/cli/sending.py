@@ -22,6 +22,7 @@ from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.errors import InvalidContact, StopRun
 from clubjapon_ops.newsletter.content import LANGS
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
+from clubjapon_ops.settings import check_web_settings
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression, find_contact
 from clubjapon_ops.store.runs import last_success
@@ -287,6 +288,7 @@ def web(app: App, host: str, port: int, threads: int) -> int:
 
     from clubjapon_ops.web import create_app
 
+    check_web_settings(app.settings)
     application = create_app(app.settings, lambda: app.store)
     app.store  # noqa: B018 - open and migrate before the first request, not during it
     click.echo(f"Serving on http://{host}:{port} (public URL {app.settings.public_url})")

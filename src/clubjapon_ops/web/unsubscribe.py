@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -12,6 +13,7 @@ from clubjapon_ops.newsletter.render import load_strings
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.contacts import add_suppression
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("unsubscribe", __name__)
 MAX_TOKEN = 1024
 
@@ -32,7 +34,9 @@ def _read(token: str) -> TokenData | None:
         return None
     try:
         key = signing_key(settings)
-    except ConfigError:
+    except ConfigError as exc:
+        # Every link would get a 400: say why, or nobody would notice.
+        log.error("unsubscribe link not checked: %s", exc)
         return None
     return TokenSigner(key).read(token)
 
