@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -13,19 +14,34 @@ REDACTED = "[redacted]"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+# A value this long cannot occur by chance inside other text: it is replaced wherever it is.
+# A shorter one (an SMTP or database password may be) could be part of ordinary words, so it
+# is replaced only where it stands alone, never leaving half a word behind.
+_ANYWHERE = 16
+
+
+def _pattern(secret: str) -> str:
+    text = re.escape(secret)
+    return text if len(secret) >= _ANYWHERE else rf"(?<!\w){text}(?!\w)"
+
+
 class RedactFilter(logging.Filter):
     """Replace known secret values wherever they appear in a formatted record."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Very short values would redact ordinary words; a real secret is never that short.
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # One pass, longest first: what was replaced is never searched again, so a secret
+        # inside another, or inside the marker itself, cannot garble the result.
+        self._pattern = (re.compile("|".join(_pattern(s) for s in self.secrets))
+                         if self.secrets else None)
 
     def redact(self, text: str) -> str:
         """Return text with every secret replaced."""
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        # Most lines hold no secret: a plain search rules them out far faster than the pattern.
+        if self._pattern is None or not any(s in text for s in self.secrets):
+            return text
+        return self._pattern.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:

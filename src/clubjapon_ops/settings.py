@@ -125,6 +125,17 @@ def _optional(raw: str) -> str | None:
     return raw.strip() or None
 
 
+MIN_SECRET = 16  # characters of a secret the club chooses: beyond guessing, never a word
+
+
+def _own_secret(raw: str) -> str | None:
+    """A secret the club chooses (unlike a provider's key): unset, or at least MIN_SECRET."""
+    value = raw.strip()
+    if value and len(value) < MIN_SECRET:
+        raise ValueError
+    return value or None
+
+
 def _ec_public_key(raw: str) -> str | None:
     """A base64 DER (SubjectPublicKeyInfo) P-256 key, as SendGrid shows it; checked on load."""
     value = "".join(raw.split())
@@ -220,8 +231,9 @@ SPECS: tuple[Spec, ...] = (
          "a mailbox such as 'Name <addr@example.org>'", "the From header of every message"),
     Spec("public_url", "CLUBJAPON_PUBLIC_URL", _http_url, "https://club-japon.example.org",
          "an http(s) URL", "public base URL of the web app (unsubscribe links)"),
-    Spec("secret", "CLUBJAPON_SECRET", _optional, "",
-         "a long random string", "key that signs unsubscribe tokens", secret=True),
+    Spec("secret", "CLUBJAPON_SECRET", _own_secret, "",
+         f"a random string of at least {MIN_SECRET} characters",
+         "key that signs unsubscribe tokens", secret=True),
     Spec("send_rate", "CLUBJAPON_SEND_RATE", _non_negative_float, "0",
          "messages per second, a number >= 0 (0 = unlimited)", "sending rate limit"),
     Spec("smtp_connections", "SMTP_CONNECTIONS", _positive_int, "4",
@@ -236,8 +248,8 @@ SPECS: tuple[Spec, ...] = (
          "message per connection after a crash)"),
     Spec("error_budget", "CLUBJAPON_ERROR_BUDGET", _positive_int, "50",
          "a whole number >= 1", "a send pauses after this many failures in a row"),
-    Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _optional, "",
-         "a long random string",
+    Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _own_secret, "",
+         f"a random string of at least {MIN_SECRET} characters",
          "token that authenticates Brevo's webhook (in the URL path or as the basic-auth "
          "password); unset: the endpoint refuses everything", secret=True),
     Spec("sendgrid_webhook_public_key", "SENDGRID_WEBHOOK_PUBLIC_KEY", _ec_public_key, "",
@@ -324,6 +336,17 @@ class Settings:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data.update(changes)
         return Settings(**data)
+
+
+def check_web_settings(settings: Settings) -> None:
+    """Refuse to serve the web app without the key that checks unsubscribe links."""
+    if not settings.secret:
+        # Without it every unsubscribe link would get a 400, and nobody would notice.
+        raise ConfigError(
+            "CLUBJAPON_SECRET is not set: the web app could not check any unsubscribe link; "
+            f"set it (in .env) to the key the messages were signed with, at least {MIN_SECRET} "
+            "random characters"
+        )
 
 
 def _show(spec: Spec, value: Any) -> str:

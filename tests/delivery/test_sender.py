@@ -124,7 +124,7 @@ def test_send_campaign_to_the_outbox_records_the_run(home: Path, send_store: Sto
     sync(home, send_store, 9)
     settings = make_settings(home)
     report = jobs.send_campaign(settings, send_store, SLUG)
-    files = sorted(p.name for p in (settings.outbox_dir / SLUG).iterdir())
+    files = sorted(p.name.split("-", 1)[1] for p in (settings.outbox_dir / SLUG).iterdir())
     assert files == sorted(f"r{i}@example.com.eml" for i in range(9))
     assert report.status == "success"
     with send_store.transaction() as conn:

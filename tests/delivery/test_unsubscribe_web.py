@@ -104,8 +104,9 @@ def test_a_send_after_an_unsubscribe_skips_that_contact(
                                           ledger.deliveries.c.state)).all())
     assert "kenji@example.com" not in states
     outbox = make_settings(home).outbox_dir / SLUG
-    assert sorted(p.name for p in outbox.iterdir()) == ["jean@example.com.eml",
-                                                        "yui@example.com.eml"]
+    # Files are named <ledger row>-<address>.eml.
+    assert sorted(p.name.split("-", 1)[1] for p in outbox.iterdir()) == [
+        "jean@example.com.eml", "yui@example.com.eml"]
 
 
 def test_the_link_in_a_sent_message_works(
@@ -115,7 +116,7 @@ def test_the_link_in_a_sent_message_works(
     from email import policy
 
     jobs.send_campaign(make_settings(home), send_store, SLUG)
-    raw = (make_settings(home).outbox_dir / SLUG / "yui@example.com.eml").read_bytes()
+    raw = next((make_settings(home).outbox_dir / SLUG).glob("*-yui@example.com.eml")).read_bytes()
     message = email.message_from_bytes(raw, policy=policy.default)
     url = message["List-Unsubscribe"].split(">")[0].lstrip("<")
     path = url.removeprefix(make_settings(home).public_url)
@@ -123,3 +124,33 @@ def test_the_link_in_a_sent_message_works(
                          content_type="application/x-www-form-urlencoded")
     assert answer.status_code == 200
     assert suppressed(send_store) == [("yui@example.com", "unsubscribe")]
+
+
+@pytest.mark.parametrize("how", ["get", "one-click", "confirm button"])
+def test_a_test_copy_link_answers_so_and_changes_nothing(
+    client: FlaskClient, send_store: Store, how: str
+) -> None:
+    path = f"/unsubscribe/{TokenSigner(SECRET).make(SLUG, 'yui@example.com', 'ja', test=True)}"
+    if how == "get":
+        answer = client.get(path)
+    elif how == "one-click":
+        answer = client.post(path, data="List-Unsubscribe=One-Click",
+                             content_type="application/x-www-form-urlencoded")
+    else:
+        answer = client.post(path, data={"List-Unsubscribe": "One-Click", "page": "1"})
+    assert suppressed(send_store) == []
+    assert answer.status_code == 200
+    assert answer.get_data(as_text=True) == "test copy: nothing was changed\n"
+    assert "Location" not in answer.headers and "Set-Cookie" not in answer.headers
+
+
+def test_an_app_without_its_signing_key_says_so_in_the_log(
+    home: Path, send_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `web` refuses to start without CLUBJAPON_SECRET; an app built otherwise must not be mute.
+    settings = make_settings(home, CLUBJAPON_SECRET="", CLUBJAPON_TRANSPORT="smtp")
+    client = create_app(settings, lambda: send_store).test_client()
+    with caplog.at_level("WARNING", logger="clubjapon_ops"):
+        answer = client.get(f"/unsubscribe/{token()}")
+    assert answer.status_code == 400
+    assert any("CLUBJAPON_SECRET" in r.getMessage() for r in caplog.records)

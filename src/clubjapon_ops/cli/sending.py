@@ -18,10 +18,11 @@ from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
 from clubjapon_ops.contacts import Contact, normalise_email
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import SendReport
-from clubjapon_ops.delivery.transports import Outgoing, make_transport
+from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.errors import InvalidContact, StopRun
 from clubjapon_ops.newsletter.content import LANGS
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
+from clubjapon_ops.settings import check_web_settings
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression, find_contact
 from clubjapon_ops.store.runs import last_success
@@ -239,20 +240,12 @@ def _test_send(app: App, newsletter: Newsletter, test_to: str, email: str | None
             raise click.BadParameter(f"{raw.strip()!r}: {exc.reason}",
                                      param_hint="--test-to") from None
     contact = reader_for(app, email, lang, newsletter)
-    message = newsletter.personalise(contact)
-    builder = MimeBuilder(app.settings.mail_from)
-    transport = make_transport(app.settings, builder)
-    try:
-        results = transport.send([
-            Outgoing(id=i, envelope_to=a, message=message, edition=newsletter.edition.slug,
-                     subject_prefix="[TEST] ")
-            for i, a in enumerate(addresses)
-        ])
-    finally:
-        transport.close()
-    for address, result in zip(addresses, results, strict=True):
-        click.echo(f"  {address}: {result.status}{f' ({result.error})' if result.error else ''}")
-    ok = all(r.status in ("sent", "queued") for r in results)
+    copies = send_test_copies(app.settings, newsletter, contact, addresses)
+    for copy in copies:
+        where = f"to {copy.path}" if copy.path else f"via {copy.transport}"
+        error = f" ({copy.error})" if copy.error else ""
+        click.echo(f"  {copy.address}: {copy.status} {where}{error}")
+    ok = all(c.status in ("sent", "queued") for c in copies)
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -295,6 +288,7 @@ def web(app: App, host: str, port: int, threads: int) -> int:
 
     from clubjapon_ops.web import create_app
 
+    check_web_settings(app.settings)
     application = create_app(app.settings, lambda: app.store)
     app.store  # noqa: B018 - open and migrate before the first request, not during it
     click.echo(f"Serving on http://{host}:{port} (public URL {app.settings.public_url})")

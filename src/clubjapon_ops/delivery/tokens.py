@@ -1,4 +1,8 @@
-"""Unsubscribe tokens: the edition, the address and the language, signed with HMAC-SHA256."""
+"""Unsubscribe tokens: the edition, the address and the language, signed with HMAC-SHA256.
+
+A test copy's token is signed for another purpose (domain separation): no one can turn a real
+token into a test one or back without the key, and a test token never unsubscribes anyone.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.settings import Settings
 
 _SIG_BYTES = 16  # 128 bits: beyond guessing, short enough for a tidy link
+# What a signature is for, signed with the payload. Neither is a prefix of the other, so no
+# payload makes one purpose's signed bytes equal to the other's.
+_REAL = b"unsubscribe\x00"
+_TEST_COPY = b"unsubscribe-test-copy\x00"
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,7 @@ class TokenData:
     edition: str
     email: str
     lang: str
+    test: bool = False  # a test copy's link: it answers, and changes nothing
 
 
 def _b64(data: bytes) -> str:
@@ -40,14 +49,15 @@ class TokenSigner:
             raise ConfigError("CLUBJAPON_SECRET is too short: use at least 16 random characters")
         self._key = key.encode("utf-8")
 
-    def _sign(self, payload: bytes) -> bytes:
-        mac = hmac.new(self._key, b"unsubscribe\x00" + payload, hashlib.sha256)
+    def _sign(self, purpose: bytes, payload: bytes) -> bytes:
+        mac = hmac.new(self._key, purpose + payload, hashlib.sha256)
         return mac.digest()[:_SIG_BYTES]
 
-    def make(self, edition: str, email: str, lang: str) -> str:
-        """Return the URL-safe token for one reader of one edition."""
+    def make(self, edition: str, email: str, lang: str, *, test: bool = False) -> str:
+        """Return the URL-safe token for one reader of one edition (of a test copy: test)."""
         payload = f"{edition}\n{email}\n{lang}".encode()
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+        purpose = _TEST_COPY if test else _REAL
+        return f"{_b64(payload)}.{_b64(self._sign(purpose, payload))}"
 
     def read(self, token: str) -> TokenData | None:
         """Return what the token names, or None when it is malformed or forged."""
@@ -57,13 +67,16 @@ class TokenSigner:
             given = _unb64(sig)
         except (ValueError, TypeError):
             return None
-        if not hmac.compare_digest(given, self._sign(payload)):
+        # Both checks always run, so the time taken does not tell which purpose was close.
+        real = hmac.compare_digest(given, self._sign(_REAL, payload))
+        test = hmac.compare_digest(given, self._sign(_TEST_COPY, payload))
+        if not (real or test):
             return None
         try:
             edition, email, lang = payload.decode("utf-8").split("\n")
         except (UnicodeDecodeError, ValueError):
             return None
-        return TokenData(edition, email, lang)
+        return TokenData(edition, email, lang, test=test)
 
 
 def signing_key(settings: Settings) -> str:
@@ -89,6 +102,6 @@ def signing_key(settings: Settings) -> str:
 
 
 def unsubscribe_url(settings: Settings, signer: TokenSigner, edition: str, email: str,
-                    lang: str) -> str:
+                    lang: str, *, test: bool = False) -> str:
     """The https link for one reader: CLUBJAPON_PUBLIC_URL/unsubscribe/<token>."""
-    return f"{settings.public_url}/unsubscribe/{signer.make(edition, email, lang)}"
+    return f"{settings.public_url}/unsubscribe/{signer.make(edition, email, lang, test=test)}"

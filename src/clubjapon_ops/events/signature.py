@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 
 from cryptography.exceptions import InvalidSignature
@@ -17,6 +18,7 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 # SendGrid signs each delivery attempt afresh, so its own retries stay within the window.
 MAX_AGE_S = 600
 MAX_SKEW_S = 120  # clocks differ a little: a timestamp slightly ahead is fine
+_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
@@ -35,7 +37,8 @@ def verify(
     now: float | None = None,
 ) -> bool:
     """Tell whether the request is signed by the key, recently."""
-    if not signature or not timestamp or not timestamp.isdigit() or len(timestamp) > 12:
+    # ASCII digits only: str.isdigit() takes '²' and other digits int() then refuses.
+    if not signature or not timestamp or not _SECONDS.fullmatch(timestamp):
         return False
     now = time.time() if now is None else now
     age = now - int(timestamp)

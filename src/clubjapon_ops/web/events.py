@@ -8,7 +8,6 @@ authenticated, not well-formed or too large gets a 4xx and nothing is stored.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from email.utils import parseaddr
 from typing import Any
@@ -17,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from clubjapon_ops.delivery.message import message_id
 from clubjapon_ops.events import brevo, sendgrid
+from clubjapon_ops.events.body import parse_json
 from clubjapon_ops.events.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -48,11 +48,8 @@ def _same(given: str | None, secret: str) -> bool:
 
 
 def _json() -> Any:
-    body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413 before reading
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedEvent("the body is not JSON") from None
+    # Over MAX_CONTENT_LENGTH: 413 before reading.
+    return parse_json(request.get_data(cache=True))
 
 
 def _accept(batch: list[Event]) -> Response:
@@ -75,13 +72,21 @@ def _accept(batch: list[Event]) -> Response:
     return _plain("OK", 200)
 
 
+def _basic_password() -> str | None:
+    try:
+        auth = request.authorization
+    except ValueError:
+        # Werkzeug's base64 decoding raises on a header of non-ASCII text: not our secret.
+        return None
+    return auth.password if auth is not None and auth.type == "basic" else None
+
+
 @blueprint.post("/events/brevo")
 @blueprint.post("/events/brevo/<token>")
 def brevo_events(token: str | None = None) -> Response:
     """Brevo's transactional webhook, authenticated by the token in the URL or basic auth."""
     secret = _settings().brevo_webhook_secret
-    auth = request.authorization
-    password = auth.password if auth is not None and auth.type == "basic" else None
+    password = _basic_password()
     if not secret or not (_same(token, secret) or _same(password, secret)):
         return _plain("Unauthorized", 401)
     try:

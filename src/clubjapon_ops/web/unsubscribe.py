@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -12,12 +13,19 @@ from clubjapon_ops.newsletter.render import load_strings
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.contacts import add_suppression
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("unsubscribe", __name__)
 MAX_TOKEN = 1024
+
 
 def _bad() -> Response:
     # The same plain answer for every bad token: nothing tells a forger what was wrong.
     return Response("Bad request\n", status=400, mimetype="text/plain")
+
+
+def _test_copy() -> Response:
+    # A test copy's link may be rendered as a real reader: it must never act on anyone.
+    return Response("test copy: nothing was changed\n", status=200, mimetype="text/plain")
 
 
 def _read(token: str) -> TokenData | None:
@@ -26,7 +34,9 @@ def _read(token: str) -> TokenData | None:
         return None
     try:
         key = signing_key(settings)
-    except ConfigError:
+    except ConfigError as exc:
+        # Every link would get a 400: say why, or nobody would notice.
+        log.error("unsubscribe link not checked: %s", exc)
         return None
     return TokenSigner(key).read(token)
 
@@ -45,6 +55,8 @@ def confirm(token: str) -> Any:
     data = _read(token)
     if data is None:
         return _bad()
+    if data.test:
+        return _test_copy()
     return _page(data, done=False)
 
 
@@ -54,6 +66,8 @@ def one_click(token: str) -> Any:
     data = _read(token)
     if data is None:
         return _bad()
+    if data.test:
+        return _test_copy()
     store = current_app.config["CLUBJAPON_STORE_FACTORY"]()
     with store.transaction() as conn:
         add_suppression(conn, data.email, f"unsubscribe link, edition {data.edition}",

@@ -1,7 +1,9 @@
-"""The local outbox: each message as an .eml file, written atomically."""
+"""The local outbox: each message as an owner-only .eml file, written atomically."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -11,16 +13,53 @@ from pathlib import Path
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 
+log = logging.getLogger(__name__)
+
+# Characters every file system takes in a name (Windows refuses \ / : * ? " < > |).
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
+_MAX_ADDRESS = 100  # of the name; an address may be 320 characters, a name 255 bytes
+# The words SMTP uses for the same refusal (transports/smtp.py): one outcome for both.
+NEEDS_SMTPUTF8 = ("the address has non-ASCII characters: it needs SMTPUTF8 (RFC 6531), which "
+                  "this sender does not use")
 
 
-def eml_name(address: str) -> str:
-    """A file name for an address: the same every time, so a resend overwrites, never adds."""
-    return _UNSAFE.sub("_", address) + ".eml"
+def eml_name(row: int, address: str) -> str:
+    """The file of one ledger row: unique per row, the same on a resend, safe everywhere.
+
+    The row id makes it unique (even where the file system ignores case) and, coming first,
+    keeps it clear of Windows' device names (CON, NUL ...). The address is there for people
+    looking for a file; when it had to be changed or cut, a hash of the real one follows.
+    """
+    safe = _UNSAFE.sub("_", address)[:_MAX_ADDRESS].rstrip(".")
+    if safe != address:
+        safe += "~" + hashlib.sha256(address.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{row}-{safe}.eml"
+
+
+def _private_folder(path: Path) -> None:
+    """Create ``path`` and its missing parents owner-only (file names are addresses)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        # Path.mkdir(parents=True) would give the parents the default, readable mode.
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
+def _tighten(folder: Path) -> None:
+    """Make a folder an older version created readable by others owner-only."""
+    if folder.stat().st_mode & 0o077:
+        try:
+            folder.chmod(0o700)
+        except PermissionError:
+            # Someone else's folder: say so, and keep writing rather than stop a send.
+            log.warning("outbox folder readable by others, cannot change it",
+                        extra={"folder": str(folder)})
 
 
 class OutboxTransport:
-    """Writes CLUBJAPON_OUTBOX_DIR/<edition>/<address>.eml (temp file, then rename)."""
+    """Writes CLUBJAPON_OUTBOX_DIR/<edition>/<row>-<address>.eml (temp file, then rename)."""
 
     name = "outbox"
     batch_size = 200
@@ -31,29 +70,45 @@ class OutboxTransport:
     def __init__(self, root: Path, builder: MimeBuilder) -> None:
         self.root = root
         self.builder = builder
+        self._ready: set[Path] = set()
+
+    def path_of(self, item: Outgoing) -> Path:
+        """Where the message of ``item`` is written."""
+        return self.root / item.edition / eml_name(item.id, item.envelope_to)
+
+    def _folder(self, edition: str) -> Path:
+        folder = self.root / edition
+        if folder not in self._ready:
+            _private_folder(folder)
+            _tighten(self.root)
+            _tighten(folder)
+            self._ready.add(folder)
+        return folder
 
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
              then: Outgoing | None = None) -> list[Result]:
         """Write each message; a write error fails that message only."""
-        results = []
-        for item in batch:
-            folder = self.root / item.edition
+        return [self._write(item) for item in batch]
+
+    def _write(self, item: Outgoing) -> Result:
+        if not item.envelope_to.isascii():
+            # Nothing is written: the message could not go out over SMTP either.
+            return Result(item.id, Status.FAILED, error=NEEDS_SMTPUTF8)
+        target = self.path_of(item)
+        try:
+            folder = self._folder(item.edition)
+            # mkstemp creates the file 0600 whatever the umask; the rename keeps that mode.
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                target = folder / eml_name(item.envelope_to)
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
-                try:
-                    with os.fdopen(fd, "wb") as handle:
-                        handle.write(item.mime(self.builder).data)
-                    os.replace(tmp, target)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
-            except OSError as exc:
-                results.append(Result(item.id, Status.RETRY, error=f"outbox: {exc.strerror}"))
-                continue
-            results.append(Result(item.id, Status.SENT, provider_id=target.name))
-        return results
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(item.mime(self.builder).data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            return Result(item.id, Status.RETRY, error=f"outbox: {exc.strerror}")
+        return Result(item.id, Status.SENT, provider_id=target.name)
 
     def close(self) -> None:
         """Nothing to release."""

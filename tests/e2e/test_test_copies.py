@@ -1,0 +1,114 @@
+"""Test copies (`send --test-to`): the CLI as a subprocess, then their links against the web app."""
+
+from __future__ import annotations
+
+import email
+import os
+import sqlite3
+import subprocess
+import sys
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from clubjapon_ops.settings import load_settings
+from clubjapon_ops.store import open_store
+from clubjapon_ops.web import create_app
+from tests.delivery.conftest import SECRET, SLUG, home, write_contacts  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+READER = "yui@example.com"
+
+
+def env_for(home: Path) -> dict[str, str]:  # noqa: F811
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLUBJAPON_", "SMTP_", "HUBSPOT_", "BREVO_", "SENDGRID_"))}
+    env.update({"CLUBJAPON_HOME": str(home), "CLUBJAPON_CSV_PATH": str(home / "contacts.csv"),
+                "CLUBJAPON_TRANSPORT": "outbox", "CLUBJAPON_SECRET": SECRET})
+    return env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clubjapon_ops", *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def suppressions(home: Path) -> list[tuple[str, ...]]:  # noqa: F811
+    with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as db:
+        return [tuple(r) for r in db.execute("SELECT email, source FROM suppressions")]
+
+
+@pytest.fixture
+def synced(home: Path) -> dict[str, str]:  # noqa: F811
+    write_contacts(home / "contacts.csv", [READER, "jean@example.com"])
+    env = env_for(home)
+    result = cli(env, "sync")
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def send_test_copy(home: Path, env: dict[str, str],  # noqa: F811
+                   *to: str) -> tuple[str, list[Path]]:
+    result = cli(env, "send", SLUG, "--test-to", ",".join(to), "--contact", READER)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, sorted((home / "var" / "outbox").rglob("*.eml"))
+
+
+def links(message: EmailMessage) -> set[str]:
+    """The unsubscribe link of the List-Unsubscribe header and of the text part."""
+    header = str(message["List-Unsubscribe"]).split(">")[0].lstrip("<")
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    shown = {w for w in text.split() if "/unsubscribe/" in w}
+    return {header, *shown}
+
+
+def test_a_test_copy_rendered_as_a_reader_cannot_unsubscribe_them(
+    home: Path, synced: dict[str, str]  # noqa: F811
+) -> None:
+    _, files = send_test_copy(home, synced, "me@example.org")
+    assert len(files) == 1
+    message = email.message_from_bytes(files[0].read_bytes(), policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    found = links(message)
+    assert len(found) == 1  # the header and the visible link are one and the same
+    settings = load_settings(home, environ={"CLUBJAPON_SECRET": SECRET})
+    path = found.pop().removeprefix(settings.public_url)
+    store = open_store(settings.database_url)
+    try:
+        client = create_app(settings, lambda: store).test_client()
+        answers = [
+            client.post(path, data="List-Unsubscribe=One-Click",
+                        content_type="application/x-www-form-urlencoded"),
+            client.post(path, data={"List-Unsubscribe": "One-Click", "page": "1"}),
+            client.get(path),
+        ]
+    finally:
+        store.close()
+    assert suppressions(home) == []
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.get_data(as_text=True) == "test copy: nothing was changed\n"
+    # The reader's real link still works: only the test copy's is harmless.
+    send = cli(synced, "send", SLUG, "--yes")
+    assert send.returncode == 0, send.stdout + send.stderr
+    real = next((home / "var" / "outbox" / SLUG).glob(f"*-{READER}.eml"))
+    real_message = email.message_from_bytes(real.read_bytes(), policy=policy.default)
+    assert isinstance(real_message, EmailMessage)
+    assert links(real_message) != links(message)
+
+
+def test_test_copies_have_a_folder_of_their_own_and_the_command_says_where(
+    home: Path, synced: dict[str, str]  # noqa: F811
+) -> None:
+    stdout, files = send_test_copy(home, synced, "me@example.org", "you@example.org")
+    assert not (home / "var" / "outbox" / SLUG).exists()
+    assert [f.parent for f in files] == [home / "var" / "outbox" / "test-copies" / SLUG] * 2
+    for address in ("me@example.org", "you@example.org"):
+        path = next(f for f in files if f.name.endswith(f"-{address}.eml"))
+        assert f"{address}: sent to {path}" in stdout
+        assert email.message_from_bytes(path.read_bytes())["To"].endswith(f"<{address}>")
+    assert cli(synced, "send", SLUG, "--yes").returncode == 0
+    assert sorted(p.name.split("-", 1)[1] for p in (home / "var" / "outbox" / SLUG).iterdir()) \
+        == ["jean@example.com.eml", f"{READER}.eml"]
