@@ -16,8 +16,10 @@ import pytest
 from werkzeug.serving import make_server
 
 from clubjapon_ops import jobs
+from clubjapon_ops.contacts import Contact
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import open_store
+from clubjapon_ops.store.contacts import upsert_contacts
 from clubjapon_ops.web import create_app
 from tests.conftest import REPO, SAMPLE_CSV
 from tests.newsletter.conftest import SLUG
@@ -25,6 +27,7 @@ from tests.newsletter.conftest import SLUG
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LONG_ADDRESS = "marie-christine.delacroix-villeneuve@hokuto-automotive-france.example.com"
 BROWSER_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -84,6 +87,11 @@ def server(home: Path) -> Iterator[tuple[str, Settings]]:
     settings = load_settings(home, environ={"CLUBJAPON_CSV_PATH": str(SAMPLE_CSV)})
     store = open_store(settings.database_url)
     jobs.crm_sync(settings, store)
+    # A long but ordinary address: the contact <select> is as wide as its widest option, and
+    # on a machine whose fallback font is wider (no Noto CJK) the sample ones were enough.
+    with store.transaction() as conn:
+        upsert_contacts(conn, [Contact(email=LONG_ADDRESS, source="csv", first_name="Marie",
+                                       language="fr")])
     app = create_app(settings, lambda: store)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
