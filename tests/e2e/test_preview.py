@@ -20,7 +20,7 @@ from clubjapon_ops.contacts import Contact
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import open_store
 from clubjapon_ops.store.contacts import upsert_contacts
-from clubjapon_ops.web import create_app
+from clubjapon_ops.web import create_preview_app
 from tests.conftest import REPO, SAMPLE_CSV
 from tests.newsletter.conftest import SLUG
 
@@ -92,7 +92,7 @@ def server(home: Path) -> Iterator[tuple[str, Settings]]:
     with store.transaction() as conn:
         upsert_contacts(conn, [Contact(email=LONG_ADDRESS, source="csv", first_name="Marie",
                                        language="fr")])
-    app = create_app(settings, lambda: store)
+    app = create_preview_app(settings, lambda: store)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

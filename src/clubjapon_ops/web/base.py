@@ -1,0 +1,25 @@
+"""What both web apps share: settings, the store factory, the templates and request limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask
+
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+
+
+def base_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
+    """A Flask app over templates/web/ with the project's settings and store factory."""
+    app = Flask(
+        "clubjapon_ops.web",
+        template_folder=str(Path(settings.root) / "templates" / "web"),
+        static_folder=None,
+    )
+    app.config["CLUBJAPON_SETTINGS"] = settings
+    app.config["CLUBJAPON_STORE_FACTORY"] = store_factory
+    # Webhooks and forms are small; refuse anything large before reading it.
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    return app
