@@ -76,6 +76,7 @@ def preview(
 
 def _serve(app: App, host: str, port: int, edition: str) -> int:
     from clubjapon_ops.web import create_preview_app
+    from clubjapon_ops.web.serving import Limits, serve
 
     settings = app.settings
     if not is_loopback(host) and not settings.preview_password:
@@ -88,7 +89,8 @@ def _serve(app: App, host: str, port: int, edition: str) -> int:
                    "auth over plain HTTP shows the password to the network)", err=True)
     web = create_preview_app(settings, lambda: app.store)
     click.echo(f"Preview of {edition}: http://{host}:{port}/preview/{edition}  (Ctrl-C to stop)")
-    web.run(host=host, port=port, debug=False, use_reloader=False)
+    # waitress, as for 'web': Flask's development server logs every path, tokens included.
+    serve(web, host, port, Limits(threads=4, connection_limit=100), ident="clubjapon-ops preview")
     return EXIT_OK
 
 

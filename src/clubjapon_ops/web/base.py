@@ -9,6 +9,7 @@ from flask import Flask
 
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
+from clubjapon_ops.web.logsafe import redact_logger
 
 
 def base_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
@@ -22,4 +23,6 @@ def base_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     app.config["CLUBJAPON_STORE_FACTORY"] = store_factory
     # Webhooks and forms are small; refuse anything large before reading it.
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    # Flask logs the path of a request that fails: /unsubscribe/TOKEN must not reach a log.
+    redact_logger(app.logger.name)
     return app
