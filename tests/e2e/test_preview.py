@@ -145,6 +145,9 @@ def test_preview_in_headless_chromium(server: tuple[str, Settings], tmp_path: Pa
                     page = browser.new_page(viewport={"width": viewport, "height": 900})
                     errors: list[str] = []
                     page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                    # A CSP refusal (a style or script without the nonce) is a console error.
+                    page.on("console", lambda m, errors=errors: errors.append(m.text)
+                            if m.type == "error" else None)
                     response = page.goto(f"{base}/preview/{SLUG}?lang={lang}&width={width}")
                     assert response is not None and response.status == 200
                     page.wait_for_load_state("load")
@@ -166,5 +169,13 @@ def test_preview_in_headless_chromium(server: tuple[str, Settings], tmp_path: Pa
                             "document.documentElement.scrollWidth - window.innerWidth")
                         assert email_overflow <= 0, f"{lang}: email overflows by {email_overflow}px"
                     page.close()
+            # The contact switch is a script: under the CSP it runs only with the nonce.
+            page = browser.new_page()
+            page.goto(f"{base}/preview/{SLUG}?lang=fr")
+            with page.expect_navigation():
+                page.select_option("#contact", LONG_ADDRESS)
+            assert "contact=marie-christine.delacroix-villeneuve%40" in page.url
+            assert "Marie" in page.locator("#text").inner_text()
+            page.close()
         finally:
             browser.close()

@@ -13,13 +13,14 @@ from flask import Flask
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.web.base import base_app
+from clubjapon_ops.web.headers import PREVIEW_CSP, PUBLIC_CSP
 
 
 def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     """Build the public app; the store opens on first use so a page can load without it."""
     from clubjapon_ops.web import editions, events, health, unsubscribe
 
-    app = base_app(settings, store_factory)
+    app = base_app(settings, store_factory, PUBLIC_CSP)
     app.register_blueprint(unsubscribe.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(health.blueprint)
@@ -33,7 +34,7 @@ def create_preview_app(settings: Settings, store_factory: Callable[[], Store]) -
     from clubjapon_ops.web import preview
     from clubjapon_ops.web.auth import require_password
 
-    app = base_app(settings, store_factory)
+    app = base_app(settings, store_factory, PREVIEW_CSP)
     # Marketing edits templates while the page is open: always re-read them.
     app.config["TEMPLATES_AUTO_RELOAD"] = True
     require_password(app, settings.preview_password)

@@ -30,6 +30,7 @@ from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.contacts import contacts_by_language, find_contact
+from clubjapon_ops.web.headers import EMAIL_CSP
 
 blueprint = Blueprint("preview", __name__)
 WIDTHS = {"desktop": 640, "mobile": 375}
@@ -151,7 +152,8 @@ def unrenderable(exc: Unrenderable) -> Any:
 def _part(slug: str, html: bool) -> Response:
     _, message, _ = _message(slug)
     if html:
-        return Response(message.html, mimetype="text/html")
+        return Response(message.html, mimetype="text/html",
+                        headers={"Content-Security-Policy": EMAIL_CSP})
     return Response(message.text, mimetype="text/plain")
 
 
