@@ -7,18 +7,20 @@ unpublished editions: it runs under ``preview --serve``, on loopback or behind a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:  # Flask loads only when an app is built, not for every CLI command
+    from flask import Flask
 
-from clubjapon_ops.settings import Settings
-from clubjapon_ops.store import Store
-from clubjapon_ops.web.base import base_app
-from clubjapon_ops.web.headers import PREVIEW_CSP, PUBLIC_CSP
+    from clubjapon_ops.settings import Settings
+    from clubjapon_ops.store import Store
 
 
 def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     """Build the public app; the store opens on first use so a page can load without it."""
     from clubjapon_ops.web import editions, events, health, unsubscribe
+    from clubjapon_ops.web.base import base_app
+    from clubjapon_ops.web.headers import PUBLIC_CSP
 
     app = base_app(settings, store_factory, PUBLIC_CSP)
     app.register_blueprint(unsubscribe.blueprint)
@@ -33,6 +35,8 @@ def create_preview_app(settings: Settings, store_factory: Callable[[], Store]) -
     """Build the preview app, behind basic auth when CLUBJAPON_PREVIEW_PASSWORD is set."""
     from clubjapon_ops.web import preview
     from clubjapon_ops.web.auth import require_password
+    from clubjapon_ops.web.base import base_app
+    from clubjapon_ops.web.headers import PREVIEW_CSP
 
     app = base_app(settings, store_factory, PREVIEW_CSP)
     # Marketing edits templates while the page is open: always re-read them.

@@ -9,10 +9,12 @@ higher limit, a short timeout, and a reverse proxy that buffers (deploy/nginx.co
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from clubjapon_ops.web.logsafe import redact_logger
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 MAX_BODY = 2 * 1024 * 1024  # Flask refuses over 1 MB with its own 413; this bounds the buffer
 
