@@ -79,3 +79,26 @@ def test_the_payload_is_shown_and_never_run(sites: tuple[str, str]) -> None:
                 page.close()
         finally:
             browser.close()
+
+
+def test_the_unsubscribe_page_works_under_its_policy(sites: tuple[str, str]) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    _, public = sites
+    token = TokenSigner(SECRET).make(SLUG, "camille.dubois@hokuto.example.com", "fr")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{public}/unsubscribe/{token}")
+            button = page.locator("#confirm")
+            # The stylesheet applied: it is allowed by this request's nonce.
+            assert button.evaluate("b => getComputedStyle(b).backgroundColor") == \
+                "rgb(179, 40, 61)"
+            with page.expect_navigation():
+                button.click()  # form-action 'self'
+            assert "ne recevra plus nos messages" in page.locator("#done").inner_text()
+            assert errors == []
+        finally:
+            browser.close()

@@ -25,7 +25,8 @@ from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 @click.option("--check", is_flag=True, help="Lint every language instead; exit 1 on any error.")
 @click.option("--serve", is_flag=True, help="Serve the preview page for marketing.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to serve on (another than loopback only when you mean it).")
+              help="Address to serve on; beyond loopback only with CLUBJAPON_PREVIEW_PASSWORD "
+                   "set, behind a TLS proxy (docs/deploy.md).")
 @click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_obj
 def preview(
