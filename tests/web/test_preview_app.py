@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from clubjapon_ops.web.preview import relative
 from tests.web.conftest import SLUG, STORED, assert_no_absolute_path
 
 PARTS = ("", "/email.html", "/email.txt")
@@ -56,3 +57,16 @@ def test_a_broken_template_names_it_with_a_relative_path(
     assert answer.status_code == 500
     assert "templates/newsletter/email.html.j2" in body
     assert_no_absolute_path(body, home)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("ROOT/config/editions/x.yaml:3: number: Field required",
+     "config/editions/x.yaml:3: number: Field required"),
+    ("no edition 'x' in ROOT/config/editions (editions: a, b)",
+     "no edition 'x' in config/editions (editions: a, b)"),
+    ("/usr/lib/python3/site-packages/jinja2/x.py:12: boom", "x.py:12: boom"),
+    ("see https://example.org/a/b/c", "see https://example.org/a/b/c"),
+])
+def test_messages_lose_their_absolute_paths(home: Path, text: str, shown: str) -> None:
+    assert relative(text.replace("ROOT", str(home)), home) == shown
+    assert relative("/etc/x/y.yaml: bad", Path("/")) == "y.yaml: bad"

@@ -49,7 +49,8 @@ class Unrenderable(Exception):
 
 def relative(text: str, root: Path) -> str:
     """The text with paths under the project root made relative, and no other absolute path."""
-    text = text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
+    if root != Path(root.anchor):  # a project at / has nothing to cut
+        text = text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
     return _ABSOLUTE_PATH.sub("", text)
 
 
