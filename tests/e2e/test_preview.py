@@ -13,7 +13,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+from waitress.server import create_server
 
 from clubjapon_ops import jobs
 from clubjapon_ops.contacts import Contact
@@ -93,11 +93,12 @@ def server(home: Path) -> Iterator[tuple[str, Settings]]:
         upsert_contacts(conn, [Contact(email=LONG_ADDRESS, source="csv", first_name="Marie",
                                        language="fr")])
     app = create_preview_app(settings, lambda: store)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # waitress, as 'preview --serve' runs it.
+    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=httpd.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", settings
-    httpd.shutdown()
+    yield f"http://127.0.0.1:{httpd.effective_port}", settings
+    httpd.close()
     store.close()
 
 
