@@ -261,6 +261,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("hubspot_subscription_id", "HUBSPOT_SUBSCRIPTION_ID", _digits, "",
          "a HubSpot subscription type id (digits)",
          "the email subscription type that write-back unsubscribes addresses from"),
+    Spec("preview_password", "CLUBJAPON_PREVIEW_PASSWORD", _optional, "",
+         "a long random string",
+         "basic-auth password of 'preview --serve' (any user name); required to serve it on "
+         "an address other than loopback, and then only behind a TLS proxy", secret=True),
 )
 
 SPEC_BY_ENV = {s.env: s for s in SPECS}
@@ -308,6 +312,7 @@ class Settings:
     sendgrid_webhook_public_key: str | None
     soft_bounce_limit: int
     hubspot_subscription_id: str | None
+    preview_password: str | None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:

@@ -13,18 +13,21 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+from waitress.server import create_server
 
 from clubjapon_ops import jobs
+from clubjapon_ops.contacts import Contact
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import open_store
-from clubjapon_ops.web import create_app
+from clubjapon_ops.store.contacts import upsert_contacts
+from clubjapon_ops.web import create_preview_app
 from tests.conftest import REPO, SAMPLE_CSV
 from tests.newsletter.conftest import SLUG
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LONG_ADDRESS = "marie-christine.delacroix-villeneuve@hokuto-automotive-france.example.com"
 BROWSER_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -84,12 +87,18 @@ def server(home: Path) -> Iterator[tuple[str, Settings]]:
     settings = load_settings(home, environ={"CLUBJAPON_CSV_PATH": str(SAMPLE_CSV)})
     store = open_store(settings.database_url)
     jobs.crm_sync(settings, store)
-    app = create_app(settings, lambda: store)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A long but ordinary address: the contact <select> is as wide as its widest option, and
+    # on a machine whose fallback font is wider (no Noto CJK) the sample ones were enough.
+    with store.transaction() as conn:
+        upsert_contacts(conn, [Contact(email=LONG_ADDRESS, source="csv", first_name="Marie",
+                                       language="fr")])
+    app = create_preview_app(settings, lambda: store)
+    # waitress, as 'preview --serve' runs it.
+    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=httpd.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", settings
-    httpd.shutdown()
+    yield f"http://127.0.0.1:{httpd.effective_port}", settings
+    httpd.close()
     store.close()
 
 
@@ -137,6 +146,9 @@ def test_preview_in_headless_chromium(server: tuple[str, Settings], tmp_path: Pa
                     page = browser.new_page(viewport={"width": viewport, "height": 900})
                     errors: list[str] = []
                     page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                    # A CSP refusal (a style or script without the nonce) is a console error.
+                    page.on("console", lambda m, errors=errors: errors.append(m.text)
+                            if m.type == "error" else None)
                     response = page.goto(f"{base}/preview/{SLUG}?lang={lang}&width={width}")
                     assert response is not None and response.status == 200
                     page.wait_for_load_state("load")
@@ -158,5 +170,13 @@ def test_preview_in_headless_chromium(server: tuple[str, Settings], tmp_path: Pa
                             "document.documentElement.scrollWidth - window.innerWidth")
                         assert email_overflow <= 0, f"{lang}: email overflows by {email_overflow}px"
                     page.close()
+            # The contact switch is a script: under the CSP it runs only with the nonce.
+            page = browser.new_page()
+            page.goto(f"{base}/preview/{SLUG}?lang=fr")
+            with page.expect_navigation():
+                page.select_option("#contact", LONG_ADDRESS)
+            assert "contact=marie-christine.delacroix-villeneuve%40" in page.url
+            assert "Marie" in page.locator("#text").inner_text()
+            page.close()
         finally:
             browser.close()

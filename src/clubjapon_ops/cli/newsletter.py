@@ -10,6 +10,7 @@ import click
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
 from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import LANGS
 from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 
@@ -24,7 +25,8 @@ from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 @click.option("--check", is_flag=True, help="Lint every language instead; exit 1 on any error.")
 @click.option("--serve", is_flag=True, help="Serve the preview page for marketing.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to serve on (another than loopback only when you mean it).")
+              help="Address to serve on; beyond loopback only with CLUBJAPON_PREVIEW_PASSWORD "
+                   "set, behind a TLS proxy (docs/deploy.md).")
 @click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_obj
 def preview(
@@ -74,15 +76,28 @@ def preview(
 
 
 def _serve(app: App, host: str, port: int, edition: str) -> int:
-    from clubjapon_ops.web import create_app
+    from clubjapon_ops.web import create_preview_app
+    from clubjapon_ops.web.serving import Limits, serve
 
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        click.echo(f"warning: serving on {host}: whoever reaches it sees the preview", err=True)
-    web = create_app(app.settings, lambda: app.store)
+    settings = app.settings
+    if not is_loopback(host) and not settings.preview_password:
+        # The preview lists stored contacts and unpublished editions: never open to all.
+        raise ConfigError(
+            f"--host {host} is not loopback: set CLUBJAPON_PREVIEW_PASSWORD (basic auth) and "
+            "put a TLS proxy in front, or serve on 127.0.0.1")
+    if not is_loopback(host):
+        click.echo(f"serving on {host} behind a password: put a TLS proxy in front (basic "
+                   "auth over plain HTTP shows the password to the network)", err=True)
+    web = create_preview_app(settings, lambda: app.store)
     click.echo(f"Preview of {edition}: http://{host}:{port}/preview/{edition}  (Ctrl-C to stop)")
-    web.run(host=host, port=port, debug=False, use_reloader=False)
+    # waitress, as for 'web': Flask's development server logs every path, tokens included.
+    serve(web, host, port, Limits(threads=4, connection_limit=100), ident="clubjapon-ops preview")
     return EXIT_OK
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or localhost): only this machine reaches it."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

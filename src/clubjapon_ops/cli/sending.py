@@ -26,6 +26,7 @@ from clubjapon_ops.settings import check_web_settings
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression, find_contact
 from clubjapon_ops.store.runs import last_success
+from clubjapon_ops.web.serving import Limits
 
 EXIT_PARTIAL = 3
 log = logging.getLogger(__name__)
@@ -273,24 +274,31 @@ def unsubscribe(app: App, email: str, reason: str) -> int:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=Limits.threads, show_default=True,
+              type=click.IntRange(1, 64), help="Requests handled at once.")
+@click.option("--connection-limit", default=Limits.connection_limit, show_default=True,
+              type=click.IntRange(1, 10_000), help="Open connections, idle ones included.")
+@click.option("--channel-timeout", default=Limits.channel_timeout, show_default=True,
+              type=click.IntRange(1, 3600), help="Seconds before a silent connection is closed.")
 @click.pass_obj
-def web(app: App, host: str, port: int, threads: int) -> int:
-    """Serve the web app: unsubscribe pages (one-click) and the preview.
+def web(app: App, host: str, port: int, threads: int, connection_limit: int,
+        channel_timeout: int) -> int:
+    """Serve the public web app: unsubscribe pages (one-click), provider webhooks, /healthz.
 
-    Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL.
+    Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL (deploy/nginx.conf).
+    The preview is not served here: see 'preview --serve'.
 
     \b
     Example:
       clubjapon-ops web --host 127.0.0.1 --port 8025
     """
-    from waitress import serve
-
     from clubjapon_ops.web import create_app
+    from clubjapon_ops.web.serving import serve
 
     check_web_settings(app.settings)
     application = create_app(app.settings, lambda: app.store)
     app.store  # noqa: B018 - open and migrate before the first request, not during it
     click.echo(f"Serving on http://{host}:{port} (public URL {app.settings.public_url})")
-    serve(application, host=host, port=port, threads=threads, ident="clubjapon-ops")
+    serve(application, host, port, Limits(threads=threads, connection_limit=connection_limit,
+                                          channel_timeout=channel_timeout), ident="clubjapon-ops")
     return EXIT_OK

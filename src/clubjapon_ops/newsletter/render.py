@@ -172,6 +172,21 @@ def _ordinal_en(n: int) -> str:
     return f"{n}{suffix}"
 
 
+def _environment(templates_dir: Path, *, autoescape: bool) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(templates_dir),
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=True,
+    )
+    env.filters["wrap"] = wrap
+    env.filters["heading"] = lambda s: f"{s}\n{'=' * min(72, display_width(s))}"
+    return env
+
+
 class Renderer:
     """Jinja2 environment and css-inline, configured once for the templates folder."""
 
@@ -179,17 +194,10 @@ class Renderer:
         self.templates_dir = templates_dir
         self.public_url = public_url
         self.mail_from_address = mail_from_address
-        self.env = Environment(
-            loader=FileSystemLoader(templates_dir),
-            autoescape=lambda name: bool(name and name.endswith((".html.j2", ".html"))),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            auto_reload=True,
-        )
-        self.env.filters["wrap"] = wrap
-        self.env.filters["heading"] = lambda s: f"{s}\n{'=' * min(72, display_width(s))}"
+        # Two environments rather than one choosing by file name: the HTML part escapes
+        # every value whatever its template is called; the text part is not HTML.
+        self.env = _environment(templates_dir, autoescape=True)
+        self.text_env = _environment(templates_dir, autoescape=False)
         self.strings = load_strings(templates_dir)
         self.inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
@@ -226,7 +234,7 @@ class Renderer:
         ctx = self.context(edition, lang)
         try:
             html = self.env.get_template(HTML_TEMPLATE).render(ctx)
-            text = self.env.get_template(TEXT_TEMPLATE).render(ctx)
+            text = self.text_env.get_template(TEXT_TEMPLATE).render(ctx)
         except TemplateError as exc:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
         inlined = self.inliner.inline(html)

@@ -1,32 +1,46 @@
-"""The small web app: the marketing preview, the unsubscribe pages and provider webhooks."""
+"""The two web apps: the public one (unsubscribe, webhooks, health) and the marketing preview.
+
+Only :func:`create_app` may face the internet. The preview lists stored contacts and
+unpublished editions: it runs under ``preview --serve``, on loopback or behind a password.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:  # Flask loads only when an app is built, not for every CLI command
+    from flask import Flask
 
-from clubjapon_ops.settings import Settings
-from clubjapon_ops.store import Store
+    from clubjapon_ops.settings import Settings
+    from clubjapon_ops.store import Store
 
 
 def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
-    """Build the Flask app; the store opens on first use so a page can load without it."""
-    from clubjapon_ops.web import events, preview, unsubscribe
+    """Build the public app; the store opens on first use so a page can load without it."""
+    from clubjapon_ops.web import editions, events, health, unsubscribe
+    from clubjapon_ops.web.base import base_app
+    from clubjapon_ops.web.headers import PUBLIC_CSP
 
-    app = Flask(
-        __name__,
-        template_folder=str(Path(settings.root) / "templates" / "web"),
-        static_folder=None,
-    )
-    app.config["CLUBJAPON_SETTINGS"] = settings
-    app.config["CLUBJAPON_STORE_FACTORY"] = store_factory
-    # Marketing edits templates while the page is open: always re-read them.
-    app.config["TEMPLATES_AUTO_RELOAD"] = True
-    app.register_blueprint(preview.blueprint)
+    app = base_app(settings, store_factory, PUBLIC_CSP)
     app.register_blueprint(unsubscribe.blueprint)
     app.register_blueprint(events.blueprint)
-    # Webhooks and forms are small; refuse anything large before reading it.
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.register_blueprint(health.blueprint)
+    # The public edition pages (the editions issue) go in this blueprint, and only there.
+    app.register_blueprint(editions.blueprint)
+    return app
+
+
+def create_preview_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
+    """Build the preview app, behind basic auth when CLUBJAPON_PREVIEW_PASSWORD is set."""
+    from clubjapon_ops.web import preview
+    from clubjapon_ops.web.auth import require_password
+    from clubjapon_ops.web.base import base_app
+    from clubjapon_ops.web.headers import PREVIEW_CSP
+
+    app = base_app(settings, store_factory, PREVIEW_CSP)
+    # Marketing edits templates while the page is open: always re-read them.
+    app.config["TEMPLATES_AUTO_RELOAD"] = True
+    require_password(app, settings.preview_password)
+    app.register_blueprint(preview.blueprint)
     return app

@@ -1,7 +1,13 @@
-"""Preview pages: the edition as a recipient sees it, per language and contact, with lint."""
+"""Preview pages: the edition as a recipient sees it, per language and contact, with lint.
+
+Marketing only: these pages list stored contacts and unpublished editions (see create_app).
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -24,9 +30,28 @@ from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.contacts import contacts_by_language, find_contact
+from clubjapon_ops.web.headers import EMAIL_CSP
 
 blueprint = Blueprint("preview", __name__)
 WIDTHS = {"desktop": 640, "mobile": 375}
+# An absolute path left in a message once the project root is cut: kept to its file name.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"<>]+/)+")
+
+
+class Unrenderable(Exception):
+    """The edition cannot be shown: 404 (no such edition) or 500 (it is broken)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def relative(text: str, root: Path) -> str:
+    """The text with paths under the project root made relative, and no other absolute path."""
+    if root != Path(root.anchor):  # a project at / has nothing to cut
+        text = text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
+    return _ABSOLUTE_PATH.sub("", text)
 
 
 def _settings() -> Settings:
@@ -57,12 +82,25 @@ def _contact(email: str | None, lang: str) -> Contact:
     return SAMPLE_CONTACTS[lang]
 
 
+def _newsletter(slug: str) -> Newsletter:
+    # Re-read the edition and templates on every request: marketing sees edits on reload.
+    root = _settings().root
+    try:
+        return load_newsletter(_settings(), slug)
+    except ConfigError as exc:
+        # A file of that name exists: it is broken, and marketing must see why. Otherwise
+        # there is no such edition, whatever find_edition says of the name.
+        status = 500 if slug in list_editions(root) else 404
+        raise Unrenderable(status, relative(str(exc), root)) from None
+    except OSError:
+        raise Unrenderable(404, "no edition of that name") from None  # e.g. a name too long
+
+
 def _message(slug: str) -> tuple[Newsletter, PersonalMessage, str]:
     lang = request.args.get("lang", "fr")
     if lang not in LANGS:
         abort(400, f"unknown language {lang!r}")
-    # Re-read the edition and templates on every request: marketing sees edits on reload.
-    newsletter = load_newsletter(_settings(), slug)
+    newsletter = _newsletter(slug)
     contact = _contact(request.args.get("contact"), lang)
     # Preview in the language asked for, whatever the contact's own preference.
     shown = Contact(**{**vars(contact), "language": lang}) if contact.language != lang else contact
@@ -84,10 +122,7 @@ def page(slug: str) -> Any:
     width = request.args.get("width", "desktop")
     if width not in WIDTHS:
         width = "desktop"
-    try:
-        newsletter, message, lang = _message(slug)
-    except ConfigError as exc:
-        return render_template("preview.html.j2", error=str(exc), slug=slug), 500
+    newsletter, message, lang = _message(slug)
     problems = lint_messages({message.lang: message})
     params = {"lang": lang, "contact": message.email}
     return render_template(
@@ -108,13 +143,18 @@ def page(slug: str) -> Any:
     )
 
 
+@blueprint.app_errorhandler(Unrenderable)
+def unrenderable(exc: Unrenderable) -> Any:
+    """Say why the edition cannot be shown, with no absolute path."""
+    slug = request.view_args.get("slug", "") if request.view_args else ""
+    return render_template("preview.html.j2", error=exc.message, slug=slug), exc.status
+
+
 def _part(slug: str, html: bool) -> Response:
-    try:
-        _, message, _ = _message(slug)
-    except ConfigError as exc:
-        abort(500, str(exc))
+    _, message, _ = _message(slug)
     if html:
-        return Response(message.html, mimetype="text/html")
+        return Response(message.html, mimetype="text/html",
+                        headers={"Content-Security-Policy": EMAIL_CSP})
     return Response(message.text, mimetype="text/plain")
 
 

@@ -1,0 +1,38 @@
+"""What both web apps share: settings, the store factory, the templates and request limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask
+
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+from clubjapon_ops.web import headers
+from clubjapon_ops.web.logsafe import redact_logger
+
+
+class WebApp(Flask):
+    """Flask, escaping in every template (Flask's default escapes only *.html, *.xml...)."""
+
+    def select_jinja_autoescape(self, filename: str | None) -> bool:
+        """Escape whatever the template is called: ours end in .html.j2."""
+        return True
+
+
+def base_app(settings: Settings, store_factory: Callable[[], Store], csp: str) -> Flask:
+    """A Flask app over templates/web/ with the project's settings, store factory and CSP."""
+    app = WebApp(
+        "clubjapon_ops.web",
+        template_folder=str(Path(settings.root) / "templates" / "web"),
+        static_folder=None,
+    )
+    app.config["CLUBJAPON_SETTINGS"] = settings
+    app.config["CLUBJAPON_STORE_FACTORY"] = store_factory
+    # Webhooks and forms are small; refuse anything large before reading it.
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    # Flask logs the path of a request that fails: /unsubscribe/TOKEN must not reach a log.
+    redact_logger(app.logger.name)
+    headers.install(app, csp)
+    return app

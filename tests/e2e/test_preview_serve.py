@@ -1,0 +1,138 @@
+"""`preview --serve` as marketing runs it: a real server on 127.0.0.1 in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from clubjapon_ops.delivery.tokens import TokenSigner
+from tests.conftest import REPO, SAMPLE_CSV
+from tests.newsletter.conftest import SLUG
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "serve-test-secret-3c9e1b7d5f2a4c6e8a0b"
+BREVO_SECRET = "brevo-hook-secret-9d2f4b6a8c0e1f3a"
+PASSWORD = "preview-password-7e5c3a1f9b2d4e6f"
+STORED = "haruto.sato@hokuto.example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def environment(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUBJAPON_")}
+    env.update({"CLUBJAPON_HOME": str(home), "CLUBJAPON_CSV_PATH": str(SAMPLE_CSV),
+                "CLUBJAPON_SECRET": SECRET, "BREVO_WEBHOOK_SECRET": BREVO_SECRET, **extra})
+    return env
+
+
+@dataclass
+class Server:
+    """A running `clubjapon-ops` server and what it printed once stopped."""
+
+    process: subprocess.Popen[str]
+    base: str
+
+    def stop(self) -> str:
+        """Stop it as Ctrl-C would; return everything it wrote."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            out, err = self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+        return out + err
+
+
+def start(home: Path, *args: str, **env: str) -> Server:
+    """Start `clubjapon-ops ARGS --port P` and wait until it accepts connections."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clubjapon_ops", "--log-json", *args, "--port", str(port)],
+        env=environment(home, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return Server(process, f"http://127.0.0.1:{port}")
+        except OSError:
+            time.sleep(0.05)
+    output = Server(process, "").stop()
+    raise AssertionError(f"the server did not start: {output}")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    env = environment(tmp_path)
+    subprocess.run([sys.executable, "-m", "clubjapon_ops", "-q", "sync"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    return tmp_path
+
+
+@pytest.fixture
+def served(home: Path) -> Iterator[Server]:
+    server = start(home, "preview", SLUG, "--serve")
+    yield server
+    server.stop()
+
+
+def test_serving_beyond_loopback_without_a_password_exits_2(home: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: nothing is ever bound to it.
+    result = subprocess.run(
+        [sys.executable, "-m", "clubjapon_ops", "preview", SLUG, "--serve", "--host",
+         "192.0.2.1", "--port", str(free_port())],
+        env=environment(home), capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "CLUBJAPON_PREVIEW_PASSWORD" in result.stderr
+
+
+def test_with_a_password_every_page_asks_for_it(home: Path) -> None:
+    server = start(home, "preview", SLUG, "--serve", CLUBJAPON_PREVIEW_PASSWORD=PASSWORD)
+    try:
+        for path in ("/", f"/preview/{SLUG}", f"/preview/{SLUG}/email.html",
+                     f"/preview/{SLUG}/email.txt", "/preview/nowhere"):
+            bare = requests.get(server.base + path, timeout=10, allow_redirects=False)
+            assert bare.status_code == 401, path
+            assert bare.headers["WWW-Authenticate"].startswith("Basic ")
+            assert STORED not in bare.text
+            wrong = requests.get(server.base + path, auth=("marketing", PASSWORD[:-1]),
+                                 timeout=10, allow_redirects=False)
+            assert wrong.status_code == 401, path
+        page = requests.get(f"{server.base}/preview/{SLUG}?lang=ja", auth=("marketing", PASSWORD),
+                            timeout=10)
+        assert page.status_code == 200 and STORED in page.text
+    finally:
+        output = server.stop()
+    assert PASSWORD not in output
+
+
+def test_the_server_logs_no_token_secret_or_address(served: Server) -> None:
+    token = TokenSigner(SECRET).make(SLUG, STORED, "ja")
+    requests.post(f"{served.base}/events/brevo/{BREVO_SECRET}", json={}, timeout=10)
+    requests.get(f"{served.base}/unsubscribe/{token}", timeout=10)
+    requests.post(f"{served.base}/unsubscribe/{token}", timeout=10)
+    page = requests.get(f"{served.base}/preview/{SLUG}?lang=ja&contact={STORED}", timeout=10)
+    assert page.status_code == 200
+    output = served.stop()
+    assert token not in output and token[:16] not in output
+    assert BREVO_SECRET not in output and STORED not in output
