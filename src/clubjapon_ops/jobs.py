@@ -36,6 +36,7 @@ from clubjapon_ops.store.contacts import (
     seen_since,
     upsert_contacts,
 )
+from clubjapon_ops.store.lock import send_lock
 from clubjapon_ops.store.pushes import pending_pushes
 from clubjapon_ops.store.runs import (
     abandon_dead_runs,
@@ -420,4 +421,7 @@ def send_campaign(
         finally:
             transport.close()
 
-    return run_recorded(store, "send_campaign", trigger, work)
+    # One sender per edition on SQLite, taken before the run is recorded: a send refused
+    # because another is running did nothing, and is not a failed run of that edition.
+    with send_lock(store, edition):
+        return run_recorded(store, "send_campaign", trigger, work)

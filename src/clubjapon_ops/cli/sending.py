@@ -14,12 +14,12 @@ from typing import Any
 import click
 
 from clubjapon_ops import jobs
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, cli
 from clubjapon_ops.contacts import Contact, normalise_email
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import SendReport
 from clubjapon_ops.delivery.transports import Outgoing, make_transport
-from clubjapon_ops.errors import InvalidContact, StopRun
+from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
 from clubjapon_ops.newsletter.content import LANGS
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.store import deliveries as ledger
@@ -176,7 +176,7 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     the queue empty takes over the rows of a worker that died. SQLite refuses --worker.
     \b
     Exit codes: 0 all sent, 3 some failed, need a retry or are unknown (or the send paused),
-    1 the send could not run.
+    1 the send could not run, 2 another send of EDITION is running (SQLite).
     """
     settings = app.settings
     if worker:
@@ -207,6 +207,10 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
                 options=jobs.SendOptions(limit=limit, resend_unknown=resend_unknown, force=True,
                                          worker=worker),
             )
+        except AlreadyRunning as exc:
+            # Not a failure of this send: it did nothing, and will go on once the other ends.
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_USAGE
         finally:
             close()
     _print_summary(report)

@@ -369,12 +369,12 @@ class CampaignSender:
         hot: ledger.LaneLedger,
     ) -> None:
         if pending:
-            hot.record([p[0] for p in pending])
+            _check_recorded(hot.record([p[0] for p in pending]), len(pending))
             self._suppress(conn, [p[1] for p in pending], [p[2] for p in pending])
 
     def _apply(self, conn: Connection, outcomes: Sequence[ledger.Outcome],
                results: Sequence[Result], rows: Sequence[ledger.Claimed]) -> None:
-        ledger.record(conn, outcomes)
+        _check_recorded(ledger.record(conn, outcomes), len(outcomes))
         self._suppress(conn, results, rows)
 
     def _suppress(self, conn: Connection, results: Sequence[Result],
@@ -384,3 +384,10 @@ class CampaignSender:
         for result in results:
             if result.suppress:
                 add_suppression(conn, emails[result.id], result.suppress, "bounce")
+
+
+def _check_recorded(written: int, answers: int) -> None:
+    """Say so when answers found their rows settled by another sender (lease run out)."""
+    if written < answers:
+        log.warning("answers not recorded: their rows were settled by another sender",
+                    extra={"not_recorded": answers - written})
