@@ -108,10 +108,17 @@ def plan_summary(conn: Connection, edition: str) -> dict[str, Any]:
     archived = conn.execute(
         select(func.count()).select_from(contacts).where(contacts.c.archived_at.is_not(None))
     ).scalar_one()
+    # A retry row goes out only once due: until then it waits, and is not "to send now".
+    waiting = conn.execute(
+        select(func.count()).select_from(deliveries)
+        .where(deliveries.c.edition == edition, _in_state(RETRY), ~_due(utcnow()))
+    ).scalar_one()
     return {
         "new_by_language": new_by_lang,
-        "to_send": sum(new_by_lang.values()) + ledger.get(PENDING, 0) + ledger.get(RETRY, 0),
+        "to_send": (sum(new_by_lang.values()) + ledger.get(PENDING, 0)
+                    + ledger.get(RETRY, 0) - waiting),
         "excluded": {
+            "waiting for a retry (not due yet)": waiting,
             "opted out": opted_out,
             "suppressed": suppressed,
             "archived": archived,
@@ -331,13 +338,13 @@ def _take(
     return taken
 
 
-def earliest_retry(conn: Connection, edition: str) -> datetime | None:
-    """When the next 'retry' row becomes due, if any."""
-    value = conn.execute(
-        select(func.min(deliveries.c.next_attempt_at))
+def retry_window(conn: Connection, edition: str) -> tuple[int, datetime | None]:
+    """How many rows wait in 'retry', and when the last of them becomes due."""
+    count, last = conn.execute(
+        select(func.count(), func.max(deliveries.c.next_attempt_at))
         .where(deliveries.c.edition == edition, _in_state(RETRY))
-    ).scalar()
-    return value if isinstance(value, datetime) or value is None else None
+    ).one()
+    return int(count), last if isinstance(last, datetime) else None
 
 
 def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datetime) -> None:

@@ -1,0 +1,77 @@
+"""What `send` says and exits with when work is left: rows waiting for a retry (3), a send
+stopped by Ctrl-C (130). The CLI as a subprocess, a real SQLite ledger, aiosmtpd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.delivery.conftest import SLUG, home, write_contacts  # noqa: F401
+from tests.e2e.test_send_smtp import cli, env_for, ledger
+from tests.fakes.smtp_server import Behaviour, smtp_server
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_rerun_while_rows_wait_for_their_retry_exits_3_and_says_until_when(
+    home: Path,  # noqa: F811
+) -> None:
+    emails = [f"reader{i}@example.com" for i in range(20)]
+    emails += [f"greylist{i}@example.com" for i in range(5)]
+    write_contacts(home / "contacts.csv", emails)
+    # Greylisted for longer than the run's own attempts: those rows end the run in 'retry'.
+    with smtp_server(Behaviour(tempfail_times={"greylist": 100})) as (port, server):
+        env = env_for(home, port, CLUBJAPON_SEND_ATTEMPTS="2")
+        assert cli(env, "sync").returncode == 0
+        first = cli(env, "send", SLUG, "--yes")
+        assert first.returncode == 3, first.stdout + first.stderr
+        rerun = cli(env, "send", SLUG, "--yes")
+        finished = datetime.now(UTC)
+    out = rerun.stdout + rerun.stderr
+    assert list(ledger(home).values()).count("retry") == 5
+    assert sum(server.counts.values()) == 20  # nothing went out twice, nor during the rerun
+    # Nothing to send now: the plan does not claim otherwise, and the rerun is not a success.
+    assert "to send now: 0" in rerun.stdout, out
+    assert "sent 0," in rerun.stdout, out
+    assert rerun.returncode == 3, out
+    waiting = re.search(r"5 message\(s\) waiting for a retry until (\d\d:\d\d:\d\d) UTC", out)
+    assert waiting, out
+    # Five minutes after the first run's answers (RETRY_DELAY), on the clock of this machine.
+    due = datetime.combine(finished.date(), datetime.strptime(waiting[1], "%H:%M:%S").time(),
+                           UTC)
+    assert timedelta(minutes=4) < due - finished <= timedelta(minutes=5), (due, finished)
+    with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as db:
+        statuses = [s for (s,) in db.execute(
+            "SELECT status FROM job_runs WHERE job = 'send_campaign' ORDER BY id")]
+    assert statuses == ["partial", "partial"]  # the rerun is recorded as not done either
+
+
+def test_an_interrupted_send_exits_130(home: Path) -> None:  # noqa: F811
+    emails = [f"reader{i}@example.com" for i in range(400)]
+    write_contacts(home / "contacts.csv", emails)
+    with smtp_server(Behaviour(data_delay=0.01)) as (port, server):
+        env = env_for(home, port, SMTP_CONNECTIONS="1")
+        assert cli(env, "sync").returncode == 0
+        proc = subprocess.Popen([sys.executable, "-m", "clubjapon_ops", "send", SLUG, "--yes"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 30
+        while sum(server.counts.values()) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        sent = sum(server.counts.values())
+    assert proc.returncode == 130, out + err
+    assert 20 <= sent < 400, "the send should have stopped mid-way"
+    assert "interrupted: run the same command again to go on" in out
+    rows = ledger(home)
+    assert list(rows.values()).count("sent") == sent  # the ledger stands for what went out
