@@ -22,6 +22,7 @@ from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import make_transport
+from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
@@ -416,6 +417,9 @@ def send_campaign(
                                     error_budget=settings.error_budget, stop=stop,
                                     progress=progress, worker=options.worker,
                                     commit_every=settings.send_commit_every)
+            if isinstance(transport, Reachable):
+                # One session before planning: a wrong host or port stops here, at once.
+                transport.check()
             report = sender.prepare(resend_unknown=options.resend_unknown)
             return sender.run(report, limit=options.limit)
         finally:

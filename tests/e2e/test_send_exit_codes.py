@@ -17,7 +17,7 @@ import pytest
 
 from tests.delivery.conftest import SLUG, home, write_contacts  # noqa: F401
 from tests.e2e.test_send_smtp import cli, env_for, ledger
-from tests.fakes.smtp_server import Behaviour, smtp_server
+from tests.fakes.smtp_server import Behaviour, free_port, smtp_server
 
 pytestmark = pytest.mark.e2e
 
@@ -75,3 +75,30 @@ def test_an_interrupted_send_exits_130(home: Path) -> None:  # noqa: F811
     assert "interrupted: run the same command again to go on" in out
     rows = ledger(home)
     assert list(rows.values()).count("sent") == sent  # the ledger stands for what went out
+
+
+def test_nothing_listening_on_smtp_stops_at_once_naming_host_port_and_settings(
+    home: Path,  # noqa: F811
+) -> None:
+    write_contacts(home / "contacts.csv", [f"reader{i}@example.com" for i in range(40)])
+    port = free_port()  # nobody listens there
+    # The default retry wait: what an operator who mistyped SMTP_PORT would wait through.
+    env = env_for(home, port, CLUBJAPON_SEND_RETRY_WAIT="2")
+    assert cli(env, "sync").returncode == 0
+    started = time.monotonic()
+    try:
+        result = subprocess.run([sys.executable, "-m", "clubjapon_ops", "send", SLUG, "--yes"],
+                                env=env, capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still sending after 20 s: each message retries a connection nobody takes")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert elapsed < 5, elapsed  # Python's start-up and the plan's summary included
+    assert f"127.0.0.1:{port}" in result.stderr, result.stderr
+    assert "SMTP_HOST" in result.stderr and "SMTP_PORT" in result.stderr, result.stderr
+    assert "refused" in result.stderr.lower(), result.stderr
+    with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)  # nothing planned
+        runs = db.execute(
+            "SELECT status, error FROM job_runs WHERE job = 'send_campaign'").fetchall()
+    assert len(runs) == 1 and runs[0][0] == "failed" and f"127.0.0.1:{port}" in runs[0][1]
