@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from clubjapon_ops.store import open_store
+from clubjapon_ops.store.lock import send_lock
 from tests.delivery.conftest import SLUG, home, write_contacts  # noqa: F401
 from tests.e2e.test_send_smtp import cli, env_for, ledger
 from tests.fakes.smtp_server import Behaviour, free_port, smtp_server
@@ -102,3 +104,25 @@ def test_nothing_listening_on_smtp_stops_at_once_naming_host_port_and_settings(
         runs = db.execute(
             "SELECT status, error FROM job_runs WHERE job = 'send_campaign'").fetchall()
     assert len(runs) == 1 and runs[0][0] == "failed" and f"127.0.0.1:{port}" in runs[0][1]
+
+
+def test_a_second_send_of_an_edition_exits_2_naming_the_holder(home: Path) -> None:  # noqa: F811
+    write_contacts(home / "contacts.csv", [f"reader{i}@example.com" for i in range(10)])
+    with smtp_server() as (port, server):
+        env = env_for(home, port)
+        assert cli(env, "sync").returncode == 0
+        store = open_store(f"sqlite:///{home / 'var' / 'clubjapon.sqlite3'}")
+        try:
+            with send_lock(store, SLUG):  # this test process is the send in progress
+                refused = cli(env, "send", SLUG, "--yes")
+            after = cli(env, "send", SLUG, "--yes")
+        finally:
+            store.close()
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"another send of {SLUG} is running on this database (pid {os.getpid()} on " \
+        in refused.stderr, refused.stderr
+    assert after.returncode == 0, after.stderr  # the lock went with its holder
+    assert sum(server.counts.values()) == 10  # all from the second run, none from the first
+    with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as db:
+        runs = db.execute("SELECT count(*) FROM job_runs WHERE job = 'send_campaign'").fetchone()
+    assert runs == (1,)  # the refused send did nothing and is no run
