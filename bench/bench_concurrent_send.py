@@ -1,6 +1,6 @@
 """Ten rounds of three concurrent `send`s of one edition on SQLite, with a fourth process
 taking the write lock over and over, to aiosmtpd on 127.0.0.1 (not a test; the suite runs
-two rounds of the same thing, tests/e2e/test_send_concurrent.py).
+one round of the same thing, tests/e2e/test_send_concurrent.py).
 
     .venv/bin/python bench/bench_concurrent_send.py                  # 10 rounds of 2,000
     .venv/bin/python bench/bench_concurrent_send.py --rounds 3 --messages 500
