@@ -230,3 +230,32 @@ def test_claim_skips_rows_another_sender_took_after_its_select(send_store: Store
                                   deliveries.c.attempts)
                            .where(deliveries.c.id == taken)).one()
     assert tuple(row) == ("sending", "other:1:x", 1)  # still the other sender's
+
+
+def test_recover_leaves_a_row_its_slow_holder_handed_over_meanwhile(send_store: Store) -> None:
+    """recover() settles a row only if it is still as its SELECT saw it: a holder whose lease
+    ran out but who is alive may hand the row over in between, and then it is that holder's."""
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        slow = ledger.claim(conn, E, "slow:1:x", 4, LEASE, state=ledger.CLAIMED)
+    moved = slow[0].id
+
+    def hand_over_first(conn: object, cursor: Any, statement: str, parameters: object,
+                        context: object, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+            cursor.connection.cursor().execute(
+                f"UPDATE deliveries SET state = 'sending' WHERE id = {moved}")
+
+    later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+    event.listen(send_store.engine, "before_cursor_execute", hand_over_first)
+    try:
+        with send_store.transaction() as conn:
+            settled = ledger.recover(conn, E, lambda who: False, now=later)
+    finally:
+        event.remove(send_store.engine, "before_cursor_execute", hand_over_first)
+    assert settled == {"released": 3}
+    with send_store.transaction() as conn:
+        row = conn.execute(select(deliveries.c.state, deliveries.c.claimed_by)
+                           .where(deliveries.c.id == moved)).one()
+    assert tuple(row) == ("sending", "slow:1:x")  # not put back in the queue to go twice
