@@ -64,4 +64,4 @@ class Interrupted(ClubJaponError):
 
 
 class AlreadyRunning(ClubJaponError):
-    """Another scheduler already holds this database's lock."""
+    """Another process holds the lock this one needs (the scheduler, an edition's send)."""

@@ -22,6 +22,7 @@ from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import make_transport
+from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
@@ -36,6 +37,7 @@ from clubjapon_ops.store.contacts import (
     seen_since,
     upsert_contacts,
 )
+from clubjapon_ops.store.lock import send_lock
 from clubjapon_ops.store.pushes import pending_pushes
 from clubjapon_ops.store.runs import (
     abandon_dead_runs,
@@ -415,9 +417,15 @@ def send_campaign(
                                     error_budget=settings.error_budget, stop=stop,
                                     progress=progress, worker=options.worker,
                                     commit_every=settings.send_commit_every)
+            if isinstance(transport, Reachable):
+                # One session before planning: a wrong host or port stops here, at once.
+                transport.check()
             report = sender.prepare(resend_unknown=options.resend_unknown)
             return sender.run(report, limit=options.limit)
         finally:
             transport.close()
 
-    return run_recorded(store, "send_campaign", trigger, work)
+    # One sender per edition on SQLite, taken before the run is recorded: a send refused
+    # because another is running did nothing, and is not a failed run of that edition.
+    with send_lock(store, edition):
+        return run_recorded(store, "send_campaign", trigger, work)

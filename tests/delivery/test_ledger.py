@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import event, select, update
 
@@ -197,3 +198,64 @@ def test_the_lane_ledger_writes_times_as_sqlalchemy_does(send_store: Store) -> N
     if send_store.dialect == "sqlite":
         # The same text form as the rows SQLAlchemy wrote, so text comparisons order right.
         assert raw[0] == "2030-01-01 09:00:00.000000" and len(raw[1]) == len(raw[0]), raw
+
+
+def test_claim_skips_rows_another_sender_took_after_its_select(send_store: Store) -> None:
+    """The claim's UPDATE checks the state its SELECT saw: a row another sender took in
+    between (here: handed over by 'other', already 'sending') is neither moved nor returned."""
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        ids = sorted(conn.execute(select(deliveries.c.id)).scalars())
+    taken = ids[1]
+
+    def take_first(conn: object, cursor: Any, statement: str, parameters: object,
+                   context: object, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE DELIVERIES") and "attempts" in statement:
+            # Another sender's claim and hand-over, between this claim's SELECT and UPDATE
+            # (on the same DBAPI connection, so PostgreSQL's row locks do not block it).
+            cursor.connection.cursor().execute(
+                f"UPDATE deliveries SET state = 'sending', claimed_by = 'other:1:x', "
+                f"attempts = 1 WHERE id = {taken}")
+
+    event.listen(send_store.engine, "before_cursor_execute", take_first)
+    try:
+        with send_store.transaction() as conn:
+            claimed = ledger.claim(conn, E, "w1", 10, LEASE, state=ledger.CLAIMED)
+    finally:
+        event.remove(send_store.engine, "before_cursor_execute", take_first)
+    assert [c.id for c in claimed] == [i for i in ids if i != taken]
+    with send_store.transaction() as conn:
+        row = conn.execute(select(deliveries.c.state, deliveries.c.claimed_by,
+                                  deliveries.c.attempts)
+                           .where(deliveries.c.id == taken)).one()
+    assert tuple(row) == ("sending", "other:1:x", 1)  # still the other sender's
+
+
+def test_recover_leaves_a_row_its_slow_holder_handed_over_meanwhile(send_store: Store) -> None:
+    """recover() settles a row only if it is still as its SELECT saw it: a holder whose lease
+    ran out but who is alive may hand the row over in between, and then it is that holder's."""
+    seed(send_store)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        slow = ledger.claim(conn, E, "slow:1:x", 4, LEASE, state=ledger.CLAIMED)
+    moved = slow[0].id
+
+    def hand_over_first(conn: object, cursor: Any, statement: str, parameters: object,
+                        context: object, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+            cursor.connection.cursor().execute(
+                f"UPDATE deliveries SET state = 'sending' WHERE id = {moved}")
+
+    later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+    event.listen(send_store.engine, "before_cursor_execute", hand_over_first)
+    try:
+        with send_store.transaction() as conn:
+            settled = ledger.recover(conn, E, lambda who: False, now=later)
+    finally:
+        event.remove(send_store.engine, "before_cursor_execute", hand_over_first)
+    assert settled == {"released": 3}
+    with send_store.transaction() as conn:
+        row = conn.execute(select(deliveries.c.state, deliveries.c.claimed_by)
+                           .where(deliveries.c.id == moved)).one()
+    assert tuple(row) == ("sending", "slow:1:x")  # not put back in the queue to go twice

@@ -14,18 +14,19 @@ from typing import Any
 import click
 
 from clubjapon_ops import jobs
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, App, cli
 from clubjapon_ops.contacts import Contact, normalise_email
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import SendReport
 from clubjapon_ops.delivery.testcopies import send_test_copies
-from clubjapon_ops.errors import InvalidContact, StopRun
+from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
 from clubjapon_ops.newsletter.content import LANGS
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.settings import check_web_settings
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression, find_contact
 from clubjapon_ops.store.runs import last_success
+from clubjapon_ops.store.types import utcnow
 from clubjapon_ops.web.serving import Limits
 
 EXIT_PARTIAL = 3
@@ -134,6 +135,12 @@ def _print_summary(report: SendReport) -> None:
         click.echo(f"  PAUSED: {report.paused}")
     if report.interrupted:
         click.echo("  interrupted: run the same command again to go on")
+    if report.waiting:
+        until = report.waiting_until
+        when = (f"until {until:%H:%M:%S} UTC" if until and until > utcnow()
+                else "due now")
+        click.echo(f"  {report.waiting} message(s) waiting for a retry {when}: run the same "
+                   "command again then")
     unknown = report.ledger.get(ledger.UNKNOWN, 0)
     if unknown:
         click.echo(f"  {unknown} message(s) in an unknown state: check, then "
@@ -177,8 +184,9 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     have not locked, the rate limit is shared through the database, and a worker that finds
     the queue empty takes over the rows of a worker that died. SQLite refuses --worker.
     \b
-    Exit codes: 0 all sent, 3 some failed, need a retry or are unknown (or the send paused),
-    1 the send could not run.
+    Exit codes: 0 all sent, 3 some failed, wait for a retry or are unknown (or the send
+    paused), 1 the send could not run, 2 another send of EDITION is running (SQLite),
+    130 stopped by Ctrl-C or SIGTERM (run it again to go on).
     """
     settings = app.settings
     if worker:
@@ -209,11 +217,17 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
                 options=jobs.SendOptions(limit=limit, resend_unknown=resend_unknown, force=True,
                                          worker=worker),
             )
+        except AlreadyRunning as exc:
+            # Not a failure of this send: it did nothing, and will go on once the other ends.
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_USAGE
         finally:
             close()
     _print_summary(report)
     if settings.transport == "outbox":
         click.echo(f"  messages: {settings.outbox_dir / edition}/")
+    if report.interrupted:
+        return EXIT_INTERRUPTED  # as for any command stopped by Ctrl-C or SIGTERM
     return EXIT_OK if report.status == "success" else EXIT_PARTIAL
 
 

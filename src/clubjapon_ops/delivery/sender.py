@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from clubjapon_ops.delivery.ratelimit import SharedTokenBucket, TokenBucket
@@ -57,17 +57,21 @@ class SendReport(Report):
     paused: str | None = None
     interrupted: bool = False
     ledger: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0  # rows left in 'retry', due again later
+    waiting_until: datetime | None = None  # when the last of them becomes due
 
     @property
     def status(self) -> str:
-        """success, partial (something to look at), paused or stopped."""
+        """success, partial (something to look at, or left to send), paused or stopped."""
         if self.paused:
             return "paused"
         if self.interrupted:
             return "stopped"
         bad = sum(self.outcomes[s] for s in (ledger.FAILED, ledger.RETRY, ledger.UNKNOWN))
-        # Unknown rows wait for the operator whichever run left them: keep saying so.
-        return "partial" if bad or self.ledger.get(ledger.UNKNOWN, 0) else "success"
+        # Unknown rows wait for the operator, retry rows for their time, whichever run left
+        # them: the edition is not done, keep saying so.
+        left = self.ledger.get(ledger.UNKNOWN, 0) + self.waiting
+        return "partial" if bad or left else "success"
 
     def counts(self) -> dict[str, Any]:
         """Figures recorded in job_runs."""
@@ -77,6 +81,8 @@ class SendReport(Report):
                                                     ledger.UNKNOWN)},
             "skipped": self.skipped_suppressed, "recovered": self.recovered,
             "paused": self.paused, "interrupted": self.interrupted,
+            "waiting_retry": self.waiting,
+            "waiting_until": self.waiting_until.isoformat() if self.waiting_until else None,
         }
 
 
@@ -186,6 +192,7 @@ class CampaignSender:
             with self.store.transaction() as conn:
                 ledger.release(conn, self.edition, self.worker)
                 report.ledger = ledger.ledger_counts(conn, self.edition)
+                report.waiting, report.waiting_until = ledger.retry_window(conn, self.edition)
         report.interrupted = self.stop.is_set()
         return report
 
@@ -369,12 +376,12 @@ class CampaignSender:
         hot: ledger.LaneLedger,
     ) -> None:
         if pending:
-            hot.record([p[0] for p in pending])
+            _check_recorded(hot.record([p[0] for p in pending]), len(pending))
             self._suppress(conn, [p[1] for p in pending], [p[2] for p in pending])
 
     def _apply(self, conn: Connection, outcomes: Sequence[ledger.Outcome],
                results: Sequence[Result], rows: Sequence[ledger.Claimed]) -> None:
-        ledger.record(conn, outcomes)
+        _check_recorded(ledger.record(conn, outcomes), len(outcomes))
         self._suppress(conn, results, rows)
 
     def _suppress(self, conn: Connection, results: Sequence[Result],
@@ -384,3 +391,10 @@ class CampaignSender:
         for result in results:
             if result.suppress:
                 add_suppression(conn, emails[result.id], result.suppress, "bounce")
+
+
+def _check_recorded(written: int, answers: int) -> None:
+    """Say so when answers found their rows settled by another sender (lease run out)."""
+    if written < answers:
+        log.warning("answers not recorded: their rows were settled by another sender",
+                    extra={"not_recorded": answers - written})

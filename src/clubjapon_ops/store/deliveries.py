@@ -108,10 +108,17 @@ def plan_summary(conn: Connection, edition: str) -> dict[str, Any]:
     archived = conn.execute(
         select(func.count()).select_from(contacts).where(contacts.c.archived_at.is_not(None))
     ).scalar_one()
+    # A retry row goes out only once due: until then it waits, and is not "to send now".
+    waiting = conn.execute(
+        select(func.count()).select_from(deliveries)
+        .where(deliveries.c.edition == edition, _in_state(RETRY), ~_due(utcnow()))
+    ).scalar_one()
     return {
         "new_by_language": new_by_lang,
-        "to_send": sum(new_by_lang.values()) + ledger.get(PENDING, 0) + ledger.get(RETRY, 0),
+        "to_send": (sum(new_by_lang.values()) + ledger.get(PENDING, 0)
+                    + ledger.get(RETRY, 0) - waiting),
         "excluded": {
+            "waiting for a retry (not due yet)": waiting,
             "opted out": opted_out,
             "suppressed": suppressed,
             "archived": archived,
@@ -175,23 +182,26 @@ def recover(
             continue
         resend = row.batch_key is not None and row.batch_key_expires_at is not None and (
             row.batch_key_expires_at > now)
+        # Only if the row is still as seen: its holder, slow rather than dead, may have moved
+        # it since (handed it over, recorded its answer), and then it is not ours to settle.
+        still = update(deliveries).where(
+            deliveries.c.id == row.id, deliveries.c.state == row.state,
+            deliveries.c.claimed_by.is_(None) if row.claimed_by is None
+            else deliveries.c.claimed_by == row.claimed_by)
         if row.state == CLAIMED:
             # Not handed over this time: back in the queue, or, when it belongs to a keyed
             # batch that went out before, back with its batch so it goes again as one.
-            conn.execute(update(deliveries).where(deliveries.c.id == row.id).values(
-                state=RETRY if resend else PENDING, claimed_by=None, lease_expires_at=None,
-                updated_at=now))
-            settled["released"] += 1
+            if conn.execute(still.values(
+                    state=RETRY if resend else PENDING, claimed_by=None, lease_expires_at=None,
+                    updated_at=now)).rowcount:
+                settled["released"] += 1
             continue
         state = RETRY if resend else UNKNOWN
-        conn.execute(
-            update(deliveries).where(deliveries.c.id == row.id).values(
+        if conn.execute(still.values(
                 state=state, claimed_by=None, lease_expires_at=None, updated_at=now,
                 last_error="interrupted while sending",
-                **({} if resend else {"batch_key": None}),
-            )
-        )
-        settled[state] += 1
+                **({} if resend else {"batch_key": None}))).rowcount:
+            settled[state] += 1
     return dict(settled)
 
 
@@ -229,15 +239,35 @@ def claim(
     so the batch can be sent again exactly as it was.
     """
     now = now or utcnow()
+    # Another sender may take every row this one saw (see _take): look again, a few times.
+    for _ in range(3):
+        rows, keyed = _sendable(conn, edition, limit, now)
+        if not rows:
+            return []
+        rows = _skip_suppressed(conn, edition, rows, now)
+        taken = _take(conn, rows, worker, lease, now, state, keyed)
+        if taken:
+            return [_to_claimed(r, now) for r in rows if r.id in taken]
+    return []
+
+
+def _due(now: datetime) -> Any:
+    return or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
+
+
+def _sendable(
+    conn: Connection, edition: str, limit: int, now: datetime
+) -> tuple[list[Any], str | None]:
+    """Up to ``limit`` rows to claim (a keyed batch whole), and that batch's key if any."""
     base = (
-        select(deliveries.c.id, deliveries.c.email, deliveries.c.lang, deliveries.c.attempts,
-               deliveries.c.batch_key, deliveries.c.batch_key_expires_at,
+        select(deliveries.c.id, deliveries.c.state, deliveries.c.email, deliveries.c.lang,
+               deliveries.c.attempts, deliveries.c.batch_key, deliveries.c.batch_key_expires_at,
                contacts.c.first_name, contacts.c.last_name, contacts.c.company,
                contacts.c.source)
         .select_from(deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id))
         .where(deliveries.c.edition == edition)
     )
-    due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
+    due = _due(now)
     # A keyed batch that failed (rather than being interrupted) waits for its retry time too.
     keyed = conn.execute(
         select(deliveries.c.batch_key)
@@ -253,8 +283,8 @@ def claim(
         # Retry rows that are due, then pending ones, each by id. One state per query lets
         # the (edition, state) index hand rows over in id order: with both states in one
         # IN (...), SQLite sorted every sendable row to take the first few, at each claim.
-        queries = [base.where(_in_state(state), due).order_by(deliveries.c.id)
-                   for state in (RETRY, PENDING)]
+        queries = [base.where(_in_state(s), due).order_by(deliveries.c.id)
+                   for s in (RETRY, PENDING)]
     rows: list[Any] = []
     for query in queries:
         if keyed is None:
@@ -264,8 +294,11 @@ def claim(
         rows += conn.execute(query).all()
         if len(rows) >= limit and keyed is None:
             break
-    if not rows:
-        return []
+    return rows, keyed
+
+
+def _skip_suppressed(conn: Connection, edition: str, rows: list[Any], now: datetime) -> list[Any]:
+    """Mark 'skipped' the rows whose address was suppressed since planning; the others."""
     suppressed = set(conn.execute(
         select(suppressions.c.email).where(suppressions.c.email.in_([r.email for r in rows]))
     ).scalars())
@@ -276,24 +309,42 @@ def claim(
                    deliveries.c.state.in_(SENDABLE))
             .values(state=SKIPPED, last_error="suppressed before sending", updated_at=now)
         )
-    rows = [r for r in rows if r.email not in suppressed]
-    if rows:
-        conn.execute(
+    return [r for r in rows if r.email not in suppressed]
+
+
+def _take(
+    conn: Connection, rows: list[Any], worker: str, lease: timedelta, now: datetime,
+    state: str, keyed: str | None,
+) -> set[int]:
+    """Move the rows still as the SELECT saw them to ``state``; return the ids moved.
+
+    On SQLite the SELECT runs before the write lock is taken, and another sender may have
+    claimed (even sent) a row since; on PostgreSQL a row lock covers it, and the check costs
+    nothing. A row that is no longer as seen is not this sender's to send.
+    """
+    taken: set[int] = set()
+    for seen in SENDABLE:
+        ids = [r.id for r in rows if r.state == seen]
+        if not ids:
+            continue
+        expected = [_in_state(seen)] if keyed is not None else [_in_state(seen), _due(now)]
+        taken.update(conn.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_([r.id for r in rows]))
+            .where(deliveries.c.id.in_(ids), *expected)
             .values(state=state, claimed_by=worker, lease_expires_at=now + lease,
                     attempts=deliveries.c.attempts + 1, updated_at=now)
-        )
-    return [_to_claimed(r, now) for r in rows]
+            .returning(deliveries.c.id)
+        ).scalars())
+    return taken
 
 
-def earliest_retry(conn: Connection, edition: str) -> datetime | None:
-    """When the next 'retry' row becomes due, if any."""
-    value = conn.execute(
-        select(func.min(deliveries.c.next_attempt_at))
+def retry_window(conn: Connection, edition: str) -> tuple[int, datetime | None]:
+    """How many rows wait in 'retry', and when the last of them becomes due."""
+    count, last = conn.execute(
+        select(func.count(), func.max(deliveries.c.next_attempt_at))
         .where(deliveries.c.edition == edition, _in_state(RETRY))
-    ).scalar()
-    return value if isinstance(value, datetime) or value is None else None
+    ).one()
+    return int(count), last if isinstance(last, datetime) else None
 
 
 def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datetime) -> None:
@@ -397,14 +448,15 @@ class LaneLedger:
         self._cursor.execute(mark.sql, mark.params({"b_id": row_id, "b_worker": worker}))
         return bool(self._cursor.rowcount == 1)
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
+    def record(self, outcomes: Sequence[Outcome]) -> int:
         """As :func:`record`."""
         if not outcomes:
-            return
+            return 0
         now = self._time(utcnow())
         record = self._record
         self._cursor.executemany(record.sql, [
             record.params(_record_values(o, now, self._time(o.retry_at))) for o in outcomes])
+        return int(self._cursor.rowcount)
 
 
 class _Prepared:
@@ -455,12 +507,14 @@ def release(conn: Connection, edition: str, worker: str) -> int:
     ).rowcount
 
 
-def record(conn: Connection, outcomes: Iterable[Outcome]) -> None:
-    """Write each row's outcome; rows leave 'sending' only here."""
+def record(conn: Connection, outcomes: Iterable[Outcome]) -> int:
+    """Write each row's outcome; rows leave 'sending' only here. Return the rows written:
+    fewer than the outcomes when another sender settled a row meanwhile."""
     now = utcnow()
     params = [_record_values(o, now, o.retry_at) for o in outcomes]
-    if params:
-        conn.execute(_RECORD, params)
+    if not params:
+        return 0
+    return int(conn.execute(_RECORD, params).rowcount)
 
 
 def ledger_counts(conn: Connection, edition: str) -> dict[str, int]:

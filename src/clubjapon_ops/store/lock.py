@@ -1,9 +1,11 @@
-"""One scheduler per database: an exclusive lock that dies with the process that holds it.
+"""One scheduler per database, one sender per edition on SQLite: exclusive locks that die
+with the process that holds them.
 
 On SQLite the lock is an OS lock (flock) on a file next to the database: the kernel drops it
 when the holder exits, however it exits, so a crashed scheduler never leaves it behind. The
 file itself may stay; what counts is the lock on it, never its existence or its content (the
-content only names the holder, for the message a second scheduler prints).
+content only names the holder, for the message a second scheduler prints). The same kind of
+file, one per edition, keeps a second `send` of an edition off a SQLite ledger.
 
 On PostgreSQL the lock is a session advisory lock (``pg_try_advisory_lock``) taken on a
 connection held open, outside any transaction, for the scheduler's lifetime: the server drops
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import text
@@ -31,26 +34,42 @@ from clubjapon_ops.store.database import Store
 from clubjapon_ops.store.types import utcnow
 
 LOCK_SUFFIX = ".scheduler-lock"
+SEND_LOCK_SUFFIX = ".send-lock"
+
+
+def _database_file(store: Store, needed_by: str) -> Path:
+    database = make_url(str(store.engine.url)).database
+    if not database or database == ":memory:":
+        raise ConfigError(f"{needed_by} needs a database file, not an in-memory database")
+    # Resolved: two spellings of one database (a symlink, a relative path) share one lock.
+    return Path(database).resolve()
 
 
 def lock_path(store: Store) -> Path:
     """Return the lock file of a SQLite store: the database file's name plus a suffix."""
-    database = make_url(str(store.engine.url)).database
-    if not database or database == ":memory:":
-        raise ConfigError("the scheduler needs a database file, not an in-memory database")
-    # Resolved: two spellings of one database (a symlink, a relative path) share one lock.
-    real = Path(database).resolve()
+    real = _database_file(store, "the scheduler")
     return real.with_name(real.name + LOCK_SUFFIX)
 
 
+def send_lock_path(store: Store, edition: str) -> Path:
+    """Return the lock file of one edition's sends on a SQLite store, beside the database."""
+    real = _database_file(store, "a send")
+    # Slugs are file-name-safe already; anything else is replaced, never a path separator.
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", edition)
+    return real.with_name(f"{real.name}{SEND_LOCK_SUFFIX}.{safe}")
+
+
 @contextmanager
-def _sqlite_lock(store: Store) -> Iterator[str]:
-    path = lock_path(store)
+def _file_lock(path: Path, what: str, taken: str) -> Iterator[str]:
+    """Hold an exclusive flock on ``path`` for the block, the file naming this process.
+
+    ``what`` names the lock in messages; ``taken`` says what a refused holder is told.
+    """
     try:
         # A non-inheritable descriptor: no child process can keep the lock alive.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StoreError(f"cannot open the scheduler's lock file {path}: {exc.strerror}") from exc
+        raise StoreError(f"cannot open {what} lock file {path}: {exc.strerror}") from exc
     try:
         try:
             # flock, not lockf: lockf locks belong to the process and vanish when any of its
@@ -59,8 +78,7 @@ def _sqlite_lock(store: Store) -> Iterator[str]:
         except BlockingIOError:
             holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip()
             raise AlreadyRunning(
-                f"another scheduler is already running on this database"
-                f" ({holder or 'holder unknown'}); lock file {path}"
+                f"{taken} ({holder or 'holder unknown'}); lock file {path}"
             ) from None
         since = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC"
         holder = f"pid {os.getpid()} on {socket.gethostname()} since {since}"
@@ -73,6 +91,11 @@ def _sqlite_lock(store: Store) -> Iterator[str]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _sqlite_lock(store: Store) -> AbstractContextManager[str]:
+    return _file_lock(lock_path(store), "the scheduler's",
+                      "another scheduler is already running on this database")
 
 
 @contextmanager
@@ -133,3 +156,18 @@ def scheduler_lock(store: Store) -> AbstractContextManager[str]:
             "use `clubjapon-ops run` from cron or a systemd timer meanwhile"
         )
     return make(store)
+
+
+def send_lock(store: Store, edition: str) -> AbstractContextManager[str]:
+    """Hold the lock of this edition's sends for a block; raise AlreadyRunning if another
+    process holds it, naming that process.
+
+    SQLite only: a ledger there has one sender at a time. On PostgreSQL several senders may
+    share an edition (``send --worker``, SKIP LOCKED): no lock, the block runs at once.
+    """
+    if store.dialect != "sqlite":
+        return nullcontext("no send lock on PostgreSQL: senders share the edition")
+    if make_url(str(store.engine.url)).database in (None, "", ":memory:"):
+        return nullcontext("no send lock: an in-memory database has one process")
+    return _file_lock(send_lock_path(store, edition), "the send",
+                      f"another send of {edition} is running on this database")

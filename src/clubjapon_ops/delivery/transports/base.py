@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from clubjapon_ops.delivery.message import Mime, MimeBuilder
 from clubjapon_ops.newsletter.render import PersonalMessage
@@ -75,4 +75,13 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Reachable(Protocol):
+    """A transport that can check, before a send plans anything, that its server answers."""
+
+    def check(self) -> None:
+        """Open one session and close it; raise StopRun (or AuthError) naming the settings."""
         ...

@@ -9,7 +9,7 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tenacity import (
     RetryCallState,
@@ -22,6 +22,7 @@ from tenacity import (
 
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
+from clubjapon_ops.errors import AuthError, StopRun
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ CLAIM_PER_CONNECTION = 250
 
 # Replies that prove the mailbox does not exist or cannot take mail: suppress the address.
 _BAD_MAILBOX = (550, 551, 553)
+# The check before a send waits at most this long for a connection (SMTP_TIMEOUT may be
+# longer): an address that drops packets should stop the send in seconds, not minutes.
+CHECK_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,35 @@ class SmtpTransport:
         self._all: list[_Connection] = []
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Open one session (TLS and login included) and close it, before a send plans
+        anything: an unreachable server or a refused login stops the run at once, naming
+        the settings, instead of failing and retrying every message."""
+        c = self.config
+        where = f"the SMTP server at {c.host}:{c.port} (SMTP_HOST, SMTP_PORT)"
+        conn = _Connection(replace(c, timeout=min(c.timeout, CHECK_TIMEOUT)))
+        try:
+            conn.open()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise AuthError(f"{where} refused the login of SMTP_USERNAME {c.username!r}: "
+                            f"{_reply(exc.smtp_code, exc.smtp_error)}; check SMTP_USERNAME "
+                            "and SMTP_PASSWORD") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise StopRun(f"{where} does not support what SMTP_SECURITY={c.security} or "
+                          f"SMTP_USERNAME asks: {exc}") from None
+        except smtplib.SMTPResponseException as exc:
+            raise StopRun(f"{where} refused a session: "
+                          f"{_reply(exc.smtp_code, exc.smtp_error)}") from None
+        except ssl.SSLError as exc:
+            raise StopRun(f"TLS with {where} failed (SMTP_SECURITY={c.security}): "
+                          f"{exc.reason or exc}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            # Refused, unreachable, no such host, a timeout, a server that hung up at once.
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise StopRun(f"cannot connect to {where}: {reason}") from None
+        finally:
+            conn.close()
+
     def _connection(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -243,6 +276,10 @@ class SmtpTransport:
                 # The message may have been taken before the line dropped: never resend it
                 # on our own.
                 return Result(item.id, Status.UNKNOWN, error=f"connection lost during DATA: {exc}")
+            if stage == "connect":
+                c = self.config
+                return Result(item.id, Status.RETRY,
+                              error=f"cannot connect to {c.host}:{c.port}: {exc}")
             return Result(item.id, Status.RETRY, error=f"connection lost at {stage}: {exc}")
         if code == 250:
             return Result(item.id, Status.SENT, provider_id=_reply(code, text)[:300])

@@ -1,0 +1,57 @@
+"""The SMTP transport's check before a send: one session, or a StopRun naming the settings."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.transports import smtp
+from clubjapon_ops.delivery.transports.base import Reachable
+from clubjapon_ops.delivery.transports.smtp import SmtpConfig, SmtpTransport
+from clubjapon_ops.errors import StopRun
+from tests.fakes.smtp_server import free_port, smtp_server
+
+
+def transport(port: int, **config: object) -> SmtpTransport:
+    return SmtpTransport(SmtpConfig("127.0.0.1", port, **config),  # type: ignore[arg-type]
+                         "club@example.org", MimeBuilder("club@example.org"))
+
+
+def test_a_server_that_answers_passes_and_its_session_is_closed() -> None:
+    with smtp_server() as (port, server):
+        checked = transport(port)
+        assert isinstance(checked, Reachable)
+        checked.check()
+        assert not server.counts  # nothing sent
+
+
+def test_a_refused_connection_stops_at_once_naming_host_port_and_settings() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(StopRun, match=rf"cannot connect to the SMTP server at 127\.0\.0\.1:{port}"
+                                      r" \(SMTP_HOST, SMTP_PORT\): Connection refused"):
+        transport(port).check()
+    assert time.monotonic() - started < 1
+
+
+def test_a_server_that_never_greets_stops_after_the_check_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(smtp, "CHECK_TIMEOUT", 0.3)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections, never says 220
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(StopRun, match=rf"127\.0\.0\.1:{port} \(SMTP_HOST, SMTP_PORT\)"):
+            transport(port, timeout=30.0).check()
+    assert time.monotonic() - started < 2
+
+
+def test_a_login_the_server_cannot_take_names_the_settings() -> None:
+    with smtp_server() as (port, _), \
+            pytest.raises(StopRun, match=r"SMTP_SECURITY=none or SMTP_USERNAME"):
+        transport(port, username="club", password="secret").check()
