@@ -36,6 +36,10 @@ class InvalidContact(SkipRecord):
     """A contact record failed normalisation or validation."""
 
 
+class FieldTooLong(InvalidContact):
+    """One text field is over its limit: where the field is optional, drop it, keep the record."""
+
+
 class StopRun(ClubJaponError):
     """The run cannot go on (bad credentials, unreadable source, quota exhausted)."""
 

@@ -66,6 +66,8 @@ class SyncReport(Report):
     fetched: int = 0
     skipped: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
+    # Optional fields dropped from contacts that were kept (an over-long name), by reason.
+    dropped_fields: Counter[str] = field(default_factory=Counter)
     upserts: UpsertCounts = field(default_factory=UpsertCounts)
     archived: int = 0
     bookmark: str | None = None
@@ -91,6 +93,8 @@ class SyncReport(Report):
             "archived": self.archived,
             "skipped": self.skipped,
             "skip_reasons": dict(self.skip_reasons),
+            "dropped_fields": sum(self.dropped_fields.values()),
+            "dropped_field_reasons": dict(self.dropped_fields),
             **{f"push_{k}": v for k, v in push.items() if k != "crm"},
         }
 
@@ -276,10 +280,14 @@ def _take(page: Page, batch: _Batch, report: SyncReport) -> None:
     """Normalise a page into the batch; count and log what cannot be used."""
     for ref, reason in page.rejected:
         _skip(report, ref, reason)
+    notes: list[str] = []
     for raw in page.records:
         try:
-            batch.contacts.append(normalise(raw))
+            batch.contacts.append(normalise(raw, notes))
+            if notes:
+                _dropped(report, raw.ref, notes)
         except InvalidContact as exc:
+            notes.clear()
             _skip(report, exc.ref, exc.reason)
             if raw.crm_id is not None:
                 batch.unusable.append(str(raw.crm_id))
@@ -342,6 +350,14 @@ def _skip(report: SyncReport, ref: str, reason: str) -> None:
     log.warning("contact skipped", extra={"ref": ref, "reason": reason})
     report.skipped += 1
     report.skip_reasons[_reason_kind(reason)] += 1
+
+
+def _dropped(report: SyncReport, ref: str, notes: list[str]) -> None:
+    # The contact is kept; like a skip, the log names the record, never the value.
+    for reason in notes:
+        log.warning("contact field dropped", extra={"ref": ref, "reason": reason})
+        report.dropped_fields[reason] += 1
+    notes.clear()
 
 
 def _reason_kind(reason: str) -> str:

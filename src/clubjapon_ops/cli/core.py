@@ -49,6 +49,8 @@ def sync(app: App, full: bool, push: bool) -> int:
     )
     for reason, n in sorted(report.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  skipped {n:>4} × {reason}")
+    for reason, n in sorted(report.dropped_fields.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"  dropped {n:>4} × {reason} (contact kept)")
     if report.push is not None:
         return _show_push(report.push)
     return EXIT_OK
