@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clubjapon_ops.errors import AlreadyRunning, ConfigError, StoreError
 from clubjapon_ops.store.advisory import LOCK_CLASS, current_schema, lock_key
 from clubjapon_ops.store.database import Store
+from clubjapon_ops.store.location import sqlite_file
 from clubjapon_ops.store.types import utcnow
 
 LOCK_SUFFIX = ".scheduler-lock"
@@ -35,11 +36,12 @@ LOCK_SUFFIX = ".scheduler-lock"
 
 def lock_path(store: Store) -> Path:
     """Return the lock file of a SQLite store: the database file's name plus a suffix."""
-    database = make_url(str(store.engine.url)).database
-    if not database or database == ":memory:":
+    database = sqlite_file(make_url(store.url))
+    if database is None:
         raise ConfigError("the scheduler needs a database file, not an in-memory database")
-    # Resolved: two spellings of one database (a symlink, a relative path) share one lock.
-    real = Path(database).resolve()
+    # Resolved: two spellings of one database (a symlink, a relative path, a file: URI)
+    # share one lock.
+    real = database.resolve()
     return real.with_name(real.name + LOCK_SUFFIX)
 
 
@@ -48,7 +50,7 @@ def _sqlite_lock(store: Store) -> Iterator[str]:
     path = lock_path(store)
     try:
         # A non-inheritable descriptor: no child process can keep the lock alive.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StoreError(f"cannot open the scheduler's lock file {path}: {exc.strerror}") from exc
     try:
