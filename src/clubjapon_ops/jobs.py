@@ -23,6 +23,7 @@ from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import make_transport
 from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
+from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
 from clubjapon_ops.processes import is_gone, process_id
@@ -377,10 +378,11 @@ class SendOptions:
 
 def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
     """Load the edition with real, signed unsubscribe links."""
+    slug = resolve_edition(settings.root, edition)  # tokens sign the slug, never a spelling
     signer = TokenSigner(signing_key(settings))
     return load_newsletter(
-        settings, edition,
-        lambda c: unsubscribe_url(settings, signer, edition, c.email, c.language),
+        settings, slug,
+        lambda c: unsubscribe_url(settings, signer, slug, c.email, c.language),
     )
 
 

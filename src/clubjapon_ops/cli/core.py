@@ -8,6 +8,7 @@ import click
 
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
@@ -80,7 +81,7 @@ def status(app: App, edition: str | None, limit: int) -> int:
       clubjapon-ops status 2025-11-04-lille
     """
     if edition:
-        return _edition_status(app, edition)
+        return _edition_status(app, edition_for_reading(app, edition))
     with app.store.transaction() as conn:
         counts = contact_counts(conn)
         runs = recent_runs(conn, limit)

@@ -20,7 +20,7 @@ from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import SendReport
 from clubjapon_ops.delivery.transports import Outgoing, make_transport
 from clubjapon_ops.errors import InvalidContact, StopRun
-from clubjapon_ops.newsletter.content import LANGS
+from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression, find_contact
@@ -179,6 +179,7 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     1 the send could not run.
     """
     settings = app.settings
+    edition = resolve_edition(settings.root, edition)
     if worker:
         if test_to or dry_run:
             raise click.UsageError("--worker sends for real: not with --test-to or --dry-run")
