@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
 from difflib import get_close_matches
 from pathlib import Path
@@ -174,6 +174,23 @@ def _dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
+# The renderer's slot markers (newsletter.render): in an edition's text they would raise
+# KeyError, or pull a reader's greeting or address into the text.
+_RESERVED = re.compile("[\ue000\ue001]")
+
+
+def _strings(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    """Every text in parsed YAML, with its location; escapes (\\uE000) already decoded."""
+    if isinstance(data, str):
+        yield loc, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _strings(value, (*loc, key))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _strings(item, (*loc, i))
+
+
 def load_edition(path: Path) -> Edition:
     """Read and validate an edition file; errors name the file, the field and the line."""
     try:
@@ -192,6 +209,13 @@ def load_edition(path: Path) -> Edition:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of edition fields")
+    for where, value in _strings(data):
+        if found := _RESERVED.search(value):
+            raise ConfigError(
+                f"{path}:{_line_of(node, where)}: {_dotted(where)}: character "
+                f"U+{ord(found.group()):04X} is reserved (the renderer marks a reader's name "
+                "with it): remove it"
+            )
     data["slug"] = path.stem
     try:
         edition = Edition.model_validate(data)
