@@ -209,10 +209,10 @@ def load_edition(path: Path) -> Edition:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of edition fields")
-    for where, value in _strings(data):
+    for field_loc, value in _strings(data):
         if found := _RESERVED.search(value):
             raise ConfigError(
-                f"{path}:{_line_of(node, where)}: {_dotted(where)}: character "
+                f"{path}:{_line_of(node, field_loc)}: {_dotted(field_loc)}: character "
                 f"U+{ord(found.group()):04X} is reserved (the renderer marks a reader's name "
                 "with it): remove it"
             )
