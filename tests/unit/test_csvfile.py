@@ -143,6 +143,7 @@ def test_a_huge_line_is_skipped_without_holding_it(tmp_path: Path) -> None:
     records, rejected = read_all(path)
     assert [r["email"] for r in records] == ["a@example.com", "c@example.com"]
     assert rejected == [("line 3", "record longer than 1048576 characters")]
+    assert [r["ref"] for r in records] == ["line 2", "line 4"]
 
 
 def test_not_utf8_names_the_real_byte_offset(tmp_path: Path) -> None:
