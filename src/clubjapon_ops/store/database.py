@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -49,7 +50,13 @@ def _sqlite_pragmas(timeout_s: float) -> Any:
         cursor = dbapi_conn.cursor()
         # WAL lets the web app read while a send writes; the busy timeout makes writers wait
         # for each other instead of failing at once.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            # A read-only file (or mode=ro) cannot switch modes, and reading needs no WAL:
+            # let it open, and let a write say clearly why it is refused.
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_READONLY:
+                raise
         cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
