@@ -83,8 +83,9 @@ def test_pages_split_the_file(tmp_path: Path) -> None:
         ("", "is empty"),
         ("name;company\nA;B\n", "has no email column"),
         (b"email\n\xff\xfe@x\n", "is not UTF-8"),
+        (b"email," + b"x" * (1 << 21) + b"\n", "header row is longer than 1048576"),
     ],
-    ids=["missing", "empty", "no-email-column", "not-utf8"],
+    ids=["missing", "empty", "no-email-column", "not-utf8", "huge-header"],
 )
 def test_unreadable_exports_stop_with_a_clear_error(
     tmp_path: Path, content: str | bytes | None, message: str

@@ -97,9 +97,12 @@ class CsvSource:
                 raise SourceError(f"{self.path}: malformed CSV: {exc}") from None
 
     def _read(self, handle: TextIO) -> Iterator[Page]:
-        first = handle.readline()
+        first = handle.readline(LINE_LIMIT)
         if not first.strip():
             raise SourceError(f"{self.path} is empty: expected a header row")
+        if len(first) == LINE_LIMIT:
+            raise SourceError(f"{self.path}: the header row is longer than {LINE_LIMIT} "
+                              "characters: is this a CSV export?")
         # French spreadsheet exports use ';'; count both in the header to tell.
         delimiter = ";" if first.count(";") > first.count(",") else ","
         headers = next(csv.reader([first], delimiter=delimiter))
