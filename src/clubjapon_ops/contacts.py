@@ -10,7 +10,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from clubjapon_ops.errors import InvalidContact
+from clubjapon_ops.errors import FieldTooLong, InvalidContact
 
 LANGUAGES = ("fr", "en", "ja")
 DEFAULT_LANGUAGE = "fr"
@@ -90,8 +90,19 @@ def normalise_name(value: Any, label: str) -> str | None:
     text = unicodedata.normalize("NFC", str(value))
     text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
     if len(text) > MAX_NAME:
-        raise InvalidContact(f"{label} is longer than {MAX_NAME} characters")
+        raise FieldTooLong(f"{label} is longer than {MAX_NAME} characters")
     return text or None
+
+
+def _optional_name(value: Any, label: str, notes: list[str]) -> str | None:
+    """A name or company; an over-long one is dropped and noted, and the contact kept."""
+    try:
+        return normalise_name(value, label)
+    except FieldTooLong:
+        # Over 200 characters is a pasted note, not a name: greeting with it (or with its
+        # first 200 characters) reads worse than the generic greeting a missing name gets.
+        notes.append(f"{label} longer than {MAX_NAME} characters")
+        return None
 
 
 def normalise_language(value: Any) -> str:
@@ -155,16 +166,20 @@ def _parse_text_timestamp(text: str) -> datetime | None:
     return None
 
 
-def normalise(raw: RawContact) -> Contact:
-    """Validate and normalise a raw record; raise InvalidContact naming the record."""
+def normalise(raw: RawContact, notes: list[str] | None = None) -> Contact:
+    """Validate and normalise a raw record; raise InvalidContact naming the record.
+
+    Optional fields dropped on the way are appended to ``notes`` (one reason each).
+    """
+    notes = [] if notes is None else notes
     try:
         crm_id = normalise_name(raw.crm_id, "CRM id")
         return Contact(
             email=normalise_email(raw.email),
             source=raw.source,
-            first_name=normalise_name(raw.first_name, "first name"),
-            last_name=normalise_name(raw.last_name, "last name"),
-            company=normalise_name(raw.company, "company"),
+            first_name=_optional_name(raw.first_name, "first name", notes),
+            last_name=_optional_name(raw.last_name, "last name", notes),
+            company=_optional_name(raw.company, "company", notes),
             language=normalise_language(raw.language),
             opted_out=normalise_flag(raw.opted_out, "opt-out"),
             crm_id=crm_id,

@@ -11,6 +11,10 @@ class ConfigError(Exception):
     """A setting or configuration file is invalid; fix it and start again."""
 
 
+class UnknownEdition(ConfigError):
+    """An edition name that is not a slug, or names no edition file (nor ledger rows)."""
+
+
 class ClubJaponError(Exception):
     """Base of every runtime error the project raises on purpose."""
 
@@ -34,6 +38,10 @@ class SkipRecord(ClubJaponError):
 
 class InvalidContact(SkipRecord):
     """A contact record failed normalisation or validation."""
+
+
+class FieldTooLong(InvalidContact):
+    """One text field is over its limit: where the field is optional, drop it, keep the record."""
 
 
 class StopRun(ClubJaponError):

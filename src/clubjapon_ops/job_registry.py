@@ -25,6 +25,7 @@ from clubjapon_ops.cleanup import outbox_cleanup
 from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobfiles import JobSpec
 from clubjapon_ops.jobs import RunLabels
+from clubjapon_ops.newsletter.content import is_slug
 from clubjapon_ops.reporting.job import campaign_reports
 from clubjapon_ops.reports import Report
 from clubjapon_ops.settings import Settings
@@ -83,6 +84,13 @@ def check_functions(specs: Iterable[JobSpec], registry: Mapping[str, JobFunction
             if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 expected = _TYPE_NAMES.get(kind, kind.__name__)
                 raise ConfigError(f"{spec.file}: args.{key}: expected {expected}, got {value!r}")
+            if key == "edition" and not (isinstance(value, str) and is_slug(value)):
+                # Only its shape here: the file may be written after the job is scheduled;
+                # the send itself resolves it (newsletter.content.resolve_edition).
+                raise ConfigError(
+                    f"{spec.file}: args.edition: {value!r} is not an edition name: expected "
+                    "the stem of a file in config/editions/, like 2025-11-04-lille"
+                )
 
 
 def resolve(spec: JobSpec, registry: Mapping[str, JobFunction]) -> JobFunction:

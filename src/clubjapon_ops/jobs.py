@@ -24,6 +24,7 @@ from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_
 from clubjapon_ops.delivery.transports import make_transport
 from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
+from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
 from clubjapon_ops.processes import is_gone, process_id
@@ -68,6 +69,8 @@ class SyncReport(Report):
     fetched: int = 0
     skipped: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
+    # Optional fields dropped from contacts that were kept (an over-long name), by reason.
+    dropped_fields: Counter[str] = field(default_factory=Counter)
     upserts: UpsertCounts = field(default_factory=UpsertCounts)
     archived: int = 0
     bookmark: str | None = None
@@ -93,6 +96,8 @@ class SyncReport(Report):
             "archived": self.archived,
             "skipped": self.skipped,
             "skip_reasons": dict(self.skip_reasons),
+            "dropped_fields": sum(self.dropped_fields.values()),
+            "dropped_field_reasons": dict(self.dropped_fields),
             **{f"push_{k}": v for k, v in push.items() if k != "crm"},
         }
 
@@ -278,10 +283,14 @@ def _take(page: Page, batch: _Batch, report: SyncReport) -> None:
     """Normalise a page into the batch; count and log what cannot be used."""
     for ref, reason in page.rejected:
         _skip(report, ref, reason)
+    notes: list[str] = []
     for raw in page.records:
         try:
-            batch.contacts.append(normalise(raw))
+            batch.contacts.append(normalise(raw, notes))
+            if notes:
+                _dropped(report, raw.ref, notes)
         except InvalidContact as exc:
+            notes.clear()
             _skip(report, exc.ref, exc.reason)
             if raw.crm_id is not None:
                 batch.unusable.append(str(raw.crm_id))
@@ -346,6 +355,14 @@ def _skip(report: SyncReport, ref: str, reason: str) -> None:
     report.skip_reasons[_reason_kind(reason)] += 1
 
 
+def _dropped(report: SyncReport, ref: str, notes: list[str]) -> None:
+    # The contact is kept; like a skip, the log names the record, never the value.
+    for reason in notes:
+        log.warning("contact field dropped", extra={"ref": ref, "reason": reason})
+        report.dropped_fields[reason] += 1
+    notes.clear()
+
+
 def _reason_kind(reason: str) -> str:
     """Group reasons for the summary: 'invalid email: <detail>' counts as 'invalid email'."""
     return reason.split(":", 1)[0]
@@ -363,10 +380,11 @@ class SendOptions:
 
 def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
     """Load the edition with real, signed unsubscribe links."""
+    slug = resolve_edition(settings.root, edition)  # tokens sign the slug, never a spelling
     signer = TokenSigner(signing_key(settings))
     return load_newsletter(
-        settings, edition,
-        lambda c: unsubscribe_url(settings, signer, edition, c.email, c.language),
+        settings, slug,
+        lambda c: unsubscribe_url(settings, signer, slug, c.email, c.language),
     )
 
 

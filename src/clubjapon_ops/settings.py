@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.store.location import anchor_sqlite, check_sqlite_url
 
 CONFIG_FILE = Path("config") / "clubjapon.toml"
 MASK = "********"
@@ -114,6 +115,7 @@ def _database_url(raw: str) -> str:
         raise ValueError from exc
     if not url.drivername.startswith(("sqlite", "postgresql")):
         raise ValueError
+    check_sqlite_url(url)  # ValueError for a URI SQLite would read as a plain file name
     return raw.strip()
 
 
@@ -175,7 +177,8 @@ class Spec:
 
 SPECS: tuple[Spec, ...] = (
     Spec("database_url", "CLUBJAPON_DATABASE_URL", _database_url, "sqlite:///var/clubjapon.sqlite3",
-         "an SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pass@host/db",
+         "an SQLAlchemy URL: sqlite:///path, sqlite:///file:path?mode=ro&uri=true or "
+         "postgresql+psycopg://user:pass@host/db",
          "where the contacts, ledger and job runs are stored"),
     Spec("crm", "CLUBJAPON_CRM", _choice("csv", "hubspot", "brevo"), "csv",
          "csv | hubspot | brevo", "where contacts are synced from"),
@@ -443,15 +446,5 @@ def load_settings(
         path: Path = values[attr]
         if not path.is_absolute():
             values[attr] = root / path
-    values["database_url"] = _anchor_sqlite(values["database_url"], root)
+    values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, **values)
-
-
-def _anchor_sqlite(url: str, root: Path) -> str:
-    """Resolve a relative SQLite path against the project root, not the caller's cwd."""
-    parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        db_path = Path(parsed.database)
-        if not db_path.is_absolute():
-            return parsed.set(database=str(root / db_path)).render_as_string(hide_password=False)
-    return url

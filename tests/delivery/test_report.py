@@ -99,3 +99,13 @@ def test_cli_and_nightly_job_write_the_page(sent: Store, home: Path) -> None:
     assert campaign_reports(make_settings(home), sent, days=7).files == []
     written = campaign_reports(make_settings(home), sent, days=100_000).files
     assert written == [str(home / "var" / "reports" / f"{SLUG}.html")]
+
+
+def test_the_nightly_job_builds_no_path_from_a_bad_ledger_name(sent: Store, home: Path) -> None:
+    # Ledger rows written before edition names were checked (send '../x' was accepted).
+    with sent.transaction() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.email == EMAILS[0])
+                     .values(edition="../escaped"))
+    written = campaign_reports(make_settings(home), sent, days=100_000).files
+    assert written == [str(home / "var" / "reports" / f"{SLUG}.html")]
+    assert not (home / "var" / "escaped.html").exists()

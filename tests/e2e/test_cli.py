@@ -61,6 +61,18 @@ def test_sync_then_status_on_a_real_sqlite_file(home: Path) -> None:
     assert "crm_sync" in status.stdout and "success" in status.stdout
 
 
+def test_sync_keeps_a_contact_with_an_over_long_name_and_says_so(home: Path) -> None:
+    export = home / "export.csv"
+    export.write_text("email,first_name,company\n"
+                      f"long@example.com,{'N' * 201},ACME\nshort@example.com,Yui,\n",
+                      encoding="utf-8")
+    result = run(home, "sync", env={"CLUBJAPON_CSV_PATH": str(export)})
+    assert result.returncode == 0, result.stderr
+    assert "2 fetched, 2 created" in result.stdout and "0 skipped" in result.stdout
+    assert "  dropped    1 × first name longer than 200 characters (contact kept)" in (
+        result.stdout)
+
+
 def test_config_masks_secrets_and_names_sources(home: Path) -> None:
     (home / ".env").write_text("SENDGRID_API_KEY=SG.very-secret-key\nSMTP_PORT=2525\n")
     (home / "config" / "clubjapon.toml").write_text('[settings]\nsmtp_host = "mail.local"\n')

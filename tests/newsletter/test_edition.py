@@ -7,6 +7,8 @@ import pytest
 
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import load_edition
+from clubjapon_ops.newsletter.service import load_newsletter
+from clubjapon_ops.settings import Settings
 from tests.conftest import REPO
 from tests.newsletter.conftest import SLUG, edit
 
@@ -88,3 +90,24 @@ def test_invalid_yaml_names_the_line(project: Path) -> None:
     path.write_text("number: 3\nvenue: [unclosed\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r":\d+: not valid YAML"):
         load_edition(path)
+
+
+@pytest.mark.parametrize(
+    ("inserted", "code"),
+    [("Opéra\ue000foo\ue001 de Lille", "U+E000"), ("Opéra\ue001 de Lille", "U+E001"),
+     ("Opéra\ue000greeting\ue001 de Lille", "U+E000"), ('"Opéra\\uE000 de Lille"', "U+E000")],
+    ids=["unknown-slot", "lone-close", "real-slot", "yaml-escape"],
+)
+def test_slot_marker_characters_are_refused_with_file_and_line(
+    project: Path, project_settings: Settings, inserted: str, code: str
+) -> None:
+    # The renderer marks a contact's slots with these two private-use characters: in an
+    # edition they raised KeyError (unknown slot) or pulled in the reader's greeting.
+    path = project / "config" / "editions" / f"{SLUG}.yaml"
+    edit(path, "  fr: Opéra de Lille", f"  fr: {inserted}")
+    line = next(i for i, text in enumerate(path.read_text("utf-8").splitlines(), 1)
+                if inserted in text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{line}: .*{re.escape(code)}"):
+        load_edition(path)
+    with pytest.raises(ConfigError, match=re.escape(code)):
+        load_newsletter(project_settings, SLUG)

@@ -72,10 +72,25 @@ def test_empty_names_become_none() -> None:
     assert c.first_name is None and c.last_name is None
 
 
+@pytest.mark.parametrize("label", ["first_name", "last_name", "company"])
+def test_an_over_long_name_is_dropped_and_the_contact_kept(label: str) -> None:
+    notes: list[str] = []
+    c = normalise(raw(**{label: "x" * 201, "email": "kept@example.com"}), notes)
+    assert c.email == "kept@example.com"
+    assert getattr(c, label) is None
+    assert notes == [f"{label.replace('_', ' ')} longer than 200 characters"]
+
+
+def test_a_name_of_200_characters_is_kept_whole() -> None:
+    notes: list[str] = []
+    assert normalise(raw(first_name="é" * 200), notes).first_name == "é" * 200
+    assert notes == []
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"first_name": "x" * 201}, "first name is longer than 200"),
+        ({"crm_id": "9" * 201}, "CRM id is longer than 200"),
         ({"company": ["a", "b"]}, "company is a list"),
         ({"opted_out": "peut-être"}, "opt-out is not a yes/no value"),
         ({"updated_at": "yesterday"}, "updated date is not a date"),

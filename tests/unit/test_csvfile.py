@@ -83,8 +83,9 @@ def test_pages_split_the_file(tmp_path: Path) -> None:
         ("", "is empty"),
         ("name;company\nA;B\n", "has no email column"),
         (b"email\n\xff\xfe@x\n", "is not UTF-8"),
+        (b"email," + b"x" * (1 << 21) + b"\n", "header row is longer than 1048576"),
     ],
-    ids=["missing", "empty", "no-email-column", "not-utf8"],
+    ids=["missing", "empty", "no-email-column", "not-utf8", "huge-header"],
 )
 def test_unreadable_exports_stop_with_a_clear_error(
     tmp_path: Path, content: str | bytes | None, message: str
@@ -95,4 +96,63 @@ def test_unreadable_exports_stop_with_a_clear_error(
     elif content is not None:
         path.write_text(content, encoding="utf-8")
     with pytest.raises(SourceError, match=message):
+        read_all(path)
+
+
+def test_a_field_over_the_limit_skips_its_record_only(tmp_path: Path) -> None:
+    # Python's csv refuses a field over 128 KiB; one such record must not cost the others.
+    path = tmp_path / "export.csv"
+    huge = "x" * (200 * 1024)
+    path.write_text(
+        "email,company\n"
+        "a@example.com,A\n"
+        f"b@example.com,{huge}\n"
+        "c@example.com,C\n",
+        encoding="utf-8",
+    )
+    records, rejected = read_all(path)
+    assert [r["email"] for r in records] == ["a@example.com", "c@example.com"]
+    assert [r["ref"] for r in records] == ["line 2", "line 4"]
+    assert rejected == [("line 3", "field longer than 131072 characters")]
+
+
+def test_a_quoted_field_over_the_limit_spanning_lines_is_skipped_whole(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    # Lines that would read as records if the skip resumed inside the quoted field.
+    huge = "".join(f"z{i}@example.com,not a record\n" for i in range(8000))
+    path.write_text(
+        "email,company\n"
+        f'b@example.com,"{huge}"\n'
+        'c@example.com,"C ""quoted"""\n',
+        encoding="utf-8",
+    )
+    records, rejected = read_all(path)
+    assert [(r["email"], r["company"]) for r in records] == [("c@example.com", 'C "quoted"')]
+    assert [r["ref"] for r in records] == [f"line {8000 + 3}"]
+    assert rejected == [("line 2", "field longer than 131072 characters")]
+
+
+def test_a_huge_line_is_skipped_without_holding_it(tmp_path: Path) -> None:
+    # Many fields under the field limit, a line far over any sane record: skipped, not read whole.
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("email,company\na@example.com,A\nb@example.com")
+        chunk = ",y" * (512 * 1024)
+        for _ in range(8):
+            out.write(chunk)
+        out.write("\nc@example.com,C\n")
+    records, rejected = read_all(path)
+    assert [r["email"] for r in records] == ["a@example.com", "c@example.com"]
+    assert rejected == [("line 3", "record longer than 1048576 characters")]
+    assert [r["ref"] for r in records] == ["line 2", "line 4"]
+
+
+def test_not_utf8_names_the_real_byte_offset(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    head = "email,company\n" + "".join(f"user{i}@example.com,Société {i}\n" for i in range(4000))
+    data = head.encode("utf-8")
+    path.write_bytes(data + b"bad@example.com,\xff\n")
+    offset = len(data) + len(b"bad@example.com,")
+    assert offset > 100_000
+    with pytest.raises(SourceError, match=rf"byte {offset} \(line 4002\)"):
         read_all(path)

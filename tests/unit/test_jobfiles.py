@@ -97,6 +97,10 @@ def test_other_files_and_a_missing_folder_are_ignored(tmp_path: Path) -> None:
         (GOOD.replace("crm_sync", "nope"), "jobs/bad.toml: function: unknown job function 'nope'"),
         (GOOD + "[args]\nfulll = true\n", "jobs/bad.toml: args.fulll: crm_sync takes no such"),
         (GOOD + '[args]\nfull = "yes"\n', "jobs/bad.toml: args.full: expected true or false"),
+        (GOOD.replace("crm_sync", "send_campaign") + '[args]\nedition = "../x"\n',
+         "jobs/bad.toml: args.edition: '../x' is not an edition name"),
+        (GOOD.replace("crm_sync", "send_campaign") + '[args]\nedition = "./2025-11-04-lille"\n',
+         "jobs/bad.toml: args.edition: './2025-11-04-lille' is not an edition name"),
     ],
     ids=lambda v: v if len(v) < 40 else None,
 )

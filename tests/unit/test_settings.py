@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.settings import MASK, SPECS, load_settings
+from clubjapon_ops.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,3 +113,21 @@ def test_env_example_documents_every_setting() -> None:
     example = (REPO / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^([A-Z_]+)=", example, flags=re.M))
     assert documented == {spec.env for spec in SPECS}
+
+
+@pytest.mark.parametrize("folder", ["plain", "with space", "per%cent", "what?", "hash#"])
+def test_a_relative_sqlite_uri_is_anchored_in_the_root(tmp_path: Path, folder: str) -> None:
+    root = tmp_path / folder
+    (root / "var").mkdir(parents=True)
+    url = "sqlite:///file:var/x.sqlite3?mode=ro&uri=true"
+    s = load_settings(root, environ={"CLUBJAPON_DATABASE_URL": url})
+    sqlite3.connect(root / "var" / "x.sqlite3").close()  # the file the URI means, and no other
+    store = open_store(s.database_url, migrate_schema=False)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA database_list").all()[0][2] == str(
+                root / "var" / "x.sqlite3")
+    finally:
+        store.close()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        [folder, "var", "x.sqlite3"])

@@ -65,6 +65,28 @@ def test_bad_records_are_skipped_and_valid_ones_kept(settings: Settings, store: 
     assert report.skip_reasons == {"invalid email": 1, "no email address": 1}
 
 
+def test_an_over_long_name_is_dropped_counted_and_the_contact_stored(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_one = RawContact(ref="crm 9", source="scripted", email="long@x.org",
+                          first_name="Secret" * 40, company="ACME" * 60, last_name="Kept")
+    other = RawContact(ref="crm 10", source="scripted", email="other@x.org",
+                       first_name="Yui" * 70)
+    report = jobs.crm_sync(settings, store, source=ScriptedSource([Page([long_one, other])]))
+    assert emails(store) == {"long@x.org", "other@x.org"}
+    assert report.skipped == 0
+    assert report.dropped_fields == {"first name longer than 200 characters": 2,
+                                     "company longer than 200 characters": 1}
+    assert report.counts()["dropped_fields"] == 3
+    with store.transaction() as conn:
+        row = conn.execute(select(contacts.c.first_name, contacts.c.last_name,
+                                  contacts.c.company).where(contacts.c.email == "long@x.org")).one()
+    assert tuple(row) == (None, "Kept", None)
+    noted = [r for r in caplog.records if r.getMessage() == "contact field dropped"]
+    assert sorted(getattr(r, "ref", "") for r in noted) == ["crm 10", "crm 9", "crm 9"]
+    assert "Secret" not in caplog.text
+
+
 def test_a_failed_sync_keeps_committed_pages_and_their_bookmark_only(
     settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from clubjapon_ops import __version__
 from clubjapon_ops.errors import ClubJaponError, ConfigError
 from clubjapon_ops.logs import RedactFilter, setup_logging
 from clubjapon_ops.settings import Settings, find_root, load_settings
 from clubjapon_ops.store import Store, open_store
+from clubjapon_ops.store.failures import database_failure, first_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -111,8 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     except ClubJaponError as exc:
         _fail(f"error: {exc}")
         code = EXIT_FAILED
+    except OperationalError as exc:
+        # Met on a connection of its own, outside Store.transaction: the same one line.
+        _fail(f"error: {database_failure(exc, _state['app'].settings.database_url)}")
+        code = EXIT_FAILED
     except Exception as exc:
-        _fail(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        # First line only: SQLAlchemy's message goes on with the SQL and its parameters.
+        _fail(f"unexpected error: {type(exc).__name__}: {first_line(exc)} "
+              "(run with --debug for details)")
         code = EXIT_FAILED
     sys.exit(code)
 

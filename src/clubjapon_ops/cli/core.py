@@ -8,6 +8,7 @@ import click
 
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
@@ -49,6 +50,8 @@ def sync(app: App, full: bool, push: bool) -> int:
     )
     for reason, n in sorted(report.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  skipped {n:>4} × {reason}")
+    for reason, n in sorted(report.dropped_fields.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"  dropped {n:>4} × {reason} (contact kept)")
     if report.push is not None:
         return _show_push(report.push)
     return EXIT_OK
@@ -78,7 +81,7 @@ def status(app: App, edition: str | None, limit: int) -> int:
       clubjapon-ops status 2025-11-04-lille
     """
     if edition:
-        return _edition_status(app, edition)
+        return _edition_status(app, edition_for_reading(app, edition))
     with app.store.transaction() as conn:
         counts = contact_counts(conn)
         runs = recent_runs(conn, limit)

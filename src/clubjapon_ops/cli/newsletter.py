@@ -11,7 +11,7 @@ from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
 from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.newsletter.content import LANGS
+from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 
 
@@ -45,6 +45,7 @@ def preview(
     settings = app.settings
     if email and lang:
         raise click.UsageError("give --contact or --lang, not both")
+    edition = resolve_edition(settings.root, edition)  # before any path is built from it
     if check:
         problems = check_newsletter(settings, edition)
         for problem in problems:

@@ -7,10 +7,24 @@ from pathlib import Path
 import click
 
 from clubjapon_ops.cli import EXIT_OK, App, cli
+from clubjapon_ops.errors import UnknownEdition
+from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.reporting.campaign import build_report
 from clubjapon_ops.reporting.html import render_html
 from clubjapon_ops.reporting.job import write_html
 from clubjapon_ops.reporting.text import render_text
+from clubjapon_ops.store.reporting import ledger_editions
+
+
+def edition_for_reading(app: App, name: str) -> str:
+    """An edition with a file, or one the ledger still holds after its file was removed."""
+    try:
+        return resolve_edition(app.settings.root, name)
+    except UnknownEdition:
+        # Only now ask the ledger: the usual case needs no query.
+        with app.store.transaction() as conn:
+            known = ledger_editions(conn)
+        return resolve_edition(app.settings.root, name, known)
 
 
 @cli.command()
@@ -30,7 +44,7 @@ def report(app: App, edition: str, html_path: Path | None) -> int:
     Opens, clicks, bounces and complaints come from the providers' webhooks
     (Brevo, SendGrid); the outbox and SMTP report none of them.
     """
-    figures = build_report(app.store, edition)
+    figures = build_report(app.store, edition_for_reading(app, edition))
     click.echo(render_text(figures), nl=False)
     if html_path is not None:
         write_html(html_path, render_html(figures))

@@ -20,7 +20,7 @@ from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import SendReport
 from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
-from clubjapon_ops.newsletter.content import LANGS
+from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.settings import check_web_settings
 from clubjapon_ops.store import deliveries as ledger
@@ -189,6 +189,7 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     130 stopped by Ctrl-C or SIGTERM (run it again to go on).
     """
     settings = app.settings
+    edition = resolve_edition(settings.root, edition)
     if worker:
         if test_to or dry_run:
             raise click.UsageError("--worker sends for real: not with --test-to or --dry-run")

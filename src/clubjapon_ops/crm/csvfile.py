@@ -11,6 +11,7 @@ from typing import TextIO
 
 from clubjapon_ops.contacts import RawContact
 from clubjapon_ops.crm.base import Page
+from clubjapon_ops.crm.csvlines import LINE_LIMIT, LineFeed, RecordTooLong, undecodable_at
 from clubjapon_ops.errors import SourceError
 
 PAGE_SIZE = 500
@@ -54,6 +55,15 @@ def map_columns(headers: list[str]) -> dict[str, str]:
     return mapping
 
 
+def _too_long(exc: Exception) -> str:
+    """The skip reason for a record too long to read; other CSV errors stop the sync."""
+    if isinstance(exc, RecordTooLong):
+        return f"record longer than {LINE_LIMIT} characters"
+    if str(exc).startswith("field larger than field limit"):
+        return f"field longer than {csv.field_size_limit()} characters"
+    raise exc
+
+
 class CsvSource:
     """Read a whole CSV export each run; the store merges what did not change."""
 
@@ -76,17 +86,23 @@ class CsvSource:
         with handle:
             try:
                 yield from self._read(handle)
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
+                # The decoder's offset counts from its last 8 KiB chunk: find the real one.
+                found = undecodable_at(self.path)
+                where = f" at byte {found[0]} (line {found[1]})" if found else ""
                 raise SourceError(
-                    f"{self.path} is not UTF-8 text (byte {exc.start}); export it as UTF-8 CSV"
+                    f"{self.path} is not UTF-8 text{where}; export it as UTF-8 CSV"
                 ) from None
             except csv.Error as exc:
                 raise SourceError(f"{self.path}: malformed CSV: {exc}") from None
 
     def _read(self, handle: TextIO) -> Iterator[Page]:
-        first = handle.readline()
+        first = handle.readline(LINE_LIMIT)
         if not first.strip():
             raise SourceError(f"{self.path} is empty: expected a header row")
+        if len(first) == LINE_LIMIT:
+            raise SourceError(f"{self.path}: the header row is longer than {LINE_LIMIT} "
+                              "characters: is this a CSV export?")
         # French spreadsheet exports use ';'; count both in the header to tell.
         delimiter = ";" if first.count(";") > first.count(",") else ","
         headers = next(csv.reader([first], delimiter=delimiter))
@@ -97,23 +113,37 @@ class CsvSource:
                 f"{self.path} has no email column (found: {', '.join(headers)}); "
                 "expected one named Email, E-mail or Courriel"
             )
-        reader = csv.reader(handle, delimiter=delimiter)
+        feed = LineFeed(handle)
+        reader = csv.reader(feed, delimiter=delimiter)
         page = Page(records=[])
         end = 1  # the header was line 1; reader.line_num counts the lines read after it
-        for fields in reader:
-            # A quoted field may span lines: name the line where the record starts.
-            ref, end = f"line {end + 1}", reader.line_num + 1
-            if not any(f.strip() for f in fields):
-                continue
-            if len(fields) > len(headers):
-                page.rejected.append(
-                    (ref, f"more fields than the header: {len(fields)} > {len(headers)}")
-                )
-            else:
-                page.records.append(self._record(ref, headers, mapping, fields))
-            if len(page.records) + len(page.rejected) >= self.page_size:
-                yield page
-                page = Page(records=[])
+        while True:
+            try:
+                for fields in reader:
+                    feed.quotes = 0
+                    # A quoted field may span lines: name the line where the record starts.
+                    ref, end = f"line {end + 1}", reader.line_num + feed.outside + 1
+                    if not any(f.strip() for f in fields):
+                        continue
+                    if len(fields) > len(headers):
+                        page.rejected.append(
+                            (ref, f"more fields than the header: {len(fields)} > {len(headers)}")
+                        )
+                    else:
+                        page.records.append(self._record(ref, headers, mapping, fields))
+                    if len(page.records) + len(page.rejected) >= self.page_size:
+                        yield page
+                        page = Page(records=[])
+                break
+            except (csv.Error, RecordTooLong) as exc:
+                # One oversized record is skipped, not the export: read past its end and go on.
+                page.rejected.append((f"line {end + 1}", _too_long(exc)))
+                feed.skip_record()
+                feed.quotes = 0
+                end = reader.line_num + feed.outside + 1
+                if len(page.records) + len(page.rejected) >= self.page_size:
+                    yield page
+                    page = Page(records=[])
         if page.records or page.rejected:
             yield page
 

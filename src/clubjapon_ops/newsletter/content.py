@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
 from datetime import date
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.errors import ConfigError, UnknownEdition
 
 Lang = Literal["fr", "en", "ja"]
 LANGS: tuple[Lang, ...] = ("fr", "en", "ja")
 EDITIONS_DIR = Path("config") / "editions"
+# An edition's name: its date, then lower-case words; never a path, a suffix or a space.
+SLUG = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[a-z0-9-]+")
 
 
 
@@ -169,6 +174,23 @@ def _dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
+# The renderer's slot markers (newsletter.render): in an edition's text they would raise
+# KeyError, or pull a reader's greeting or address into the text.
+_RESERVED = re.compile("[\ue000\ue001]")
+
+
+def _strings(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    """Every text in parsed YAML, with its location; escapes (\\uE000) already decoded."""
+    if isinstance(data, str):
+        yield loc, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _strings(value, (*loc, key))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _strings(item, (*loc, i))
+
+
 def load_edition(path: Path) -> Edition:
     """Read and validate an edition file; errors name the file, the field and the line."""
     try:
@@ -187,6 +209,13 @@ def load_edition(path: Path) -> Edition:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of edition fields")
+    for field_loc, value in _strings(data):
+        if found := _RESERVED.search(value):
+            raise ConfigError(
+                f"{path}:{_line_of(node, field_loc)}: {_dotted(field_loc)}: character "
+                f"U+{ord(found.group()):04X} is reserved (the renderer marks a reader's name "
+                "with it): remove it"
+            )
     data["slug"] = path.stem
     try:
         edition = Edition.model_validate(data)
@@ -208,11 +237,40 @@ def load_edition(path: Path) -> Edition:
     return edition
 
 
-def edition_path(root: Path, slug: str) -> Path:
-    """Return the file of an edition slug under config/editions/."""
-    return root / EDITIONS_DIR / f"{slug}.yaml"
+def is_slug(name: str) -> bool:
+    """True for a well-formed edition name: 'YYYY-MM-DD-place', lower case, no path."""
+    return SLUG.fullmatch(name) is not None
 
 
 def list_editions(root: Path) -> list[str]:
-    """Return the slugs of every edition file, sorted."""
-    return sorted(p.stem for p in (root / EDITIONS_DIR).glob("*.yaml"))
+    """Return the slugs of every edition file, sorted; other files are not editions."""
+    return sorted(p.stem for p in (root / EDITIONS_DIR).glob("*.yaml") if is_slug(p.stem))
+
+
+def resolve_edition(root: Path, name: str, known: Iterable[str] = ()) -> str:
+    """Return the edition ``name`` names, or raise UnknownEdition saying which were meant.
+
+    An edition is a slug with a file in config/editions/; ``known`` adds editions that
+    exist elsewhere (the ledger's, for status and report after a file was removed). Every
+    command and page goes through here, so no path is ever built from an unchecked name.
+    """
+    elsewhere = {k for k in known if is_slug(k)}
+    if is_slug(name) and ((root / EDITIONS_DIR / f"{name}.yaml").is_file() or name in elsewhere):
+        return name
+    candidates = sorted(set(list_editions(root)) | elsewhere)
+    close = get_close_matches(name.strip().lower(), candidates, n=3, cutoff=0.6)
+    if close:
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    else:
+        hint = f"editions: {', '.join(candidates) or 'none'}"
+    if is_slug(name):
+        raise UnknownEdition(f"no edition {name!r} in {EDITIONS_DIR}/ ({hint})")
+    raise UnknownEdition(
+        f"{name!r} is not an edition name: expected the stem of a file in {EDITIONS_DIR}/, "
+        f"like 2025-11-04-lille ({hint})"
+    )
+
+
+def edition_path(root: Path, slug: str) -> Path:
+    """Return the file of an edition under config/editions/; UnknownEdition if there is none."""
+    return root / EDITIONS_DIR / f"{resolve_edition(root, slug)}.yaml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clubjapon_ops.jobs import run_recorded
+from clubjapon_ops.newsletter.content import is_slug
 from clubjapon_ops.reporting.campaign import build_report
 from clubjapon_ops.reporting.html import render_html
 from clubjapon_ops.reports import Report
@@ -19,6 +21,7 @@ from clubjapon_ops.store.reporting import editions_sent_since
 from clubjapon_ops.store.types import utcnow
 
 REPORTS_DIR = Path("var") / "reports"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +56,11 @@ def campaign_reports(
         for edition in editions:
             if stop is not None and stop.is_set():
                 break  # each report is whole on its own: stopping between them is safe
+            if not is_slug(edition):
+                # A row from before edition names were checked: no file name comes from it.
+                log.warning("ledger edition is not an edition name; no report written",
+                            extra={"edition": edition})
+                continue
             path = settings.root / REPORTS_DIR / f"{edition}.html"
             write_html(path, render_html(build_report(store, edition)))
             written.files.append(str(path))

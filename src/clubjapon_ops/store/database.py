@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from clubjapon_ops.errors import StoreError
+from clubjapon_ops.store.failures import database_failure, first_line
+from clubjapon_ops.store.location import busy_timeout, creates_file, is_sqlite, sqlite_file
 from clubjapon_ops.store.migrations import migrate
-
-BUSY_TIMEOUT_MS = 30_000
 
 
 class Store:
     """The project's database: an engine plus short transactions."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, url: str | None = None) -> None:
         self.engine = engine
+        self.url = url or engine.url.render_as_string(hide_password=False)
 
     @property
     def dialect(self) -> str:
@@ -31,38 +33,66 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """Run the block in one transaction: committed on success, rolled back on error."""
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            # Read-only, locked, gone: one line saying what to check, not the SQL and its data.
+            raise database_failure(exc, self.url) from exc
 
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    # WAL lets the web app read while a send writes; the busy timeout makes writers wait
-    # for each other instead of failing at once.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(timeout_s: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        # WAL lets the web app read while a send writes; the busy timeout makes writers wait
+        # for each other instead of failing at once.
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            # A read-only file (or mode=ro) cannot switch modes, and reading needs no WAL:
+            # let it open, and let a write say clearly why it is refused.
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_READONLY:
+                raise
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _create_private(url: URL) -> None:
+    """Create a new SQLite file owner-only (0600) in an owner-only folder (0700).
+
+    SQLite would create it 0644 less the umask; it gives the -wal, -shm and -journal files
+    the main file's mode, so creating the main file first is enough for all of them.
+    """
+    path = sqlite_file(url)
+    if path is None or not creates_file(url) or path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # FileExistsError: another process created it first, and made the same choice.
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine for a SQLite or PostgreSQL URL, creating a SQLite file's folder."""
+    """Create an engine for a SQLite or PostgreSQL URL, creating a SQLite file owner-only."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
-    if parsed.drivername.startswith("sqlite"):
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
+    timeout = busy_timeout(parsed)
+    if is_sqlite(parsed):
+        _create_private(parsed)
+        kwargs["connect_args"] = {"timeout": timeout}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
-    if parsed.drivername.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
+    if is_sqlite(parsed):
+        event.listen(engine, "connect", _sqlite_pragmas(timeout))
     return engine
 
 
@@ -78,9 +108,12 @@ def open_store(url: str, *, migrate_schema: bool = True) -> Store:
                 pass
     except OSError as exc:
         raise StoreError(f"cannot open database {shown}: {exc.strerror or exc}") from exc
+    except OperationalError as exc:
+        if is_sqlite(make_url(url)):
+            raise database_failure(exc, url) from exc  # read-only, locked, no folder ...
+        raise StoreError(f"cannot open database {shown}: {first_line(exc)}") from exc
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise StoreError(f"cannot open database {shown}: {reason}") from exc
+        raise StoreError(f"cannot open database {shown}: {first_line(exc)}") from exc
     except ModuleNotFoundError as exc:
         raise StoreError(f"cannot open database {shown}: driver missing ({exc.name})") from exc
-    return Store(engine)
+    return Store(engine, url)

@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clubjapon_ops.errors import AlreadyRunning, ConfigError, StoreError
 from clubjapon_ops.store.advisory import LOCK_CLASS, current_schema, lock_key
 from clubjapon_ops.store.database import Store
+from clubjapon_ops.store.location import sqlite_file
 from clubjapon_ops.store.types import utcnow
 
 LOCK_SUFFIX = ".scheduler-lock"
@@ -38,11 +39,12 @@ SEND_LOCK_SUFFIX = ".send-lock"
 
 
 def _database_file(store: Store, needed_by: str) -> Path:
-    database = make_url(str(store.engine.url)).database
-    if not database or database == ":memory:":
+    database = sqlite_file(make_url(store.url))
+    if database is None:
         raise ConfigError(f"{needed_by} needs a database file, not an in-memory database")
-    # Resolved: two spellings of one database (a symlink, a relative path) share one lock.
-    return Path(database).resolve()
+    # Resolved: two spellings of one database (a symlink, a relative path, a file: URI)
+    # share one lock.
+    return database.resolve()
 
 
 def lock_path(store: Store) -> Path:
@@ -67,7 +69,7 @@ def _file_lock(path: Path, what: str, taken: str) -> Iterator[str]:
     """
     try:
         # A non-inheritable descriptor: no child process can keep the lock alive.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StoreError(f"cannot open {what} lock file {path}: {exc.strerror}") from exc
     try:

@@ -11,6 +11,11 @@ from sqlalchemy.engine import Connection
 from clubjapon_ops.store.schema import deliveries, events, suppressions
 
 
+def ledger_editions(conn: Connection) -> list[str]:
+    """Every edition the ledger holds rows of, sorted."""
+    return sorted(conn.execute(select(deliveries.c.edition).distinct()).scalars())
+
+
 def sent_times(conn: Connection, edition: str) -> list[datetime]:
     """When each message of the edition was handed over, oldest first."""
     return list(conn.execute(
