@@ -264,8 +264,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("hubspot_subscription_id", "HUBSPOT_SUBSCRIPTION_ID", _digits, "",
          "a HubSpot subscription type id (digits)",
          "the email subscription type that write-back unsubscribes addresses from"),
-    Spec("preview_password", "CLUBJAPON_PREVIEW_PASSWORD", _optional, "",
-         "a long random string",
+    Spec("preview_password", "CLUBJAPON_PREVIEW_PASSWORD", _own_secret, "",
+         f"a random string of at least {MIN_SECRET} characters",
          "basic-auth password of 'preview --serve' (any user name); required to serve it on "
          "an address other than loopback, and then only behind a TLS proxy", secret=True),
 )

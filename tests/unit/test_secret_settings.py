@@ -10,7 +10,8 @@ from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.settings import MASK, check_web_settings, load_settings
 
 
-@pytest.mark.parametrize("variable", ["CLUBJAPON_SECRET", "BREVO_WEBHOOK_SECRET"])
+@pytest.mark.parametrize(
+    "variable", ["CLUBJAPON_SECRET", "BREVO_WEBHOOK_SECRET", "CLUBJAPON_PREVIEW_PASSWORD"])
 def test_a_secret_shorter_than_16_characters_is_refused_without_being_shown(
     root: Path, variable: str
 ) -> None:

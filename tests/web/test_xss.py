@@ -49,7 +49,7 @@ def test_url_parameters_are_escaped(
 def test_the_edition_name_is_escaped_in_the_title_and_the_error(preview: FlaskClient) -> None:
     body = html_page(preview, f"/preview/{P}", 404)
     assert f"<title>Preview · {ESCAPED}</title>" in body
-    assert f"no edition &#39;{ESCAPED}&#39;" in body
+    assert f"&#39;{ESCAPED}&#39; is not an edition name" in body
 
 
 @pytest.mark.parametrize("lang", ["fr", "ja"])
