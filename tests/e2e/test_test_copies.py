@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,6 +18,7 @@ from clubjapon_ops.settings import load_settings
 from clubjapon_ops.store import open_store
 from clubjapon_ops.web import create_app
 from tests.delivery.conftest import SECRET, SLUG, home, write_contacts  # noqa: F401
+from tests.fakes.smtp_server import free_port
 
 pytestmark = pytest.mark.e2e
 READER = "yui@example.com"
@@ -97,6 +99,8 @@ def test_a_test_copy_rendered_as_a_reader_cannot_unsubscribe_them(
     real_message = email.message_from_bytes(real.read_bytes(), policy=policy.default)
     assert isinstance(real_message, EmailMessage)
     assert links(real_message) != links(message)
+    # Nor does it pass for the reader's message: a Message-ID of its own.
+    assert real_message["Message-ID"] != message["Message-ID"]
 
 
 def test_test_copies_have_a_folder_of_their_own_and_the_command_says_where(
@@ -109,6 +113,25 @@ def test_test_copies_have_a_folder_of_their_own_and_the_command_says_where(
         path = next(f for f in files if f.name.endswith(f"-{address}.eml"))
         assert f"{address}: sent to {path}" in stdout
         assert email.message_from_bytes(path.read_bytes())["To"].endswith(f"<{address}>")
+    # Each copy has an ID of its own: a mail service drops a message whose ID it has seen,
+    # and marketing sends a second copy after each correction.
+    ids = {email.message_from_bytes(f.read_bytes())["Message-ID"] for f in files}
+    _, again = send_test_copy(home, synced, "me@example.org")
+    assert len(ids | {email.message_from_bytes(f.read_bytes())["Message-ID"] for f in again}) == 3
     assert cli(synced, "send", SLUG, "--yes").returncode == 0
     assert sorted(p.name.split("-", 1)[1] for p in (home / "var" / "outbox" / SLUG).iterdir()) \
         == ["jean@example.com.eml", f"{READER}.eml"]
+
+
+def test_test_copies_with_nothing_listening_on_smtp_stop_at_once_naming_the_settings(
+    home: Path, synced: dict[str, str]  # noqa: F811
+) -> None:
+    port = free_port()  # nobody listens there
+    env = {**synced, "CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
+           "SMTP_PORT": str(port), "CLUBJAPON_SEND_RETRY_WAIT": "2"}
+    started = time.monotonic()
+    result = cli(env, "send", SLUG, "--test-to", "a@example.org,b@example.org,c@example.org",
+                 "--contact", READER)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert time.monotonic() - started < 5  # not a retried connection per copy
+    assert f"127.0.0.1:{port}" in result.stderr and "SMTP_PORT" in result.stderr

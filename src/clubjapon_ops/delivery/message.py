@@ -70,6 +70,15 @@ def message_id(edition: str, email: str, domain: str) -> str:
     return f"<{edition}.{digest}@{domain}>"
 
 
+def message_id_of_copy(edition: str, domain: str) -> str:
+    """A new Message-ID for each test copy.
+
+    Never the reader's: a copy rendered as a reader must not pass for their message, and
+    mail services drop a second message with an ID they have seen (a second test copy).
+    """
+    return f"<test.{edition}.{uuid.uuid4().hex}@{domain}>"
+
+
 def base64_lines(data: bytes) -> bytes:
     """Base64 in 76-character lines, each ended by CRLF."""
     raw = binascii.b2a_base64(data, newline=False)
@@ -211,6 +220,7 @@ class _Options(TypedDict, total=False):
     to_address: str | None
     extra_headers: Iterable[tuple[str, str]]
     eight_bit: bool
+    test_copy: bool
 
 
 class MimeBuilder:
@@ -283,6 +293,7 @@ class MimeBuilder:
         to_address: str | None = None,
         extra_headers: Iterable[tuple[str, str]] = (),
         eight_bit: bool = False,
+        test_copy: bool = False,
     ) -> Mime:
         """Build the whole message, headers and both parts, ready for SMTP.
 
@@ -300,7 +311,8 @@ class MimeBuilder:
             f"To: {format_mailbox(msg.display_name, to_address or msg.email)}",
             f"Subject: {subject}",
             f"Date: {format_datetime(date) if date else self._now()}",
-            f"Message-ID: {message_id(edition, msg.email, self.domain)}",
+            "Message-ID: " + (message_id_of_copy(edition, self.domain) if test_copy
+                              else message_id(edition, msg.email, self.domain)),
             "MIME-Version: 1.0",
             f"Content-Language: {msg.lang}",
             f"List-Unsubscribe: <{url}>, <{self.unsubscribe_mailto}>",

@@ -14,6 +14,7 @@ from clubjapon_ops.contacts import Contact
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import Outgoing, Status, make_transport
+from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.delivery.transports.outbox import OutboxTransport
 from clubjapon_ops.newsletter.render import Personaliser
 from clubjapon_ops.newsletter.service import Newsletter
@@ -49,9 +50,11 @@ def send_test_copies(settings: Settings, newsletter: Newsletter, reader: Contact
         settings = settings.with_overrides(outbox_dir=settings.outbox_dir / TEST_COPIES_DIR)
     transport = make_transport(settings, MimeBuilder(settings.mail_from))
     batch = [Outgoing(id=n, envelope_to=a, message=message, edition=edition,
-                      subject_prefix=SUBJECT_PREFIX)
+                      subject_prefix=SUBJECT_PREFIX, test_copy=True)
              for n, a in enumerate(addresses, start=1)]
     try:
+        if isinstance(transport, Reachable):
+            transport.check()  # nothing listening: stop at once, naming the settings
         results = transport.send(batch)
     finally:
         transport.close()

@@ -31,12 +31,13 @@ class Outgoing:
     message: PersonalMessage
     edition: str
     subject_prefix: str = ""
+    test_copy: bool = False  # a `send --test-to` copy: a Message-ID of its own
 
     def mime(self, builder: MimeBuilder, *, eight_bit: bool = False) -> Mime:
         """The whole message, for transports that speak MIME."""
         return builder.compose(
             self.message, edition=self.edition, subject_prefix=self.subject_prefix,
-            to_address=self.envelope_to, eight_bit=eight_bit,
+            to_address=self.envelope_to, eight_bit=eight_bit, test_copy=self.test_copy,
         )
 
 
