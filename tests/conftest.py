@@ -9,6 +9,7 @@ the SQLite file, are by default), ``postgres_only`` when it needs PostgreSQL.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ from tests.postgres import HOW_TO, fresh_schema, postgres_configured
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO / "config" / "sample" / "contacts.csv"
 ENGINES = ("sqlite", "postgresql")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,7 +12,8 @@ from clubjapon_ops.delivery.transports import smtp
 from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.delivery.transports.smtp import SmtpConfig, SmtpTransport
 from clubjapon_ops.errors import StopRun
-from tests.fakes.smtp_server import free_port, smtp_server
+from tests.conftest import free_port
+from tests.fakes.smtp_server import smtp_server
 
 
 def transport(port: int, **config: object) -> SmtpTransport:

@@ -7,20 +7,18 @@ SQLite takes, and SQLite keeps NaN as text that is not JSON.
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
-from waitress.server import create_server
 
 from clubjapon_ops.events.signature import TIMESTAMP_HEADER
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.schema import events
 from tests.delivery.test_events_web import BREVO_SECRET, client, sign  # noqa: F401
+from tests.fakes.wsgi import served as serve_app
 
 EVENT = ('{"email": "yui@example.com", "event": "delivered", "timestamp": 1764000000, '
          '"sg_event_id": "e1", "ts_event": 1764000000, "x": %s}')
@@ -95,12 +93,8 @@ def test_a_timestamp_of_unicode_digits_is_refused_before_the_signature(
 def served(client: FlaskClient) -> Iterator[int]:  # noqa: F811
     """The same app behind waitress on 127.0.0.1, as `web` serves it."""
     app: Flask = client.application
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield int(server.effective_port)
-    server.close()
-    thread.join(5)
+    with serve_app(app) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> int:

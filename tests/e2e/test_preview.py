@@ -7,13 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 
 import pytest
-from waitress.server import create_server
 
 from clubjapon_ops import jobs
 from clubjapon_ops.contacts import Contact
@@ -22,6 +20,7 @@ from clubjapon_ops.store import open_store
 from clubjapon_ops.store.contacts import upsert_contacts
 from clubjapon_ops.web import create_preview_app
 from tests.conftest import REPO, SAMPLE_CSV
+from tests.fakes.wsgi import served
 from tests.newsletter.conftest import SLUG
 
 pytestmark = pytest.mark.e2e
@@ -92,13 +91,9 @@ def server(home: Path) -> Iterator[tuple[str, Settings]]:
     with store.transaction() as conn:
         upsert_contacts(conn, [Contact(email=LONG_ADDRESS, source="csv", first_name="Marie",
                                        language="fr")])
-    app = create_preview_app(settings, lambda: store)
     # waitress, as 'preview --serve' runs it.
-    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.effective_port}", settings
-    httpd.close()
+    with served(create_preview_app(settings, lambda: store), threads=4) as url:
+        yield url, settings
     store.close()
 
 

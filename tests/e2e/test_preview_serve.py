@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from clubjapon_ops.delivery.tokens import TokenSigner
-from tests.conftest import REPO, SAMPLE_CSV
+from tests.conftest import REPO, SAMPLE_CSV, free_port
 from tests.newsletter.conftest import SLUG
 
 pytestmark = pytest.mark.e2e
@@ -26,12 +26,6 @@ SECRET = "serve-test-secret-3c9e1b7d5f2a4c6e8a0b"
 BREVO_SECRET = "brevo-hook-secret-9d2f4b6a8c0e1f3a"
 PASSWORD = "preview-password-7e5c3a1f9b2d4e6f"
 STORED = "haruto.sato@hokuto.example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def environment(home: Path, **extra: str) -> dict[str, str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 GOOD = "0123456789abcdef"  # 16 characters: the shortest accepted
@@ -25,12 +26,6 @@ def run(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         pytest.fail(f"{' '.join(args)} did not stop: it started instead of refusing")
 
 
-def free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     (tmp_path / "config").mkdir()
@@ -38,7 +33,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_web_without_the_signing_key_refuses_to_start(home: Path) -> None:
-    result = run(home, "web", "--port", free_port())
+    result = run(home, "web", "--port", str(free_port()))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "CLUBJAPON_SECRET" in result.stderr and "Serving" not in result.stdout
 
@@ -49,7 +44,7 @@ def test_a_short_secret_stops_every_command_at_start(
     home: Path, variable: str, command: str
 ) -> None:
     env = {"CLUBJAPON_SECRET": GOOD, variable: "abc1234567890de"}  # 15 characters
-    args = ["web", "--port", free_port()] if command == "web" else [command]
+    args = ["web", "--port", str(free_port())] if command == "web" else [command]
     result = run(home, *args, **env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert variable in result.stderr and "at least 16 characters" in result.stderr

@@ -17,9 +17,10 @@ import pytest
 
 from clubjapon_ops.store import open_store
 from clubjapon_ops.store.lock import send_lock
+from tests.conftest import free_port
 from tests.delivery.conftest import SLUG, home, write_contacts  # noqa: F401
 from tests.e2e.test_send_smtp import cli, env_for, ledger
-from tests.fakes.smtp_server import Behaviour, free_port, smtp_server
+from tests.fakes.smtp_server import Behaviour, smtp_server
 
 pytestmark = pytest.mark.e2e
 

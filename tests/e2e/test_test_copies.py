@@ -17,8 +17,8 @@ import pytest
 from clubjapon_ops.settings import load_settings
 from clubjapon_ops.store import open_store
 from clubjapon_ops.web import create_app
+from tests.conftest import free_port
 from tests.delivery.conftest import SECRET, SLUG, home, write_contacts  # noqa: F401
-from tests.fakes.smtp_server import free_port
 
 pytestmark = pytest.mark.e2e
 READER = "yui@example.com"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-from waitress.server import create_server
 
 from clubjapon_ops import jobs
 from clubjapon_ops.delivery.tokens import TokenSigner
@@ -18,18 +15,13 @@ from clubjapon_ops.store import open_store
 from clubjapon_ops.web import create_app, create_preview_app
 from tests.conftest import SAMPLE_CSV
 from tests.e2e.test_preview import BROWSER_FLAGS, CHROMIUM
+from tests.fakes.wsgi import served
 from tests.web.conftest import SECRET, SLUG, home  # noqa: F401 - the fixture
 from tests.web.payload import PAYLOAD, POISONED, poison_contact, poison_edition
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium")]
 P = quote(PAYLOAD, safe="")
-
-
-def run(app: Any) -> tuple[str, Any]:
-    server = create_server(app, host="127.0.0.1", port=0, threads=2)
-    threading.Thread(target=server.run, daemon=True).start()
-    return f"http://127.0.0.1:{server.effective_port}", server
 
 
 @pytest.fixture
@@ -40,11 +32,9 @@ def sites(home: Path) -> Iterator[tuple[str, str]]:  # noqa: F811 - the fixture
     jobs.crm_sync(settings, store)
     poison_contact(store, "fr")
     poison_edition(home / "config" / "editions" / f"{SLUG}.yaml")
-    preview, preview_server = run(create_preview_app(settings, lambda: store))
-    public, public_server = run(create_app(settings, lambda: store))
-    yield preview, public
-    preview_server.close()
-    public_server.close()
+    with served(create_preview_app(settings, lambda: store)) as preview, \
+            served(create_app(settings, lambda: store)) as public:
+        yield preview, public
     store.close()
 
 
