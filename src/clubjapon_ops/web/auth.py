@@ -20,6 +20,16 @@ def password_matches(given: str | None, password: str) -> bool:
     return given is not None and hmac.compare_digest(_digest(given), _digest(password))
 
 
+def basic_password() -> str | None:
+    """The password of this request's basic-auth header, or None (absent or malformed)."""
+    try:
+        auth = request.authorization
+    except ValueError:
+        # Werkzeug's base64 decoding raises on a header of non-ASCII text: no password.
+        return None
+    return auth.password if auth is not None and auth.type == "basic" else None
+
+
 def require_password(app: Flask, password: str | None) -> None:
     """Ask every request of ``app`` for basic auth with ``password`` (any user name)."""
     if not password:
@@ -27,9 +37,7 @@ def require_password(app: Flask, password: str | None) -> None:
 
     @app.before_request
     def check_password() -> Response | None:
-        auth = request.authorization
-        given = auth.password if auth is not None and auth.type == "basic" else None
-        if password_matches(given, password):
+        if password_matches(basic_password(), password):
             return None
         return Response("Authentication required\n", status=401, mimetype="text/plain",
                         headers={"WWW-Authenticate": REALM})

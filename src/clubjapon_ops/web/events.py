@@ -27,6 +27,7 @@ from clubjapon_ops.events.types import Event, MalformedEvent
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.events import process_pending, store_events
 from clubjapon_ops.store.types import utcnow
+from clubjapon_ops.web.auth import basic_password
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("events", __name__)
@@ -72,21 +73,12 @@ def _accept(batch: list[Event]) -> Response:
     return _plain("OK", 200)
 
 
-def _basic_password() -> str | None:
-    try:
-        auth = request.authorization
-    except ValueError:
-        # Werkzeug's base64 decoding raises on a header of non-ASCII text: not our secret.
-        return None
-    return auth.password if auth is not None and auth.type == "basic" else None
-
-
 @blueprint.post("/events/brevo")
 @blueprint.post("/events/brevo/<token>")
 def brevo_events(token: str | None = None) -> Response:
     """Brevo's transactional webhook, authenticated by the token in the URL or basic auth."""
     secret = _settings().brevo_webhook_secret
-    password = _basic_password()
+    password = basic_password()
     if not secret or not (_same(token, secret) or _same(password, secret)):
         return _plain("Unauthorized", 401)
     try:
