@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response
 
+from clubjapon_ops.errors import StoreError
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.web import headers
 from clubjapon_ops.web.logsafe import redact_logger
+
+log = logging.getLogger(__name__)
 
 
 class WebApp(Flask):
@@ -35,4 +39,15 @@ def base_app(settings: Settings, store_factory: Callable[[], Store], csp: str) -
     # Flask logs the path of a request that fails: /unsubscribe/TOKEN must not reach a log.
     redact_logger(app.logger.name)
     headers.install(app, csp)
+    app.register_error_handler(StoreError, _store_unavailable)
     return app
+
+
+def _store_unavailable(exc: StoreError) -> Response:
+    """The database refused (read-only, locked, full): 503, and one line in the log.
+
+    One line, not Flask's traceback: the chained driver error carries the SQL and its
+    parameters, a reader's address among them. A 5xx tells a webhook's provider to retry.
+    """
+    log.error("database unavailable: %s", exc)
+    return Response("Service unavailable\n", status=503, mimetype="text/plain")

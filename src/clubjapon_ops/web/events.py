@@ -24,6 +24,7 @@ from clubjapon_ops.events.signature import (
     verify,
 )
 from clubjapon_ops.events.types import Event, MalformedEvent
+from clubjapon_ops.errors import StoreError
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.events import process_pending, store_events
 from clubjapon_ops.store.types import utcnow
@@ -64,6 +65,10 @@ def _accept(batch: list[Event]) -> Response:
     try:
         with store.transaction() as conn:
             counts = process_pending(conn, settings.soft_bounce_limit)
+    except StoreError as exc:
+        # One line: the driver's error chained below it carries the SQL and an address.
+        log.warning("events stored but not processed yet: %s", exc)
+        counts = None
     except Exception:
         # Stored is what matters to the provider; what was not processed is picked up later.
         log.exception("events stored but not processed yet")

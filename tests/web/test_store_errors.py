@@ -1,0 +1,51 @@
+"""A database the public app cannot write to: a 503 and one log line, no address, no SQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from clubjapon_ops import jobs
+from clubjapon_ops.delivery.tokens import TokenSigner
+from clubjapon_ops.store import open_store
+from clubjapon_ops.web import create_app
+from tests.web.conftest import SECRET, SLUG, STORED, make_settings
+
+BREVO_SECRET = "brevo-webhook-secret-0123456789"
+
+
+def test_a_read_only_store_answers_503_and_logs_no_address_nor_sql(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(home, BREVO_WEBHOOK_SECRET=BREVO_SECRET)
+    writable = open_store(settings.database_url)
+    jobs.crm_sync(settings, writable)
+    writable.close()
+    database = home / "var" / "clubjapon.sqlite3"
+    read_only = open_store(f"sqlite:///file:{database}?mode=ro&uri=true")
+    client = create_app(settings, lambda: read_only).test_client()
+    token = TokenSigner(SECRET).make(SLUG, STORED, "fr")
+    event = {"event": "hard_bounce", "email": STORED, "id": 1, "date": "2025-11-05 10:00:00",
+             "message-id": "<x@example.org>", "ts_event": 1762333200, "tags": [SLUG]}
+    try:
+        with caplog.at_level(logging.INFO):
+            answers = [
+                client.post(f"/unsubscribe/{token}", data="List-Unsubscribe=One-Click",
+                            content_type="application/x-www-form-urlencoded"),
+                client.post(f"/events/brevo/{BREVO_SECRET}", data=json.dumps(event),
+                            content_type="application/json"),
+            ]
+    finally:
+        read_only.close()
+    for answer in answers:
+        # 503: the reader may try again; Brevo retries a webhook that got a 5xx.
+        assert answer.status_code == 503
+        assert answer.get_data(as_text=True) == "Service unavailable\n"
+    logged = "\n".join(
+        r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "")
+        for r in caplog.records)
+    assert "read-only" in logged or "read only" in logged
+    assert STORED not in logged and "INSERT" not in logged and token not in logged
