@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from clubjapon_ops.delivery.message import message_id
+from clubjapon_ops.errors import StoreError
 from clubjapon_ops.events import brevo, sendgrid
 from clubjapon_ops.events.body import parse_json
 from clubjapon_ops.events.signature import (
@@ -24,7 +25,6 @@ from clubjapon_ops.events.signature import (
     verify,
 )
 from clubjapon_ops.events.types import Event, MalformedEvent
-from clubjapon_ops.errors import StoreError
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.events import process_pending, store_events
 from clubjapon_ops.store.types import utcnow
