@@ -124,3 +124,13 @@ def test_sends_on_postgres_take_no_lock(store: Store) -> None:
     # Workers share an edition on purpose there; the ledger's state checks keep rows single.
     with send_lock(store, "2025-11-04-lille"), send_lock(store, "2025-11-04-lille"):
         pass
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///file:ledger?mode=memory&uri=true"])
+def test_a_send_on_an_in_memory_database_takes_no_lock(url: str) -> None:
+    memory = open_store(url)
+    try:
+        with send_lock(memory, "2025-11-04-lille") as held:
+            assert "in-memory" in held
+    finally:
+        memory.close()

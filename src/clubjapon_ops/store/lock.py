@@ -169,7 +169,7 @@ def send_lock(store: Store, edition: str) -> AbstractContextManager[str]:
     """
     if store.dialect != "sqlite":
         return nullcontext("no send lock on PostgreSQL: senders share the edition")
-    if make_url(str(store.engine.url)).database in (None, "", ":memory:"):
+    if sqlite_file(make_url(store.url)) is None:
         return nullcontext("no send lock: an in-memory database has one process")
     return _file_lock(send_lock_path(store, edition), "the send",
                       f"another send of {edition} is running on this database")

@@ -10,6 +10,11 @@ from typing import Protocol, runtime_checkable
 from clubjapon_ops.delivery.message import Mime, MimeBuilder
 from clubjapon_ops.newsletter.render import PersonalMessage
 
+# A non-ASCII local part, refused before it is handed over: the same words over SMTP and in
+# the outbox, so the two record one outcome.
+NEEDS_SMTPUTF8 = ("the address has non-ASCII characters: it needs SMTPUTF8 (RFC 6531), which "
+                  "this sender does not use")
+
 
 class Status(StrEnum):
     """What a provider said about one recipient."""

@@ -11,16 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clubjapon_ops.delivery.message import MimeBuilder
-from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
+from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8, Outgoing, Result, Status
 
 log = logging.getLogger(__name__)
 
 # Characters every file system takes in a name (Windows refuses \ / : * ? " < > |).
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 _MAX_ADDRESS = 100  # of the name; an address may be 320 characters, a name 255 bytes
-# The words SMTP uses for the same refusal (transports/smtp.py): one outcome for both.
-NEEDS_SMTPUTF8 = ("the address has non-ASCII characters: it needs SMTPUTF8 (RFC 6531), which "
-                  "this sender does not use")
 
 
 def eml_name(row: int, address: str) -> str:

@@ -21,7 +21,7 @@ from tenacity import (
 )
 
 from clubjapon_ops.delivery.message import MimeBuilder
-from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
+from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8, Outgoing, Result, Status
 from clubjapon_ops.errors import AuthError, StopRun
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,6 @@ class _Connection:
 
 
 Reply = tuple[int, bytes]
-_NEEDS_SMTPUTF8 = ("the address has non-ASCII characters: it needs SMTPUTF8 (RFC 6531), which "
-                   "this sender does not use")
 
 
 def _server_spoke(client: smtplib.SMTP) -> bool:
@@ -236,7 +234,7 @@ class SmtpTransport:
             # row taken back): hang up, which cancels it, and start afresh.
             conn.drop()
         if not item.envelope_to.isascii():
-            return Result(item.id, Status.FAILED, error=_NEEDS_SMTPUTF8)
+            return Result(item.id, Status.FAILED, error=NEEDS_SMTPUTF8)
         stage = "connect"
         try:
             client = conn.open()
