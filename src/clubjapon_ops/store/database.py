@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import SingletonThreadPool
 
 from clubjapon_ops.errors import StoreError
 from clubjapon_ops.store.failures import database_failure, first_line
@@ -88,6 +89,10 @@ def make_engine(url: str) -> Engine:
     if is_sqlite(parsed):
         _create_private(parsed)
         kwargs["connect_args"] = {"timeout": timeout}
+        if sqlite_file(parsed) is None:
+            # In memory: one connection holds the whole database, so keep one per thread
+            # (SQLAlchemy's choice today, which it will stop guessing for file: URIs).
+            kwargs["poolclass"] = SingletonThreadPool
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
