@@ -18,7 +18,7 @@ CLI := $(DEMO_ENV) $(BIN)/clubjapon-ops --log-text -q
 ## SQLite, send the newest ready edition (it passes the lint) to the local outbox, write a
 ## preview, show the ledger.
 run: $(VENV)/.installed-run
-	@edition=$${EDITION:-$$($(CLI) edition ready)} && test -n "$$edition" && \
+	@edition=$$($(CLI) edition ready) && \
 	$(CLI) sync && \
 	$(CLI) send "$$edition" --yes && \
 	$(CLI) preview "$$edition" --lang ja && \
