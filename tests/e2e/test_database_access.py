@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import REPO, SAMPLE_CSV
 
 pytestmark = pytest.mark.e2e
 
@@ -162,3 +163,18 @@ def test_the_store_is_private_to_its_owner(home: Path) -> None:
         companions = [p for p in var.iterdir() if p.name.startswith(db.name + "-")]
         assert companions
         assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in companions)
+
+
+@pytest.mark.parametrize("first", [
+    ["preview", "2025-11-04-lille", "--lang", "fr"],  # writes var/preview/, signs nothing
+    ["send", "2025-11-04-lille", "--test-to", "me@example.org"],  # var/secret.key, outbox
+])
+def test_var_is_private_whichever_command_makes_it(home: Path, first: list[str]) -> None:
+    shutil.copytree(REPO / "config" / "editions", home / "config" / "editions")
+    shutil.copytree(REPO / "templates", home / "templates")
+    result = run(home, *first, preexec=lambda: os.umask(0o022) and None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    folders = [p for p in (home / "var").rglob("*") if p.is_dir()]
+    assert folders  # the command wrote below var/
+    for folder in [home / "var", *folders]:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

@@ -11,6 +11,7 @@ from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
 from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.files import private_folder
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 
@@ -60,7 +61,7 @@ def preview(
     contact = reader_for(app, email, lang, newsletter)
     message = newsletter.personalise(contact)
     folder = out_dir or settings.root / "var" / "preview" / edition
-    folder.mkdir(parents=True, exist_ok=True)
+    private_folder(folder)  # the files name a reader and show their name
     stem = f"{message.lang}-{contact.email.split('@')[0]}"
     paths = {
         "html": folder / f"{stem}.html",

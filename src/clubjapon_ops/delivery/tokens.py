@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.files import private_folder
 from clubjapon_ops.settings import Settings
 
 _SIG_BYTES = 16  # 128 bits: beyond guessing, short enough for a tidy link
@@ -92,7 +93,7 @@ def signing_key(settings: Settings) -> str:
     path = settings.root / "var" / "secret.key"
     if path.is_file():
         return path.read_text(encoding="ascii").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     key = secrets.token_urlsafe(32)
     # Created owner-only before the key is written, so it is never readable by others.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from clubjapon_ops.files import private_folder
 from clubjapon_ops.jobs import run_recorded
 from clubjapon_ops.newsletter.content import is_slug
 from clubjapon_ops.reporting.campaign import build_report
@@ -37,7 +38,7 @@ class ReportsWritten(Report):
 
 def write_html(path: Path, html: str) -> None:
     """Write through a temporary file and rename: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     partial = path.with_name(path.name + ".part")
     partial.write_text(html, encoding="utf-8")
     os.replace(partial, path)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import SingletonThreadPool
 
 from clubjapon_ops.errors import StoreError
+from clubjapon_ops.files import private_folder
 from clubjapon_ops.store.failures import database_failure, first_line
 from clubjapon_ops.store.location import busy_timeout, creates_file, is_sqlite, sqlite_file
 from clubjapon_ops.store.migrations import migrate
@@ -75,7 +76,7 @@ def _create_private(url: URL) -> None:
     path = sqlite_file(url)
     if path is None or not creates_file(url) or path.exists():
         return
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_folder(path.parent)
     # FileExistsError: another process created it first, and made the same choice.
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

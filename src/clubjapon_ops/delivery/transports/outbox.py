@@ -12,6 +12,7 @@ from pathlib import Path
 
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8, Outgoing, Result, Status
+from clubjapon_ops.files import private_folder
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +32,6 @@ def eml_name(row: int, address: str) -> str:
     if safe != address:
         safe += "~" + hashlib.sha256(address.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{row}-{safe}.eml"
-
-
-def _private_folder(path: Path) -> None:
-    """Create ``path`` and its missing parents owner-only (file names are addresses)."""
-    missing = []
-    while not path.is_dir():
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        # Path.mkdir(parents=True) would give the parents the default, readable mode.
-        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _tighten(folder: Path) -> None:
@@ -76,7 +66,7 @@ class OutboxTransport:
     def _folder(self, edition: str) -> Path:
         folder = self.root / edition
         if folder not in self._ready:
-            _private_folder(folder)
+            private_folder(folder)
             _tighten(self.root)
             _tighten(folder)
             self._ready.add(folder)
