@@ -404,6 +404,16 @@ def refuse_workers_on(dialect: str) -> None:
         )
 
 
+def ensure_no_send_running(store: Store, edition: str) -> None:
+    """Raise AlreadyRunning now if another process sends this edition (SQLite).
+
+    A look before the plan is printed, so that a refused send does not show one; the send
+    itself takes the lock again, which is what keeps two senders apart.
+    """
+    with send_lock(store, edition):
+        pass
+
+
 def send_campaign(
     settings: Settings,
     store: Store,

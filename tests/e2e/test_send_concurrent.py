@@ -5,8 +5,9 @@ One sender per edition: the others exit 2 naming the holder's pid (or, starting 
 finished, find nothing left to send), and no reader gets a message twice. The suite runs
 CLUBJAPON_TEST_CONCURRENT_ROUNDS rounds (default 1, 6-9 s on the shared 2-core machine) of
 CLUBJAPON_TEST_CONCURRENT_MESSAGES (default 2,000); .ci/run sets ten rounds (about 55-85 s),
-and bench/bench_concurrent_send.py runs ten and times them. Before the edition lock and the claim's state check,
-every round had all three senders exit 0, and 5 rounds of 18 sent 1 to 9 readers two copies.
+and bench/bench_concurrent_send.py runs ten and times them. Before the edition lock and the
+claim's state check, every round had all three senders exit 0, and 5 rounds of 18 sent 1 to 9
+readers two copies.
 """
 
 from __future__ import annotations

@@ -122,6 +122,7 @@ def test_a_second_send_of_an_edition_exits_2_naming_the_holder(home: Path) -> No
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"another send of {SLUG} is running on this database (pid {os.getpid()} on " \
         in refused.stderr, refused.stderr
+    assert "to send now" not in refused.stdout  # refused before it shows a plan
     assert after.returncode == 0, after.stderr  # the lock went with its holder
     assert sum(server.counts.values()) == 10  # all from the second run, none from the first
     with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as db:

@@ -200,6 +200,10 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         return _test_send(app, newsletter, test_to, email, lang)
     if email or lang:
         raise click.UsageError("--contact and --lang go with --test-to")
+    try:
+        jobs.ensure_no_send_running(app.store, edition)
+    except AlreadyRunning as exc:
+        return _already_running(exc)
     problems = jobs.lint_before_send(settings, newsletter)
     _print_plan(app, edition, problems)
     if dry_run:
@@ -219,9 +223,7 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
                                          worker=worker),
             )
         except AlreadyRunning as exc:
-            # Not a failure of this send: it did nothing, and will go on once the other ends.
-            click.echo(f"error: {exc}", err=True)
-            return EXIT_USAGE
+            return _already_running(exc)
         finally:
             close()
     _print_summary(report)
@@ -230,6 +232,12 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     if report.interrupted:
         return EXIT_INTERRUPTED  # as for any command stopped by Ctrl-C or SIGTERM
     return EXIT_OK if report.status == "success" else EXIT_PARTIAL
+
+
+def _already_running(exc: AlreadyRunning) -> int:
+    # Not a failure of this send: it did nothing, and will go on once the other ends.
+    click.echo(f"error: {exc}", err=True)
+    return EXIT_USAGE
 
 
 def _dry_run(app: App, newsletter: Newsletter) -> int:
