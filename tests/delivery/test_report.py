@@ -15,6 +15,7 @@ from sqlalchemy import delete, update
 
 from clubjapon_ops import jobs
 from clubjapon_ops.events.brevo import parse_event
+from clubjapon_ops.newsletter.textwrap_cjk import display_width
 from clubjapon_ops.reporting.campaign import build_report
 from clubjapon_ops.reporting.html import NOT_REPORTED, paris_buckets, render_html
 from clubjapon_ops.reporting.job import campaign_reports
@@ -77,6 +78,17 @@ def test_terminal_table(sent: Store) -> None:
     assert "550 user unknown" in text
     empty = render_text(build_report(sent, "no-such-edition"))
     assert empty.endswith("nothing planned or sent yet\n")
+
+
+def test_terminal_columns_line_up_with_japanese_reasons(sent: Store) -> None:
+    report = build_report(sent, SLUG)
+    report.failures = [("hard_bounce", "宛先不明のため配信できません", 2),
+                       ("hard_bounce", "550 user unknown", 1)]
+    lines = render_text(report).splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("bounces and"))):]
+    rows = [x for x in table if "hard_bounce" in x]
+    # The type column starts at the same terminal column on both rows.
+    assert len({display_width(x[:x.index("hard_bounce")]) for x in rows}) == 1
 
 
 def test_html_page_is_self_contained_and_light(sent: Store) -> None:
