@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from clubjapon_ops import jobs
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
@@ -69,7 +69,7 @@ def _show_push(report: PushReport) -> int:
 
 
 @cli.command()
-@click.argument("edition", required=False)
+@click.argument("edition", required=False, shell_complete=complete_edition)
 @click.option("--runs", "limit", default=10, show_default=True, help="How many job runs to show.")
 @click.pass_obj
 def status(app: App, edition: str | None, limit: int) -> int:
