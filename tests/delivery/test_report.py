@@ -68,6 +68,7 @@ def test_figures(sent: Store) -> None:
     assert report.failures == [("complaint", "no reason given", 1),
                                ("hard_bounce", "550 user unknown", 1)]
     assert report.unsubscribed == 1
+    assert report.suppressed == {"bounce": 1, "complaint": 1, "unsubscribe": 1}
     assert [n for _, n in report.sent_per_hour] == [3, 2]
 
 
@@ -76,6 +77,7 @@ def test_terminal_table(sent: Store) -> None:
     assert "Edition 2025-11-04-lille: 6 recipient(s), 5 handed over" in text
     assert "opened" in text and "40.0 %" in text  # 2 of the 5 handed over
     assert "550 user unknown" in text
+    assert "suppressed since, by source" in text and "complaint" in text
     empty = render_text(build_report(sent, "no-such-edition"))
     assert empty.endswith("nothing planned or sent yet\n")
 

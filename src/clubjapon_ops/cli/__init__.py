@@ -33,6 +33,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "status": "Contacts and latest job runs, or an edition's ledger",
         "unsubscribe": "Suppress an address by hand",
         "sync": "Pull contacts from the CRM, write unsubscribes back",
+        "suppressions": "List, remove, import or export suppressed addresses",
     },
     "Scheduling": {
         "scheduler": "Run the jobs of jobs/ on their schedules",
@@ -145,6 +146,7 @@ def _register_commands() -> None:
         reporting,
         scheduling,
         sending,
+        suppressions,
     )
 
 

@@ -147,6 +147,8 @@ def render_html(report: CampaignReport) -> str:
         for lang, by in sorted(report.by_language.items())]
     failures = [_row(["type", "reason", "recipients"], "th")] + [
         _row([kind, reason, str(n)]) for kind, reason, n in report.failures]
+    suppressed = [_row(["source", "recipients"], "th")] + [
+        _row([source, str(n)]) for source, n in sorted(report.suppressed.items())]
     title = f"Campaign report: {report.edition}"
     made = datetime.now(PARIS)
     key = "".join(
@@ -174,6 +176,8 @@ svg {{ display: block; width: 100%; height: auto; margin: 1.5rem 0; }}
 <table>{"".join(table)}</table>
 {"<h2>Bounces and complaints</h2><table>" + "".join(failures) + "</table>"
  if report.failures else ""}
+{"<h2>Recipients suppressed since, by source</h2><table>" + "".join(suppressed) + "</table>"
+ if report.suppressed else ""}
 {"".join(charts)}
 <p><small>Deliveries, opens and clicks are as the provider reports them: the outbox and SMTP
 report none. Shares are of the messages handed over.</small></p>

@@ -48,6 +48,10 @@ def render_text(report: CampaignReport) -> str:
     out += _table(["outcome", "events", "recipients", "of handed over"], rows)
     if not report.events:
         out.append("(no provider events for this edition: the outbox and SMTP report none)")
+    if report.suppressed:
+        out.append("")
+        out += _table(["suppressed since, by source", "recipients"],
+                      [[source, str(n)] for source, n in sorted(report.suppressed.items())])
     if report.failures:
         out.append("")
         out += _table(["bounces and complaints by reason", "type", "recipients"],
