@@ -67,9 +67,13 @@ class LineFeed:
             self.outside += 1
 
 
-def undecodable_at(path: Path, chunk_size: int = 1 << 20) -> tuple[int, int] | None:
-    """Return (byte offset, line) of the first byte that is not UTF-8, or None."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+def undecodable_at(
+    path: Path, codec: str = "utf-8", chunk_size: int = 1 << 20
+) -> tuple[int, int] | None:
+    """Return (byte offset, line) of the first byte that ``codec`` cannot decode, or None."""
+    # A BOM is UTF-8 too: reading it as such keeps the offset counting from the file's start.
+    codec = "utf-8" if codec == "utf-8-sig" else codec
+    decoder = codecs.getincrementaldecoder(codec)()
     offset, lines = 0, 1
     with path.open("rb") as raw:
         while True:
