@@ -194,3 +194,15 @@ def test_sync_summary_says_what_was_detected(
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Synced from csv (full): 3 fetched, 3 created")
     assert f"  {path.name} read as cp1252, ';'-separated" in out
+
+
+def test_cp1252_start_and_utf8_past_the_sample_stops(tmp_path: Path) -> None:
+    # cp1252 decodes any byte: read that way, a later UTF-8 'Hélène' would be 'HÃ©lÃ¨ne'.
+    head = "email;nom\r\n" + "".join(f"u{i}@example.fr;Zoé {i}\r\n" for i in range(8000))
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(head.encode("cp1252") + "late@example.fr;Hélène\r\n".encode())
+    source = CsvSource(path)
+    with pytest.raises(SourceError, match="mixes encodings: line 8002 holds UTF-8 text among "
+                                          "cp1252 text"):
+        for page in source.pages(None, full=True):
+            assert all("Ã" not in str(r.last_name) for r in page.records)

@@ -8,14 +8,14 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
 
 from clubjapon_ops.contacts import RawContact
 from clubjapon_ops.crm.base import Page
-from clubjapon_ops.crm.csvlines import LINE_LIMIT, LineFeed, RecordTooLong, undecodable_at
+from clubjapon_ops.crm.csvlines import LINE_LIMIT, LineFeed, Lines, RecordTooLong, undecodable_at
 from clubjapon_ops.crm.csvsniff import (
     DELIMITERS,
     Encoding,
+    MixedGuard,
     describe,
     detect_encoding,
     read_sample,
@@ -100,7 +100,11 @@ class CsvSource:
             raise SourceError(f"cannot read CSV export {self.path}: {exc.strerror}") from None
         with handle:
             try:
-                yield from self._read(handle, encoding)
+                # UTF-8 stops at a byte that is not; a single-byte code page needs a guard.
+                lines: Lines = handle
+                if encoding.single_byte:
+                    lines = MixedGuard(handle, encoding, self.path)
+                yield from self._read(lines, encoding)
             except UnicodeDecodeError:
                 # The decoder's offset counts from its last 8 KiB chunk: find the real one.
                 found = undecodable_at(self.path, encoding.codec)
@@ -115,7 +119,7 @@ class CsvSource:
             except csv.Error as exc:
                 raise SourceError(f"{self.path}: malformed CSV: {exc}") from None
 
-    def _read(self, handle: TextIO, encoding: Encoding) -> Iterator[Page]:
+    def _read(self, handle: Lines, encoding: Encoding) -> Iterator[Page]:
         first = handle.readline(LINE_LIMIT)
         if not first.strip():
             raise SourceError(f"{self.path} is empty: expected a header row")
