@@ -166,8 +166,12 @@ class CsvSource:
     def _columns(
         self, first: str, encoding: Encoding
     ) -> tuple[str, list[str], dict[str, str]]:
-        """The delimiter, the headers and their fields: the first delimiter, csv.Sniffer's
-        then the header's most frequent, under which the header has an email column."""
+        """Return the delimiter, the headers and their fields.
+
+        csv.Sniffer's delimiter is tried first, then the header's most frequent one: the first
+        under which the header has an email column wins (Sniffer alone can take a ';' inside
+        a comma-separated file's fields for the delimiter).
+        """
         by_count = sorted(DELIMITERS, key=first.count, reverse=True)  # a tie keeps ',' first
         sniffed = sniff_delimiter(encoding.text)
         candidates = [sniffed, *by_count] if sniffed else by_count
