@@ -9,7 +9,6 @@ import click
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.reporting import edition_for_reading
-from clubjapon_ops.crm import CsvSource, make_source
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
@@ -41,9 +40,7 @@ def sync(app: App, full: bool, push: bool) -> int:
     """
     if push:
         return _show_push(jobs.crm_push(app.settings, app.store, trigger="cli"))
-    # Built here rather than in the job, so that the summary can say how a CSV export was read.
-    source = make_source(app.settings)
-    report = jobs.crm_sync(app.settings, app.store, full=full, trigger="cli", source=source)
+    report = jobs.crm_sync(app.settings, app.store, full=full, trigger="cli")
     c = report.counts()
     mode = "full" if report.full else "incremental"
     click.echo(
@@ -51,8 +48,8 @@ def sync(app: App, full: bool, push: bool) -> int:
         f"{c['updated']} updated, {c['unchanged']} unchanged, {c['merged']} merged duplicates, "
         f"{c['skipped']} skipped" + (f", {c['archived']} archived" if c["archived"] else "")
     )
-    if isinstance(source, CsvSource) and source.detected:
-        click.echo(f"  {source.path.name} {source.detected}")
+    if report.read_as:
+        click.echo(f"  {app.settings.csv_path.name} {report.read_as}")
     for reason, n in sorted(report.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  skipped {n:>4} × {reason}")
     for reason, n in sorted(report.dropped_fields.items(), key=lambda kv: (-kv[1], kv[0])):
