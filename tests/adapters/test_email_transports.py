@@ -474,6 +474,23 @@ def test_brevo_recipient_names_cannot_carry_a_line_break(
     assert statuses(results) == ["queued"] and fake.invalid == []
 
 
+def test_brevo_clips_a_long_recipient_name_to_70_characters_never_the_address(
+    newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
+    sleeps: Sleeps,
+) -> None:
+    # Brevo refuses the whole request when one name passes 70 characters (issue 15).
+    long = ("Jean-Christophe-Marie " * 5).strip()  # 114 characters with " Nom3"
+    items = batch(newsletter, 3) + batch(newsletter, 1, first_name=long, start=3)
+    results = brevo(brevo_api, sleeps).send(items, new_key())
+    assert statuses(results) == ["queued"] * 4 and fake.invalid == []
+    (body,) = front.bodies()
+    sent = [v["to"][0] for v in body["messageVersions"]]
+    assert [p["email"] for p in sent] == [i.envelope_to for i in items]
+    name = sent[3]["name"]
+    assert len(name) <= 70 and long.startswith(name) and name == name.strip()
+    assert [p["name"] for p in sent[:3]] == ["Prénom0 Nom0", "Prénom1 Nom1", "Prénom2 Nom2"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
     [
@@ -485,9 +502,11 @@ def test_brevo_recipient_names_cannot_carry_a_line_break(
                                "params": {"x": "y" * 1_100_000}}]}, 400, "bytes in all"),
         ({"messageVersions": [{"to": [{"email": "not-an-address"}]}]}, 400, "invalid email"),
         ({"messageVersions": []}, 400, "non-empty"),
+        ({"messageVersions": [{"to": [{"email": "r@example.com", "name": "N" * 71}]}]}, 400,
+         "max 70 character in to name"),
     ],
     ids=["1001-versions", "100-recipients-in-a-version", "params-over-1000-kb", "bad-address",
-         "no-versions"],
+         "no-versions", "name-over-70-characters"],
 )
 def test_the_fake_refuses_what_brevo_refuses(
     mocked: responses.RequestsMock, fake: FakeBrevoEmail, body: dict[str, Any], status: int,
@@ -615,6 +634,19 @@ def test_sendgrid_personalizations_carry_values_headers_and_ids(
     assert evil["-greeting_html-"] == "Bonjour &lt;script&gt;,"
     assert body["subject"] == items[0].message.subject and body["categories"] == [SLUG]
     assert body["from"] == {"email": "club-japon@example.org", "name": "Club Japon"}
+
+
+def test_sendgrid_sends_a_long_recipient_name_whole(
+    newsletter: Newsletter, sendgrid_api: Api, sg: SendGridScript, sleeps: Sleeps
+) -> None:
+    # SendGrid documents no length limit for to[].name (sendgrid/sendgrid-oai@bef1536,
+    # spec/components/schemas.json#/to_email_array): nothing to clip.
+    long = ("Jean-Christophe-Marie " * 5).strip()
+    results = sendgrid(sendgrid_api, sleeps).send(batch(newsletter, 1, first_name=long),
+                                                  new_key())
+    assert statuses(results) == ["queued"]
+    to = sg.bodies[0]["personalizations"][0]["to"][0]
+    assert to == {"email": "reader0@example.com", "name": long + " Nom0"}
 
 
 def test_sendgrid_400_rejects_the_batch_after_one_call(

@@ -1,7 +1,8 @@
 """A Brevo-shaped transactional email API: POST /v3/smtp/email, as the Brevo transport uses it.
 
 It checks the ``api-key`` header, validates the batch within Brevo's documented limits
-(1,000 message versions per call, 99 recipients per version, 1,000 KB of params in all),
+(1,000 message versions per call, 99 recipients per version, 1,000 KB of params in all,
+70 characters per recipient name),
 fills ``{{ params.x }}`` in the subject, both parts and the headers of each version, and
 records every message it takes, recipient by recipient. An idempotency key
 (``headers.idempotencyKey``) is remembered for its TTL: the same key again answers
@@ -32,6 +33,9 @@ SEND = "/v3/smtp/email"
 MAX_VERSIONS = 1000
 MAX_RECIPIENTS = 99
 MAX_PARAMS_BYTES = 1000 * 1024
+# "Name of the recipient. Maximum allowed characters are 70." (getbrevo/brevo-python@c280e37,
+# docs/SendSmtpEmailTo1.md, the messageVersions[].to[] item)
+MAX_NAME = 70
 KEY_TTL_S = 30 * 60.0
 _PARAM = re.compile(r"\{\{\s*params\.([A-Za-z0-9_]+)\s*\}\}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -211,6 +215,9 @@ class FakeBrevoEmail(FakeApi):
                     raise Invalid(f"messageVersions[{n}].to: invalid email")
                 if any(c in str(person.get("name", "")) for c in "\r\n"):
                     raise Invalid(f"messageVersions[{n}].to: line break in a name")
+                if len(str(person.get("name", ""))) > MAX_NAME:
+                    # Brevo's own words (sendinblue/APIv3-go-library#29).
+                    raise Invalid("You can have max 70 character in to name")
             params = version.get("params") or {}
             if not isinstance(params, dict):
                 raise Invalid(f"messageVersions[{n}].params must be an object")

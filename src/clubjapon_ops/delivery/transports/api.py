@@ -67,9 +67,13 @@ def sender(mail_from: str) -> dict[str, str]:
     return {"email": address, "name": name} if name else {"email": address}
 
 
-def recipient(item: Outgoing) -> dict[str, str]:
-    """One recipient, name included when known (header-safe)."""
+def recipient(item: Outgoing, max_name: int | None = None) -> dict[str, str]:
+    """One recipient, name included when known (header-safe, clipped to ``max_name``)."""
     name = header_safe(item.message.display_name)
+    if max_name is not None and len(name) > max_name:
+        # A provider that refuses one over-long name refuses the whole request with it: the
+        # display name is a courtesy, so clip it. The address is never touched.
+        name = name[:max_name].rstrip()
     return {"email": item.envelope_to, "name": name} if name else {"email": item.envelope_to}
 
 

@@ -29,6 +29,10 @@ from clubjapon_ops.errors import SourceError
 MAX_VERSIONS = 1000
 MAX_PARAMS_BYTES = 900 * 1024  # Brevo allows 1,000 KB of params in all; keep a margin
 PATH = "/v3/smtp/email"
+# messageVersions[].to[].name: "Name of the recipient. Maximum allowed characters are 70."
+# (getbrevo/brevo-python@c280e37, docs/SendSmtpEmailTo1.md); one longer name and Brevo
+# answers 400 invalid_parameter for the whole request.
+MAX_NAME = 70
 
 
 def _tag(slot: str, part: str) -> str:
@@ -94,7 +98,7 @@ class BrevoTransport(ApiTransport):
             "headers": headers,
             "tags": [first.edition],
             "messageVersions": [
-                {"to": [recipient(item)], "params": self._params(item)} for item in group
+                {"to": [recipient(item, MAX_NAME)], "params": self._params(item)} for item in group
             ],
         }
 
