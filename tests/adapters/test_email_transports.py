@@ -325,18 +325,24 @@ def test_brevo_answer_lost_after_a_timeout_is_resent_under_its_key_and_not_deliv
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
+        ({"messageIds": ["<m1@relay>", "<m2@relay>", "<m3@relay>"]},
+         [("queued", "<m1@relay>"), ("queued", "<m2@relay>"), ("queued", "<m3@relay>")]),
+        # The 201 example of Brevo's reference, whatever the number of versions.
+        ({"messageId": "<201798300811.5787683@relay.domain.com>"},
+         [("queued", "<201798300811.5787683@relay.domain.com>")] * 3),
         ({"messageIds": ["<m1@relay>", "<m2@relay>"]},
-         [("queued", "<m1@relay>"), ("queued", "<m2@relay>"), ("unknown", None)]),
+         [("queued", "<m1@relay>"), ("queued", "<m2@relay>"), ("queued", None)]),
         ({"messageIds": ["<m1@relay>", {"error": "invalid email address"}, "<m3@relay>"]},
          [("queued", "<m1@relay>"), ("rejected", None), ("queued", "<m3@relay>")]),
         ({"messageIds": [None, "<m2@relay>", {"code": "x"}]},
-         [("unknown", None), ("queued", "<m2@relay>"), ("unknown", None)]),
-        ({}, [("unknown", None)] * 3),
+         [("queued", None), ("queued", "<m2@relay>"), ("queued", None)]),
+        ({}, [("queued", None)] * 3),
     ],
-    ids=["message-ids-shorter-than-versions", "entry-with-an-error",
+    ids=["one-id-per-version", "spec-example-single-message-id",
+         "message-ids-shorter-than-versions", "entry-with-an-error",
          "null-and-empty-entries", "no-message-ids"],
 )
-def test_brevo_reads_each_version_s_fate_in_a_2xx_answer(
+def test_brevo_201_means_every_version_was_taken_whatever_ids_it_carries(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
     sleeps: Sleeps, answer: dict[str, Any], expected: list[tuple[str, str | None]],
 ) -> None:
@@ -348,13 +354,15 @@ def test_brevo_reads_each_version_s_fate_in_a_2xx_answer(
     assert all(r.error == "invalid email address" for r in rejected)
 
 
-def test_brevo_answer_not_json_in_a_2xx_leaves_the_versions_unknown(
+@pytest.mark.parametrize(("status", "expected"), [(201, "queued"), (200, "unknown")])
+def test_brevo_answer_not_json_in_a_2xx_is_taken_only_if_it_is_brevo_s_201(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
-    sleeps: Sleeps,
+    sleeps: Sleeps, status: int, expected: str,
 ) -> None:
-    fake.inject(Reply(201, raw=b"<html>ok</html>"), path=SEND)
+    # 201 is Brevo's documented "email sent"; any other 2xx is no answer Brevo documents.
+    fake.inject(Reply(status, raw=b"<html>ok</html>"), path=SEND)
     results = brevo(brevo_api, sleeps).send(batch(newsletter, 2), new_key())
-    assert statuses(results) == ["unknown"] * 2
+    assert statuses(results) == [expected] * 2
     assert len(front.bodies()) == 1
 
 

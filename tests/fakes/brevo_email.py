@@ -103,6 +103,9 @@ class FakeBrevoEmail(FakeApi):
         self.invalid: list[str] = []  # why requests were answered invalid_parameter
         self.unfilled: list[str] = []  # placeholders without a value in their version
         self.accepted = 0  # send requests taken (201)
+        # Answer every 201 with one messageId, as the example of Brevo's reference does
+        # ({"messageId": "<201798300811.5787683@relay.domain.com>"}), versions or not.
+        self.single_id_answers = False
         self.hold_at: int | None = None
         self.holding = threading.Event()  # set while a taken request is held open
         self.released = threading.Event()
@@ -182,7 +185,7 @@ class FakeBrevoEmail(FakeApi):
         if held:
             self.holding.set()
             self.released.wait(timeout=120)
-        if "messageVersions" in body:
+        if "messageVersions" in body and not self.single_id_answers:
             return Reply(201, {"messageIds": ids})
         return Reply(201, {"messageId": ids[0]})
 

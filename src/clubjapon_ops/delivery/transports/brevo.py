@@ -33,6 +33,7 @@ PATH = "/v3/smtp/email"
 # (getbrevo/brevo-python@c280e37, docs/SendSmtpEmailTo1.md); one longer name and Brevo
 # answers 400 invalid_parameter for the whole request.
 MAX_NAME = 70
+ACCEPTED = 201  # Brevo's success answer to an immediate send (202 is for scheduledAt, unused)
 
 
 def _tag(slot: str, part: str) -> str:
@@ -131,20 +132,39 @@ class BrevoTransport(ApiTransport):
                         for i in group]
             error = f"Brevo HTTP {status}: {code or ''} {str(message or '')[:200]}".strip()
             return [Result(i.id, Status.REJECTED, error=error) for i in group]
-        ids: list[Any] = []
-        if isinstance(document, dict):
-            if isinstance(document.get("messageIds"), list):
-                ids = document["messageIds"]
-            elif isinstance(document.get("messageId"), str):
-                ids = [document["messageId"]]
-        results = []
-        for n, item in enumerate(group):
-            entry = ids[n] if n < len(ids) else None
-            if isinstance(entry, str):
-                results.append(Result(item.id, Status.QUEUED, provider_id=entry))
-            elif isinstance(entry, dict) and entry.get("error"):
-                results.append(Result(item.id, Status.REJECTED, error=str(entry["error"])[:200]))
-            else:
-                # Accepted as a whole, but no id for this one: it may or may not go out.
-                results.append(Result(item.id, Status.UNKNOWN, error="no message id in answer"))
-        return results
+        if status != ACCEPTED:
+            # Not an answer Brevo documents for this call: whether it sent is unknown.
+            return [Result(i.id, Status.UNKNOWN, error=f"Brevo HTTP {status}: unexpected answer")
+                    for i in group]
+        return _accepted(document, group)
+
+
+def _accepted(document: Any, group: list[Outgoing]) -> list[Result]:
+    """Results of a 201: every version was taken; ids attached where the answer gives them.
+
+    Brevo's answer (CreateSmtpEmail, getbrevo/brevo-python@c280e37 docs/CreateSmtpEmail.md)
+    has ``messageId`` ("Message ID of the transactional email sent") and ``messageIds`` (a
+    list). The reference's 201 example is ``{"messageId": "<201798300811.5787683@relay.
+    domain.com>"}`` alone, also for a request with several messageVersions: the 201 itself
+    says the request was taken (an invalid request is refused whole with a 4xx), so the ids
+    only label the rows, and a row without one is queued all the same.
+    """
+    ids: list[Any] = []
+    shared: str | None = None
+    if isinstance(document, dict):
+        if isinstance(document.get("messageIds"), list):
+            ids = document["messageIds"]
+        if isinstance(document.get("messageId"), str) and not ids:
+            # The request's one id. Events are matched among the recipient's own rows, so
+            # giving it to every row of the request cannot put an event on someone else's.
+            shared = document["messageId"]
+    results = []
+    for n, item in enumerate(group):
+        entry = ids[n] if n < len(ids) else shared
+        if isinstance(entry, dict) and entry.get("error"):
+            # Not in Brevo's schema, but an explicit refusal of one version is honoured.
+            results.append(Result(item.id, Status.REJECTED, error=str(entry["error"])[:200]))
+        else:
+            provider_id = entry if isinstance(entry, str) else None
+            results.append(Result(item.id, Status.QUEUED, provider_id=provider_id))
+    return results
