@@ -386,6 +386,17 @@ def test_brevo_duplicate_parameter_means_accepted_earlier(
     assert len(front.bodies()) == 1 and fake.delivered == []
 
 
+def test_brevo_duplicate_parameter_to_a_request_without_a_key_is_a_refusal(
+    newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
+    sleeps: Sleeps,
+) -> None:
+    # Only a reused idempotencyKey makes duplicate_parameter mean "taken the first time".
+    fake.inject(Reply(400, {"code": "duplicate_parameter", "message": "duplicate"}), path=SEND)
+    results = brevo(brevo_api, sleeps).send(batch(newsletter, 2))
+    assert statuses(results) == ["rejected"] * 2
+    assert front.keys() == [None]
+
+
 @pytest.mark.parametrize(
     ("reply", "error"),
     [

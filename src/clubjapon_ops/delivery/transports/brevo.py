@@ -4,6 +4,12 @@ One request per language of the batch: the content is sent once with Brevo place
 (``{{ params.x }}``) and each version carries its reader's values. Every request carries an
 idempotency key derived from the batch's key, so sending the same batch again after a
 timeout or a crash is answered ``duplicate_parameter`` and sends nothing twice.
+
+Brevo documents the key (developers.brevo.com/docs/heterogenous-versions-batch-emails) as a
+member of the body's ``headers`` object, not an HTTP header: ``"headers": {"idempotencyKey":
+"..."}``; "The idempotencyKey must be a UUID"; "The TTL for idempotencyKey is 30 minutes"
+(its changelog said 15; see IDEMPOTENCY_VALIDITY in delivery/sender.py); a key reused within
+the TTL is answered ``duplicate_parameter`` and the request is not processed.
 """
 
 from __future__ import annotations
@@ -107,7 +113,7 @@ class BrevoTransport(ApiTransport):
         try:
             return self.client.call(
                 "POST", PATH, lambda _doc: [], body=self._payload(group, key),
-                decode=lambda response: self._decode(response, group),
+                decode=lambda response: self._decode(response, group, keyed=key is not None),
                 resend_safe=key is not None,
             )
         except UncertainError as exc:
@@ -117,7 +123,8 @@ class BrevoTransport(ApiTransport):
             return [Result(i.id, status, error=str(exc)) for i in group]
 
     @staticmethod
-    def _decode(response: requests.Response, group: list[Outgoing]) -> list[Result]:
+    def _decode(response: requests.Response, group: list[Outgoing], *,
+                keyed: bool) -> list[Result]:
         try:
             document = response.json()
         except ValueError:
@@ -126,8 +133,12 @@ class BrevoTransport(ApiTransport):
         if status >= 400:
             code = document.get("code") if isinstance(document, dict) else None
             message = document.get("message") if isinstance(document, dict) else None
-            if code == "duplicate_parameter":
-                # This key was used already: Brevo took the batch the first time.
+            if code == "duplicate_parameter" and keyed:
+                # "If you submit a request with an idempotencyKey that was used within the last
+                # 30 minutes, the API returns a duplicate_parameter error and does not process
+                # the request" (developers.brevo.com/docs/heterogenous-versions-batch-emails):
+                # Brevo took the batch the first time. Without a key the code means something
+                # else, and is a refusal like any other.
                 return [Result(i.id, Status.QUEUED, error="accepted earlier (same idempotency key)")
                         for i in group]
             error = f"Brevo HTTP {status}: {code or ''} {str(message or '')[:200]}".strip()
