@@ -253,8 +253,8 @@ SPECS: tuple[Spec, ...] = (
          "a whole number >= 1", "a send pauses after this many failures in a row"),
     Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _own_secret, "",
          f"a random string of at least {MIN_SECRET} characters",
-         "token that authenticates Brevo's webhook (in the URL path or as the basic-auth "
-         "password); unset: the endpoint refuses everything", secret=True),
+         "token that authenticates Brevo's webhook (in the URL path, as the basic-auth "
+         "password or as a bearer token); unset: the endpoint refuses everything", secret=True),
     Spec("sendgrid_webhook_public_key", "SENDGRID_WEBHOOK_PUBLIC_KEY", _ec_public_key, "",
          "the base64 public key SendGrid shows for its signed event webhook",
          "verifies SendGrid's event webhook; unset: the endpoint refuses everything"),
