@@ -168,6 +168,22 @@ def test_records_with_missing_fields_are_rejected_or_fail_normalisation(
                         "brevo 5: opt-out is not a yes/no value: 'maybe'", "c@example.fr"]
 
 
+def test_sms_only_contacts_are_skipped_with_a_reason_of_their_own(
+    fake: FakeBrevo, sleeps: Sleeps
+) -> None:
+    # Brevo gives a contact without an address "a fictitious email address ...
+    # [PHONE_NUMBER]@mailin-sms.com" (help.brevo.com/hc/en-us/articles/208724009).
+    fake.add("yui@example.jp", FIRSTNAME="Yui")
+    sms = fake.add("33612345678@mailin-sms.com", SMS="+33612345678")
+    shouting = fake.add(" 13604529038@MAILIN-SMS.COM ", SMS="+13604529038")
+    fake.add("someone@mailin-sms.com.example.org", FIRSTNAME="Not a placeholder")
+    (page,) = list(source(sleeps).pages(None, full=True))
+    assert page.rejected == [(f"brevo {sms}", "SMS-only contact: placeholder address"),
+                             (f"brevo {shouting}", "SMS-only contact: placeholder address")]
+    assert [r.email for r in page.records] == ["yui@example.jp",
+                                               "someone@mailin-sms.com.example.org"]
+
+
 @pytest.mark.parametrize(
     ("deleted", "steps_back"),
     [(range(2, 5), False), (range(10, 20), True)],

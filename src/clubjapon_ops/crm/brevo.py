@@ -36,6 +36,10 @@ OVERLAP = 10  # contacts of the previous page re-read to line the next one up
 MAX_REALIGN = 20  # step-backs allowed per run before we call the paging unreliable
 # Brevo's modifiedSince is compared with its own clock; stay a little behind ours.
 CLOCK_MARGIN_S = 300.0
+# A contact without an address gets "a fictitious email address ... [PHONE_NUMBER]@mailin-
+# sms.com" (help.brevo.com/hc/en-us/articles/208724009): nobody reads it, never mail it.
+SMS_PLACEHOLDER_DOMAIN = "@mailin-sms.com"
+SMS_ONLY = "SMS-only contact: placeholder address"
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,9 @@ class BrevoSource:
             if not isinstance(attributes, dict):
                 rejected.append((f"brevo {ident}", "attributes is not an object"))
                 continue
+            if is_sms_placeholder(item.get("email")):
+                rejected.append((f"brevo {ident}", SMS_ONLY))
+                continue
             raw = RawContact(
                 ref=f"brevo {ident}",
                 source=self.name,
@@ -222,6 +229,11 @@ class BrevoSource:
                     raw.attributes[str(key)] = value
             records.append(raw)
         return records, rejected
+
+
+def is_sms_placeholder(email: Any) -> bool:
+    """True for the address Brevo makes up for a contact known by phone number only."""
+    return isinstance(email, str) and email.strip().lower().endswith(SMS_PLACEHOLDER_DOMAIN)
 
 
 def _after_anchor(contacts: list[Any], anchor: list[str]) -> int | None:
