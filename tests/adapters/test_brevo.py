@@ -96,6 +96,40 @@ def test_attributes_are_mapped_by_configured_names(fake: FakeBrevo, sleeps: Slee
     assert contact.attributes == {"VILLE": "Lille"}
 
 
+def test_the_usual_name_attributes_are_mapped_by_default(fake: FakeBrevo, sleeps: Sleeps) -> None:
+    fake.add("a@example.org", FIRST_NAME="Anna", LAST_NAME="Smith")  # Brevo's example contact
+    fake.add("b@example.fr", PRENOM="Benoît", NOM="Martin", SOCIETE="Hokuto", LANGUE="fr")
+    fake.add("c@example.org", FIRSTNAME="Chika", LASTNAME="Sato", COMPANY="Kaze")
+    # Two spellings on one contact: the first in the mapping wins, the other stays raw.
+    fake.add("d@example.org", FIRSTNAME="Daiki", PRENOM="Daïki")
+    (page,) = list(source(sleeps).pages(None, full=True))
+    got = [(r.first_name, r.last_name, r.company, r.language, r.attributes)
+           for r in page.records]
+    assert got == [("Anna", "Smith", None, None, {}),
+                   ("Benoît", "Martin", "Hokuto", "fr", {}),
+                   ("Chika", "Sato", "Kaze", None, {}),
+                   ("Daiki", None, None, None, {"PRENOM": "Daïki"})]
+
+
+def test_a_full_sync_warns_once_about_mapped_attributes_it_never_saw(
+    fake: FakeBrevo, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(25):
+        fake.add(f"m{i}@example.org", VORNAME=f"V{i}", NACHNAME="N", COMPANY="K")
+    caplog.set_level("WARNING", logger="clubjapon_ops.crm.brevo")
+    pages = list(source(sleeps, limit=10, overlap=2).pages(None, full=True))
+    assert len(pages) == 3
+    warnings = [r for r in caplog.records if "never appeared" in r.getMessage()]
+    assert len(warnings) == 1
+    text = warnings[0].getMessage()
+    assert "first_name (FIRSTNAME|FIRST_NAME|PRENOM|FNAME)" in text
+    assert "last_name" in text and "language" in text and "company" not in text
+    assert "NACHNAME" in text and "VORNAME" in text and "V1" not in text  # names, no values
+    caplog.clear()
+    list(source(sleeps, limit=10, overlap=2).pages(pages[-1].bookmark, full=False))
+    assert not [r for r in caplog.records if "never appeared" in r.getMessage()]
+
+
 @pytest.mark.parametrize(
     ("headers", "wait"),
     [({"x-sib-ratelimit-reset": "3", "x-sib-ratelimit-remaining": "0"}, 3.0),
