@@ -655,6 +655,20 @@ def test_sendgrid_personalizations_carry_values_headers_and_ids(
     assert body["from"] == {"email": "club-japon@example.org", "name": "Club Japon"}
 
 
+def test_brevo_clips_a_long_sender_name_to_70_characters(
+    newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
+    sleeps: Sleeps,
+) -> None:
+    club = "Club Japon des Hauts-de-France, Lille Métropole et environs, section affaires"
+    transport = BrevoTransport(HttpClient(brevo_api, timeout=5.0, retry=NO_WAIT, sleep=sleeps),
+                               f"\"{club}\" <club-japon@example.org>", MAILTO)
+    results = transport.send(batch(newsletter, 2), new_key())
+    assert statuses(results) == ["queued"] * 2 and fake.invalid == []
+    sender = front.bodies()[0]["sender"]
+    assert sender["email"] == "club-japon@example.org"
+    assert len(sender["name"]) <= 70 and club.startswith(sender["name"])
+
+
 def test_sendgrid_sends_a_long_recipient_name_whole(
     newsletter: Newsletter, sendgrid_api: Api, sg: SendGridScript, sleeps: Sleeps
 ) -> None:

@@ -36,6 +36,8 @@ MAX_PARAMS_BYTES = 1000 * 1024
 # "Name of the recipient. Maximum allowed characters are 70." (getbrevo/brevo-python@c280e37,
 # docs/SendSmtpEmailTo1.md, the messageVersions[].to[] item)
 MAX_NAME = 70
+# "The TTL for idempotencyKey is 30 minutes." (developers.brevo.com/docs/heterogenous-versions-
+# batch-emails; Brevo's changelog once said 15, which the sender's margin also covers)
 KEY_TTL_S = 30 * 60.0
 _PARAM = re.compile(r"\{\{\s*params\.([A-Za-z0-9_]+)\s*\}\}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -196,6 +198,9 @@ class FakeBrevoEmail(FakeApi):
         sender = body.get("sender")
         if not isinstance(sender, dict) or not _EMAIL.match(str(sender.get("email", ""))):
             raise Invalid("sender.email is missing or invalid")
+        if len(str(sender.get("name", ""))) > MAX_NAME:
+            # "Maximum allowed characters are 70." (docs/SendSmtpEmailSender.md, same commit)
+            raise Invalid("You can have max 70 character in sender name")
         if "messageVersions" in body:
             versions = body["messageVersions"]
             if not isinstance(versions, list) or not versions:

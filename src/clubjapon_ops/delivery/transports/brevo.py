@@ -36,8 +36,9 @@ MAX_VERSIONS = 1000
 MAX_PARAMS_BYTES = 900 * 1024  # Brevo allows 1,000 KB of params in all; keep a margin
 PATH = "/v3/smtp/email"
 # messageVersions[].to[].name: "Name of the recipient. Maximum allowed characters are 70."
-# (getbrevo/brevo-python@c280e37, docs/SendSmtpEmailTo1.md); one longer name and Brevo
-# answers 400 invalid_parameter for the whole request.
+# (getbrevo/brevo-python@c280e37, docs/SendSmtpEmailTo1.md; sender.name the same in
+# docs/SendSmtpEmailSender.md); one longer name and Brevo answers 400 invalid_parameter for
+# the whole request.
 MAX_NAME = 70
 ACCEPTED = 201  # Brevo's success answer to an immediate send (202 is for scheduledAt, unused)
 
@@ -52,6 +53,8 @@ class BrevoTransport(ApiTransport):
     name = "brevo"
     batch_size = MAX_VERSIONS
     idempotent = True
+    max_name = MAX_NAME
+
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
              then: Outgoing | None = None) -> list[Result]:
         """Send each language group in as few requests as allowed; one result per message."""
@@ -105,7 +108,8 @@ class BrevoTransport(ApiTransport):
             "headers": headers,
             "tags": [first.edition],
             "messageVersions": [
-                {"to": [recipient(item, MAX_NAME)], "params": self._params(item)} for item in group
+                {"to": [recipient(item, self.max_name)], "params": self._params(item)}
+                for item in group
             ],
         }
 
