@@ -79,24 +79,31 @@ def _property_list(raw: str) -> tuple[str, ...]:
     return names
 
 
-# Contact fields a Brevo attribute can fill, and the attribute each reads by default.
+# Contact fields Brevo attributes can fill, and the attributes each reads by default, in
+# order of preference ("A|B": the first one a contact has wins). Accounts name them
+# differently: FIRSTNAME / LASTNAME (Brevo's defaults), FIRST_NAME / LAST_NAME (Brevo's
+# example contact), PRENOM / NOM (French accounts), FNAME / LNAME (Brevo's create-contact
+# example), SOCIETE / ENTREPRISE, LANGUE.
 BREVO_DEFAULT_ATTRIBUTES = {
-    "first_name": "FIRSTNAME", "last_name": "LASTNAME", "company": "COMPANY",
-    "language": "LANGUAGE",
+    "first_name": "FIRSTNAME|FIRST_NAME|PRENOM|FNAME",
+    "last_name": "LASTNAME|LAST_NAME|NOM|LNAME",
+    "company": "COMPANY|SOCIETE|ENTREPRISE",
+    "language": "LANGUAGE|LANGUE",
 }
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def _brevo_attributes(raw: str) -> tuple[tuple[str, str], ...]:
-    """Read 'first_name=PRENOM,company=SOCIETE'; fields not named keep their default."""
+    """Read 'first_name=PRENOM,company=SOCIETE|FIRMA'; fields not named keep their default."""
     mapping = dict(BREVO_DEFAULT_ATTRIBUTES)
     for item in (i.strip() for i in raw.split(",")):
         if not item:
             continue
-        name, sep, attribute = (part.strip() for part in item.partition("="))
-        if not sep or name not in mapping or not _ATTRIBUTE.match(attribute):
+        name, sep, attributes = (part.strip() for part in item.partition("="))
+        names = [a.strip() for a in attributes.split("|")]
+        if not sep or name not in mapping or not all(_ATTRIBUTE.match(a) for a in names):
             raise ValueError
-        mapping[name] = attribute.upper()
+        mapping[name] = "|".join(a.upper() for a in names)
     # Pairs rather than a dict keep Settings hashable.
     return tuple(mapping.items())
 
@@ -200,9 +207,9 @@ SPECS: tuple[Spec, ...] = (
          "an http(s) URL", "Brevo API base URL"),
     Spec("brevo_attributes", "BREVO_ATTRIBUTES", _brevo_attributes, "",
          "field=ATTRIBUTE pairs, comma-separated, fields among "
-         "first_name, last_name, company, language",
+         "first_name, last_name, company, language (ATTRIBUTE may be A|B: the first present)",
          "which Brevo attributes hold the names, company and language "
-         "(default FIRSTNAME, LASTNAME, COMPANY, LANGUAGE)"),
+         "(default: the usual spellings, see 'clubjapon-ops config')"),
     Spec("brevo_full_sync_days", "BREVO_FULL_SYNC_DAYS", _positive_int, "7",
          "a whole number of days >= 1",
          "a full Brevo sync (which detects deleted contacts) runs at least this often"),
@@ -253,8 +260,8 @@ SPECS: tuple[Spec, ...] = (
          "a whole number >= 1", "a send pauses after this many failures in a row"),
     Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _own_secret, "",
          f"a random string of at least {MIN_SECRET} characters",
-         "token that authenticates Brevo's webhook (in the URL path or as the basic-auth "
-         "password); unset: the endpoint refuses everything", secret=True),
+         "token that authenticates Brevo's webhook (in the URL path, as the basic-auth "
+         "password or as a bearer token); unset: the endpoint refuses everything", secret=True),
     Spec("sendgrid_webhook_public_key", "SENDGRID_WEBHOOK_PUBLIC_KEY", _ec_public_key, "",
          "the base64 public key SendGrid shows for its signed event webhook",
          "verifies SendGrid's event webhook; unset: the endpoint refuses everything"),
