@@ -214,12 +214,14 @@ SPECS: tuple[Spec, ...] = (
          "a whole number of days >= 1",
          "a full Brevo sync (which detects deleted contacts) runs at least this often"),
     Spec("http_timeout", "CLUBJAPON_HTTP_TIMEOUT", _positive_float, "30",
-         "seconds, a number > 0", "how long one CRM API call may take before it is retried"),
+         "seconds, a number > 0",
+         "how long one API call (CRM or email provider) may take before it is retried"),
     Spec("http_attempts", "CLUBJAPON_HTTP_ATTEMPTS", _positive_int, "6",
-         "a whole number >= 1", "attempts per CRM API call (429, 5xx, timeouts) before giving up"),
+         "a whole number >= 1",
+         "attempts per API call (CRM or email provider: 429, 5xx, timeouts) before giving up"),
     Spec("http_retry_seconds", "CLUBJAPON_HTTP_RETRY_SECONDS", _positive_float, "300",
          "seconds, a number > 0",
-         "the longest one CRM API call may keep retrying, waits included"),
+         "the longest one API call (CRM or email provider) may keep retrying, waits included"),
     Spec("transport", "CLUBJAPON_TRANSPORT", _choice("outbox", "smtp", "brevo", "sendgrid"),
          "outbox", "outbox | smtp | brevo | sendgrid", "how messages are delivered"),
     Spec("outbox_dir", "CLUBJAPON_OUTBOX_DIR", _path, "var/outbox",
@@ -243,19 +245,21 @@ SPECS: tuple[Spec, ...] = (
          "an http(s) URL", "public base URL of the web app (unsubscribe links)"),
     Spec("secret", "CLUBJAPON_SECRET", _own_secret, "",
          f"a random string of at least {MIN_SECRET} characters",
-         "key that signs unsubscribe tokens", secret=True),
+         "key that signs unsubscribe tokens; 'web' refuses to start without it", secret=True),
     Spec("send_rate", "CLUBJAPON_SEND_RATE", _non_negative_float, "0",
-         "messages per second, a number >= 0 (0 = unlimited)", "sending rate limit"),
+         "messages per second, a number >= 0 (0 = unlimited)",
+         "sending rate limit (a token bucket; shared by every send on one PostgreSQL store)"),
     Spec("smtp_connections", "SMTP_CONNECTIONS", _positive_int, "4",
          "a whole number >= 1", "SMTP connections used in parallel"),
     Spec("send_attempts", "CLUBJAPON_SEND_ATTEMPTS", _positive_int, "3",
          "a whole number >= 1", "tries per message within one run for transient failures"),
     Spec("send_retry_wait", "CLUBJAPON_SEND_RETRY_WAIT", _non_negative_float, "2",
-         "seconds, a number >= 0", "first wait before retrying a transient failure (doubles)"),
+         "seconds, a number >= 0",
+         "first wait before retrying a transient failure (doubles, with jitter)"),
     Spec("send_commit_every", "CLUBJAPON_SEND_COMMIT_EVERY", _positive_int, "1",
          "a whole number >= 1",
          "SMTP/outbox messages per ledger commit and connection (1: at most one uncertain "
-         "message per connection after a crash)"),
+         "message per connection after a crash; more is faster)"),
     Spec("error_budget", "CLUBJAPON_ERROR_BUDGET", _positive_int, "50",
          "a whole number >= 1", "a send pauses after this many failures in a row"),
     Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _own_secret, "",
@@ -278,6 +282,34 @@ SPECS: tuple[Spec, ...] = (
 )
 
 SPEC_BY_ENV = {s.env: s for s in SPECS}
+
+REFERENCE_FILE = Path("docs") / "reference" / "settings.md"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def settings_reference() -> str:
+    """Return docs/reference/settings.md: one table row per Spec, in SPECS order."""
+    lines = [
+        "# Settings reference",
+        "",
+        "<!-- Generated from clubjapon_ops.settings.SPECS; do not edit. Regenerate with:",
+        "     .venv/bin/python -m clubjapon_ops.settings > docs/reference/settings.md -->",
+        "",
+        "Where each value may come from (defaults, `config/clubjapon.toml`, `.env`, the",
+        "environment), how secrets are kept out of sight, and how to see the effective values:",
+        "[Configuration](../deploy.md#configuration).",
+        "",
+        "| variable | default | accepts | what it does |",
+        "|---|---|---|---|",
+    ]
+    for spec in SPECS:
+        name = f"`{spec.env}`" + (" (secret)" if spec.secret else "")
+        default = f"`{spec.default}`" if spec.default else "-"
+        lines.append(f"| {name} | {_cell(default)} | {_cell(spec.accepts)} | {_cell(spec.help)} |")
+    return "\n".join(lines) + "\n"
 SPEC_BY_ATTR = {s.attr: s for s in SPECS}
 
 
@@ -455,3 +487,7 @@ def load_settings(
             values[attr] = root / path
     values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, **values)
+
+
+if __name__ == "__main__":
+    print(settings_reference(), end="")

@@ -109,7 +109,8 @@ class CampaignSender:
     ) -> None:
         self.store = store
         # Messages per ledger transaction in a lane: 1 leaves at most one uncertain row per
-        # lane after a crash; more trades that bound for throughput (see the README).
+        # lane after a crash; more trades that bound for throughput (see docs/ops.md, "The
+        # ledger and unknown rows").
         self.commit_every = max(1, commit_every)
         self.newsletter = newsletter
         self.edition = newsletter.edition.slug
