@@ -76,6 +76,46 @@ def _nullable(node: Any) -> Any:
     return out
 
 
+_MAX_CHARS = re.compile(r"Maximum allowed characters are (\d+)")
+# Limits a document states in a description only, as (JSON pointer, keyword, value, the
+# words that say so). Brevo's messageVersions: "you can still pass upto 99 recipients
+# maximum in one message version".
+_PROSE_LIMITS = (
+    ("/components/schemas/sendSmtpEmail/properties/messageVersions/items/properties/to",
+     "maxItems", 99),
+)
+
+
+def _prose(node: Any) -> Any:
+    """Turn limits the vendor writes in descriptions into schema keywords.
+
+    Brevo writes "**Maximum allowed characters are 70**" beside every name field instead of
+    ``maxLength: 70``; a check that skipped it would let a long name through.
+    """
+    if isinstance(node, list):
+        return [_prose(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _prose(v) for k, v in node.items()}
+    found = _MAX_CHARS.search(str(out.get("description", "")))
+    if found and out.get("type") == "string" and "maxLength" not in out:
+        out["maxLength"] = int(found.group(1))
+    return out
+
+
+def _apply_limits(document: dict[str, Any]) -> dict[str, Any]:
+    document = _prose(document)
+    for pointer, keyword, value in _PROSE_LIMITS:
+        node: Any = document
+        try:
+            for token in pointer.strip("/").split("/"):
+                node = node[token.replace("~1", "/").replace("~0", "~")]
+        except KeyError:
+            continue  # another vendor's document
+        node.setdefault(keyword, value)
+    return document
+
+
 def _strict(node: Any) -> Any:
     """Close every object schema that lists its properties: no field the spec does not name."""
     if isinstance(node, list):
@@ -103,6 +143,7 @@ class Spec:
         kind = DRAFT202012 if modern else DRAFT4
         if not modern:
             document = _nullable(document)
+        document = _apply_limits(document)
         self.uri = f"urn:clubjapon-specs:{vendor}"
         self.lenient = self._registry(document, kind)
         self.strict = self._registry(_strict(copy.deepcopy(document)), kind)
