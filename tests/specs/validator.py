@@ -210,11 +210,17 @@ def _coerce(value: str, schema: Mapping[str, Any]) -> Any:
 
 
 def _messages(validator: Validator, instance: Any, where: str) -> list[str]:
-    found = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        at = "/".join(str(p) for p in error.absolute_path)
-        found.append(f"{where}{'/' + at if at else ''}: {error.message[:300]}")
-    return found
+    """One line per kind of error: the same error on many items is said once, counted."""
+    counts: dict[str, int] = {}
+    for error in validator.iter_errors(instance):
+        # Items of a list are told apart by '*': 150 versions with one fault make one line.
+        at = "/".join("*" if isinstance(p, int) else str(p) for p in error.absolute_path)
+        text = error.message
+        if len(text) > 120:  # it quotes a long value: say which rule it breaks instead
+            text = f"breaks {error.validator}: {json.dumps(error.validator_value)[:80]}"
+        line = f"{where}{'/' + at if at else ''}: {text}"
+        counts[line] = counts.get(line, 0) + 1
+    return [line + (f" ({n} times)" if n > 1 else "") for line, n in sorted(counts.items())]
 
 
 def check_request(method: str, path: str, query: Mapping[str, str], body: Any) -> list[str]:
