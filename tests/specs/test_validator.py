@@ -63,6 +63,14 @@ def test_conforming_requests_pass() -> None:
         {"to": [{"email": "yui@example.com", "name": "N" * 71}]}]}, "is too long"),
     (brevo_mail.PATH, {**BREVO_MAIL, "messageVersions": [
         {"to": [{"email": f"r{i}@example.com"} for i in range(100)]}]}, "maxItems"),
+    (sendgrid.PATH, {**MAIL, "personalizations": [
+        {**MAIL["personalizations"][0], "substitutions": {"-name-": "N" * 10_001}}]},
+     "bytes > 10,000"),
+    (sendgrid.PATH, {**MAIL, "personalizations": [
+        {**MAIL["personalizations"][0], "custom_args": {"delivery_id": 7}}]},
+     "is not of type 'string'"),
+    (brevo_mail.PATH, {**BREVO_MAIL, "messageVersions": [
+        {"to": [{"email": "yui@example.com"}], "params": {"x": "y" * 100_001}}]}, "> 100 KB"),
     (writeback.HUBSPOT_UNSUBSCRIBE, {"emailAddress": "a@b.c", "subscriptionId": "1",
                                      "legalBasis": "BECAUSE"}, "legalBasis"),
 ])
