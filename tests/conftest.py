@@ -20,6 +20,9 @@ from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store, open_store
 from tests.postgres import HOW_TO, fresh_schema, postgres_configured
 
+# Every request to a vendor's (fake) API is checked against the vendor's spec: tests/specs.
+pytest_plugins = ["tests.specs.plugin"]
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO / "config" / "sample" / "contacts.csv"
 ENGINES = ("sqlite", "postgresql")

@@ -195,7 +195,12 @@ class FakeHubSpot(FakeApi):
                 return error(400, f"{email} is already unsubscribed from subscription "
                                   f"{subscription}", "VALIDATION_ERROR")
             self.unsubscribed.append((email, subscription))
-        return Reply(body={"id": subscription, "status": "NOT_SUBSCRIBED"})
+        # PublicSubscriptionStatus, with the fields HubSpot's client requires of it.
+        return Reply(body={"id": subscription, "name": "Newsletter du Club",
+                           "description": "La lettre du Club Japon", "status": "NOT_SUBSCRIBED",
+                           "sourceOfStatus": "SUBSCRIPTION_STATUS",
+                           "legalBasis": body.get("legalBasis"),
+                           "legalBasisExplanation": body.get("legalBasisExplanation")})
 
     def _limit(self, request: Request) -> Reply | None:
         limits, now = self.limits, time.monotonic()

@@ -20,6 +20,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 PASS = object()  # a fault whose answer is the normal one, only slower
+# Called with (request, reply, scripted) for every request any fake answers; the test
+# session's spec check (tests/specs/plugin.py) listens here. ``scripted`` marks an injected
+# fault, whose answer is deliberately wrong and so is not held to the vendor's spec.
+WATCHERS: list[Callable[[Request, Reply, bool], None]] = []
 
 
 @dataclass
@@ -86,6 +90,8 @@ class FakeApi:
             reply = self.handle(request)
         if fault is not None:
             reply.delay = max(reply.delay, fault.delay)
+        for watch in WATCHERS:
+            watch(request, reply, fault is not None and fault.reply is not PASS)
         if reply.status == 429:
             with self.lock:
                 self.counts["429"] += 1

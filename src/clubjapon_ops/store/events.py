@@ -106,7 +106,11 @@ def store_events(
     for provider in {e.provider for e in batch}:
         mine = [e for e in batch if e.provider == provider]
         known = _known_keys(conn, provider, [e.event_key for e in mine])
-        fresh.update({(provider, e.event_key): e for e in mine if e.event_key not in known})
+        for event in mine:
+            # Copies of one event (SendGrid: one sg_event_id) in one request are one event,
+            # and the first is kept, as a copy in a later request changes nothing either.
+            if event.event_key not in known:
+                fresh.setdefault((provider, event.event_key), event)
     if not fresh:
         return 0
     ledger = _ledger_rows(conn, {e.email for e in fresh.values()})
