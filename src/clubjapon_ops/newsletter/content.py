@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from datetime import date
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from clubjapon_ops.errors import ConfigError, UnknownEdition
+from clubjapon_ops.newsletter.model import LANGS, SECTION_TYPES, Edition, Lang
 
-Lang = Literal["fr", "en", "ja"]
-LANGS: tuple[Lang, ...] = ("fr", "en", "ja")
+__all__ = ["LANGS", "Edition", "Lang", "load_edition", "resolve_edition"]
+
 EDITIONS_DIR = Path("config") / "editions"
 # An edition's name: its date, then lower-case words; never a path, a suffix or a space.
 SLUG = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[a-z0-9-]+")
@@ -30,94 +30,6 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-
-# A text in each of the edition's languages; unknown keys fail validation (Lang is closed).
-Localized = dict[Lang, str]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Figure(_Strict):
-    """A headline figure: the number as written in each language, and what it counts."""
-
-    value: Localized
-    label: Localized
-
-
-class Sectors(_Strict):
-    """The sectors the article names."""
-
-    label: Localized
-    items: dict[Lang, list[str]]
-
-
-class Section(_Strict):
-    """A heading and a paragraph."""
-
-    heading: Localized
-    text: Localized
-
-
-class RoundTable(_Strict):
-    """One round table: its title (exact, in the original) and a summary."""
-
-    title: Localized
-    summary: Localized
-
-
-class Quote(_Strict):
-    """A quotation, exact in its original language, with its attribution."""
-
-    original_language: Lang
-    text: Localized
-    author: Localized
-    role: Localized
-
-
-class CallToAction(_Strict):
-    """The button: its label, a sentence, and where it leads (mailto: From when absent)."""
-
-    label: Localized
-    text: Localized
-    url: str | None = None
-
-
-class Image(_Strict):
-    """An image with its alt text (absolute https URL)."""
-
-    url: str
-    alt: Localized
-
-
-class Edition(_Strict):
-    """One edition of the club's newsletter."""
-
-    slug: str
-    number: int = Field(ge=1)
-    date: date
-    languages: list[Lang] = Field(min_length=1)
-    venue: Localized
-    subject: Localized
-    preheader: Localized
-    title: Localized
-    summary: Localized
-    figures: list[Figure] = Field(min_length=1)
-    sectors: Sectors | None = None
-    mission: Section | None = None
-    round_tables_heading: Localized
-    round_tables: list[RoundTable] = Field(min_length=1)
-    ai_valley: Section | None = None
-    quote: Quote | None = None
-    call_to_action: CallToAction
-    hero_image: Image | None = None
-
-    @property
-    def primary_language(self) -> Lang:
-        """The first language listed: the one the club writes in."""
-        return self.languages[0]
-
 
 Loc = tuple[int | str, ...]
 
@@ -135,6 +47,8 @@ def _localized_fields(model: BaseModel, prefix: Loc = ()) -> list[tuple[Loc, dic
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     found += _localized_fields(item, (*loc, i))
+                elif isinstance(item, dict) and item and set(item) <= set(LANGS):
+                    found.append(((*loc, i), item))  # a paragraph or a list item
     return found
 
 
@@ -165,6 +79,14 @@ def _line_of(node: yaml.Node, loc: Loc) -> int:
             break
         node = child
     return line
+
+
+def _without_tags(loc: Loc) -> Loc:
+    """Drop the section type pydantic puts after a section's index: it is no key of the file."""
+    return tuple(
+        part for i, part in enumerate(loc)
+        if not (part in SECTION_TYPES and i and isinstance(loc[i - 1], int))
+    )
 
 
 def _dotted(loc: Loc) -> str:
@@ -221,7 +143,7 @@ def load_edition(path: Path) -> Edition:
         edition = Edition.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc: Loc = tuple(err["loc"])
+        loc = _without_tags(tuple(err["loc"]))
         message = err["msg"]
         if loc and loc[-1] == "[key]":  # a dict key failed: a language code that is not ours
             loc = loc[:-1]
