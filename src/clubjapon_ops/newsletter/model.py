@@ -31,8 +31,12 @@ def _https_or_mailto(url: str) -> str:
     return url
 
 
-HttpsUrl = Annotated[str, AfterValidator(_https)]
-LinkUrl = Annotated[str, AfterValidator(_https_or_mailto)]
+# The patterns are for editors (the JSON Schema); the validators give the readable message.
+HttpsUrl = Annotated[str, AfterValidator(_https), Field(json_schema_extra={"pattern": "^https://"})]
+LinkUrl = Annotated[
+    str, AfterValidator(_https_or_mailto),
+    Field(json_schema_extra={"pattern": "^(https://|mailto:)"}),
+]
 
 
 class _Strict(BaseModel):
