@@ -1,4 +1,4 @@
-"""Which edition is ready to send: the newest that loads and passes the lint."""
+"""Which edition is ready: the newest marked status: ready that loads and passes the lint."""
 
 from __future__ import annotations
 

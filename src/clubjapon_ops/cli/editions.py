@@ -17,7 +17,7 @@ def edition() -> None:
 @edition.command("ready")
 @click.pass_obj
 def ready(app: App) -> int:
-    """Print the newest edition that is ready to send (it passes the lint); exit 1 if none.
+    """Print the newest edition ready to send (status: ready, passes the lint); exit 1 if none.
 
     \b
     Example:
@@ -25,7 +25,8 @@ def ready(app: App) -> int:
     """
     slug = newest_ready_edition(app.settings)
     if slug is None:
-        click.echo("no edition in config/editions/ passes the lint", err=True)
+        click.echo("no edition in config/editions/ is marked status: ready and passes the lint",
+                   err=True)
         return EXIT_FAILED
     click.echo(slug)
     return EXIT_OK

@@ -108,13 +108,15 @@ def check_newsletter(
 
 
 def newest_ready_edition(settings: Settings) -> str | None:
-    """The newest edition that loads and lints without error, or None when there is none.
+    """The newest edition marked status: ready that loads and lints without error, or None.
 
-    Until editions carry a status of their own, passing the lint is what 'ready' means: a
-    draft copied from the last edition fails it, so it is never the one picked.
+    Both are needed: the status says marketing is done, the lint that nothing was left
+    broken (a file marked ready by mistake, a copy whose subject is too long).
     """
     for slug in reversed(list_editions(settings.root)):
         try:
+            if find_edition(settings, slug).is_draft:
+                continue
             problems = check_newsletter(settings, slug)
         except ConfigError:
             continue  # a file that does not load is not ready either
