@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from clubjapon_ops.errors import ConfigError, UnknownEdition
-from clubjapon_ops.newsletter.model import LANGS, SECTION_TYPES, Edition, Lang
+from clubjapon_ops.newsletter.model import (
+    LANGS,
+    SECTION_CLASSES,
+    SECTION_TYPES,
+    Edition,
+    EditionFile,
+    Lang,
+)
 
 __all__ = ["LANGS", "Edition", "Lang", "load_edition", "resolve_edition"]
 
@@ -81,6 +88,32 @@ def _line_of(node: yaml.Node, loc: Loc) -> int:
     return line
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names, through list, Optional, Annotated and unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _unknown_key(loc: Loc) -> str:
+    """Say that the last key of a raw pydantic location is unknown, and what was meant."""
+    model: type[BaseModel] | None = EditionFile
+    for i, part in enumerate(loc[:-1]):
+        if isinstance(part, int) or model is None:
+            continue
+        if part in SECTION_CLASSES and i and isinstance(loc[i - 1], int):
+            model = SECTION_CLASSES[str(part)]  # the section's type, as pydantic tags it
+            continue
+        field = model.model_fields.get(str(part))
+        found = _models_in(field.annotation) if field else []
+        model = found[0] if found else None
+    known = [k for k in (model.model_fields if model else {}) if k != "type"]
+    close = get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (expected one of: {', '.join(known)})" if known else "unknown key"
+
+
 def _without_tags(loc: Loc) -> Loc:
     """Drop the section type pydantic puts after a section's index: it is no key of the file."""
     return tuple(
@@ -89,7 +122,8 @@ def _without_tags(loc: Loc) -> Loc:
     )
 
 
-def _dotted(loc: Loc) -> str:
+def dotted(loc: Loc) -> str:
+    """Write a location as the file's keys: sections[3].heading.fr."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -134,7 +168,7 @@ def load_edition(path: Path) -> Edition:
     for field_loc, value in _strings(data):
         if found := _RESERVED.search(value):
             raise ConfigError(
-                f"{path}:{_line_of(node, field_loc)}: {_dotted(field_loc)}: character "
+                f"{path}:{_line_of(node, field_loc)}: {dotted(field_loc)}: character "
                 f"U+{ord(found.group()):04X} is reserved (the renderer marks a reader's name "
                 "with it): remove it"
             )
@@ -142,21 +176,39 @@ def load_edition(path: Path) -> Edition:
     try:
         edition = Edition.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = _without_tags(tuple(err["loc"]))
+        errors = exc.errors()
+        # A misspelt key also makes the key it meant "missing": name the stray key first.
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raw_loc = tuple(err["loc"])
+        loc = _without_tags(raw_loc)
         message = err["msg"]
         if loc and loc[-1] == "[key]":  # a dict key failed: a language code that is not ours
             loc = loc[:-1]
             message = f"unknown language {loc[-1]!r} (expected one of {', '.join(LANGS)})"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        elif err["type"] == "extra_forbidden":
+            message = _unknown_key(raw_loc)
+        elif loc == ("date",) and err["type"].startswith(("date", "datetime")):
+            message = f"{message}: expected YYYY-MM-DD, like 2026-03-12"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         line = _line_of(node, loc)
-        raise ConfigError(f"{path}:{line}: {_dotted(loc)}: {message}{more}") from None
+        raise ConfigError(f"{path}:{line}: {dotted(loc)}: {message}{more}") from None
     gap = missing_translation(edition)
     if gap is not None:
         raise ConfigError(
-            f"{path}:{_line_of(node, gap[:-1])}: {_dotted(gap)}: missing translation"
+            f"{path}:{_line_of(node, gap[:-1])}: {dotted(gap)}: missing translation"
         )
     return edition
+
+
+def locate_fields(path: Path) -> Callable[[Loc], int]:
+    """A function giving the line of a field of an edition file (1 if it cannot be read)."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        node = None
+    if node is None:
+        return lambda loc: 1
+    return lambda loc: _line_of(node, loc)
 
 
 def is_slug(name: str) -> bool:

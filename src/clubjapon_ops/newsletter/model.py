@@ -138,7 +138,11 @@ Section = Annotated[
     | CtaSection,
     Field(discriminator="type"),
 ]
-SECTION_TYPES = ("text", "figures", "quote", "panels", "list", "image", "cta")
+SECTION_CLASSES: dict[str, type[BaseModel]] = {
+    "text": TextSection, "figures": FiguresSection, "quote": QuoteSection,
+    "panels": PanelsSection, "list": ListSection, "image": ImageSection, "cta": CtaSection,
+}
+SECTION_TYPES = tuple(SECTION_CLASSES)
 
 
 class EditionFile(_Strict):

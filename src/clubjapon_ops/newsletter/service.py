@@ -15,6 +15,7 @@ from clubjapon_ops.newsletter.content import (
     list_editions,
     load_edition,
 )
+from clubjapon_ops.newsletter.edition_lint import lint_edition
 from clubjapon_ops.newsletter.lint import Problem, lint_messages
 from clubjapon_ops.newsletter.render import (
     TEMPLATES_DIR,
@@ -92,7 +93,7 @@ def check_newsletter(
     """Render every language with a sample reader and lint the result."""
     edition = find_edition(settings, slug)
     renderer = make_renderer(settings)
-    problems: list[Problem] = []
+    problems: list[Problem] = lint_edition(settings.root, edition)
     rendered: dict[Lang, RenderedLanguage] = {}
     for lang in edition.languages:
         try:
