@@ -147,8 +147,8 @@ def _strings(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             yield from _strings(item, (*loc, i))
 
 
-def load_edition(path: Path) -> Edition:
-    """Read and validate an edition file; errors name the file, the field and the line."""
+def _read(path: Path) -> tuple[yaml.Node, dict[str, Any]]:
+    """Parse an edition file into its node tree (for lines) and its data."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -165,6 +165,17 @@ def load_edition(path: Path) -> Edition:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of edition fields")
+    return node, data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """An edition file's data as written, unvalidated (dates stay text); ConfigError if bad."""
+    return _read(path)[1]
+
+
+def load_edition(path: Path) -> Edition:
+    """Read and validate an edition file; errors name the file, the field and the line."""
+    node, data = _read(path)
     for field_loc, value in _strings(data):
         if found := _RESERVED.search(value):
             raise ConfigError(
