@@ -20,3 +20,11 @@ def test_a_draft_is_shown_with_a_banner(preview: FlaskClient, home: Path) -> Non
     assert 'id="draft"' in body and "DRAFT" in body
     assert "Des liens toujours plus forts" in preview.get(
         f"/preview/{SLUG}/email.html?lang=fr").get_data(as_text=True)
+
+
+def test_the_page_lists_the_placeholders_left(preview: FlaskClient, home: Path) -> None:
+    path = home / "config" / "editions" / f"{SLUG}.yaml"
+    path.write_text(path.read_text("utf-8").replace("  en: Two round tables", "  en: TO COMPLETE",
+                                                    1), encoding="utf-8")
+    body = preview.get(f"/preview/{SLUG}?lang=fr").get_data(as_text=True)
+    assert "TO COMPLETE is still there" in body and "sections[3].heading.en" in body

@@ -12,16 +12,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from clubjapon_ops.errors import ConfigError, UnknownEdition
-from clubjapon_ops.newsletter.model import (
-    LANGS,
-    SECTION_CLASSES,
-    SECTION_TYPES,
-    Edition,
-    EditionFile,
-    Lang,
-)
-
-__all__ = ["LANGS", "Edition", "Lang", "load_edition", "resolve_edition"]
+from clubjapon_ops.newsletter.model import LANGS as LANGS  # re-exported: callers import
+from clubjapon_ops.newsletter.model import SECTION_CLASSES, SECTION_TYPES, EditionFile
+from clubjapon_ops.newsletter.model import Edition as Edition  # these three from here
+from clubjapon_ops.newsletter.model import Lang as Lang
 
 EDITIONS_DIR = Path("config") / "editions"
 # An edition's name: its date, then lower-case words; never a path, a suffix or a space.
