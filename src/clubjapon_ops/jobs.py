@@ -75,6 +75,7 @@ class SyncReport(Report):
     archived: int = 0
     bookmark: str | None = None
     push: PushReport | None = None  # the write-back after the pull, when there was one
+    read_as: str | None = None  # how a CSV export was read: encoding and delimiter
 
     @property
     def status(self) -> str:
@@ -98,6 +99,7 @@ class SyncReport(Report):
             "skip_reasons": dict(self.skip_reasons),
             "dropped_fields": sum(self.dropped_fields.values()),
             "dropped_field_reasons": dict(self.dropped_fields),
+            **({"read_as": self.read_as} if self.read_as else {}),
             **{f"push_{k}": v for k, v in push.items() if k != "crm"},
         }
 
@@ -270,6 +272,7 @@ def _sync(
         _commit(store, source.name, stamp, batch, report)
     finally:
         pages.close()
+    report.read_as = getattr(source, "detected", None)  # known once the file was opened
     if full:
         with store.transaction() as conn:
             if stamp is not None:

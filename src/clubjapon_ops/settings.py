@@ -79,24 +79,31 @@ def _property_list(raw: str) -> tuple[str, ...]:
     return names
 
 
-# Contact fields a Brevo attribute can fill, and the attribute each reads by default.
+# Contact fields Brevo attributes can fill, and the attributes each reads by default, in
+# order of preference ("A|B": the first one a contact has wins). Accounts name them
+# differently: FIRSTNAME / LASTNAME (Brevo's defaults), FIRST_NAME / LAST_NAME (Brevo's
+# example contact), PRENOM / NOM (French accounts), FNAME / LNAME (Brevo's create-contact
+# example), SOCIETE / ENTREPRISE, LANGUE.
 BREVO_DEFAULT_ATTRIBUTES = {
-    "first_name": "FIRSTNAME", "last_name": "LASTNAME", "company": "COMPANY",
-    "language": "LANGUAGE",
+    "first_name": "FIRSTNAME|FIRST_NAME|PRENOM|FNAME",
+    "last_name": "LASTNAME|LAST_NAME|NOM|LNAME",
+    "company": "COMPANY|SOCIETE|ENTREPRISE",
+    "language": "LANGUAGE|LANGUE",
 }
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def _brevo_attributes(raw: str) -> tuple[tuple[str, str], ...]:
-    """Read 'first_name=PRENOM,company=SOCIETE'; fields not named keep their default."""
+    """Read 'first_name=PRENOM,company=SOCIETE|FIRMA'; fields not named keep their default."""
     mapping = dict(BREVO_DEFAULT_ATTRIBUTES)
     for item in (i.strip() for i in raw.split(",")):
         if not item:
             continue
-        name, sep, attribute = (part.strip() for part in item.partition("="))
-        if not sep or name not in mapping or not _ATTRIBUTE.match(attribute):
+        name, sep, attributes = (part.strip() for part in item.partition("="))
+        names = [a.strip() for a in attributes.split("|")]
+        if not sep or name not in mapping or not all(_ATTRIBUTE.match(a) for a in names):
             raise ValueError
-        mapping[name] = attribute.upper()
+        mapping[name] = "|".join(a.upper() for a in names)
     # Pairs rather than a dict keep Settings hashable.
     return tuple(mapping.items())
 
@@ -200,19 +207,21 @@ SPECS: tuple[Spec, ...] = (
          "an http(s) URL", "Brevo API base URL"),
     Spec("brevo_attributes", "BREVO_ATTRIBUTES", _brevo_attributes, "",
          "field=ATTRIBUTE pairs, comma-separated, fields among "
-         "first_name, last_name, company, language",
+         "first_name, last_name, company, language (ATTRIBUTE may be A|B: the first present)",
          "which Brevo attributes hold the names, company and language "
-         "(default FIRSTNAME, LASTNAME, COMPANY, LANGUAGE)"),
+         "(default: the usual spellings, see 'clubjapon-ops config')"),
     Spec("brevo_full_sync_days", "BREVO_FULL_SYNC_DAYS", _positive_int, "7",
          "a whole number of days >= 1",
          "a full Brevo sync (which detects deleted contacts) runs at least this often"),
     Spec("http_timeout", "CLUBJAPON_HTTP_TIMEOUT", _positive_float, "30",
-         "seconds, a number > 0", "how long one CRM API call may take before it is retried"),
+         "seconds, a number > 0",
+         "how long one API call (CRM or email provider) may take before it is retried"),
     Spec("http_attempts", "CLUBJAPON_HTTP_ATTEMPTS", _positive_int, "6",
-         "a whole number >= 1", "attempts per CRM API call (429, 5xx, timeouts) before giving up"),
+         "a whole number >= 1",
+         "attempts per API call (CRM or email provider: 429, 5xx, timeouts) before giving up"),
     Spec("http_retry_seconds", "CLUBJAPON_HTTP_RETRY_SECONDS", _positive_float, "300",
          "seconds, a number > 0",
-         "the longest one CRM API call may keep retrying, waits included"),
+         "the longest one API call (CRM or email provider) may keep retrying, waits included"),
     Spec("transport", "CLUBJAPON_TRANSPORT", _choice("outbox", "smtp", "brevo", "sendgrid"),
          "outbox", "outbox | smtp | brevo | sendgrid", "how messages are delivered"),
     Spec("outbox_dir", "CLUBJAPON_OUTBOX_DIR", _path, "var/outbox",
@@ -236,25 +245,27 @@ SPECS: tuple[Spec, ...] = (
          "an http(s) URL", "public base URL of the web app (unsubscribe links)"),
     Spec("secret", "CLUBJAPON_SECRET", _own_secret, "",
          f"a random string of at least {MIN_SECRET} characters",
-         "key that signs unsubscribe tokens", secret=True),
+         "key that signs unsubscribe tokens; 'web' refuses to start without it", secret=True),
     Spec("send_rate", "CLUBJAPON_SEND_RATE", _non_negative_float, "0",
-         "messages per second, a number >= 0 (0 = unlimited)", "sending rate limit"),
+         "messages per second, a number >= 0 (0 = unlimited)",
+         "sending rate limit (a token bucket; shared by every send on one PostgreSQL store)"),
     Spec("smtp_connections", "SMTP_CONNECTIONS", _positive_int, "4",
          "a whole number >= 1", "SMTP connections used in parallel"),
     Spec("send_attempts", "CLUBJAPON_SEND_ATTEMPTS", _positive_int, "3",
          "a whole number >= 1", "tries per message within one run for transient failures"),
     Spec("send_retry_wait", "CLUBJAPON_SEND_RETRY_WAIT", _non_negative_float, "2",
-         "seconds, a number >= 0", "first wait before retrying a transient failure (doubles)"),
+         "seconds, a number >= 0",
+         "first wait before retrying a transient failure (doubles, with jitter)"),
     Spec("send_commit_every", "CLUBJAPON_SEND_COMMIT_EVERY", _positive_int, "1",
          "a whole number >= 1",
          "SMTP/outbox messages per ledger commit and connection (1: at most one uncertain "
-         "message per connection after a crash)"),
+         "message per connection after a crash; more is faster)"),
     Spec("error_budget", "CLUBJAPON_ERROR_BUDGET", _positive_int, "50",
          "a whole number >= 1", "a send pauses after this many failures in a row"),
     Spec("brevo_webhook_secret", "BREVO_WEBHOOK_SECRET", _own_secret, "",
          f"a random string of at least {MIN_SECRET} characters",
-         "token that authenticates Brevo's webhook (in the URL path or as the basic-auth "
-         "password); unset: the endpoint refuses everything", secret=True),
+         "token that authenticates Brevo's webhook (in the URL path, as the basic-auth "
+         "password or as a bearer token); unset: the endpoint refuses everything", secret=True),
     Spec("sendgrid_webhook_public_key", "SENDGRID_WEBHOOK_PUBLIC_KEY", _ec_public_key, "",
          "the base64 public key SendGrid shows for its signed event webhook",
          "verifies SendGrid's event webhook; unset: the endpoint refuses everything"),
@@ -271,6 +282,34 @@ SPECS: tuple[Spec, ...] = (
 )
 
 SPEC_BY_ENV = {s.env: s for s in SPECS}
+
+REFERENCE_FILE = Path("docs") / "reference" / "settings.md"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def settings_reference() -> str:
+    """Return docs/reference/settings.md: one table row per Spec, in SPECS order."""
+    lines = [
+        "# Settings reference",
+        "",
+        "<!-- Generated from clubjapon_ops.settings.SPECS; do not edit. Regenerate with:",
+        "     .venv/bin/python -m clubjapon_ops.settings > docs/reference/settings.md -->",
+        "",
+        "Where each value may come from (defaults, `config/clubjapon.toml`, `.env`, the",
+        "environment), how secrets are kept out of sight, and how to see the effective values:",
+        "[Configuration](../deploy.md#configuration).",
+        "",
+        "| variable | default | accepts | what it does |",
+        "|---|---|---|---|",
+    ]
+    for spec in SPECS:
+        name = f"`{spec.env}`" + (" (secret)" if spec.secret else "")
+        default = f"`{spec.default}`" if spec.default else "-"
+        lines.append(f"| {name} | {_cell(default)} | {_cell(spec.accepts)} | {_cell(spec.help)} |")
+    return "\n".join(lines) + "\n"
 SPEC_BY_ATTR = {s.attr: s for s in SPECS}
 
 
@@ -448,3 +487,7 @@ def load_settings(
             values[attr] = root / path
     values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, **values)
+
+
+if __name__ == "__main__":
+    print(settings_reference(), end="")

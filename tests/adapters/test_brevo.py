@@ -96,6 +96,40 @@ def test_attributes_are_mapped_by_configured_names(fake: FakeBrevo, sleeps: Slee
     assert contact.attributes == {"VILLE": "Lille"}
 
 
+def test_the_usual_name_attributes_are_mapped_by_default(fake: FakeBrevo, sleeps: Sleeps) -> None:
+    fake.add("a@example.org", FIRST_NAME="Anna", LAST_NAME="Smith")  # Brevo's example contact
+    fake.add("b@example.fr", PRENOM="Benoît", NOM="Martin", SOCIETE="Hokuto", LANGUE="fr")
+    fake.add("c@example.org", FIRSTNAME="Chika", LASTNAME="Sato", COMPANY="Kaze")
+    # Two spellings on one contact: the first in the mapping wins, the other stays raw.
+    fake.add("d@example.org", FIRSTNAME="Daiki", PRENOM="Daïki")
+    (page,) = list(source(sleeps).pages(None, full=True))
+    got = [(r.first_name, r.last_name, r.company, r.language, r.attributes)
+           for r in page.records]
+    assert got == [("Anna", "Smith", None, None, {}),
+                   ("Benoît", "Martin", "Hokuto", "fr", {}),
+                   ("Chika", "Sato", "Kaze", None, {}),
+                   ("Daiki", None, None, None, {"PRENOM": "Daïki"})]
+
+
+def test_a_full_sync_warns_once_about_mapped_attributes_it_never_saw(
+    fake: FakeBrevo, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(25):
+        fake.add(f"m{i}@example.org", VORNAME=f"V{i}", NACHNAME="N", COMPANY="K")
+    caplog.set_level("WARNING", logger="clubjapon_ops.crm.brevo")
+    pages = list(source(sleeps, limit=10, overlap=2).pages(None, full=True))
+    assert len(pages) == 3
+    warnings = [r for r in caplog.records if "never appeared" in r.getMessage()]
+    assert len(warnings) == 1
+    text = warnings[0].getMessage()
+    assert "first_name (FIRSTNAME|FIRST_NAME|PRENOM|FNAME)" in text
+    assert "last_name" in text and "language" in text and "company" not in text
+    assert "NACHNAME" in text and "VORNAME" in text and "V1" not in text  # names, no values
+    caplog.clear()
+    list(source(sleeps, limit=10, overlap=2).pages(pages[-1].bookmark, full=False))
+    assert not [r for r in caplog.records if "never appeared" in r.getMessage()]
+
+
 @pytest.mark.parametrize(
     ("headers", "wait"),
     [({"x-sib-ratelimit-reset": "3", "x-sib-ratelimit-remaining": "0"}, 3.0),
@@ -166,6 +200,22 @@ def test_records_with_missing_fields_are_rejected_or_fail_normalisation(
             outcomes.append(f"{exc.ref}: {exc.reason}")
     assert outcomes == ["brevo 4: no email address",
                         "brevo 5: opt-out is not a yes/no value: 'maybe'", "c@example.fr"]
+
+
+def test_sms_only_contacts_are_skipped_with_a_reason_of_their_own(
+    fake: FakeBrevo, sleeps: Sleeps
+) -> None:
+    # Brevo gives a contact without an address "a fictitious email address ...
+    # [PHONE_NUMBER]@mailin-sms.com" (help.brevo.com/hc/en-us/articles/208724009).
+    fake.add("yui@example.jp", FIRSTNAME="Yui")
+    sms = fake.add("33612345678@mailin-sms.com", SMS="+33612345678")
+    shouting = fake.add(" 13604529038@MAILIN-SMS.COM ", SMS="+13604529038")
+    fake.add("someone@mailin-sms.com.example.org", FIRSTNAME="Not a placeholder")
+    (page,) = list(source(sleeps).pages(None, full=True))
+    assert page.rejected == [(f"brevo {sms}", "SMS-only contact: placeholder address"),
+                             (f"brevo {shouting}", "SMS-only contact: placeholder address")]
+    assert [r.email for r in page.records] == ["yui@example.jp",
+                                               "someone@mailin-sms.com.example.org"]
 
 
 @pytest.mark.parametrize(

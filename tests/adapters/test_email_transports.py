@@ -325,18 +325,24 @@ def test_brevo_answer_lost_after_a_timeout_is_resent_under_its_key_and_not_deliv
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
+        ({"messageIds": ["<m1@relay>", "<m2@relay>", "<m3@relay>"]},
+         [("queued", "<m1@relay>"), ("queued", "<m2@relay>"), ("queued", "<m3@relay>")]),
+        # The 201 example of Brevo's reference, whatever the number of versions.
+        ({"messageId": "<201798300811.5787683@relay.domain.com>"},
+         [("queued", "<201798300811.5787683@relay.domain.com>")] * 3),
         ({"messageIds": ["<m1@relay>", "<m2@relay>"]},
-         [("queued", "<m1@relay>"), ("queued", "<m2@relay>"), ("unknown", None)]),
+         [("queued", "<m1@relay>"), ("queued", "<m2@relay>"), ("queued", None)]),
         ({"messageIds": ["<m1@relay>", {"error": "invalid email address"}, "<m3@relay>"]},
          [("queued", "<m1@relay>"), ("rejected", None), ("queued", "<m3@relay>")]),
         ({"messageIds": [None, "<m2@relay>", {"code": "x"}]},
-         [("unknown", None), ("queued", "<m2@relay>"), ("unknown", None)]),
-        ({}, [("unknown", None)] * 3),
+         [("queued", None), ("queued", "<m2@relay>"), ("queued", None)]),
+        ({}, [("queued", None)] * 3),
     ],
-    ids=["message-ids-shorter-than-versions", "entry-with-an-error",
+    ids=["one-id-per-version", "spec-example-single-message-id",
+         "message-ids-shorter-than-versions", "entry-with-an-error",
          "null-and-empty-entries", "no-message-ids"],
 )
-def test_brevo_reads_each_version_s_fate_in_a_2xx_answer(
+def test_brevo_201_means_every_version_was_taken_whatever_ids_it_carries(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
     sleeps: Sleeps, answer: dict[str, Any], expected: list[tuple[str, str | None]],
 ) -> None:
@@ -348,13 +354,15 @@ def test_brevo_reads_each_version_s_fate_in_a_2xx_answer(
     assert all(r.error == "invalid email address" for r in rejected)
 
 
-def test_brevo_answer_not_json_in_a_2xx_leaves_the_versions_unknown(
+@pytest.mark.parametrize(("status", "expected"), [(201, "queued"), (200, "unknown")])
+def test_brevo_answer_not_json_in_a_2xx_is_taken_only_if_it_is_brevo_s_201(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
-    sleeps: Sleeps,
+    sleeps: Sleeps, status: int, expected: str,
 ) -> None:
-    fake.inject(Reply(201, raw=b"<html>ok</html>"), path=SEND)
+    # 201 is Brevo's documented "email sent"; any other 2xx is no answer Brevo documents.
+    fake.inject(Reply(status, raw=b"<html>ok</html>"), path=SEND)
     results = brevo(brevo_api, sleeps).send(batch(newsletter, 2), new_key())
-    assert statuses(results) == ["unknown"] * 2
+    assert statuses(results) == [expected] * 2
     assert len(front.bodies()) == 1
 
 
@@ -376,6 +384,17 @@ def test_brevo_duplicate_parameter_means_accepted_earlier(
     results = brevo(brevo_api, sleeps).send(batch(newsletter, 3), new_key())
     assert statuses(results) == ["queued"] * 3
     assert len(front.bodies()) == 1 and fake.delivered == []
+
+
+def test_brevo_duplicate_parameter_to_a_request_without_a_key_is_a_refusal(
+    newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
+    sleeps: Sleeps,
+) -> None:
+    # Only a reused idempotencyKey makes duplicate_parameter mean "taken the first time".
+    fake.inject(Reply(400, {"code": "duplicate_parameter", "message": "duplicate"}), path=SEND)
+    results = brevo(brevo_api, sleeps).send(batch(newsletter, 2))
+    assert statuses(results) == ["rejected"] * 2
+    assert front.keys() == [None]
 
 
 @pytest.mark.parametrize(
@@ -474,6 +493,23 @@ def test_brevo_recipient_names_cannot_carry_a_line_break(
     assert statuses(results) == ["queued"] and fake.invalid == []
 
 
+def test_brevo_clips_a_long_recipient_name_to_70_characters_never_the_address(
+    newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
+    sleeps: Sleeps,
+) -> None:
+    # Brevo refuses the whole request when one name passes 70 characters (issue 15).
+    long = ("Jean-Christophe-Marie " * 5).strip()  # 114 characters with " Nom3"
+    items = batch(newsletter, 3) + batch(newsletter, 1, first_name=long, start=3)
+    results = brevo(brevo_api, sleeps).send(items, new_key())
+    assert statuses(results) == ["queued"] * 4 and fake.invalid == []
+    (body,) = front.bodies()
+    sent = [v["to"][0] for v in body["messageVersions"]]
+    assert [p["email"] for p in sent] == [i.envelope_to for i in items]
+    name = sent[3]["name"]
+    assert len(name) <= 70 and long.startswith(name) and name == name.strip()
+    assert [p["name"] for p in sent[:3]] == ["Prénom0 Nom0", "Prénom1 Nom1", "Prénom2 Nom2"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
     [
@@ -485,9 +521,11 @@ def test_brevo_recipient_names_cannot_carry_a_line_break(
                                "params": {"x": "y" * 1_100_000}}]}, 400, "bytes in all"),
         ({"messageVersions": [{"to": [{"email": "not-an-address"}]}]}, 400, "invalid email"),
         ({"messageVersions": []}, 400, "non-empty"),
+        ({"messageVersions": [{"to": [{"email": "r@example.com", "name": "N" * 71}]}]}, 400,
+         "max 70 character in to name"),
     ],
     ids=["1001-versions", "100-recipients-in-a-version", "params-over-1000-kb", "bad-address",
-         "no-versions"],
+         "no-versions", "name-over-70-characters"],
 )
 def test_the_fake_refuses_what_brevo_refuses(
     mocked: responses.RequestsMock, fake: FakeBrevoEmail, body: dict[str, Any], status: int,
@@ -615,6 +653,33 @@ def test_sendgrid_personalizations_carry_values_headers_and_ids(
     assert evil["-greeting_html-"] == "Bonjour &lt;script&gt;,"
     assert body["subject"] == items[0].message.subject and body["categories"] == [SLUG]
     assert body["from"] == {"email": "club-japon@example.org", "name": "Club Japon"}
+
+
+def test_brevo_clips_a_long_sender_name_to_70_characters(
+    newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
+    sleeps: Sleeps,
+) -> None:
+    club = "Club Japon des Hauts-de-France, Lille Métropole et environs, section affaires"
+    transport = BrevoTransport(HttpClient(brevo_api, timeout=5.0, retry=NO_WAIT, sleep=sleeps),
+                               f"\"{club}\" <club-japon@example.org>", MAILTO)
+    results = transport.send(batch(newsletter, 2), new_key())
+    assert statuses(results) == ["queued"] * 2 and fake.invalid == []
+    sender = front.bodies()[0]["sender"]
+    assert sender["email"] == "club-japon@example.org"
+    assert len(sender["name"]) <= 70 and club.startswith(sender["name"])
+
+
+def test_sendgrid_sends_a_long_recipient_name_whole(
+    newsletter: Newsletter, sendgrid_api: Api, sg: SendGridScript, sleeps: Sleeps
+) -> None:
+    # SendGrid documents no length limit for to[].name (sendgrid/sendgrid-oai@bef1536,
+    # spec/components/schemas.json#/to_email_array): nothing to clip.
+    long = ("Jean-Christophe-Marie " * 5).strip()
+    results = sendgrid(sendgrid_api, sleeps).send(batch(newsletter, 1, first_name=long),
+                                                  new_key())
+    assert statuses(results) == ["queued"]
+    to = sg.bodies[0]["personalizations"][0]["to"][0]
+    assert to == {"email": "reader0@example.com", "name": long + " Nom0"}
 
 
 def test_sendgrid_400_rejects_the_batch_after_one_call(

@@ -235,7 +235,22 @@ def test_brevo_with_the_secret_in_the_url_or_basic_auth(
     assert len(stored(send_store)) == 2
 
 
-@pytest.mark.parametrize("how", ["no secret", "wrong token", "wrong password", "bearer"])
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer"])
+def test_brevo_with_the_secret_as_a_bearer_token(
+    client: FlaskClient, send_store: Store, scheme: str
+) -> None:
+    # Brevo's webhook settings offer "auth": {"type": "bearer", "token": ...}
+    # (developers.brevo.com/docs/username-and-password-authentication).
+    anna = {"event": "unsubscribed", "email": "anna@example.com",
+            "message-id": "<2026.anna@example.com@smtp-relay>", "ts_event": 1_764_000_001}
+    answer = client.post("/events/brevo", json=anna,
+                         headers={"Authorization": f"{scheme} {BREVO_SECRET}"})
+    assert answer.status_code == 200
+    assert suppressed(send_store) == {("anna@example.com", "unsubscribe")}
+
+
+@pytest.mark.parametrize("how", ["no secret", "wrong token", "wrong password", "wrong bearer",
+                                 "empty bearer", "bearer as the user name"])
 def test_brevo_without_the_secret_is_refused_and_nothing_echoed(
     client: FlaskClient, send_store: Store, how: str
 ) -> None:
@@ -249,8 +264,10 @@ def test_brevo_without_the_secret_is_refused_and_nothing_echoed(
         answer = client.post("/events/brevo", json=event,
                              headers={"Authorization": f"Basic {basic}"})
     else:
-        answer = client.post("/events/brevo", json=event,
-                             headers={"Authorization": f"Bearer {BREVO_SECRET}"})
+        value = {"wrong bearer": f"Bearer {BREVO_SECRET[:-1]}", "empty bearer": "Bearer ",
+                 "bearer as the user name":
+                 "Basic " + base64.b64encode(f"{BREVO_SECRET}:x".encode()).decode()}[how]
+        answer = client.post("/events/brevo", json=event, headers={"Authorization": value})
     assert answer.status_code == 401
     assert BREVO_SECRET[:8] not in answer.get_data(as_text=True)
     assert stored(send_store) == []

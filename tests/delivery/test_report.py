@@ -4,25 +4,27 @@ self-contained HTML page, the CLI command and the nightly job."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from clubjapon_ops import jobs
 from clubjapon_ops.events.brevo import parse_event
+from clubjapon_ops.newsletter.textwrap_cjk import display_width
 from clubjapon_ops.reporting.campaign import build_report
-from clubjapon_ops.reporting.html import render_html
+from clubjapon_ops.reporting.html import NOT_REPORTED, paris_buckets, render_html
 from clubjapon_ops.reporting.job import campaign_reports
 from clubjapon_ops.reporting.text import render_text
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import add_suppression
 from clubjapon_ops.store.events import process_pending, store_events
-from clubjapon_ops.store.schema import deliveries
+from clubjapon_ops.store.schema import deliveries, events
 from clubjapon_ops.store.types import utcnow
 from tests.delivery.conftest import SLUG, make_settings, write_contacts
 
@@ -66,6 +68,7 @@ def test_figures(sent: Store) -> None:
     assert report.failures == [("complaint", "no reason given", 1),
                                ("hard_bounce", "550 user unknown", 1)]
     assert report.unsubscribed == 1
+    assert report.suppressed == {"bounce": 1, "complaint": 1, "unsubscribe": 1}
     assert [n for _, n in report.sent_per_hour] == [3, 2]
 
 
@@ -74,16 +77,61 @@ def test_terminal_table(sent: Store) -> None:
     assert "Edition 2025-11-04-lille: 6 recipient(s), 5 handed over" in text
     assert "opened" in text and "40.0 %" in text  # 2 of the 5 handed over
     assert "550 user unknown" in text
+    assert "suppressed since, by source" in text and "complaint" in text
     empty = render_text(build_report(sent, "no-such-edition"))
     assert empty.endswith("nothing planned or sent yet\n")
 
 
-def test_html_page_is_self_contained(sent: Store) -> None:
+def test_terminal_columns_line_up_with_japanese_reasons(sent: Store) -> None:
+    report = build_report(sent, SLUG)
+    report.failures = [("hard_bounce", "宛先不明のため配信できません", 2),
+                       ("hard_bounce", "550 user unknown", 1)]
+    lines = render_text(report).splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("bounces and"))):]
+    rows = [x for x in table if "hard_bounce" in x]
+    # The type column starts at the same terminal column on both rows.
+    assert len({display_width(x[:x.index("hard_bounce")]) for x in rows}) == 1
+
+
+def test_html_page_is_self_contained_and_light(sent: Store) -> None:
     page = render_html(build_report(sent, SLUG))
     assert page.startswith("<!doctype html>") and "550 user unknown" in page
-    assert page.count("Plotly.newPlot") == 4  # states, timeline, outcomes, reasons
-    # plotly.js inline, no script from elsewhere: it opens offline and travels as one file.
-    assert "<script src=" not in page and len(page) > 1_000_000
+    assert page.count("<svg") == 4  # states, timeline, outcomes, reasons
+    # Nothing to run and nothing to fetch: it opens offline and travels as one file.
+    assert "<script" not in page
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page)
+    assert len(page.encode()) < 300_000
+    # The hours of the timeline are Paris's: 09:00 and 10:00 UTC on 5 November are 10 and 11.
+    assert "05/11 10:00" in page and "05/11 11:00" in page and "09:00" not in page
+
+
+def test_html_says_not_reported_where_the_transport_reports_nothing(
+    sent: Store, home: Path
+) -> None:
+    with_events = render_html(build_report(sent, SLUG))
+    assert NOT_REPORTED not in with_events and ">opened<b>2</b>" in with_events
+    with sent.transaction() as conn:
+        conn.execute(delete(events))
+    without = render_html(build_report(sent, SLUG))
+    for label in ("delivered", "opened", "clicked"):
+        assert f">{label}<b>{NOT_REPORTED}</b>" in without
+    assert ">opened<b>0</b>" not in without
+
+
+def test_timeline_buckets_in_paris_time() -> None:
+    utc = UTC
+    # The night the clocks went back (26 October 2025): 00:00 and 01:00 UTC are 02:00 and
+    # 02:00 again in Paris, both shown, in order.
+    labels, (counts,) = paris_buckets([(datetime(2025, 10, 26, 0, tzinfo=utc), 1),
+                                       (datetime(2025, 10, 26, 3, tzinfo=utc), 4)])
+    assert labels == ["26/10 02:00", "26/10 02:00", "26/10 03:00", "26/10 04:00"]
+    assert counts == [1, 0, 0, 4]
+    # Naive times from SQLite are UTC; gaps are filled; past MAX_HOURS, a bar per day.
+    labels, (a, b) = paris_buckets([(datetime(2025, 11, 4, 17), 2)],
+                                   [(datetime(2025, 11, 9, 8), 3)])
+    assert labels == ["04/11", "05/11", "06/11", "07/11", "08/11", "09/11"]
+    assert a == [2, 0, 0, 0, 0, 0] and b == [0, 0, 0, 0, 0, 3]
+    assert paris_buckets([]) == ([], [[]])
 
 
 def test_cli_and_nightly_job_write_the_page(sent: Store, home: Path) -> None:
@@ -94,7 +142,7 @@ def test_cli_and_nightly_job_write_the_page(sent: Store, home: Path) -> None:
                              "--html", str(out)], capture_output=True, text=True, env=env,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert "5 handed over" in result.stdout and out.stat().st_size > 1_000_000
+    assert "5 handed over" in result.stdout and 10_000 < out.stat().st_size < 300_000
     # The sent_at values are in 2025: a 7-day window has nothing, a wide one has the edition.
     assert campaign_reports(make_settings(home), sent, days=7).files == []
     written = campaign_reports(make_settings(home), sent, days=100_000).files

@@ -125,3 +125,16 @@ def test_help_everywhere_even_with_broken_config(home: Path, command: list[str])
     result = run(home, *command, "--help")
     assert result.returncode == 0
     assert "Usage: clubjapon-ops" in result.stdout
+
+
+def test_a_cp1252_export_syncs_and_the_run_says_how_it_was_read(home: Path) -> None:
+    export = home / "excel.csv"
+    export.write_bytes("email;first_name;last_name\r\nhelene@example.com;Hélène;Lefèvre\r\n"
+                       .encode("cp1252"))
+    result = run(home, "sync", env={"CLUBJAPON_CSV_PATH": str(export)})
+    assert result.returncode == 0, result.stderr
+    assert "excel.csv read as cp1252, ';'-separated" in result.stdout
+    with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as conn:
+        assert conn.execute("SELECT first_name FROM contacts").fetchone() == ("Hélène",)
+        counts = json.loads(conn.execute("SELECT counts FROM job_runs").fetchone()[0])
+    assert counts["read_as"] == "read as cp1252, ';'-separated"

@@ -246,6 +246,20 @@ def test_brevo_full_incremental_and_deletions(
         f"membre{i}@example.fr" for i in range(2000, 2005)}
 
 
+def test_brevo_sms_only_contacts_are_counted_apart_and_never_stored(
+    brevo: tuple[FakeBrevo, FakeServer], root: Path
+) -> None:
+    api, server = brevo
+    api.add("membre@example.fr", FIRSTNAME="Aya")
+    api.add("33612345678@mailin-sms.com", SMS="+33612345678")
+    settings = crm_settings(root, "brevo", server.url)
+    store = open_store(settings.database_url)
+    report = jobs.crm_sync(settings, store, source=quick(make_source(settings)))
+    assert (report.fetched, report.skipped) == (2, 1)
+    assert report.skip_reasons == {"SMS-only contact": 1}
+    assert set(stored(store)) == {"membre@example.fr"}
+
+
 # -- the CLI, killed and run again --------------------------------------------------------
 
 

@@ -99,6 +99,22 @@ def test_2500_readers_in_three_languages_each_get_the_edition_once(
         assert message_id == api.message_for(email).message_id, email
 
 
+def test_a_201_with_one_message_id_for_many_versions_leaves_no_row_unknown(
+    home: Path, fake: tuple[FakeBrevoEmail, FakeServer],  # noqa: F811
+) -> None:
+    api, server = fake
+    api.single_id_answers = True  # the 201 example of Brevo's reference
+    langs = audience(home, 46)
+    env = env_for(home, server.url)
+    assert cli(env, "sync").returncode == 0
+    result = cli(env, "send", SLUG, "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{SLUG}: sent 46, failed 0, retry 0, unknown 0" in result.stdout
+    assert api.accepted == 3
+    check_each_recipient(api, langs)
+    assert {state for state, _, _ in ledger(home).values()} == {"sent"}
+
+
 def test_an_answer_lost_to_a_timeout_is_resent_under_its_key_and_delivered_once(
     home: Path, fake: tuple[FakeBrevoEmail, FakeServer],  # noqa: F811
 ) -> None:

@@ -1,7 +1,8 @@
 """A Brevo-shaped transactional email API: POST /v3/smtp/email, as the Brevo transport uses it.
 
 It checks the ``api-key`` header, validates the batch within Brevo's documented limits
-(1,000 message versions per call, 99 recipients per version, 1,000 KB of params in all),
+(1,000 message versions per call, 99 recipients per version, 1,000 KB of params in all,
+70 characters per recipient name),
 fills ``{{ params.x }}`` in the subject, both parts and the headers of each version, and
 records every message it takes, recipient by recipient. An idempotency key
 (``headers.idempotencyKey``) is remembered for its TTL: the same key again answers
@@ -32,6 +33,11 @@ SEND = "/v3/smtp/email"
 MAX_VERSIONS = 1000
 MAX_RECIPIENTS = 99
 MAX_PARAMS_BYTES = 1000 * 1024
+# "Name of the recipient. Maximum allowed characters are 70." (getbrevo/brevo-python@c280e37,
+# docs/SendSmtpEmailTo1.md, the messageVersions[].to[] item)
+MAX_NAME = 70
+# "The TTL for idempotencyKey is 30 minutes." (developers.brevo.com/docs/heterogenous-versions-
+# batch-emails; Brevo's changelog once said 15, which the sender's margin also covers)
 KEY_TTL_S = 30 * 60.0
 _PARAM = re.compile(r"\{\{\s*params\.([A-Za-z0-9_]+)\s*\}\}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -99,6 +105,9 @@ class FakeBrevoEmail(FakeApi):
         self.invalid: list[str] = []  # why requests were answered invalid_parameter
         self.unfilled: list[str] = []  # placeholders without a value in their version
         self.accepted = 0  # send requests taken (201)
+        # Answer every 201 with one messageId, as the example of Brevo's reference does
+        # ({"messageId": "<201798300811.5787683@relay.domain.com>"}), versions or not.
+        self.single_id_answers = False
         self.hold_at: int | None = None
         self.holding = threading.Event()  # set while a taken request is held open
         self.released = threading.Event()
@@ -178,7 +187,7 @@ class FakeBrevoEmail(FakeApi):
         if held:
             self.holding.set()
             self.released.wait(timeout=120)
-        if "messageVersions" in body:
+        if "messageVersions" in body and not self.single_id_answers:
             return Reply(201, {"messageIds": ids})
         return Reply(201, {"messageId": ids[0]})
 
@@ -189,6 +198,9 @@ class FakeBrevoEmail(FakeApi):
         sender = body.get("sender")
         if not isinstance(sender, dict) or not _EMAIL.match(str(sender.get("email", ""))):
             raise Invalid("sender.email is missing or invalid")
+        if len(str(sender.get("name", ""))) > MAX_NAME:
+            # "Maximum allowed characters are 70." (docs/SendSmtpEmailSender.md, same commit)
+            raise Invalid("You can have max 70 character in sender name")
         if "messageVersions" in body:
             versions = body["messageVersions"]
             if not isinstance(versions, list) or not versions:
@@ -211,6 +223,9 @@ class FakeBrevoEmail(FakeApi):
                     raise Invalid(f"messageVersions[{n}].to: invalid email")
                 if any(c in str(person.get("name", "")) for c in "\r\n"):
                     raise Invalid(f"messageVersions[{n}].to: line break in a name")
+                if len(str(person.get("name", ""))) > MAX_NAME:
+                    # Brevo's own words (sendinblue/APIv3-go-library#29).
+                    raise Invalid("You can have max 70 character in to name")
             params = version.get("params") or {}
             if not isinstance(params, dict):
                 raise Invalid(f"messageVersions[{n}].params must be an object")

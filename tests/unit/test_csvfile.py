@@ -82,7 +82,8 @@ def test_pages_split_the_file(tmp_path: Path) -> None:
         (None, "CSV export not found"),
         ("", "is empty"),
         ("name;company\nA;B\n", "has no email column"),
-        (b"email\n\xff\xfe@x\n", "is not UTF-8"),
+        # UTF-8, then a byte that is not: not guessed as another encoding (no mojibake).
+        (b"email,nom\nzoe@x,Zo\xc3\xa9\nb@x,\xff\n", r"is not UTF-8 text at byte 25 \(line 3\)"),
         (b"email," + b"x" * (1 << 21) + b"\n", "header row is longer than 1048576"),
     ],
     ids=["missing", "empty", "no-email-column", "not-utf8", "huge-header"],

@@ -20,6 +20,62 @@ from clubjapon_ops.store.failures import database_failure, first_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+# --help lists the commands by who runs them, each in one line (under 60 characters, so the
+# list fits 80 columns); a command missing here shows under "Other" with its own first line.
+SECTIONS: dict[str, dict[str, str]] = {
+    "Marketing": {
+        "preview": "Render, lint or serve an edition as its readers see it",
+        "edition": "Editions under config/editions/ (which is ready)",
+        "report": "How an edition did: states, deliveries, bounces, opens",
+    },
+    "Ops": {
+        "send": "Send an edition (or test copies), recording every outcome",
+        "status": "Contacts and latest job runs, or an edition's ledger",
+        "unsubscribe": "Suppress an address by hand",
+        "sync": "Pull contacts from the CRM, write unsubscribes back",
+        "suppressions": "List, remove, import or export suppressed addresses",
+    },
+    "Scheduling": {
+        "scheduler": "Run the jobs of jobs/ on their schedules",
+        "jobs": "List the jobs of jobs/ with their next and last runs",
+        "run": "Run one job of jobs/ once, now",
+    },
+    "Administration": {
+        "config": "Show the effective settings and where each came from",
+        "web": "Serve the public app: unsubscribe pages and webhooks",
+    },
+}
+
+
+class SectionedGroup(click.Group):
+    """A group whose --help lists its commands in SECTIONS, each with a one-line summary."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Write one definition list per section, in SECTIONS order."""
+        commands = {name: self.get_command(ctx, name) for name in self.list_commands(ctx)}
+        listed = {name for names in SECTIONS.values() for name in names}
+        others = {name: "" for name in sorted(set(commands) - listed)}
+        for title, summaries in [*SECTIONS.items(), ("Other", others)]:
+            rows = [(name, summary or command.get_short_help_str())
+                    for name, summary in summaries.items()
+                    if (command := commands.get(name)) is not None and not command.hidden]
+            if rows:
+                with formatter.section(f"{title} commands"):
+                    formatter.write_dl(rows)
+
+
+def complete_edition(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of EDITION: the edition files of this project."""
+    from clubjapon_ops.newsletter.content import list_editions
+
+    try:
+        slugs = list_editions(find_root())
+    except OSError:
+        return []
+    return [click.shell_completion.CompletionItem(s) for s in slugs if s.startswith(incomplete)]
+
 
 @dataclass
 class App:
@@ -54,6 +110,7 @@ _state: dict[str, Any] = {"debug": False, "app": App()}
 
 
 @click.group(
+    cls=SectionedGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Run 'clubjapon-ops COMMAND --help' for a command's options and examples.",
 )
@@ -89,6 +146,7 @@ def _register_commands() -> None:
         reporting,
         scheduling,
         sending,
+        suppressions,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from clubjapon_ops import jobs
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
@@ -48,6 +48,8 @@ def sync(app: App, full: bool, push: bool) -> int:
         f"{c['updated']} updated, {c['unchanged']} unchanged, {c['merged']} merged duplicates, "
         f"{c['skipped']} skipped" + (f", {c['archived']} archived" if c["archived"] else "")
     )
+    if report.read_as:
+        click.echo(f"  {app.settings.csv_path.name} {report.read_as}")
     for reason, n in sorted(report.skip_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  skipped {n:>4} × {reason}")
     for reason, n in sorted(report.dropped_fields.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -69,7 +71,7 @@ def _show_push(report: PushReport) -> int:
 
 
 @cli.command()
-@click.argument("edition", required=False)
+@click.argument("edition", required=False, shell_complete=complete_edition)
 @click.option("--runs", "limit", default=10, show_default=True, help="How many job runs to show.")
 @click.pass_obj
 def status(app: App, edition: str | None, limit: int) -> int:

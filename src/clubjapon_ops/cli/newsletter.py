@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.errors import ConfigError
@@ -17,7 +17,7 @@ from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 
 
 @cli.command()
-@click.argument("edition")
+@click.argument("edition", shell_complete=complete_edition)
 @click.option("--contact", "email", metavar="EMAIL", help="Render for this stored contact.")
 @click.option("--lang", type=click.Choice(LANGS),
               help="Render for a sample reader of this language.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from clubjapon_ops.cli import EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.errors import UnknownEdition
 from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.reporting.campaign import build_report
@@ -28,7 +28,7 @@ def edition_for_reading(app: App, name: str) -> str:
 
 
 @cli.command()
-@click.argument("edition")
+@click.argument("edition", shell_complete=complete_edition)
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a self-contained HTML page with charts to this file.")
 @click.pass_obj

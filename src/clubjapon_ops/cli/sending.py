@@ -14,7 +14,15 @@ from typing import Any
 import click
 
 from clubjapon_ops import jobs
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, App, cli
+from clubjapon_ops.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    App,
+    cli,
+    complete_edition,
+)
 from clubjapon_ops.contacts import Contact, normalise_email
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import SendReport
@@ -149,7 +157,7 @@ def _print_summary(report: SendReport) -> None:
 
 
 @cli.command()
-@click.argument("edition")
+@click.argument("edition", shell_complete=complete_edition)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (scheduler, scripts).")
 @click.option("--dry-run", is_flag=True, help="Build every message, send nothing.")
 @click.option("--test-to", metavar="ADDR[,ADDR]",

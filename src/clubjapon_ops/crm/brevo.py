@@ -36,6 +36,10 @@ OVERLAP = 10  # contacts of the previous page re-read to line the next one up
 MAX_REALIGN = 20  # step-backs allowed per run before we call the paging unreliable
 # Brevo's modifiedSince is compared with its own clock; stay a little behind ours.
 CLOCK_MARGIN_S = 300.0
+# A contact without an address gets "a fictitious email address ... [PHONE_NUMBER]@mailin-
+# sms.com" (help.brevo.com/hc/en-us/articles/208724009): nobody reads it, never mail it.
+SMS_PLACEHOLDER_DOMAIN = "@mailin-sms.com"
+SMS_ONLY = "SMS-only contact: placeholder address"
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,12 @@ class BrevoSource:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
-        self.attributes = {**BREVO_DEFAULT_ATTRIBUTES, **(attributes or {})}
-        self._mapped = {v: k for k, v in self.attributes.items()}
+        # Each field with the attributes that may hold it, first choice first.
+        self.attributes: dict[str, tuple[str, ...]] = {
+            name: tuple(a.strip().upper() for a in spelled.split("|") if a.strip())
+            for name, spelled in {**BREVO_DEFAULT_ATTRIBUTES, **(attributes or {})}.items()
+        }
+        self._seen: set[str] | None = None  # attribute names met in a full pass from its start
         self.full_sync_every = full_sync_every
         self.limit = limit
         self.overlap = min(overlap, limit - 1)
@@ -163,6 +171,8 @@ class BrevoSource:
 
     def _pass(self, since: str | None, current: Pass) -> Iterator[Page]:
         offset, tail = current.offset, list(current.tail)
+        # Only a full pass read from its first page here can tell an attribute is never used.
+        self._seen = set() if current.full and offset == 0 else None
         realigned = 0
         while True:
             back = min(len(tail), self.overlap) if offset else 0
@@ -190,6 +200,7 @@ class BrevoSource:
             offset = offset - back + len(contacts)
             tail = [i for i in (record_id(c) for c in contacts[-self.overlap:]) if i]
             if len(contacts) < self.limit:
+                self._warn_unmapped()
                 done = Bookmark(since=brevo_time(current.started_ms - self.margin_ms))
                 yield Page(records, done.dump(), rejected)
                 return
@@ -205,6 +216,9 @@ class BrevoSource:
             if not isinstance(attributes, dict):
                 rejected.append((f"brevo {ident}", "attributes is not an object"))
                 continue
+            if is_sms_placeholder(item.get("email")):
+                rejected.append((f"brevo {ident}", SMS_ONLY))
+                continue
             raw = RawContact(
                 ref=f"brevo {ident}",
                 source=self.name,
@@ -214,14 +228,49 @@ class BrevoSource:
                 created_at=item.get("createdAt"),
                 updated_at=item.get("modifiedAt"),
             )
-            for key, value in attributes.items():
-                name = self._mapped.get(str(key).upper())
-                if name:
-                    setattr(raw, name, value)
-                else:
-                    raw.attributes[str(key)] = value
+            self._map(attributes, raw)
             records.append(raw)
         return records, rejected
+
+    def _map(self, attributes: dict[Any, Any], raw: RawContact) -> None:
+        """Fill the mapped fields from the first of their attributes with a value; keep the
+        other attributes raw."""
+        by_name = {str(key).upper(): str(key) for key in attributes}
+        if self._seen is not None:
+            self._seen.update(by_name)
+        used: set[str] = set()
+        for name, candidates in self.attributes.items():
+            present = [by_name[c] for c in candidates if c in by_name]
+            if not present:
+                continue
+            filled = [k for k in present if attributes[k] not in (None, "")]
+            key = (filled or present)[0]
+            setattr(raw, name, attributes[key])
+            used.add(key)
+        for key, value in attributes.items():
+            if str(key) not in used:
+                raw.attributes[str(key)] = value
+
+    def _warn_unmapped(self) -> None:
+        """Say once, at the end of a full pass, which fields no contact had an attribute for."""
+        seen, self._seen = self._seen, None
+        if not seen:
+            return  # not a whole pass, or no attribute at all: nothing to judge by
+        missing = [f"{name} ({'|'.join(names)})" for name, names in self.attributes.items()
+                   if not seen.intersection(names)]
+        if missing:
+            # Attribute names only, never values: those are personal data.
+            shown = ", ".join(sorted(seen)[:40])
+            log.warning(
+                "Brevo attributes never appeared in a full sync, so these fields stay empty: "
+                f"{'; '.join(missing)}. Attributes the contacts have: {shown}. "
+                "Set BREVO_ATTRIBUTES (e.g. first_name=VORNAME) if one of them holds a field."
+            )
+
+
+def is_sms_placeholder(email: Any) -> bool:
+    """True for the address Brevo makes up for a contact known by phone number only."""
+    return isinstance(email, str) and email.strip().lower().endswith(SMS_PLACEHOLDER_DOMAIN)
 
 
 def _after_anchor(contacts: list[Any], anchor: list[str]) -> int | None:

@@ -1,18 +1,29 @@
-"""Contacts from a CRM's CSV export: BOM or not, ';' or ',', and the usual column names."""
+"""Contacts from a CRM's CSV export: its encoding and delimiter detected, the usual column names."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
 
 from clubjapon_ops.contacts import RawContact
 from clubjapon_ops.crm.base import Page
-from clubjapon_ops.crm.csvlines import LINE_LIMIT, LineFeed, RecordTooLong, undecodable_at
+from clubjapon_ops.crm.csvlines import LINE_LIMIT, LineFeed, Lines, RecordTooLong, undecodable_at
+from clubjapon_ops.crm.csvsniff import (
+    DELIMITERS,
+    Encoding,
+    MixedGuard,
+    describe,
+    detect_encoding,
+    read_sample,
+    sniff_delimiter,
+)
 from clubjapon_ops.errors import SourceError
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
 
@@ -72,11 +83,15 @@ class CsvSource:
     def __init__(self, path: Path, page_size: int = PAGE_SIZE) -> None:
         self.path = path
         self.page_size = page_size
+        # How the last read went, once its header is read: "read as cp1252, ';'-separated".
+        self.detected: str | None = None
 
     def pages(self, bookmark: str | None, *, full: bool) -> Iterator[Page]:
         """Yield the file's rows in pages; a CSV export has no incremental mode."""
         try:
-            handle = self.path.open(encoding="utf-8-sig", newline="")
+            sample = read_sample(self.path)
+            encoding = detect_encoding(self.path, sample)
+            handle = self.path.open(encoding=encoding.codec, newline="")
         except FileNotFoundError:
             raise SourceError(
                 f"CSV export not found: {self.path} (set CLUBJAPON_CSV_PATH)"
@@ -85,34 +100,35 @@ class CsvSource:
             raise SourceError(f"cannot read CSV export {self.path}: {exc.strerror}") from None
         with handle:
             try:
-                yield from self._read(handle)
+                # UTF-8 stops at a byte that is not; a single-byte code page needs a guard.
+                lines: Lines = handle
+                if encoding.single_byte:
+                    lines = MixedGuard(handle, encoding, self.path)
+                yield from self._read(lines, encoding)
             except UnicodeDecodeError:
                 # The decoder's offset counts from its last 8 KiB chunk: find the real one.
-                found = undecodable_at(self.path)
+                found = undecodable_at(self.path, encoding.codec)
                 where = f" at byte {found[0]} (line {found[1]})" if found else ""
+                # Only the start was looked at: say so when the rest is not what it promised.
+                start = "" if encoding.codec.startswith("utf-8") else (
+                    f", though its start read as {encoding.label}")
                 raise SourceError(
-                    f"{self.path} is not UTF-8 text{where}; export it as UTF-8 CSV"
+                    f"{self.path} is not {encoding.label.removesuffix(' with BOM')} text"
+                    f"{where}{start}; export it as UTF-8 CSV"
                 ) from None
             except csv.Error as exc:
                 raise SourceError(f"{self.path}: malformed CSV: {exc}") from None
 
-    def _read(self, handle: TextIO) -> Iterator[Page]:
+    def _read(self, handle: Lines, encoding: Encoding) -> Iterator[Page]:
         first = handle.readline(LINE_LIMIT)
         if not first.strip():
             raise SourceError(f"{self.path} is empty: expected a header row")
         if len(first) == LINE_LIMIT:
             raise SourceError(f"{self.path}: the header row is longer than {LINE_LIMIT} "
                               "characters: is this a CSV export?")
-        # French spreadsheet exports use ';'; count both in the header to tell.
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-        headers = next(csv.reader([first], delimiter=delimiter))
-        headers = [h.strip() for h in headers]
-        mapping = map_columns(headers)
-        if "email" not in mapping.values():
-            raise SourceError(
-                f"{self.path} has no email column (found: {', '.join(headers)}); "
-                "expected one named Email, E-mail or Courriel"
-            )
+        delimiter, headers, mapping = self._columns(first, encoding)
+        self.detected = describe(encoding, delimiter, len(headers))
+        log.info("CSV export read", extra={"path": str(self.path), "how": self.detected})
         feed = LineFeed(handle)
         reader = csv.reader(feed, delimiter=delimiter)
         page = Page(records=[])
@@ -146,6 +162,30 @@ class CsvSource:
                     page = Page(records=[])
         if page.records or page.rejected:
             yield page
+
+    def _columns(
+        self, first: str, encoding: Encoding
+    ) -> tuple[str, list[str], dict[str, str]]:
+        """Return the delimiter, the headers and their fields.
+
+        csv.Sniffer's delimiter is tried first, then the header's most frequent one: the first
+        under which the header has an email column wins (Sniffer alone can take a ';' inside
+        a comma-separated file's fields for the delimiter).
+        """
+        by_count = sorted(DELIMITERS, key=first.count, reverse=True)  # a tie keeps ',' first
+        sniffed = sniff_delimiter(encoding.text)
+        candidates = [sniffed, *by_count] if sniffed else by_count
+        tried: list[str] = []
+        for delimiter in candidates:
+            headers = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
+            mapping = map_columns(headers)
+            if "email" in mapping.values():
+                return delimiter, headers, mapping
+            tried = tried or headers
+        raise SourceError(
+            f"{self.path} has no email column (found: {', '.join(tried)}); "
+            "expected one named Email, E-mail or Courriel"
+        )
 
     def _record(
         self, ref: str, headers: list[str], mapping: dict[str, str], fields: list[str]

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol
 
 # The longest physical line we hold, in characters. A contact row is a few hundred; csv's
 # own field limit (128 KiB) already refuses any single field beyond that, so a line of
 # 1 MiB is garbage or an attack, and reading it whole would hold it whole.
 LINE_LIMIT = 1 << 20
 _ENDS = ("\n", "\r")
+
+
+class Lines(Protocol):
+    """What we read an export from: a text file opened with newline="", or a wrapper."""
+
+    def readline(self, size: int = -1, /) -> str:
+        """The next line, at most ``size`` characters of it; "" at the end."""
+        ...
 
 
 class RecordTooLong(Exception):
@@ -29,7 +37,7 @@ class LineFeed:
 
     __slots__ = ("_readline", "limit", "outside", "quotes")
 
-    def __init__(self, handle: TextIO, limit: int = LINE_LIMIT) -> None:
+    def __init__(self, handle: Lines, limit: int = LINE_LIMIT) -> None:
         self._readline = handle.readline
         self.limit = limit
         self.quotes = 0
@@ -67,9 +75,13 @@ class LineFeed:
             self.outside += 1
 
 
-def undecodable_at(path: Path, chunk_size: int = 1 << 20) -> tuple[int, int] | None:
-    """Return (byte offset, line) of the first byte that is not UTF-8, or None."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+def undecodable_at(
+    path: Path, codec: str = "utf-8", chunk_size: int = 1 << 20
+) -> tuple[int, int] | None:
+    """Return (byte offset, line) of the first byte that ``codec`` cannot decode, or None."""
+    # A BOM is UTF-8 too: reading it as such keeps the offset counting from the file's start.
+    codec = "utf-8" if codec == "utf-8-sig" else codec
+    decoder = codecs.getincrementaldecoder(codec)()
     offset, lines = 0, 1
     with path.open("rb") as raw:
         while True:

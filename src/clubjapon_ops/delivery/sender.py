@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Brevo keeps an idempotency key for 30 minutes; resend under it only well within that.
-IDEMPOTENCY_VALIDITY = timedelta(minutes=25)
+# How long a batch may go again under its idempotency key. Brevo's guide says "The TTL for
+# idempotencyKey is 30 minutes" (developers.brevo.com/docs/heterogenous-versions-batch-emails);
+# its changelog said "The TTL for the idempotencyKey is 15 minutes" (developers.brevo.com/
+# changelog/email-api-now-supports-idempotency). A resend past the real TTL is delivered
+# twice, a batch given up too early only waits for the operator ('unknown'): trust the
+# shorter, with a margin for clocks and a request in flight.
+IDEMPOTENCY_VALIDITY = timedelta(minutes=12)
 MAX_ATTEMPTS = 5
 RETRY_DELAY = timedelta(minutes=5)
 _STATE_OF = {
@@ -104,7 +109,8 @@ class CampaignSender:
     ) -> None:
         self.store = store
         # Messages per ledger transaction in a lane: 1 leaves at most one uncertain row per
-        # lane after a crash; more trades that bound for throughput (see the README).
+        # lane after a crash; more trades that bound for throughput (see docs/ops.md, "The
+        # ledger and unknown rows").
         self.commit_every = max(1, commit_every)
         self.newsletter = newsletter
         self.edition = newsletter.edition.slug

@@ -10,6 +10,7 @@ from clubjapon_ops.events import types as t
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store import reporting as q
+from clubjapon_ops.store.suppressions import suppressed_recipients
 
 FAILURES = (t.HARD_BOUNCE, t.SOFT_BOUNCE, t.INVALID, t.BLOCKED, t.COMPLAINT)
 
@@ -25,6 +26,7 @@ class CampaignReport:
     events: dict[str, tuple[int, int]]  # type -> (events, distinct recipients)
     failures: list[tuple[str, str, int]]  # (type, reason, recipients)
     unsubscribed: int
+    suppressed: dict[str, int] = field(default_factory=dict)  # recipients now suppressed
     sent_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
     delivered_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
 
@@ -66,6 +68,7 @@ def build_report(store: Store, edition: str) -> CampaignReport:
             events=q.event_counts(conn, edition),
             failures=q.failure_reasons(conn, edition, FAILURES),
             unsubscribed=len(unsubscribed),
+            suppressed=suppressed_recipients(conn, edition),
             sent_per_hour=per_hour(q.sent_times(conn, edition)),
             delivered_per_hour=per_hour(q.event_times(conn, edition, t.DELIVERED)),
         )

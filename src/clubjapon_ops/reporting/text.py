@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clubjapon_ops.events import types as t
+from clubjapon_ops.newsletter.textwrap_cjk import display_width
 from clubjapon_ops.reporting.campaign import CampaignReport
 from clubjapon_ops.store import deliveries as ledger
 
@@ -14,12 +15,16 @@ ENGAGEMENT = (
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    # Widths in terminal columns: a Japanese bounce reason takes two a character.
+    widths = [max(display_width(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         # First column left-aligned (a label), the figures right-aligned.
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        padded = []
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+            gap = " " * (width - display_width(cell))
+            padded.append(cell + gap if i == 0 else gap + cell)
+        return "  ".join(padded).rstrip()
 
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
@@ -43,6 +48,10 @@ def render_text(report: CampaignReport) -> str:
     out += _table(["outcome", "events", "recipients", "of handed over"], rows)
     if not report.events:
         out.append("(no provider events for this edition: the outbox and SMTP report none)")
+    if report.suppressed:
+        out.append("")
+        out += _table(["suppressed since, by source", "recipients"],
+                      [[source, str(n)] for source, n in sorted(report.suppressed.items())])
     if report.failures:
         out.append("")
         out += _table(["bounces and complaints by reason", "type", "recipients"],

@@ -207,6 +207,21 @@ def _v9_job_run_runner(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE job_runs ADD COLUMN runner VARCHAR(200)"))
 
 
+def _v10_suppression_removals(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "suppression_removals", md,
+        Column("id", Integer, primary_key=True),
+        Column("email", String(320), nullable=False),
+        Column("sources", Text, nullable=False),
+        Column("reasons", Text, nullable=False),
+        Column("why", Text, nullable=False),
+        Column("removed_at", UTCDateTime, nullable=False),
+        Index("ix_suppression_removals_email", "email"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
@@ -217,6 +232,7 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (7, "send_rate: the token bucket shared by parallel senders", _v7_send_rate),
     (8, "deliveries: partial indexes of the rows still to send", _v8_sendable_indexes),
     (9, "job_runs.runner: the process that runs a job", _v9_job_run_runner),
+    (10, "suppression_removals: suppressions lifted by hand", _v10_suppression_removals),
 )
 HEAD = MIGRATIONS[-1][0]
 

@@ -176,3 +176,17 @@ send_rate = Table(
     Column("tokens", Float, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Added by migration 10: suppressions lifted by hand, with when and why (they are gone from
+# suppressions; this is the record of who may be mailed again, and on whose word).
+suppression_removals = Table(
+    "suppression_removals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("sources", Text, nullable=False),  # the suppressions lifted, e.g. 'bounce, crm'
+    Column("reasons", Text, nullable=False),  # what each of them said
+    Column("why", Text, nullable=False),
+    Column("removed_at", UTCDateTime, nullable=False),
+    Index("ix_suppression_removals_email", "email"),
+)

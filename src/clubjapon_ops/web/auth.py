@@ -30,6 +30,15 @@ def basic_password() -> str | None:
     return auth.password if auth is not None and auth.type == "basic" else None
 
 
+def bearer_token() -> str | None:
+    """The token of this request's ``Authorization: Bearer`` header, or None."""
+    # Read by hand: the scheme is case-insensitive (RFC 7235) and nothing here depends on how
+    # a Werkzeug version parses, or refuses, a bearer header.
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def require_password(app: Flask, password: str | None) -> None:
     """Ask every request of ``app`` for basic auth with ``password`` (any user name)."""
     if not password:

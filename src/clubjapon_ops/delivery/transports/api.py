@@ -25,10 +25,11 @@ class ApiTransport:
 
     per_message = False
     concurrency = 1
+    max_name: int | None = None  # the provider's documented limit on display names, if any
 
     def __init__(self, client: HttpClient, mail_from: str, unsubscribe_mailto: str) -> None:
         self.client = client
-        self.sender = sender(mail_from)
+        self.sender = sender(mail_from, self.max_name)
         self.unsubscribe_mailto = unsubscribe_mailto
 
     def close(self) -> None:
@@ -61,15 +62,23 @@ def templated(rendered: RenderedLanguage, tag: Callable[[str, str], str]) -> tup
     return html, text
 
 
-def sender(mail_from: str) -> dict[str, str]:
+def clip_name(name: str, limit: int | None) -> str:
+    """A display name cut to ``limit`` characters (None: no limit)."""
+    # A provider that refuses one over-long name refuses the whole request with it: the
+    # display name is a courtesy, so clip it. Addresses are never clipped.
+    return name if limit is None or len(name) <= limit else name[:limit].rstrip()
+
+
+def sender(mail_from: str, max_name: int | None = None) -> dict[str, str]:
     """The From mailbox as the APIs want it."""
     name, address = parseaddr(mail_from)
+    name = clip_name(name, max_name)
     return {"email": address, "name": name} if name else {"email": address}
 
 
-def recipient(item: Outgoing) -> dict[str, str]:
-    """One recipient, name included when known (header-safe)."""
-    name = header_safe(item.message.display_name)
+def recipient(item: Outgoing, max_name: int | None = None) -> dict[str, str]:
+    """One recipient, name included when known (header-safe, clipped to ``max_name``)."""
+    name = clip_name(header_safe(item.message.display_name), max_name)
     return {"email": item.envelope_to, "name": name} if name else {"email": item.envelope_to}
 
 

@@ -4,6 +4,12 @@ One request per language of the batch: the content is sent once with Brevo place
 (``{{ params.x }}``) and each version carries its reader's values. Every request carries an
 idempotency key derived from the batch's key, so sending the same batch again after a
 timeout or a crash is answered ``duplicate_parameter`` and sends nothing twice.
+
+Brevo documents the key (developers.brevo.com/docs/heterogenous-versions-batch-emails) as a
+member of the body's ``headers`` object, not an HTTP header: ``"headers": {"idempotencyKey":
+"..."}``; "The idempotencyKey must be a UUID"; "The TTL for idempotencyKey is 30 minutes"
+(its changelog said 15; see IDEMPOTENCY_VALIDITY in delivery/sender.py); a key reused within
+the TTL is answered ``duplicate_parameter`` and the request is not processed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ from clubjapon_ops.errors import SourceError
 MAX_VERSIONS = 1000
 MAX_PARAMS_BYTES = 900 * 1024  # Brevo allows 1,000 KB of params in all; keep a margin
 PATH = "/v3/smtp/email"
+# messageVersions[].to[].name: "Name of the recipient. Maximum allowed characters are 70."
+# (getbrevo/brevo-python@c280e37, docs/SendSmtpEmailTo1.md; sender.name the same in
+# docs/SendSmtpEmailSender.md); one longer name and Brevo answers 400 invalid_parameter for
+# the whole request.
+MAX_NAME = 70
+ACCEPTED = 201  # Brevo's success answer to an immediate send (202 is for scheduledAt, unused)
 
 
 def _tag(slot: str, part: str) -> str:
@@ -41,6 +53,8 @@ class BrevoTransport(ApiTransport):
     name = "brevo"
     batch_size = MAX_VERSIONS
     idempotent = True
+    max_name = MAX_NAME
+
     def send(self, batch: Sequence[Outgoing], idempotency_key: str | None = None,
              then: Outgoing | None = None) -> list[Result]:
         """Send each language group in as few requests as allowed; one result per message."""
@@ -94,7 +108,8 @@ class BrevoTransport(ApiTransport):
             "headers": headers,
             "tags": [first.edition],
             "messageVersions": [
-                {"to": [recipient(item)], "params": self._params(item)} for item in group
+                {"to": [recipient(item, self.max_name)], "params": self._params(item)}
+                for item in group
             ],
         }
 
@@ -102,7 +117,7 @@ class BrevoTransport(ApiTransport):
         try:
             return self.client.call(
                 "POST", PATH, lambda _doc: [], body=self._payload(group, key),
-                decode=lambda response: self._decode(response, group),
+                decode=lambda response: self._decode(response, group, keyed=key is not None),
                 resend_safe=key is not None,
             )
         except UncertainError as exc:
@@ -112,7 +127,8 @@ class BrevoTransport(ApiTransport):
             return [Result(i.id, status, error=str(exc)) for i in group]
 
     @staticmethod
-    def _decode(response: requests.Response, group: list[Outgoing]) -> list[Result]:
+    def _decode(response: requests.Response, group: list[Outgoing], *,
+                keyed: bool) -> list[Result]:
         try:
             document = response.json()
         except ValueError:
@@ -121,26 +137,49 @@ class BrevoTransport(ApiTransport):
         if status >= 400:
             code = document.get("code") if isinstance(document, dict) else None
             message = document.get("message") if isinstance(document, dict) else None
-            if code == "duplicate_parameter":
-                # This key was used already: Brevo took the batch the first time.
+            if code == "duplicate_parameter" and keyed:
+                # "If you submit a request with an idempotencyKey that was used within the last
+                # 30 minutes, the API returns a duplicate_parameter error and does not process
+                # the request" (developers.brevo.com/docs/heterogenous-versions-batch-emails):
+                # Brevo took the batch the first time. Without a key the code means something
+                # else, and is a refusal like any other.
                 return [Result(i.id, Status.QUEUED, error="accepted earlier (same idempotency key)")
                         for i in group]
             error = f"Brevo HTTP {status}: {code or ''} {str(message or '')[:200]}".strip()
             return [Result(i.id, Status.REJECTED, error=error) for i in group]
-        ids: list[Any] = []
-        if isinstance(document, dict):
-            if isinstance(document.get("messageIds"), list):
-                ids = document["messageIds"]
-            elif isinstance(document.get("messageId"), str):
-                ids = [document["messageId"]]
-        results = []
-        for n, item in enumerate(group):
-            entry = ids[n] if n < len(ids) else None
-            if isinstance(entry, str):
-                results.append(Result(item.id, Status.QUEUED, provider_id=entry))
-            elif isinstance(entry, dict) and entry.get("error"):
-                results.append(Result(item.id, Status.REJECTED, error=str(entry["error"])[:200]))
-            else:
-                # Accepted as a whole, but no id for this one: it may or may not go out.
-                results.append(Result(item.id, Status.UNKNOWN, error="no message id in answer"))
-        return results
+        if status != ACCEPTED:
+            # Not an answer Brevo documents for this call: whether it sent is unknown.
+            return [Result(i.id, Status.UNKNOWN, error=f"Brevo HTTP {status}: unexpected answer")
+                    for i in group]
+        return _accepted(document, group)
+
+
+def _accepted(document: Any, group: list[Outgoing]) -> list[Result]:
+    """Results of a 201: every version was taken; ids attached where the answer gives them.
+
+    Brevo's answer (CreateSmtpEmail, getbrevo/brevo-python@c280e37 docs/CreateSmtpEmail.md)
+    has ``messageId`` ("Message ID of the transactional email sent") and ``messageIds`` (a
+    list). The reference's 201 example is ``{"messageId": "<201798300811.5787683@relay.
+    domain.com>"}`` alone, also for a request with several messageVersions: the 201 itself
+    says the request was taken (an invalid request is refused whole with a 4xx), so the ids
+    only label the rows, and a row without one is queued all the same.
+    """
+    ids: list[Any] = []
+    shared: str | None = None
+    if isinstance(document, dict):
+        if isinstance(document.get("messageIds"), list):
+            ids = document["messageIds"]
+        if isinstance(document.get("messageId"), str) and not ids:
+            # The request's one id. Events are matched among the recipient's own rows, so
+            # giving it to every row of the request cannot put an event on someone else's.
+            shared = document["messageId"]
+    results = []
+    for n, item in enumerate(group):
+        entry = ids[n] if n < len(ids) else shared
+        if isinstance(entry, dict) and entry.get("error"):
+            # Not in Brevo's schema, but an explicit refusal of one version is honoured.
+            results.append(Result(item.id, Status.REJECTED, error=str(entry["error"])[:200]))
+        else:
+            provider_id = entry if isinstance(entry, str) else None
+            results.append(Result(item.id, Status.QUEUED, provider_id=provider_id))
+    return results

@@ -56,6 +56,8 @@ class SendGridTransport(ApiTransport):
             substitutions = {_tag(k, "text"): v for k, v in message.plain_values.items()}
             substitutions.update({_tag(k, "html"): v for k, v in message.html_values.items()})
             personalizations.append({
+                # No length limit is documented for to[].name (sendgrid/sendgrid-oai@bef1536,
+                # spec/components/schemas.json#/to_email_array): sent whole.
                 "to": [recipient(item)],
                 "substitutions": substitutions,
                 "headers": {

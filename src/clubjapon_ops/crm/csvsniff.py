@@ -1,0 +1,168 @@
+"""Guess how a CSV export is written, its encoding and its delimiter, from its first bytes.
+
+Only a bounded sample is read: the export itself is then read once, as a stream. UTF-8 (with
+or without a BOM) is tried first and is what most files are; another encoding is chosen only
+when the sample is not UTF-8, and never for a sample that is partly UTF-8 (that file is UTF-8
+with a bad byte, and decoding it otherwise would store mojibake).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from charset_normalizer import from_bytes
+
+from clubjapon_ops.crm.csvlines import Lines
+from clubjapon_ops.errors import SourceError
+
+# Enough lines to see the accents and the delimiters of an export, little enough to read and
+# detect in a few milliseconds whatever the file's size.
+SAMPLE_BYTES = 64 * 1024
+# csv.Sniffer's quote-finding pattern backtracks over all it gets (a quarter second on 16 KiB
+# of quoted fields): the first lines are enough to tell the delimiter.
+SNIFF_LINES = 50
+SNIFF_CHARS = 16 * 1024
+DELIMITERS = (",", ";", "\t")
+
+_WORKBOOKS = (b"PK\x03\x04", bytes.fromhex("d0cf11e0a1b11ae1"))  # .xlsx (zip), .xls (OLE)
+# UTF-32 LE before UTF-16 LE: its BOM starts with UTF-16's.
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"),
+         (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+# Single-byte code pages a detector confuses on a few accented letters (it calls 'Lefèvre'
+# cp1250, 'Lefčvre'). A French export in one of them is Windows' cp1252, which holds all of
+# Latin-1's letters plus œ, Œ, € and the curly quotes; prefer it whenever it decodes the sample.
+_SINGLE_BYTE = re.compile(
+    r"(cp|windows-?)(125\d|4\d\d|7\d\d|8\d\d|1006|1125)$|iso8859|latin|mac_|hp_roman|koi8")
+_PREFERRED = "cp1252"
+# A character of two to four bytes in UTF-8: among bytes of a single-byte code page, it means
+# a file that mixes UTF-8 with another encoding.
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_LABELS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
+           "utf-32": "UTF-32"}
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The codec to open the export with, and its first lines as text to look at."""
+
+    codec: str
+    text: str
+
+    @property
+    def label(self) -> str:
+        """The codec as the sync summary names it."""
+        return _LABELS.get(self.codec, self.codec)
+
+    @property
+    def single_byte(self) -> bool:
+        """A code page that decodes any byte: a wrong guess would not fail, only garble."""
+        return _SINGLE_BYTE.match(self.codec) is not None
+
+
+class MixedGuard:
+    """Read lines of an export decoded with a single-byte code page, and stop at the first
+    that holds UTF-8 characters (é read as 'Ã©'): the sample did not show that the file
+    mixes encodings, and storing the rest would store mojibake."""
+
+    __slots__ = ("_readline", "codec", "line", "message")
+
+    def __init__(self, handle: Lines, encoding: Encoding, path: Path) -> None:
+        self._readline = handle.readline
+        self.codec = encoding.codec
+        self.line = 1
+        self.message = (f"{path} mixes encodings: line {{}} holds UTF-8 text among "
+                        f"{encoding.label} text; export it as UTF-8 CSV")
+
+    def readline(self, limit: int = -1, /) -> str:
+        """The next line, as the handle's readline gives it."""
+        text = self._readline(limit)
+        if not text.isascii() and _UTF8_MULTIBYTE.search(text.encode(self.codec)):
+            raise SourceError(self.message.format(self.line))
+        if text.endswith(("\n", "\r")):
+            self.line += 1
+        return text
+
+
+def read_sample(path: Path) -> bytes:
+    """The first SAMPLE_BYTES of the file (OSError as open() raises it)."""
+    with path.open("rb") as raw:
+        return raw.read(SAMPLE_BYTES)
+
+
+def detect_encoding(path: Path, sample: bytes) -> Encoding:
+    """Choose the codec of an export from its first bytes; SourceError when none fits.
+
+    A sample that is UTF-8, then not, gives UTF-8: reading the file then stops at the bad
+    byte with its offset, as it always did, rather than guessing another encoding for all.
+    """
+    if sample.startswith(_WORKBOOKS):
+        raise SourceError(f"{path} is an Excel workbook, export it as CSV "
+                          "(Save as > CSV UTF-8)")
+    whole = len(sample) < SAMPLE_BYTES
+    for bom, codec in _BOMS:
+        if sample.startswith(bom):
+            return Encoding(codec, _decode(sample, codec, whole))
+    try:
+        return Encoding("utf-8", _decode(sample, "utf-8", whole, errors="strict"))
+    except UnicodeDecodeError as exc:
+        if not sample[: exc.start].isascii():
+            return Encoding("utf-8", _decode(sample, "utf-8", whole))
+    if not whole and b"\n" in sample:
+        sample = sample[: sample.rindex(b"\n") + 1]  # no character cut in two at the end
+    guessed = _guess(sample)
+    if guessed is None:
+        raise SourceError(f"{path} is not text in any encoding we know (is it a CSV export?); "
+                          "export it as CSV UTF-8")
+    if _SINGLE_BYTE.match(guessed) and _UTF8_MULTIBYTE.search(sample):
+        # UTF-8 characters among a code page's bytes: whichever single encoding we chose would
+        # turn part of the file into mojibake.
+        return Encoding("utf-8", _decode(sample, "utf-8", whole))
+    return Encoding(guessed, _decode(sample, guessed, whole))
+
+
+def _guess(sample: bytes) -> str | None:
+    """charset-normalizer's guess, cp1252 rather than a lookalike single-byte code page."""
+    results = from_bytes(sample)
+    best = results.best()
+    if best is None:
+        return None
+    # Code pages that decode the sample alike are grouped under one of them: look inside.
+    fits = {name for result in results for name in result.could_be_from_charset}
+    if _SINGLE_BYTE.match(best.encoding) and _PREFERRED in fits:
+        return _PREFERRED
+    return str(best.encoding)
+
+
+def _decode(sample: bytes, codec: str, whole: bool, errors: str = "replace") -> str:
+    """The sample as text, leaving out a character that the sample's end cuts in two."""
+    decoder = codecs.getincrementaldecoder(codec)(errors)
+    return str(decoder.decode(sample, final=whole))
+
+
+def sniff_delimiter(text: str) -> str | None:
+    """The delimiter csv.Sniffer finds in the first lines, or None when it finds none."""
+    lines = text[:SNIFF_CHARS].splitlines(keepends=True)
+    if len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
+        lines.pop()  # whole lines only
+    head = "".join(lines[:SNIFF_LINES])
+    try:
+        return csv.Sniffer().sniff(head, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        return None  # one column, or no consistent delimiter: the header decides
+
+
+def describe(encoding: Encoding, delimiter: str, columns: int) -> str:
+    """How the export was read, for the summary: "read as cp1252, ';'-separated"."""
+    if columns < 2:
+        how = "one column"
+    elif delimiter == "\t":
+        how = "tab-separated"
+    else:
+        how = f"'{delimiter}'-separated"
+    return f"read as {encoding.label}, {how}"

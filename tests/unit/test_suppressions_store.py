@@ -1,0 +1,39 @@
+"""Suppression management in the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from clubjapon_ops.store import Store
+from clubjapon_ops.store import suppressions as s
+from clubjapon_ops.store.contacts import add_suppression
+from clubjapon_ops.store.schema import suppression_removals, suppressions
+
+
+def test_list_lift_and_import(store: Store) -> None:
+    with store.transaction() as conn:
+        add_suppression(conn, "a@example.com", "phone call", "unsubscribe")
+        add_suppression(conn, "a@example.com", "550 no such user", "bounce")
+        add_suppression(conn, "b@example.com", "spam report", "complaint")
+        conn.execute(update(suppressions).where(suppressions.c.email == "b@example.com")
+                     .values(created_at=datetime(2025, 11, 6, tzinfo=UTC)))
+    with store.transaction() as conn:
+        assert [x.email for x in s.list_suppressions(conn)] == [
+            "b@example.com", "a@example.com", "a@example.com"]
+        assert [x.source for x in s.list_suppressions(conn, source="complaint")] == ["complaint"]
+        since = s.list_suppressions(conn, since=datetime(2026, 1, 1, tzinfo=UTC))
+        assert {x.email for x in since} == {"a@example.com"}
+        assert s.sources_of(conn) == ["bounce", "complaint", "unsubscribe"]
+        removal = s.lift(conn, "a@example.com", "came back")
+        assert set(removal.sources) == {"bounce", "unsubscribe"}
+        assert s.lift(conn, "nobody@example.com", "typo").sources == ()
+        recorded = conn.execute(select(suppression_removals.c.email, suppression_removals.c.why,
+                                       suppression_removals.c.reasons)).all()
+        assert [(r.email, r.why) for r in recorded] == [("a@example.com", "came back")]
+        assert "bounce: 550 no such user" in recorded[0].reasons
+        assert s.import_suppressions(conn, [("b@example.com", "old list"),
+                                            ("c@example.com", "old list")]) == (1, 1)
+        assert [(x.email, x.source) for x in s.suppressions_of(conn, "b@example.com")] == [
+            ("b@example.com", "complaint")]  # known already: keeps its own reason
