@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.engine import make_url
 
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.newsletter.drafts import new_edition
 from clubjapon_ops.newsletter.listing import edition_lines
 from clubjapon_ops.newsletter.schema import write_schema
@@ -52,7 +52,7 @@ def schema(app: App) -> int:
 
 @edition.command("new")
 @click.argument("slug")
-@click.option("--from", "source", metavar="EDITION",
+@click.option("--from", "source", metavar="EDITION", shell_complete=complete_edition,
               help="Copy this edition's sections, every text replaced by a placeholder.")
 @click.pass_obj
 def new(app: App, slug: str, source: str | None) -> int:

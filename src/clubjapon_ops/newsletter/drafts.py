@@ -71,6 +71,7 @@ def new_edition(root: Path, slug: str, source: str | None = None) -> Path:
                           "lower case, like 2026-06-18-amiens")
     path = root / EDITIONS_DIR / f"{slug}.yaml"
     text = draft_text(root, slug, source)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the first edition of a fresh project
     try:
         with path.open("x", encoding="utf-8") as out:  # "x": never over marketing's work
             out.write(text)
