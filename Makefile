@@ -15,7 +15,7 @@ DEMO_ENV := CLUBJAPON_CRM=csv CLUBJAPON_CSV_PATH=config/sample/contacts.csv \
 CLI := $(DEMO_ENV) $(BIN)/clubjapon-ops --log-text -q
 
 ## Set up, then run the whole pipeline on the embedded default: sync the sample CSV into
-## SQLite, send the newest ready edition (it passes the lint) to the local outbox, write a
+## SQLite, send the newest ready edition (status: ready, passes the lint) to the local outbox, write a
 ## preview, show the ledger.
 run: $(VENV)/.installed-run
 	@edition=$$($(CLI) edition ready) && \

@@ -391,6 +391,14 @@ def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
     )
 
 
+def refuse_draft(newsletter: Newsletter) -> None:
+    """A draft is for previews and test copies: raise ConfigError before anything is sent."""
+    edition = newsletter.edition
+    if edition.is_draft:
+        raise ConfigError(f"{edition.slug} is a draft: set status: ready in "
+                          f"config/editions/{edition.slug}.yaml when it is")
+
+
 def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem]:
     """Run the newsletter lint with the links this send will use."""
     return check_newsletter(settings, newsletter.edition.slug,
@@ -433,6 +441,7 @@ def send_campaign(
     if options.worker:
         refuse_workers_on(store.dialect)
     newsletter = newsletter or newsletter_for_sending(settings, edition)
+    refuse_draft(newsletter)  # --force skips the lint, never this
     # With force the lint decides nothing (the send command has already shown its result).
     errors = [] if options.force else [
         p for p in lint_before_send(settings, newsletter) if p.level == "error"]

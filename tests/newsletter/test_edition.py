@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.newsletter.content import load_edition
-from clubjapon_ops.newsletter.service import load_newsletter
-from clubjapon_ops.settings import Settings
+from clubjapon_ops.newsletter.content import Edition, load_edition
+from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, load_newsletter
+from clubjapon_ops.settings import Settings, load_settings
 from tests.conftest import REPO
 from tests.newsletter.conftest import SLUG, edit
 
@@ -21,32 +23,55 @@ def squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def of_type(edition: Edition, kind: str) -> list[Any]:
+    return [section for section in edition.sections if section.type == kind]
+
+
+def rendered_french() -> str:
+    """The French HTML part as a reader reads it: tags, styles and entities gone."""
+    newsletter = load_newsletter(load_settings(REPO, environ={}), SLUG)
+    html = newsletter.personalise(SAMPLE_CONTACTS["fr"]).html
+    html = re.sub(r"<(style|head)\b.*?</\1>", " ", html, flags=re.S)
+    html = re.sub(r'<p class="card-number".*?</p>', " ", html)  # the panels' numbering
+    return squash(unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
 def test_the_edition_loads_with_its_slug_and_languages() -> None:
     edition = load_edition(EDITION)
     assert edition.slug == SLUG
     assert edition.number == 3
     assert str(edition.date) == "2025-11-04"
+    assert edition.status == "ready"
     assert edition.languages == ["fr", "en", "ja"]
     assert edition.venue["fr"] == "Opéra de Lille"
-    assert len(edition.round_tables) == 2
+    assert edition.city["fr"] == "Lille"
+    [panels] = of_type(edition, "panels")
+    assert len(panels.items) == 2
+    assert [s.type for s in edition.sections] == [
+        "figures", "list", "text", "panels", "text", "quote", "cta"]
 
 
-def test_the_quotation_is_exact_and_attributed() -> None:
+def test_the_rendered_quotation_and_titles_are_the_articles() -> None:
     edition = load_edition(EDITION)
-    assert edition.quote is not None
+    [quote] = of_type(edition, "quote")
+    [panels] = of_type(edition, "panels")
     article = squash(ARTICLE.read_text(encoding="utf-8"))
-    assert squash(edition.quote.text["fr"]) in article
-    assert f"» - {edition.quote.author['fr']}, {edition.quote.role['fr']}" in article
-    for table in edition.round_tables:
+    rendered = rendered_french()
+    assert squash(quote.text["fr"]) in article
+    assert f"« {squash(quote.text['fr'])} »" in rendered
+    assert f"» - {quote.author['fr']}, {quote.role['fr']}" in article
+    assert f"— {quote.author['fr']}, {quote.role['fr']}" in rendered
+    for table in panels.items:
         assert f"« {table.title['fr']} »" in article
+        assert table.title["fr"] in rendered
 
 
-def test_no_number_in_the_french_text_is_missing_from_the_article() -> None:
+def test_no_number_in_the_rendered_french_is_missing_from_the_article() -> None:
     article = ARTICLE.read_text(encoding="utf-8").replace("\u202f", " ").replace("\xa0", " ")
     allowed = set(re.findall(r"\d[\d ]*\d|\d", article)) | {"3"}  # 3 = "troisième" édition
-    text = EDITION.read_text(encoding="utf-8").replace("\\u202f", " ").replace("\\u00a0", " ")
-    french = "\n".join(line for line in text.splitlines() if re.match(r"\s+fr:", line))
-    numbers = set(re.findall(r"\d[\d ]*\d|\d", french))
+    rendered = rendered_french().replace("\u202f", " ").replace("\xa0", " ")
+    numbers = set(re.findall(r"\d[\d ]*\d|\d", rendered))
+    assert {"80", "10 000", "2025"} <= numbers
     assert numbers - allowed == set()
 
 
@@ -56,10 +81,10 @@ def test_no_number_in_the_french_text_is_missing_from_the_article() -> None:
         ("number: 3\n", "", r":\d+: number: Field required"),
         ("  ja: リール・オペラ座\n", "  de: Lille-Oper\n",
          r":\d+: venue\.de: unknown language 'de'"),
-        ("    ja: 主な分野\n", "", r":\d+: sectors\.label\.ja: missing translation"),
+        ("      ja: 主な分野\n", "", r":\d+: sections\[1\]\.heading\.ja: missing translation"),
         ("date: 2025-11-04", "date: 2025-13-45", r":\d+: date: Input should be a valid date"),
-        ("round_tables:\n  - title:", "round_tables:\n  - titel:",
-         r":\d+: round_tables\[0\]\."),
+        ("    items:\n      - title:", "    items:\n      - titel:",
+         r":\d+: sections\[3\]\.items\[0\]\."),
     ],
     ids=["missing-field", "unknown-language", "missing-translation", "bad-date", "bad-key"],
 )

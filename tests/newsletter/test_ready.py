@@ -1,4 +1,4 @@
-"""Which edition is ready to send: the newest that loads and passes the lint."""
+"""Which edition is ready: the newest marked status: ready that loads and passes the lint."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ from tests.newsletter.conftest import SLUG, edit
 
 
 def _copy(project: Path, slug: str) -> Path:
+    """The Lille edition as the next one: its date the file name's, its number the next."""
     editions = project / "config" / "editions"
-    return Path(shutil.copy(editions / f"{SLUG}.yaml", editions / f"{slug}.yaml"))
+    path = Path(shutil.copy(editions / f"{SLUG}.yaml", editions / f"{slug}.yaml"))
+    edit(path, "date: 2025-11-04", f"date: {slug[:10]}")
+    edit(path, "number: 3", "number: 4")
+    return path
 
 
 def test_the_newest_edition_that_passes_the_lint_is_ready(

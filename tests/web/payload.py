@@ -20,9 +20,8 @@ POISONED = "poisoned@example.com"
 
 def _poison(node: Any) -> Any:
     if isinstance(node, dict):
-        if node and set(node) <= set(LANGS):  # a localized text, or the sectors' lists
-            return {k: [*v, PAYLOAD] if isinstance(v, list) else f"{v} {PAYLOAD}"
-                    for k, v in node.items()}
+        if node and set(node) <= set(LANGS):  # a localized text
+            return {k: f"{v} {PAYLOAD}" for k, v in node.items()}
         return {k: _poison(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_poison(v) for v in node]
@@ -30,12 +29,24 @@ def _poison(node: Any) -> Any:
 
 
 def poison_edition(path: Path) -> None:
-    """Append the payload to every text of the edition, and put it in both its URLs."""
+    """Append the payload to every text of the edition, and put it in every URL it has."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data = _poison(data)
-    data["call_to_action"]["url"] = f"https://club.example.org/?q={PAYLOAD}"
-    data["hero_image"] = {"url": f"https://club.example.org/h.png?{PAYLOAD}",
-                          "alt": {lang: PAYLOAD for lang in data["languages"]}}
+    for section in data["sections"]:
+        if section["type"] == "cta":
+            section["url"] = f"https://club.example.org/?q={PAYLOAD}"
+    data["sections"].insert(0, {
+        "type": "image", "url": f"https://club.example.org/h.png?{PAYLOAD}",
+        "alt": {lang: PAYLOAD for lang in data["languages"]}, "width": 600, "height": 300,
+        "link": f"https://club.example.org/?l={PAYLOAD}"})
+    data["sections"].append({
+        "type": "panels", "items": [{
+            "title": {lang: PAYLOAD for lang in data["languages"]},
+            "speakers": [{"name": {lang: PAYLOAD for lang in data["languages"]},
+                          "role": {lang: PAYLOAD for lang in data["languages"]}}]}]})
+    data["sections"].append({
+        "type": "list", "heading": {lang: PAYLOAD for lang in data["languages"]},
+        "items": [{lang: PAYLOAD for lang in data["languages"]}]})
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
 

@@ -25,7 +25,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SECTIONS: dict[str, dict[str, str]] = {
     "Marketing": {
         "preview": "Render, lint or serve an edition as its readers see it",
-        "edition": "Editions under config/editions/ (which is ready)",
+        "edition": "Start, list and check the editions under config/editions/",
         "report": "How an edition did: states, deliveries, bounces, opens",
     },
     "Ops": {

@@ -1,11 +1,18 @@
-"""Edition commands: which edition is ready to send."""
+"""Edition commands: start the next edition, list them, say which is ready, the schema."""
 
 from __future__ import annotations
 
 import click
+from sqlalchemy.engine import make_url
 
-from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
+from clubjapon_ops.newsletter.drafts import new_edition
+from clubjapon_ops.newsletter.listing import edition_lines
+from clubjapon_ops.newsletter.schema import write_schema
 from clubjapon_ops.newsletter.service import newest_ready_edition
+from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store.deliveries import SENT
+from clubjapon_ops.store.location import is_sqlite, sqlite_file
 
 
 @cli.group()
@@ -16,7 +23,7 @@ def edition() -> None:
 @edition.command("ready")
 @click.pass_obj
 def ready(app: App) -> int:
-    """Print the newest edition that is ready to send (it passes the lint); exit 1 if none.
+    """Print the newest edition ready to send (status: ready, passes the lint); exit 1 if none.
 
     \b
     Example:
@@ -24,7 +31,71 @@ def ready(app: App) -> int:
     """
     slug = newest_ready_edition(app.settings)
     if slug is None:
-        click.echo("no edition in config/editions/ passes the lint", err=True)
+        click.echo("no edition in config/editions/ is marked status: ready and passes the lint",
+                   err=True)
         return EXIT_FAILED
     click.echo(slug)
     return EXIT_OK
+
+
+@edition.command("schema")
+@click.pass_obj
+def schema(app: App) -> int:
+    """Write config/editions/edition.schema.json from the content model (after changing it).
+
+    Editors with a YAML language server read it through each edition's first line.
+    """
+    path = write_schema(app.settings.root)
+    click.echo(f"wrote {path}")
+    return EXIT_OK
+
+
+@edition.command("new")
+@click.argument("slug")
+@click.option("--from", "source", metavar="EDITION", shell_complete=complete_edition,
+              help="Copy this edition's sections, every text replaced by a placeholder.")
+@click.pass_obj
+def new(app: App, slug: str, source: str | None) -> int:
+    """Write config/editions/SLUG.yaml as a draft, never over an existing file.
+
+    Without --from it is a commented template of every section type. Its texts are
+    placeholders («À COMPLÉTER» / TO COMPLETE / 要記入) that the lint reports until replaced.
+
+    \b
+    Examples:
+      clubjapon-ops edition new 2026-06-18-amiens
+      clubjapon-ops edition new 2026-06-18-amiens --from 2025-11-04-lille
+    """
+    path = new_edition(app.settings.root, slug, source)
+    click.echo(f"wrote {path.relative_to(app.settings.root)} (draft): fill it in, then "
+               f"clubjapon-ops preview {slug} --check")
+    return EXIT_OK
+
+
+@edition.command("list")
+@click.pass_obj
+def list_(app: App) -> int:
+    """List every edition: slug, date, status, languages, and ledger rows planned/sent."""
+    lines = edition_lines(app.settings.root)
+    counts = _ledger_counts(app, [line.slug for line in lines])
+    click.echo(f"{'EDITION':<28} {'DATE':<10} {'STATUS':<7} {'LANGS':<9} PLANNED/SENT")
+    for line in lines:
+        by_state = counts.get(line.slug, {})
+        tally = f"{sum(by_state.values())}/{by_state.get(SENT, 0)}"
+        if line.error:
+            click.echo(f"{line.slug:<28} {'-':<10} {'invalid':<7} {'-':<9} {tally}  {line.error}")
+        else:
+            click.echo(f"{line.slug:<28} {line.date:<10} {line.status:<7} "
+                       f"{','.join(line.languages):<9} {tally}")
+    return EXIT_OK
+
+
+def _ledger_counts(app: App, slugs: list[str]) -> dict[str, dict[str, int]]:
+    """Ledger rows by state per edition; none, and no file made, where no database is yet."""
+    url = make_url(app.settings.database_url)
+    if is_sqlite(url):
+        file = sqlite_file(url)
+        if file is None or not (app.settings.root / file).exists():
+            return {}  # listing editions is no reason to create a database
+    with app.store.transaction() as conn:
+        return {slug: ledger.ledger_counts(conn, slug) for slug in slugs}

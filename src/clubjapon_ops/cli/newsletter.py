@@ -72,6 +72,8 @@ def preview(
     paths["text"].write_text(message.text, encoding="utf-8")
     paths["eml"].write_bytes(MimeBuilder(settings.mail_from).build(message, edition=edition))
     click.echo(f"{edition} for {contact.email} ({message.lang}): {message.subject}")
+    if newsletter.edition.is_draft:
+        click.echo("  DRAFT: 'send' refuses it until its file says status: ready")
     for kind, path in paths.items():
         click.echo(f"  {kind:<4} {path}")
     return EXIT_OK

@@ -193,7 +193,8 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     the queue empty takes over the rows of a worker that died. SQLite refuses --worker.
     \b
     Exit codes: 0 all sent, 3 some failed, wait for a retry or are unknown (or the send
-    paused), 1 the send could not run, 2 another send of EDITION is running (SQLite),
+    paused), 1 the send could not run, 2 EDITION is a draft (status: draft; --test-to
+    still sends test copies of it) or another send of it is running (SQLite),
     130 stopped by Ctrl-C or SIGTERM (run it again to go on).
     """
     settings = app.settings
@@ -204,10 +205,11 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         jobs.refuse_workers_on(app.store.dialect)
         yes = True
     newsletter = jobs.newsletter_for_sending(settings, edition)
-    if test_to:
+    if test_to:  # test copies to ourselves are how a draft is checked in real inboxes
         return _test_send(app, newsletter, test_to, email, lang)
     if email or lang:
         raise click.UsageError("--contact and --lang go with --test-to")
+    jobs.refuse_draft(newsletter)  # before the plan: a draft has no audience yet
     try:
         jobs.ensure_no_send_running(app.store, edition)
     except AlreadyRunning as exc:

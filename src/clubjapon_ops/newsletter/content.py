@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from datetime import date
+from collections.abc import Callable, Iterable, Iterator
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from clubjapon_ops.errors import ConfigError, UnknownEdition
+from clubjapon_ops.newsletter.model import LANGS as LANGS  # re-exported: callers import
+from clubjapon_ops.newsletter.model import SECTION_CLASSES, SECTION_TYPES, EditionFile
+from clubjapon_ops.newsletter.model import Edition as Edition  # these three from here
+from clubjapon_ops.newsletter.model import Lang as Lang
 
-Lang = Literal["fr", "en", "ja"]
-LANGS: tuple[Lang, ...] = ("fr", "en", "ja")
 EDITIONS_DIR = Path("config") / "editions"
 # An edition's name: its date, then lower-case words; never a path, a suffix or a space.
 SLUG = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[a-z0-9-]+")
@@ -30,94 +31,6 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-
-# A text in each of the edition's languages; unknown keys fail validation (Lang is closed).
-Localized = dict[Lang, str]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Figure(_Strict):
-    """A headline figure: the number as written in each language, and what it counts."""
-
-    value: Localized
-    label: Localized
-
-
-class Sectors(_Strict):
-    """The sectors the article names."""
-
-    label: Localized
-    items: dict[Lang, list[str]]
-
-
-class Section(_Strict):
-    """A heading and a paragraph."""
-
-    heading: Localized
-    text: Localized
-
-
-class RoundTable(_Strict):
-    """One round table: its title (exact, in the original) and a summary."""
-
-    title: Localized
-    summary: Localized
-
-
-class Quote(_Strict):
-    """A quotation, exact in its original language, with its attribution."""
-
-    original_language: Lang
-    text: Localized
-    author: Localized
-    role: Localized
-
-
-class CallToAction(_Strict):
-    """The button: its label, a sentence, and where it leads (mailto: From when absent)."""
-
-    label: Localized
-    text: Localized
-    url: str | None = None
-
-
-class Image(_Strict):
-    """An image with its alt text (absolute https URL)."""
-
-    url: str
-    alt: Localized
-
-
-class Edition(_Strict):
-    """One edition of the club's newsletter."""
-
-    slug: str
-    number: int = Field(ge=1)
-    date: date
-    languages: list[Lang] = Field(min_length=1)
-    venue: Localized
-    subject: Localized
-    preheader: Localized
-    title: Localized
-    summary: Localized
-    figures: list[Figure] = Field(min_length=1)
-    sectors: Sectors | None = None
-    mission: Section | None = None
-    round_tables_heading: Localized
-    round_tables: list[RoundTable] = Field(min_length=1)
-    ai_valley: Section | None = None
-    quote: Quote | None = None
-    call_to_action: CallToAction
-    hero_image: Image | None = None
-
-    @property
-    def primary_language(self) -> Lang:
-        """The first language listed: the one the club writes in."""
-        return self.languages[0]
-
 
 Loc = tuple[int | str, ...]
 
@@ -135,6 +48,8 @@ def _localized_fields(model: BaseModel, prefix: Loc = ()) -> list[tuple[Loc, dic
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     found += _localized_fields(item, (*loc, i))
+                elif isinstance(item, dict) and item and set(item) <= set(LANGS):
+                    found.append(((*loc, i), item))  # a paragraph or a list item
     return found
 
 
@@ -167,7 +82,42 @@ def _line_of(node: yaml.Node, loc: Loc) -> int:
     return line
 
 
-def _dotted(loc: Loc) -> str:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names, through list, Optional, Annotated and unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _unknown_key(loc: Loc) -> str:
+    """Say that the last key of a raw pydantic location is unknown, and what was meant."""
+    model: type[BaseModel] | None = EditionFile
+    for i, part in enumerate(loc[:-1]):
+        if isinstance(part, int) or model is None:
+            continue
+        if part in SECTION_CLASSES and i and isinstance(loc[i - 1], int):
+            model = SECTION_CLASSES[str(part)]  # the section's type, as pydantic tags it
+            continue
+        field = model.model_fields.get(str(part))
+        found = _models_in(field.annotation) if field else []
+        model = found[0] if found else None
+    known = [k for k in (model.model_fields if model else {}) if k != "type"]
+    close = get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (expected one of: {', '.join(known)})" if known else "unknown key"
+
+
+def _without_tags(loc: Loc) -> Loc:
+    """Drop the section type pydantic puts after a section's index: it is no key of the file."""
+    return tuple(
+        part for i, part in enumerate(loc)
+        if not (part in SECTION_TYPES and i and isinstance(loc[i - 1], int))
+    )
+
+
+def dotted(loc: Loc) -> str:
+    """Write a location as the file's keys: sections[3].heading.fr."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -191,8 +141,8 @@ def _strings(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             yield from _strings(item, (*loc, i))
 
 
-def load_edition(path: Path) -> Edition:
-    """Read and validate an edition file; errors name the file, the field and the line."""
+def _read(path: Path) -> tuple[yaml.Node, dict[str, Any]]:
+    """Parse an edition file into its node tree (for lines) and its data."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -209,10 +159,21 @@ def load_edition(path: Path) -> Edition:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of edition fields")
+    return node, data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """An edition file's data as written, unvalidated (dates stay text); ConfigError if bad."""
+    return _read(path)[1]
+
+
+def load_edition(path: Path) -> Edition:
+    """Read and validate an edition file; errors name the file, the field and the line."""
+    node, data = _read(path)
     for field_loc, value in _strings(data):
         if found := _RESERVED.search(value):
             raise ConfigError(
-                f"{path}:{_line_of(node, field_loc)}: {_dotted(field_loc)}: character "
+                f"{path}:{_line_of(node, field_loc)}: {dotted(field_loc)}: character "
                 f"U+{ord(found.group()):04X} is reserved (the renderer marks a reader's name "
                 "with it): remove it"
             )
@@ -220,21 +181,39 @@ def load_edition(path: Path) -> Edition:
     try:
         edition = Edition.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc: Loc = tuple(err["loc"])
+        errors = exc.errors()
+        # A misspelt key also makes the key it meant "missing": name the stray key first.
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raw_loc = tuple(err["loc"])
+        loc = _without_tags(raw_loc)
         message = err["msg"]
         if loc and loc[-1] == "[key]":  # a dict key failed: a language code that is not ours
             loc = loc[:-1]
             message = f"unknown language {loc[-1]!r} (expected one of {', '.join(LANGS)})"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        elif err["type"] == "extra_forbidden":
+            message = _unknown_key(raw_loc)
+        elif loc == ("date",) and err["type"].startswith(("date", "datetime")):
+            message = f"{message}: expected YYYY-MM-DD, like 2026-03-12"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         line = _line_of(node, loc)
-        raise ConfigError(f"{path}:{line}: {_dotted(loc)}: {message}{more}") from None
+        raise ConfigError(f"{path}:{line}: {dotted(loc)}: {message}{more}") from None
     gap = missing_translation(edition)
     if gap is not None:
         raise ConfigError(
-            f"{path}:{_line_of(node, gap[:-1])}: {_dotted(gap)}: missing translation"
+            f"{path}:{_line_of(node, gap[:-1])}: {dotted(gap)}: missing translation"
         )
     return edition
+
+
+def locate_fields(path: Path) -> Callable[[Loc], int]:
+    """A function giving the line of a field of an edition file (1 if it cannot be read)."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        node = None
+    if node is None:
+        return lambda loc: 1
+    return lambda loc: _line_of(node, loc)
 
 
 def is_slug(name: str) -> bool:

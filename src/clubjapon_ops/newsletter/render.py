@@ -21,7 +21,7 @@ from markupsafe import escape
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.newsletter.content import Edition, Lang
+from clubjapon_ops.newsletter.model import Edition, Lang
 from clubjapon_ops.newsletter.textwrap_cjk import display_width, wrap
 
 TEMPLATES_DIR = Path("templates")
@@ -36,6 +36,7 @@ _SLOT = re.compile(f"{_OPEN}([a-z_]+){_CLOSE}")
 SLOTS = ("greeting", "email", "unsubscribe_url")
 _QUOTES = {"fr": ("« ", " »"), "en": ("“", "”"), "ja": ("「", "」")}
 _COLON = {"fr": " : ", "en": ": ", "ja": "："}
+_LIST_SEP = {"fr": ", ", "en": ", ", "ja": "、"}
 
 
 # Base64 turns 57 bytes into one 76-character line. HTML segments are padded with spaces
@@ -211,9 +212,8 @@ class Renderer:
             number=edition.number, ordinal=_ordinal_en(edition.number),
             date=format_date(t, edition), venue=venue,
         )
-        cta = edition.call_to_action.url or (
-            f"mailto:{self.mail_from_address}?subject=Club%20Japon%20{edition.slug}"
-        )
+        # A button without a URL writes to the club (its From address) about this edition.
+        mailto = f"mailto:{self.mail_from_address}?subject=Club%20Japon%20{edition.slug}"
         open_quote, close_quote = _QUOTES[lang]
         return {
             "edition": edition,
@@ -222,7 +222,8 @@ class Renderer:
             "L": lambda texts: texts[lang],
             "slot": lambda name: f"{_OPEN}{name}{_CLOSE}",
             "edition_label": label,
-            "cta_url": cta,
+            "cta_url": lambda section: section.url or mailto,
+            "list_sep": _LIST_SEP[lang],
             "public_url": self.public_url,
             "open_quote": open_quote,
             "close_quote": close_quote,

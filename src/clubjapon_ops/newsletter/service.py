@@ -15,6 +15,7 @@ from clubjapon_ops.newsletter.content import (
     list_editions,
     load_edition,
 )
+from clubjapon_ops.newsletter.edition_lint import lint_edition
 from clubjapon_ops.newsletter.lint import Problem, lint_messages
 from clubjapon_ops.newsletter.render import (
     TEMPLATES_DIR,
@@ -92,7 +93,7 @@ def check_newsletter(
     """Render every language with a sample reader and lint the result."""
     edition = find_edition(settings, slug)
     renderer = make_renderer(settings)
-    problems: list[Problem] = []
+    problems: list[Problem] = lint_edition(settings.root, edition)
     rendered: dict[Lang, RenderedLanguage] = {}
     for lang in edition.languages:
         try:
@@ -108,13 +109,15 @@ def check_newsletter(
 
 
 def newest_ready_edition(settings: Settings) -> str | None:
-    """The newest edition that loads and lints without error, or None when there is none.
+    """The newest edition marked status: ready that loads and lints without error, or None.
 
-    Until editions carry a status of their own, passing the lint is what 'ready' means: a
-    draft copied from the last edition fails it, so it is never the one picked.
+    Both are needed: the status says marketing is done, the lint that nothing was left
+    broken (a file marked ready by mistake, a copy whose subject is too long).
     """
     for slug in reversed(list_editions(settings.root)):
         try:
+            if find_edition(settings, slug).is_draft:
+                continue
             problems = check_newsletter(settings, slug)
         except ConfigError:
             continue  # a file that does not load is not ready either

@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ClubJaponError, ConfigError
 from clubjapon_ops.newsletter.content import LANGS, list_editions
+from clubjapon_ops.newsletter.edition_lint import lint_edition
 from clubjapon_ops.newsletter.lint import lint_messages
 from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
@@ -123,7 +124,9 @@ def page(slug: str) -> Any:
     if width not in WIDTHS:
         width = "desktop"
     newsletter, message, lang = _message(slug)
-    problems = lint_messages({message.lang: message})
+    # The edition's own lint too: placeholders left and copies are what marketing fixes here.
+    problems = lint_edition(_settings().root, newsletter.edition) + lint_messages(
+        {message.lang: message})
     params = {"lang": lang, "contact": message.email}
     return render_template(
         "preview.html.j2",

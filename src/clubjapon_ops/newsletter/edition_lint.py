@@ -1,0 +1,93 @@
+"""Lint an edition's content against the others: what copying the last one leaves behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.newsletter.content import (
+    EDITIONS_DIR,
+    Loc,
+    dotted,
+    list_editions,
+    load_edition,
+    locate_fields,
+)
+from clubjapon_ops.newsletter.lint import Problem
+from clubjapon_ops.newsletter.model import Edition
+from clubjapon_ops.newsletter.placeholders import placeholder_in
+
+COPIED = "same as in {slug}: copied and not changed?"
+_COMPARED = ("subject", "title", "summary")
+
+
+def _texts(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    """Every string of a dumped edition, with its location (file keys, no section tags)."""
+    if isinstance(data, str):
+        yield loc, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _texts(value, (*loc, key))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _texts(item, (*loc, i))
+
+
+def _headings(edition: Edition) -> Iterator[tuple[Loc, dict[str, str]]]:
+    for i, section in enumerate(edition.sections):
+        heading = getattr(section, "heading", None)
+        if heading:
+            yield ("sections", i, "heading"), heading
+
+
+def _compared(edition: Edition) -> list[tuple[Loc, dict[str, str]]]:
+    return [((name,), getattr(edition, name)) for name in _COMPARED] + list(_headings(edition))
+
+
+def _earlier(root: Path, slug: str) -> list[Edition]:
+    """The editions before this one that load, newest first; a broken file is skipped."""
+    found = []
+    for other in reversed(list_editions(root)):
+        if other >= slug:
+            continue
+        try:
+            found.append(load_edition(root / EDITIONS_DIR / f"{other}.yaml"))
+        except ConfigError:
+            continue  # its own lint says what is wrong with it
+    return found
+
+
+def lint_edition(root: Path, edition: Edition) -> list[Problem]:
+    """Placeholders left, a date not the file name's, a number not after the last, copies."""
+    path = root / EDITIONS_DIR / f"{edition.slug}.yaml"
+    line_of: Callable[[Loc], int] = locate_fields(path)
+    problems: list[Problem] = []
+
+    def add(level: str, rule: str, loc: Loc, message: str) -> None:
+        where = f"{EDITIONS_DIR.as_posix()}/{edition.slug}.yaml:{line_of(loc)} {dotted(loc)}"
+        problems.append(Problem(level, rule, where, message))
+
+    for loc, text in _texts(edition.model_dump(exclude={"slug"})):
+        if mark := placeholder_in(text):
+            add("error", "placeholder", loc, f"{mark} is still there: write the text")
+    named = edition.slug[:10]
+    if edition.date.isoformat() != named:
+        add("error", "date", ("date",),
+            f"{edition.date.isoformat()} is not the date of the file name ({named}): "
+            "rename the file or correct the date")
+    earlier = _earlier(root, edition.slug)
+    if earlier and edition.number <= earlier[0].number:
+        add("error", "number", ("number",),
+            f"number {edition.number} is not greater than {earlier[0].slug}'s, "
+            f"{earlier[0].number}: copied and not changed?")
+    seen: set[Loc] = set()
+    for other in earlier:
+        theirs = {text for _, texts in _compared(other) for text in texts.values()}
+        for loc, texts in _compared(edition):
+            same = [lang for lang in edition.languages if texts.get(lang) in theirs]
+            if same and loc not in seen and not any(placeholder_in(t) for t in texts.values()):
+                seen.add(loc)
+                add("warning", "copied", loc, COPIED.format(slug=other.slug))
+    return problems

@@ -1,0 +1,177 @@
+"""The edition content model: metadata plus an ordered list of typed sections.
+
+Nothing here knows any particular event: an edition is made of generic sections (text,
+figures, quote, panels, list, image, cta) in the order the file lists them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Lang = Literal["fr", "en", "ja"]
+LANGS: tuple[Lang, ...] = ("fr", "en", "ja")
+Status = Literal["draft", "ready"]
+
+# A text in each of the edition's languages; unknown keys fail validation (Lang is closed).
+Localized = dict[Lang, str]
+
+
+def _https(url: str) -> str:
+    if not url.startswith("https://"):
+        raise ValueError("expected an absolute https:// URL")
+    return url
+
+
+def _https_or_mailto(url: str) -> str:
+    if not url.startswith(("https://", "mailto:")):
+        raise ValueError("expected an absolute https:// URL or a mailto: address")
+    return url
+
+
+# The patterns are for editors (the JSON Schema); the validators give the readable message.
+HttpsUrl = Annotated[str, AfterValidator(_https), Field(json_schema_extra={"pattern": "^https://"})]
+LinkUrl = Annotated[
+    str, AfterValidator(_https_or_mailto),
+    Field(json_schema_extra={"pattern": "^(https://|mailto:)"}),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextSection(_Strict):
+    """A heading and one or more paragraphs."""
+
+    type: Literal["text"]
+    heading: Localized
+    paragraphs: list[Localized] = Field(min_length=1)
+
+
+class Figure(_Strict):
+    """A headline figure: the number as written in each language, and what it counts."""
+
+    value: Localized
+    label: Localized
+
+
+class FiguresSection(_Strict):
+    """Value and label pairs side by side, under an optional heading."""
+
+    type: Literal["figures"]
+    heading: Localized | None = None
+    items: list[Figure] = Field(min_length=1)
+
+
+class QuoteSection(_Strict):
+    """A quotation, exact in its original language; the others say they are translations."""
+
+    type: Literal["quote"]
+    heading: Localized | None = None
+    text: Localized
+    author: Localized
+    role: Localized
+    original_language: Lang = Field(
+        description="The language the words were said in; the other languages are "
+                    "marked as translated from it.")
+
+
+class Speaker(_Strict):
+    """Someone who spoke in a panel."""
+
+    name: Localized
+    role: Localized | None = None
+
+
+class Panel(_Strict):
+    """One titled discussion: its title (exact, in the original), a summary, its speakers."""
+
+    title: Localized
+    summary: Localized | None = None
+    speakers: list[Speaker] = []
+
+
+class PanelsSection(_Strict):
+    """Numbered discussions (round tables, talks) under one heading."""
+
+    type: Literal["panels"]
+    heading: Localized | None = None
+    items: list[Panel] = Field(min_length=1)
+
+
+class ListSection(_Strict):
+    """A heading and short items: inline on one line, or one bullet per item."""
+
+    type: Literal["list"]
+    heading: Localized
+    items: list[Localized] = Field(min_length=1)
+    style: Literal["inline", "bullets"] = "bullets"
+
+
+class ImageSection(_Strict):
+    """An image: absolute https URL, alt text in every language, its size, an optional link."""
+
+    type: Literal["image"]
+    url: HttpsUrl
+    alt: Localized
+    width: int = Field(ge=1, le=600)
+    height: int = Field(ge=1)
+    link: HttpsUrl | None = None
+
+
+class CtaSection(_Strict):
+    """A button: an optional sentence, its label and where it leads."""
+
+    type: Literal["cta"]
+    text: Localized | None = None
+    label: Localized
+    url: LinkUrl | None = Field(
+        default=None,
+        description="https:// or mailto:; absent, a mailto: link to the club's From address.")
+
+
+Section = Annotated[
+    TextSection | FiguresSection | QuoteSection | PanelsSection | ListSection | ImageSection
+    | CtaSection,
+    Field(discriminator="type"),
+]
+SECTION_CLASSES: dict[str, type[BaseModel]] = {
+    "text": TextSection, "figures": FiguresSection, "quote": QuoteSection,
+    "panels": PanelsSection, "list": ListSection, "image": ImageSection, "cta": CtaSection,
+}
+SECTION_TYPES = tuple(SECTION_CLASSES)
+
+
+class EditionFile(_Strict):
+    """What an edition file holds: metadata, then its sections in reading order."""
+
+    number: int = Field(ge=1)
+    date: date
+    status: Status = Field(description="draft: preview only; ready: can be sent.")
+    languages: list[Lang] = Field(min_length=1)
+    venue: Localized
+    city: Localized
+    subject: Localized
+    preheader: Localized
+    title: Localized
+    summary: Localized
+    sections: list[Section] = Field(min_length=1)
+
+
+class Edition(EditionFile):
+    """One edition of the club's newsletter, named by its file's stem."""
+
+    slug: str
+
+    @property
+    def primary_language(self) -> Lang:
+        """The first language listed: the one the club writes in."""
+        return self.languages[0]
+
+    @property
+    def is_draft(self) -> bool:
+        """True while the edition is a draft: it can be previewed, not sent."""
+        return self.status == "draft"

@@ -1,0 +1,117 @@
+"""edition new writes the next edition as a draft; edition list shows them all."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clubjapon_ops.newsletter.content import load_edition
+from clubjapon_ops.newsletter.placeholders import PLACEHOLDERS
+from clubjapon_ops.newsletter.schema import MODELINE
+from tests.conftest import REPO
+from tests.newsletter.cli import run_cli
+from tests.newsletter.conftest import SLUG
+
+NEW = "2026-06-18-amiens"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    for name in ("config", "templates"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    return tmp_path
+
+
+def localized(data: object) -> list[dict[str, str]]:
+    if isinstance(data, dict):
+        if data and set(data) <= set(PLACEHOLDERS):
+            return [data]
+        return [t for v in data.values() for t in localized(v)]
+    if isinstance(data, list):
+        return [t for v in data for t in localized(v)]
+    return []
+
+
+@pytest.mark.parametrize("source", [None, SLUG])
+def test_new_writes_a_draft_full_of_placeholders_that_the_lint_refuses(
+    home: Path, source: str | None
+) -> None:
+    result = run_cli(home, "edition", "new", NEW, *(["--from", source] if source else []))
+    assert result.returncode == 0, result.stderr
+    path = home / "config" / "editions" / f"{NEW}.yaml"
+    text = path.read_text("utf-8")
+    assert text.splitlines()[0] == MODELINE
+    edition = load_edition(path)
+    assert (edition.status, str(edition.date), edition.number) == ("draft", "2026-06-18", 4)
+    texts = localized(yaml.safe_load(text))
+    assert texts and all(t == {lang: PLACEHOLDERS[lang] for lang in t} for t in texts)
+    if source:
+        lille = load_edition(home / "config" / "editions" / f"{SLUG}.yaml")
+        assert [s.type for s in edition.sections] == [s.type for s in lille.sections]
+    else:
+        assert "# " in text.split("sections:", 1)[1]  # the template explains what goes where
+    check = run_cli(home, "preview", NEW, "--check")
+    assert check.returncode == 1
+    assert "[placeholder]" in check.stdout and "[copied]" not in check.stdout
+    assert "[date]" not in check.stdout and "[number]" not in check.stdout
+    preview = run_cli(home, "preview", NEW, "--lang", "ja")
+    assert preview.returncode == 0 and "DRAFT" in preview.stdout
+
+
+def test_new_refuses_to_overwrite(home: Path) -> None:
+    assert run_cli(home, "edition", "new", NEW).returncode == 0
+    path = home / "config" / "editions" / f"{NEW}.yaml"
+    path.write_text(path.read_text("utf-8") + "# marketing's work\n", "utf-8")
+    again = run_cli(home, "edition", "new", NEW, "--from", SLUG)
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    assert path.read_text("utf-8").endswith("# marketing's work\n")
+
+
+@pytest.mark.parametrize("name", ["../../evil", "amiens", "2026-06-18-Amiens", "x/2026-06-18-a"])
+def test_new_refuses_a_name_that_is_not_a_slug(home: Path, name: str) -> None:
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    result = run_cli(home, "edition", "new", name)
+    assert result.returncode == 2
+    assert "YYYY-MM-DD" in result.stderr
+    assert sorted(p.relative_to(home) for p in home.rglob("*")
+                  if "var" not in p.parts) == [p for p in before if "var" not in p.parts]
+
+
+def test_new_from_an_unknown_edition_says_which_exist(home: Path) -> None:
+    result = run_cli(home, "edition", "new", NEW, "--from", "2025-11-04-lile")
+    assert result.returncode == 2 and "did you mean '2025-11-04-lille'" in result.stderr
+    assert not (home / "config" / "editions" / f"{NEW}.yaml").exists()
+
+
+def test_list_shows_every_edition_and_a_broken_one_as_invalid(home: Path) -> None:
+    assert run_cli(home, "edition", "new", NEW).returncode == 0
+    (home / "config" / "editions" / "2027-01-01-broken.yaml").write_text(
+        "number: [unclosed\n", encoding="utf-8")
+    result = run_cli(home, "edition", "list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    lille = next(line for line in lines if line.startswith(SLUG))
+    assert lille.split()[1:5] == ["2025-11-04", "ready", "fr,en,ja", "0/0"]
+    amiens = next(line for line in lines if line.startswith(NEW))
+    assert amiens.split()[1:3] == ["2026-06-18", "draft"]
+    broken = next(line for line in lines if line.startswith("2027-01-01-broken"))
+    assert "invalid" in broken and "config/editions/2027-01-01-broken.yaml:" in broken
+    assert "not valid YAML" in broken and str(home) not in broken
+    assert not (home / "var").exists()  # listing made no database
+
+
+def test_list_counts_the_ledger(home: Path) -> None:
+    env_csv = home / "config" / "sample" / "contacts.csv"
+    (home / ".env").write_text(f"CLUBJAPON_CSV_PATH={env_csv}\nCLUBJAPON_SECRET={'s' * 40}\n"
+                               "CLUBJAPON_TRANSPORT=outbox\n", encoding="utf-8")
+    assert run_cli(home, "sync").returncode == 0
+    sent = run_cli(home, "send", SLUG, "--yes", "--limit", "5")
+    assert sent.returncode in (0, 3), sent.stderr
+    result = run_cli(home, "edition", "list")
+    lille = next(line for line in result.stdout.splitlines() if line.startswith(SLUG))
+    planned, done = lille.split()[4].split("/")
+    assert int(done) == 5 and int(planned) > 5
