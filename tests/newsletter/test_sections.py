@@ -73,6 +73,7 @@ def test_every_section_type_renders_in_both_parts(
         assert attribute in img
     assert html.index("Photo (fr)") < html.index("Premier paragraphe") < html.index("Étapes")
     assert 'class="quote-note"' in html  # said in English: the French says it is translated
+    assert "Traduit de l’anglais." in html  # not "du anglais"
 
 
 @pytest.mark.parametrize(
