@@ -11,7 +11,7 @@ import pytest
 import requests
 import responses
 
-from clubjapon_ops.crm.http import RetryPolicy
+from clubjapon_ops.http.client import RetryPolicy
 from tests.fakes.server import FakeApi, Request
 
 # Real backoff shape, tiny scale: waits are recorded, never slept.

@@ -13,10 +13,11 @@ import responses
 
 from clubjapon_ops.contacts import normalise
 from clubjapon_ops.crm.base import Page
-from clubjapon_ops.crm.brevo import CLOCK_MARGIN_S, Bookmark, BrevoSource, brevo_api, brevo_time
-from clubjapon_ops.crm.http import HttpClient
-from clubjapon_ops.crm.pacing import Pacer
+from clubjapon_ops.crm.brevo import CLOCK_MARGIN_S, Bookmark, BrevoSource, brevo_time
 from clubjapon_ops.errors import AuthError, InvalidContact, SourceError
+from clubjapon_ops.http.client import HttpClient
+from clubjapon_ops.http.pacing import Pacer
+from clubjapon_ops.http.vendors import brevo_api
 from tests.adapters.conftest import FAST, Sleeps, bridge
 from tests.fakes.brevo_crm import API_KEY, CONTACTS, FakeBrevo
 from tests.fakes.server import Clock, Reply, Request

@@ -16,13 +16,14 @@ from typing import Any
 import requests
 import responses
 
-from clubjapon_ops.crm.brevo import BrevoSource, brevo_api, parse_answer
-from clubjapon_ops.crm.http import HttpClient
+from clubjapon_ops.crm.brevo import BrevoSource, parse_answer
 from clubjapon_ops.delivery.transports import Status
 from clubjapon_ops.delivery.transports.brevo import BrevoTransport
 from clubjapon_ops.events import types as t
 from clubjapon_ops.events.sendgrid import parse_body
 from clubjapon_ops.events.signature import load_public_key, verify
+from clubjapon_ops.http.client import HttpClient
+from clubjapon_ops.http.vendors import brevo_api
 from tests.adapters.conftest import FAST, Sleeps
 from tests.specs.validator import HERE, check_response, documented_examples
 

@@ -22,12 +22,12 @@ import responses
 
 from clubjapon_ops import jobs
 from clubjapon_ops.contacts import Contact
-from clubjapon_ops.crm.http import Api, HttpClient, RetryPolicy
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports import Outgoing, Result, Status, make_transport
 from clubjapon_ops.delivery.transports.brevo import BrevoTransport
 from clubjapon_ops.delivery.transports.sendgrid import SendGridTransport
 from clubjapon_ops.errors import AuthError
+from clubjapon_ops.http.client import Api, HttpClient, RetryPolicy
 from clubjapon_ops.newsletter.service import Newsletter
 from tests.adapters.conftest import Sleeps, bridge
 from tests.conftest import REPO

@@ -9,8 +9,8 @@ import pytest
 import requests
 import responses
 
-from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy
 from clubjapon_ops.errors import AuthError, SourceError
+from clubjapon_ops.http.client import Api, HttpClient, MalformedPage, RetryPolicy
 from tests.adapters.conftest import FAST, Sleeps, json_reply
 
 BASE = "https://api.example.test"

@@ -13,17 +13,17 @@ import responses
 
 from clubjapon_ops.contacts import normalise
 from clubjapon_ops.crm.base import Page
-from clubjapon_ops.crm.http import HttpClient
 from clubjapon_ops.crm.hubspot import (
     INDEX_LAG_S,
     PROPERTIES,
     SEARCH_INTERVAL_S,
     Bookmark,
     HubSpotSource,
-    hubspot_api,
 )
-from clubjapon_ops.crm.pacing import Pacer
 from clubjapon_ops.errors import AuthError, InvalidContact, SourceError, StopRun
+from clubjapon_ops.http.client import HttpClient
+from clubjapon_ops.http.pacing import Pacer
+from clubjapon_ops.http.vendors import hubspot_api
 from tests.adapters.conftest import FAST, Sleeps, bridge
 from tests.fakes.hubspot_crm import BASE_MS, LIST, SEARCH, TOKEN, FakeHubSpot, Limits
 from tests.fakes.server import Reply

@@ -20,8 +20,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 import responses
 
-from clubjapon_ops.crm.http import HttpClient
-from clubjapon_ops.crm.hubspot import LIST_PATH, Bookmark, HubSpotSource, hubspot_api
+from clubjapon_ops.crm.hubspot import LIST_PATH, Bookmark, HubSpotSource
+from clubjapon_ops.http.client import HttpClient
+from clubjapon_ops.http.vendors import hubspot_api
 from tests.adapters.conftest import FAST, Sleeps
 from tests.specs.validator import HERE
 

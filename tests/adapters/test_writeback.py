@@ -12,11 +12,10 @@ from sqlalchemy import select
 
 from clubjapon_ops import jobs
 from clubjapon_ops.contacts import Contact
-from clubjapon_ops.crm.brevo import brevo_api
-from clubjapon_ops.crm.http import HttpClient
-from clubjapon_ops.crm.hubspot import hubspot_api
 from clubjapon_ops.crm.writeback import LEGAL_BASIS, BrevoPusher, HubSpotPusher
 from clubjapon_ops.errors import AuthError, SourceError
+from clubjapon_ops.http.client import HttpClient
+from clubjapon_ops.http.vendors import brevo_api, hubspot_api
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.contacts import add_suppression, upsert_contacts

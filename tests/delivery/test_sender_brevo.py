@@ -13,10 +13,10 @@ import responses
 from sqlalchemy import select, update
 
 from clubjapon_ops import jobs
-from clubjapon_ops.crm.brevo import brevo_api
-from clubjapon_ops.crm.http import HttpClient, RetryPolicy
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.transports.brevo import BrevoTransport
+from clubjapon_ops.http.client import HttpClient, RetryPolicy
+from clubjapon_ops.http.vendors import brevo_api
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.schema import deliveries
 from clubjapon_ops.store.types import utcnow

@@ -22,9 +22,9 @@ import pytest
 from clubjapon_ops import jobs
 from clubjapon_ops.crm import make_source
 from clubjapon_ops.crm.brevo import BrevoSource
-from clubjapon_ops.crm.http import RetryPolicy
 from clubjapon_ops.crm.hubspot import HubSpotSource
-from clubjapon_ops.crm.pacing import Pacer
+from clubjapon_ops.http.client import RetryPolicy
+from clubjapon_ops.http.pacing import Pacer
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store, open_store
 from tests.fakes.brevo_crm import API_KEY, FakeBrevo

@@ -12,7 +12,7 @@ import pytest
 
 from clubjapon_ops import jobs
 from clubjapon_ops.crm import make_source
-from clubjapon_ops.crm.http import RetryPolicy
+from clubjapon_ops.http.client import RetryPolicy
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store, open_store
 from clubjapon_ops.store import deliveries as ledger

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from clubjapon_ops.crm.pacing import Pacer, RateHint
+from clubjapon_ops.http.pacing import Pacer, RateHint
 
 
 class FakeTime:

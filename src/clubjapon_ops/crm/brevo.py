@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
-
 from clubjapon_ops.contacts import RawContact
 from clubjapon_ops.crm.base import Page, identified, record_id
-from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, parse_int_header
-from clubjapon_ops.crm.http import retry_after as retry_after_header
-from clubjapon_ops.crm.pacing import RateHint
 from clubjapon_ops.errors import ConfigError, SourceError
+from clubjapon_ops.http.client import HttpClient, MalformedPage, RetryPolicy
+from clubjapon_ops.http.vendors import brevo_api
 from clubjapon_ops.settings import BREVO_DEFAULT_ATTRIBUTES, Settings
 
 log = logging.getLogger(__name__)
@@ -105,27 +102,6 @@ def parse_answer(document: Any) -> list[Any]:
     if not isinstance(contacts, list):
         raise MalformedPage("the answer's 'contacts' is not a list")
     return contacts
-
-
-def rate_hint(headers: Mapping[str, str]) -> RateHint | None:
-    """Read x-sib-ratelimit-{limit,remaining,reset}: a fixed window resetting in 'reset' s."""
-    reset = parse_int_header(headers, "x-sib-ratelimit-reset")
-    if reset is None:
-        return None
-    return RateHint(
-        limit=parse_int_header(headers, "x-sib-ratelimit-limit"),
-        remaining=parse_int_header(headers, "x-sib-ratelimit-remaining"),
-        window_s=float(reset),
-        rolling=False,
-    )
-
-
-def on_rate_limit(response: requests.Response) -> float | None:
-    """A 429 says in x-sib-ratelimit-reset how many seconds to wait."""
-    reset = parse_int_header(response.headers, "x-sib-ratelimit-reset")
-    if reset is not None:
-        return float(max(reset, 0))
-    return retry_after_header(response)
 
 
 class BrevoSource:
@@ -280,19 +256,6 @@ def _after_anchor(contacts: list[Any], anchor: list[str]) -> int | None:
         if ident in positions:
             return positions[ident] + 1
     return None
-
-
-def brevo_api(key: str, base_url: str) -> Api:
-    """Describe Brevo to the HTTP layer: api-key header and x-sib-ratelimit-* headers."""
-    return Api(
-        name="Brevo",
-        base_url=base_url,
-        auth_headers={"api-key": key},
-        auth_setting="BREVO_API_KEY",
-        rate_hint=rate_hint,
-        on_rate_limit=on_rate_limit,
-        secrets=(key,),
-    )
 
 
 def brevo_source(settings: Settings) -> BrevoSource:

@@ -14,19 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import requests
-
 from clubjapon_ops.contacts import RawContact, parse_timestamp
 from clubjapon_ops.crm.base import Page, identified, record_id
-from clubjapon_ops.crm.http import Api, HttpClient, MalformedPage, RetryPolicy, parse_int_header
-from clubjapon_ops.crm.http import retry_after as retry_after_header
-from clubjapon_ops.crm.pacing import Pacer, RateHint
-from clubjapon_ops.errors import ConfigError, InvalidContact, SourceError, StopRun
+from clubjapon_ops.errors import ConfigError, InvalidContact, SourceError
+from clubjapon_ops.http.client import HttpClient, MalformedPage, RetryPolicy
+from clubjapon_ops.http.pacing import Pacer
+from clubjapon_ops.http.vendors import hubspot_api
 from clubjapon_ops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,41 +105,6 @@ def parse_answer(document: Any) -> _Answer:
                 raise MalformedPage("the answer's 'paging.next.after' is missing")
             after = str(after)
     return _Answer(document["results"], after)
-
-
-def rate_hint(headers: Mapping[str, str]) -> RateHint | None:
-    """Read X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds} (absent on search)."""
-    limit = parse_int_header(headers, "X-HubSpot-RateLimit-Max")
-    interval = parse_int_header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
-    if limit is None or interval is None:
-        return None
-    remaining = parse_int_header(headers, "X-HubSpot-RateLimit-Remaining")
-    return RateHint(limit=limit, remaining=remaining, window_s=interval / 1000, rolling=True)
-
-
-def on_rate_limit(response: requests.Response) -> float | None:
-    """Decide what a 429 means: stop on the daily limit, else how long to wait."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    policy = str(body.get("policyName") or "") if isinstance(body, dict) else ""
-    if policy.upper() == "DAILY":
-        raise StopRun(
-            "HubSpot's daily API limit is used up (429, policy DAILY): the sync stopped; "
-            "everything it committed is kept and the next run resumes from there"
-        )
-    wait = retry_after_header(response)
-    if wait is not None:
-        return wait
-    if policy.upper() == "SECONDLY":
-        return 1.0
-    interval = parse_int_header(response.headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
-    remaining = parse_int_header(response.headers, "X-HubSpot-RateLimit-Remaining")
-    if interval is not None and remaining is not None and remaining <= 0:
-        # A rolling window: once it is full, waiting its length is sure to free a slot.
-        return interval / 1000
-    return None
 
 
 class HubSpotSource:
@@ -328,19 +291,6 @@ def _result_ms(item: Any) -> int | None:
     except InvalidContact:
         return None
     return None if when is None else int(when.timestamp() * 1000)
-
-
-def hubspot_api(token: str, base_url: str) -> Api:
-    """Describe HubSpot to the HTTP layer: bearer token, rate-limit headers, 429 policies."""
-    return Api(
-        name="HubSpot",
-        base_url=base_url,
-        auth_headers={"Authorization": f"Bearer {token}"},
-        auth_setting="HUBSPOT_TOKEN",
-        rate_hint=rate_hint,
-        on_rate_limit=on_rate_limit,
-        secrets=(token,),
-    )
 
 
 def hubspot_source(settings: Settings) -> HubSpotSource:

@@ -12,10 +12,9 @@ from urllib.parse import quote
 
 import requests
 
-from clubjapon_ops.crm.brevo import brevo_api
-from clubjapon_ops.crm.http import HttpClient, RetryPolicy
-from clubjapon_ops.crm.hubspot import hubspot_api
 from clubjapon_ops.errors import ConfigError, SourceError
+from clubjapon_ops.http.client import HttpClient, RetryPolicy
+from clubjapon_ops.http.vendors import brevo_api, hubspot_api
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.pushes import DONE, NOT_FOUND
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from clubjapon_ops.crm.brevo import brevo_api
-from clubjapon_ops.crm.http import Api, HttpClient, RetryPolicy
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.delivery.transports.brevo import BrevoTransport
@@ -11,6 +9,8 @@ from clubjapon_ops.delivery.transports.outbox import OutboxTransport
 from clubjapon_ops.delivery.transports.sendgrid import SendGridTransport
 from clubjapon_ops.delivery.transports.smtp import SmtpConfig, SmtpTransport
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.http.client import HttpClient, RetryPolicy
+from clubjapon_ops.http.vendors import brevo_api, sendgrid_api
 from clubjapon_ops.settings import Settings
 
 __all__ = ["Outgoing", "Result", "Status", "Transport", "make_transport"]
@@ -38,9 +38,6 @@ def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
         return BrevoTransport(client, settings.mail_from, builder.unsubscribe_mailto)
     if not settings.sendgrid_api_key:
         raise ConfigError("SENDGRID_API_KEY is not set: it is needed to send through SendGrid")
-    key = settings.sendgrid_api_key
-    api = Api(name="SendGrid", base_url=settings.sendgrid_base_url,
-              auth_headers={"Authorization": f"Bearer {key}"}, auth_setting="SENDGRID_API_KEY",
-              secrets=(key,))
-    client = HttpClient(api, timeout=settings.http_timeout, retry=retry)
+    client = HttpClient(sendgrid_api(settings.sendgrid_api_key, settings.sendgrid_base_url),
+                        timeout=settings.http_timeout, retry=retry)
     return SendGridTransport(client, settings.mail_from, builder.unsubscribe_mailto)

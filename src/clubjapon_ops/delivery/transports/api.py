@@ -6,9 +6,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 
-from clubjapon_ops.crm.http import HttpClient
 from clubjapon_ops.delivery.message import header_safe
 from clubjapon_ops.delivery.transports.base import Outgoing, Result
+from clubjapon_ops.http.client import HttpClient
 from clubjapon_ops.newsletter.render import SLOTS, RenderedLanguage
 
 

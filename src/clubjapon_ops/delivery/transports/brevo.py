@@ -21,7 +21,6 @@ from typing import Any
 
 import requests
 
-from clubjapon_ops.crm.http import UncertainError
 from clubjapon_ops.delivery.transports.api import (
     ApiTransport,
     recipient,
@@ -31,6 +30,7 @@ from clubjapon_ops.delivery.transports.api import (
 )
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.errors import SourceError
+from clubjapon_ops.http.client import UncertainError
 
 MAX_VERSIONS = 1000
 MAX_PARAMS_BYTES = 900 * 1024  # Brevo allows 1,000 KB of params in all; keep a margin

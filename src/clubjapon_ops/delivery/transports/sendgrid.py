@@ -12,7 +12,6 @@ from typing import Any
 
 import requests
 
-from clubjapon_ops.crm.http import UncertainError
 from clubjapon_ops.delivery.transports.api import (
     ApiTransport,
     recipient,
@@ -22,6 +21,7 @@ from clubjapon_ops.delivery.transports.api import (
 )
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.errors import SourceError
+from clubjapon_ops.http.client import UncertainError
 
 MAX_PERSONALIZATIONS = 1000
 PATH = "/v3/mail/send"

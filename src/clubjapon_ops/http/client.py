@@ -29,8 +29,8 @@ from tenacity import (
 )
 
 from clubjapon_ops import __version__
-from clubjapon_ops.crm.pacing import Pacer, RateHint
 from clubjapon_ops.errors import AuthError, RetryableError, SourceError
+from clubjapon_ops.http.pacing import Pacer, RateHint
 
 log = logging.getLogger(__name__)
 
