@@ -129,3 +129,27 @@ def test_an_error_message_is_escaped_in_the_index(
     assert f"config/editions/{BROKEN}.yaml:" in broken
     if "': 1" in line:
         assert ESCAPED in broken
+
+
+@pytest.mark.parametrize("text", [
+    "number: " + "[" * 5000 + "]" * 5000 + "\n",
+    "number: 3\nvenue: &v [*v]\n",
+])
+def test_a_pathological_file_is_listed_as_invalid(
+    preview: FlaskClient, home: Path, text: str
+) -> None:
+    add_broken(home, text)
+    body = index(preview)
+    broken = body.split(f'id="edition-{BROKEN}"')[1].split("</li>")[0]
+    assert "invalid" in broken and "nested too deeply" in broken
+    assert f'id="edition-{SLUG}"' in body
+
+
+def test_an_unreadable_file_is_listed_without_its_absolute_path(
+    preview: FlaskClient, home: Path
+) -> None:
+    (_editions(home) / f"{BROKEN}.yaml").mkdir()  # the OS error names it in full
+    body = index(preview)
+    broken = body.split(f'id="edition-{BROKEN}"')[1].split("</li>")[0]
+    assert "cannot be read" in broken and f"config/editions/{BROKEN}.yaml" in broken
+    assert_no_absolute_path(body, home)

@@ -35,8 +35,9 @@ def edition_lines(root: Path) -> list[EditionLine]:
         try:
             edition = load_edition(path)
         except ConfigError as exc:
-            # The message starts with the absolute path: keep it relative to the project.
-            lines.append(EditionLine(slug, error=str(exc).replace(f"{root}/", "", 1)))
+            # The message names the file by its absolute path, an OS error once more: keep
+            # both relative to the project.
+            lines.append(EditionLine(slug, error=str(exc).replace(f"{root}/", "")))
             continue
         lines.append(EditionLine(slug, edition.date.isoformat(), edition.status,
                                  tuple(edition.languages)))
