@@ -26,6 +26,8 @@ from tests.newsletter.conftest import SLUG
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRAFT = "2026-03-12-tokyo"
+BROKEN = "2026-01-20-roubaix-with-a-rather-long-name-for-a-phone"
 LONG_ADDRESS = "marie-christine.delacroix-villeneuve@hokuto-automotive-france.example.com"
 BROWSER_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -108,7 +110,8 @@ def test_preview_page_http(server: tuple[str, Settings]) -> None:
     assert requests.get(f"{base}/preview/{SLUG}?lang=xx", timeout=10).status_code == 400
     missing = requests.get(f"{base}/preview/{SLUG}?contact=ghost@example.com", timeout=10)
     assert missing.status_code == 404
-    assert requests.get(f"{base}/", timeout=10, allow_redirects=False).status_code == 302
+    index = requests.get(f"{base}/", timeout=10, allow_redirects=False)
+    assert index.status_code == 200 and f'id="edition-{SLUG}"' in index.text
 
 
 def test_preview_reflects_edits_on_reload(server: tuple[str, Settings]) -> None:
@@ -129,7 +132,7 @@ def test_preview_reflects_edits_on_reload(server: tuple[str, Settings]) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (see .ci/run)")
 def test_preview_in_headless_chromium(server: tuple[str, Settings], tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    base, _ = server
+    base, settings = server
     shots = Path(os.environ.get("CLUBJAPON_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
@@ -165,6 +168,37 @@ def test_preview_in_headless_chromium(server: tuple[str, Settings], tmp_path: Pa
                             "document.documentElement.scrollWidth - window.innerWidth")
                         assert email_overflow <= 0, f"{lang}: email overflows by {email_overflow}px"
                     page.close()
+            # The index, with a draft and a broken file whose error is one long unbroken line.
+            editions = settings.root / "config/editions"
+            ready = (editions / f"{SLUG}.yaml").read_text(encoding="utf-8")
+            (editions / f"{DRAFT}.yaml").write_text(ready.replace(
+                "status: ready", "status: draft").replace("date: 2025-11-04", "date: 2026-03-12"),
+                encoding="utf-8")
+            (editions / f"{BROKEN}.yaml").write_text(f"number: 4\n{'x' * 120}: 1\n",
+                                                      encoding="utf-8")
+            for width, viewport in (("desktop", 1280), ("mobile", 375)):
+                page = browser.new_page(viewport={"width": viewport, "height": 900})
+                errors.clear()
+                page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                page.on("console", lambda m, errors=errors: errors.append(m.text)
+                        if m.type == "error" else None)
+                response = page.goto(f"{base}/")
+                assert response is not None and response.status == 200
+                page.wait_for_load_state("load")
+                assert errors == []
+                assert page.locator(f"#edition-{DRAFT} .status.draft").is_visible()
+                assert "invalid" in page.locator(f"#edition-{BROKEN}").inner_text()
+                page.screenshot(path=str(shots / f"index-{width}.png"), full_page=True)
+                overflow = page.evaluate(
+                    "document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"index {width}: page overflows by {overflow}px"
+                with page.expect_navigation():
+                    page.click(f"#edition-{SLUG} a >> text=ja")
+                assert "地域圏と日本の絆" in page.frame_locator("#email").locator("h1").inner_text()
+                with page.expect_navigation():
+                    page.click("#to-index")
+                assert page.locator("#editions").is_visible()
+                page.close()
             # The contact switch is a script: under the CSP it runs only with the nonce.
             page = browser.new_page()
             page.goto(f"{base}/preview/{SLUG}?lang=fr")

@@ -117,6 +117,18 @@ def test_invalid_yaml_names_the_line(project: Path) -> None:
         load_edition(path)
 
 
+@pytest.mark.parametrize("text", [
+    "number: " + "[" * 5000 + "]" * 5000 + "\n",  # deeper than Python's stack
+    "number: 3\nvenue: &v [*v]\n",  # an alias inside itself: a list that holds itself
+    "number: 3\nvenue: &v {fr: *v}\n",
+])
+def test_a_file_too_deep_or_holding_itself_is_a_config_error(project: Path, text: str) -> None:
+    path = project / "config" / "editions" / f"{SLUG}.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"nested too deeply"):
+        load_edition(path)
+
+
 @pytest.mark.parametrize(
     ("inserted", "code"),
     [("Opéra\ue000foo\ue001 de Lille", "U+E000"), ("Opéra\ue001 de Lille", "U+E001"),

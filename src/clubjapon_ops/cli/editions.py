@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.engine import make_url
 
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.newsletter.drafts import new_edition
-from clubjapon_ops.newsletter.listing import edition_lines
+from clubjapon_ops.newsletter.listing import edition_lines, ledger_tallies
 from clubjapon_ops.newsletter.schema import write_schema
 from clubjapon_ops.newsletter.service import newest_ready_edition
-from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.deliveries import SENT
-from clubjapon_ops.store.location import is_sqlite, sqlite_file
 
 
 @cli.group()
@@ -77,7 +74,7 @@ def new(app: App, slug: str, source: str | None) -> int:
 def list_(app: App) -> int:
     """List every edition: slug, date, status, languages, and ledger rows planned/sent."""
     lines = edition_lines(app.settings.root)
-    counts = _ledger_counts(app, [line.slug for line in lines])
+    counts = ledger_tallies(app.settings, lambda: app.store, [line.slug for line in lines])
     click.echo(f"{'EDITION':<28} {'DATE':<10} {'STATUS':<7} {'LANGS':<9} PLANNED/SENT")
     for line in lines:
         by_state = counts.get(line.slug, {})
@@ -89,13 +86,3 @@ def list_(app: App) -> int:
                        f"{','.join(line.languages):<9} {tally}")
     return EXIT_OK
 
-
-def _ledger_counts(app: App, slugs: list[str]) -> dict[str, dict[str, int]]:
-    """Ledger rows by state per edition; none, and no file made, where no database is yet."""
-    url = make_url(app.settings.database_url)
-    if is_sqlite(url):
-        file = sqlite_file(url)
-        if file is None or not (app.settings.root / file).exists():
-            return {}  # listing editions is no reason to create a database
-    with app.store.transaction() as conn:
-        return {slug: ledger.ledger_counts(conn, slug) for slug in slugs}

@@ -141,6 +141,11 @@ def _strings(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             yield from _strings(item, (*loc, i))
 
 
+# Lists thousands deep, or an alias inside itself (venue: &v [*v]) that never ends: either
+# would exhaust the stack of the parser or of the walks below, and no edition is like that.
+_TOO_DEEP = "nested too deeply (or an alias that contains itself): not an edition"
+
+
 def _read(path: Path) -> tuple[yaml.Node, dict[str, Any]]:
     """Parse an edition file into its node tree (for lines) and its data."""
     try:
@@ -157,6 +162,8 @@ def _read(path: Path) -> tuple[yaml.Node, dict[str, Any]]:
         where = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", exc)
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {_TOO_DEEP}") from None
     if node is None or not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of edition fields")
     return node, data
@@ -169,6 +176,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def load_edition(path: Path) -> Edition:
     """Read and validate an edition file; errors name the file, the field and the line."""
+    try:
+        return _validated(path)
+    except RecursionError:
+        raise ConfigError(f"{path}: {_TOO_DEEP}") from None
+
+
+def _validated(path: Path) -> Edition:
+    """load_edition's work, which recurses through the data as deep as the file nests."""
     node, data = _read(path)
     for field_loc, value in _strings(data):
         if found := _RESERVED.search(value):

@@ -1,12 +1,19 @@
-"""One line per edition file for 'edition list': what it is, or why it does not load."""
+"""One line per edition file for 'edition list' and the preview index: what it is, or why not."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import EDITIONS_DIR, list_editions, load_edition
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store.location import is_sqlite, sqlite_file
 
 
 @dataclass(frozen=True)
@@ -28,9 +35,23 @@ def edition_lines(root: Path) -> list[EditionLine]:
         try:
             edition = load_edition(path)
         except ConfigError as exc:
-            # The message starts with the absolute path: keep it relative to the project.
-            lines.append(EditionLine(slug, error=str(exc).replace(f"{root}/", "", 1)))
+            # The message names the file by its absolute path, an OS error once more: keep
+            # both relative to the project.
+            lines.append(EditionLine(slug, error=str(exc).replace(f"{root}/", "")))
             continue
         lines.append(EditionLine(slug, edition.date.isoformat(), edition.status,
                                  tuple(edition.languages)))
     return lines
+
+
+def ledger_tallies(
+    settings: Settings, open_store: Callable[[], Store], slugs: list[str]
+) -> dict[str, dict[str, int]]:
+    """Ledger rows by state per edition; none, and no file made, where no database is yet."""
+    url = make_url(settings.database_url)
+    if is_sqlite(url):
+        file = sqlite_file(url)
+        if file is None or not (settings.root / file).exists():
+            return {}  # listing editions is no reason to create a database
+    with open_store().transaction() as conn:
+        return {slug: ledger.ledger_counts(conn, slug) for slug in slugs}

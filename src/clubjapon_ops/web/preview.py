@@ -15,12 +15,9 @@ from flask import (
     Response,
     abort,
     current_app,
-    redirect,
     render_template,
     request,
-    url_for,
 )
-from werkzeug.wrappers import Response as BaseResponse
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ClubJaponError, ConfigError
@@ -31,6 +28,7 @@ from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.contacts import contacts_by_language, find_contact
+from clubjapon_ops.web.edition_index import index_rows
 from clubjapon_ops.web.headers import EMAIL_CSP
 
 blueprint = Blueprint("preview", __name__)
@@ -109,12 +107,12 @@ def _message(slug: str) -> tuple[Newsletter, PersonalMessage, str]:
 
 
 @blueprint.get("/")
-def index() -> BaseResponse:
-    """Go to the newest edition's preview."""
-    editions = list_editions(_settings().root)
-    if not editions:
-        abort(404, "no edition in config/editions/")
-    return redirect(url_for("preview.page", slug=editions[-1]))
+def index() -> Any:
+    """The editions, newest first: drafts marked, a broken file with its first error."""
+    root = _settings().root
+    rows = index_rows(_settings(), current_app.config["CLUBJAPON_STORE_FACTORY"],
+                      lambda text: relative(text, root))
+    return render_template("preview_index.html.j2", rows=rows)
 
 
 @blueprint.get("/preview/<slug>")

@@ -1,0 +1,48 @@
+"""The preview's front page as data: each edition as 'edition list' sees it, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from clubjapon_ops.errors import ClubJaponError
+from clubjapon_ops.newsletter.listing import EditionLine, edition_lines, ledger_tallies
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+from clubjapon_ops.store.deliveries import SENT
+
+
+@dataclass(frozen=True)
+class Tally:
+    """An edition's ledger rows: all of them (planned) and those sent."""
+
+    planned: int
+    sent: int
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One edition of the index, with its ledger tally when a store has one."""
+
+    line: EditionLine
+    tally: Tally | None
+
+
+def index_rows(
+    settings: Settings, open_store: Callable[[], Store], relative: Callable[[str], str]
+) -> list[IndexRow]:
+    """Every edition file, newest first; ``relative`` strips paths from an error message."""
+    # The same listing as 'edition list', so the two never disagree on what is broken.
+    lines = edition_lines(settings.root)
+    try:
+        counts = ledger_tallies(settings, open_store, [line.slug for line in lines])
+    except ClubJaponError:
+        counts = {}  # no store (yet, or not now): the editions are still worth listing
+    rows = []
+    for line in reversed(lines):  # slugs start with the date: newest last when sorted
+        if line.error:
+            line = replace(line, error=relative(line.error))
+        by_state = counts.get(line.slug)
+        tally = Tally(sum(by_state.values()), by_state.get(SENT, 0)) if by_state else None
+        rows.append(IndexRow(line, tally))
+    return rows
