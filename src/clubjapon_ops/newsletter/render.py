@@ -202,8 +202,8 @@ class Renderer:
         self.strings = load_strings(templates_dir)
         self.inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
-    def context(self, edition: Edition, lang: Lang) -> dict[str, Any]:
-        """Everything the templates may use for one language."""
+    def context(self, edition: Edition, lang: Lang, *, web_page: bool = False) -> dict[str, Any]:
+        """Everything the templates may use for one language (``web_page``: the archive's)."""
         if lang not in self.strings:
             raise ConfigError(f"{self.templates_dir / STRINGS_FILE}: no strings for {lang!r}")
         t = self.strings[lang]
@@ -228,7 +228,22 @@ class Renderer:
             "open_quote": open_quote,
             "close_quote": close_quote,
             "colon": _COLON[lang],
+            "view_online_url": archive_url(self.public_url, edition.slug, lang),
+            # The public archive page: no reader, so no address and no unsubscribe link.
+            "web_page": web_page,
         }
+
+    def render_web_page(self, edition: Edition, lang: Lang) -> str:
+        """The HTML part as the public archive shows it: the generic greeting, no reader."""
+        ctx = self.context(edition, lang, web_page=True)
+        try:
+            html = self.env.get_template(HTML_TEMPLATE).render(ctx)
+        except TemplateError as exc:
+            raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
+        anonymous = str(escape(self.strings[lang]["greeting_anonymous"]))
+        # The template still marks the greeting slot; any other slot gets nothing.
+        return Compiled.split(self.inliner.inline(html)).fill(
+            {"greeting": anonymous, "email": "", "unsubscribe_url": ""})
 
     def render_language(self, edition: Edition, lang: Lang) -> RenderedLanguage:
         """Render both parts of one language, inline the CSS, and split at the slots."""
@@ -246,6 +261,11 @@ class Renderer:
             html=Compiled.split(inlined, aligned=True),
             text=Compiled.split(text),
         )
+
+
+def archive_url(public_url: str, slug: str, lang: str) -> str:
+    """The public page of one language of an edition: PUBLIC_URL/editions/SLUG/LANG."""
+    return f"{public_url}/editions/{slug}/{lang}"
 
 
 def _template_location(exc: TemplateError) -> str:

@@ -526,6 +526,12 @@ def ledger_counts(conn: Connection, edition: str) -> dict[str, int]:
     ).all())
 
 
+def sent_editions(conn: Connection) -> set[str]:
+    """Editions with at least one row sent (a provider's "queued" is recorded as sent)."""
+    return set(conn.execute(
+        select(deliveries.c.edition).where(_in_state(SENT)).distinct()).scalars())
+
+
 def ledger_report(conn: Connection, edition: str) -> dict[str, Any]:
     """Counts by state, by language, and failures by error, for status and summaries."""
     by_lang: dict[str, dict[str, int]] = {}

@@ -1,11 +1,80 @@
-"""Public edition pages (the editions issue): their routes go here. None yet.
+"""The public archive: GET /editions/ (the sent editions) and /editions/SLUG/LANG (one page).
 
-Only published editions may be served from here, with no contact data: never reuse the
-preview's views, which show stored contacts and unpublished editions.
+Only ready editions that the ledger says were sent are served here, with no contact data:
+never reuse the preview's views, which show stored contacts and unpublished editions.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, url_for
+
+from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.newsletter.archive import published, published_edition
+from clubjapon_ops.newsletter.service import make_renderer
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store.deliveries import sent_editions
+from clubjapon_ops.web.headers import ARCHIVE_CSP
 
 blueprint = Blueprint("editions", __name__)
+# Pages change only when an edition is sent or edited: a proxy may keep them a few minutes.
+CACHED = "public, max-age=300"
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["CLUBJAPON_SETTINGS"]
+    return settings
+
+
+def _sent() -> set[str]:
+    store = current_app.config["CLUBJAPON_STORE_FACTORY"]()
+    with store.transaction() as conn:
+        return sent_editions(conn)
+
+
+def _not_found() -> Response:
+    # The same answer for unknown, invalid, draft, unsent and broken: nothing to probe.
+    return Response("Not found\n", status=404, mimetype="text/plain")
+
+
+@blueprint.after_app_request
+def _no_store_for_errors(response: Response) -> Response:
+    """A 404 (a routing one included) must not stick in a proxy once the page exists."""
+    if response.status_code >= 400:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get("/editions/")
+def index() -> Any:
+    """List the sent, ready editions, newest first, a link per language."""
+    settings = _settings()
+    renderer = make_renderer(settings)
+    entries = []
+    for edition in published(settings.root, _sent()):
+        entries.append({
+            "edition": edition,
+            "links": [(lang, renderer.context(edition, lang)["edition_label"],
+                       edition.title[lang],
+                       url_for("editions.page", slug=edition.slug, lang=lang))
+                      for lang in edition.languages],
+        })
+    strings = renderer.strings
+    body = render_template("editions.html.j2", entries=entries,
+                           titles=[(lang, strings[lang]["archive_title"]) for lang in strings],
+                           club=strings["fr"]["club_name"])
+    return Response(body, mimetype="text/html", headers={"Cache-Control": CACHED})
+
+
+@blueprint.get("/editions/<slug>/<lang>")
+def page(slug: str, lang: str) -> Any:
+    """One edition in one language, as its readers got it but with no reader in it."""
+    settings = _settings()
+    try:
+        edition, code = published_edition(settings.root, slug, lang, _sent())
+        html = make_renderer(settings).render_web_page(edition, code)
+    except ConfigError:  # UnknownEdition is one; a broken file is not found either
+        return _not_found()
+    return Response(html, mimetype="text/html",
+                    headers={"Cache-Control": CACHED, "Content-Security-Policy": ARCHIVE_CSP})

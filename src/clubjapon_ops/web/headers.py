@@ -21,6 +21,11 @@ PREVIEW_CSP = ("default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce
 EMAIL_CSP = ("sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
              "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
 
+# The public archive's edition pages: the email as a web page, so the email's policy, but
+# framed by nobody (it is public) and still a sandbox: no script, whatever the edition holds.
+ARCHIVE_CSP = ("sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
 
 def csp_nonce() -> str:
     """This request's nonce (one per request, made on first use)."""

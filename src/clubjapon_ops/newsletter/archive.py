@@ -1,0 +1,47 @@
+"""The public archive: which editions it shows, and each as a web page with no reader in it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from clubjapon_ops.errors import ConfigError, UnknownEdition
+from clubjapon_ops.newsletter.content import (
+    EDITIONS_DIR,
+    Edition,
+    Lang,
+    list_editions,
+    load_edition,
+    resolve_edition,
+)
+
+log = logging.getLogger(__name__)
+
+
+def published(root: Path, sent: set[str]) -> list[Edition]:
+    """Ready editions with a sent row whose file loads, newest first; a bad file is skipped."""
+    found = []
+    for slug in list_editions(root):
+        if slug not in sent:
+            continue
+        try:
+            edition = load_edition(root / EDITIONS_DIR / f"{slug}.yaml")
+        except ConfigError as exc:
+            # One line, the project-relative message: the archive goes on without it.
+            log.warning("archive: %s skipped: %s", slug, str(exc).replace(f"{root}/", "", 1))
+            continue
+        if not edition.is_draft:
+            found.append(edition)
+    return sorted(found, key=lambda e: (e.date, e.slug), reverse=True)
+
+
+def published_edition(root: Path, slug: str, lang: str, sent: set[str]) -> tuple[Edition, Lang]:
+    """The edition the archive may show in ``lang``; UnknownEdition for anything else."""
+    slug = resolve_edition(root, slug)  # refuses a name that is not a slug with a file
+    if slug not in sent:
+        raise UnknownEdition(f"{slug}: never sent")
+    edition = load_edition(root / EDITIONS_DIR / f"{slug}.yaml")
+    found = next((code for code in edition.languages if code == lang), None)
+    if edition.is_draft or found is None:
+        raise UnknownEdition(f"{slug}: a draft, or not in {lang!r}")
+    return edition, found
