@@ -32,8 +32,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from clubjapon_ops.errors import ConfigError, Interrupted
-from clubjapon_ops.job_registry import REGISTRY, JobFunction, check_functions, execute
 from clubjapon_ops.jobfiles import JobSpec, load_job_files
+from clubjapon_ops.jobs.registry import REGISTRY, JobFunction, check_functions, execute
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.lock import scheduler_lock

@@ -16,12 +16,12 @@ from clubjapon_ops.crm.writeback import LEGAL_BASIS, BrevoPusher, HubSpotPusher
 from clubjapon_ops.errors import AuthError, SourceError
 from clubjapon_ops.http.client import HttpClient
 from clubjapon_ops.http.vendors import brevo_api, hubspot_api
+from clubjapon_ops.jobs.push import push_suppressions
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.contacts import add_suppression, upsert_contacts
 from clubjapon_ops.store.pushes import DONE, NOT_FOUND
 from clubjapon_ops.store.schema import crm_pushes
-from clubjapon_ops.writeback import push_suppressions
 from tests.adapters.conftest import FAST, Sleeps
 
 HUBSPOT = "https://api.hubspot.test"

@@ -15,10 +15,10 @@ from sqlalchemy import delete, update
 
 from clubjapon_ops import jobs
 from clubjapon_ops.events.brevo import parse_event
+from clubjapon_ops.jobs.reports import campaign_reports
 from clubjapon_ops.newsletter.textwrap_cjk import display_width
 from clubjapon_ops.reporting.campaign import build_report
 from clubjapon_ops.reporting.html import NOT_REPORTED, paris_buckets, render_html
-from clubjapon_ops.reporting.job import campaign_reports
 from clubjapon_ops.reporting.text import render_text
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clubjapon_ops import cleanup
+from clubjapon_ops.jobs import cleanup
 from clubjapon_ops.errors import Interrupted
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store

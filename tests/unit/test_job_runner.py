@@ -22,8 +22,8 @@ from clubjapon_ops import jobs
 from clubjapon_ops.contacts import RawContact
 from clubjapon_ops.crm.base import Page
 from clubjapon_ops.errors import ConfigError, Interrupted, RetryableError, SourceError
-from clubjapon_ops.job_registry import JobFunction, execute
 from clubjapon_ops.jobfiles import JobSpec, RetryPolicy
+from clubjapon_ops.jobs.registry import JobFunction, execute
 from clubjapon_ops.processes import process_id
 from clubjapon_ops.scheduler import JobScheduler
 from clubjapon_ops.settings import Settings
@@ -108,7 +108,7 @@ def test_every_attempt_is_recorded_and_logged_then_the_last_error_raised(
     assert [r[0] for r in runs(store)] == ["failed"] * 3
     assert [r[2] for r in runs(store)] == [1, 2, 3]
     messages = [(r.getMessage(), getattr(r, "attempt", None)) for r in caplog.records
-                if r.name == "clubjapon_ops.job_registry"]
+                if r.name == "clubjapon_ops.jobs.registry"]
     assert messages == [
         ("job started", 1), ("job attempt failed", 1), ("job started", 2),
         ("job attempt failed", 2), ("job started", 3), ("job failed", 3),

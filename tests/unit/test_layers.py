@@ -33,3 +33,11 @@ def test_no_import_crosses_the_layers(folder: str, forbidden: str) -> None:
     crossing = [module for module, names in imported_packages(folder).items()
                 if forbidden in names]
     assert crossing == [], f"{folder}/ imports {forbidden}/ in {crossing}"
+
+
+def test_jobs_are_one_package_with_a_module_per_job() -> None:
+    modules = {p.stem for p in (PACKAGE / "jobs").glob("*.py")}
+    assert {"sync", "push", "send", "cleanup", "reports", "records", "registry"} <= modules
+    gone = ["jobs.py", "job_registry.py", "writeback.py", "cleanup.py", "reporting/job.py"]
+    assert [name for name in gone if (PACKAGE / name).exists()] == []
+    assert "jobs" not in {n for names in imported_packages("delivery").values() for n in names}

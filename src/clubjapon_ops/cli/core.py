@@ -9,10 +9,10 @@ import click
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.reporting import edition_for_reading
+from clubjapon_ops.jobs.push import PushReport
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
-from clubjapon_ops.writeback import PushReport
 
 
 @cli.command()

@@ -8,10 +8,10 @@ import click
 
 from clubjapon_ops.cli import EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.errors import UnknownEdition
+from clubjapon_ops.jobs.reports import write_html
 from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.reporting.campaign import build_report
 from clubjapon_ops.reporting.html import render_html
-from clubjapon_ops.reporting.job import write_html
 from clubjapon_ops.reporting.text import render_text
 from clubjapon_ops.store.reporting import ledger_editions
 

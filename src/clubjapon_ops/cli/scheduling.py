@@ -18,8 +18,8 @@ import click
 
 from clubjapon_ops.cli import EXIT_INTERRUPTED, EXIT_OK, App, cli
 from clubjapon_ops.errors import Interrupted
-from clubjapon_ops.job_registry import REGISTRY, execute
 from clubjapon_ops.jobfiles import JobSpec
+from clubjapon_ops.jobs.registry import REGISTRY, execute
 from clubjapon_ops.scheduler import JobScheduler, StartPlan, load_jobs, plans
 from clubjapon_ops.store.runs import last_run_of
 from clubjapon_ops.store.types import utcnow

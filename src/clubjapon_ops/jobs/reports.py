@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from clubjapon_ops.files import private_folder
-from clubjapon_ops.jobs import run_recorded
+from clubjapon_ops.jobs.records import Report, run_recorded
 from clubjapon_ops.newsletter.content import is_slug
 from clubjapon_ops.reporting.campaign import build_report
 from clubjapon_ops.reporting.html import render_html
-from clubjapon_ops.reports import Report
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.reporting import editions_sent_since

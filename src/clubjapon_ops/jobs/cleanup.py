@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clubjapon_ops.errors import ConfigError, Interrupted
-from clubjapon_ops.jobs import run_recorded
-from clubjapon_ops.reports import Report
+from clubjapon_ops.jobs.records import Report, run_recorded
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.types import utcnow

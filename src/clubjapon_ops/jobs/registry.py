@@ -21,13 +21,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from clubjapon_ops import jobs
-from clubjapon_ops.cleanup import outbox_cleanup
 from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobfiles import JobSpec
-from clubjapon_ops.jobs import RunLabels
+from clubjapon_ops.jobs.records import Report, RunLabels
 from clubjapon_ops.newsletter.content import is_slug
-from clubjapon_ops.reporting.job import campaign_reports
-from clubjapon_ops.reports import Report
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 
@@ -48,10 +45,10 @@ REGISTRY: dict[str, JobFunction] = {
                             "pull contacts from the CRM, then write suppressions back to it"),
     "crm_push": JobFunction(jobs.crm_push, {}, "write suppressions back to the CRM"),
     "campaign_reports": JobFunction(
-        campaign_reports, {"days": int}, "write the HTML report of editions sent lately"
+        jobs.campaign_reports, {"days": int}, "write the HTML report of editions sent lately"
     ),
     "outbox_cleanup": JobFunction(
-        outbox_cleanup, {"older_than_days": int}, "delete old messages from the outbox"
+        jobs.outbox_cleanup, {"older_than_days": int}, "delete old messages from the outbox"
     ),
     "send_campaign": JobFunction(jobs.send_campaign, {"edition": str},
                                  "send an edition to its audience (lint first)"),

@@ -1,16 +1,13 @@
-"""The jobs: plain functions that the CLI and the scheduler both call, each returning a report."""
+"""The CRM sync job: pull contacts page by page into the store, then write suppressions back."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -18,17 +15,9 @@ from clubjapon_ops.contacts import Contact, normalise
 from clubjapon_ops.crm import CrmSource, Page, make_source
 from clubjapon_ops.crm.readahead import read_ahead
 from clubjapon_ops.crm.writeback import Pusher, make_pusher
-from clubjapon_ops.delivery.message import MimeBuilder
-from clubjapon_ops.delivery.sender import CampaignSender, SendReport
-from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
-from clubjapon_ops.delivery.transports import make_transport
-from clubjapon_ops.delivery.transports.base import Reachable
-from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact, StopRun
-from clubjapon_ops.newsletter.content import resolve_edition
-from clubjapon_ops.newsletter.lint import Problem
-from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
-from clubjapon_ops.processes import is_gone, process_id
-from clubjapon_ops.reports import Report as Report  # re-exported: jobs.Report
+from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact
+from clubjapon_ops.jobs.push import PushReport, push_suppressions
+from clubjapon_ops.jobs.records import Report, run_recorded
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.contacts import (
@@ -38,22 +27,16 @@ from clubjapon_ops.store.contacts import (
     seen_since,
     upsert_contacts,
 )
-from clubjapon_ops.store.lock import send_lock
 from clubjapon_ops.store.pushes import pending_pushes
 from clubjapon_ops.store.runs import (
-    abandon_dead_runs,
-    finish_run,
     get_sync_state,
     save_bookmark,
     start_full_sync,
-    start_run,
 )
 from clubjapon_ops.store.types import utcnow
-from clubjapon_ops.writeback import PushReport, push_suppressions
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", bound=Report)
 # Pages commit together once they hold this many records: one statement per batch instead
 # of per page is most of the store's cost; the read-ahead and a batch are all we hold.
 COMMIT_BATCH = 1000
@@ -102,55 +85,6 @@ class SyncReport(Report):
             **({"read_as": self.read_as} if self.read_as else {}),
             **{f"push_{k}": v for k, v in push.items() if k != "crm"},
         }
-
-
-@dataclass(frozen=True)
-class RunLabels:
-    """What job_runs records about where a run came from, beyond its trigger."""
-
-    declared_job: str | None = None  # the jobs/ file, when the run came from one
-    attempt: int = 1
-
-
-# Set by the job runner around each attempt. A context variable rather than two more keyword
-# arguments on every job function: the labels only concern the record, not the work.
-_labels: ContextVar[RunLabels | None] = ContextVar("run_labels", default=None)
-
-
-@contextmanager
-def labelled(labels: RunLabels) -> Iterator[None]:
-    """Record the runs started in this block (in this thread) with these labels."""
-    token = _labels.set(labels)
-    try:
-        yield
-    finally:
-        _labels.reset(token)
-
-
-def run_recorded(store: Store, job: str, trigger: str, work: Callable[[], R]) -> R:
-    """Run ``work`` and record its outcome in job_runs, failures included."""
-    labels = _labels.get() or RunLabels()
-    with store.transaction() as conn:
-        # Runs of processes that were killed never recorded their end: say so now.
-        if abandoned := abandon_dead_runs(conn, is_gone):
-            log.warning("runs whose process was killed marked abandoned",
-                        extra={"runs": abandoned})
-        run_id = start_run(
-            conn, job, trigger, attempt=labels.attempt, declared_job=labels.declared_job,
-            runner=process_id(),
-        )
-    try:
-        report = work()
-    except BaseException as exc:
-        error = str(exc) or type(exc).__name__
-        # Asked to stop: what was committed is consistent, so this is not a failure.
-        status = "stopped" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed"
-        with store.transaction() as conn:
-            finish_run(conn, run_id, status, getattr(exc, "counts", {}), error)
-        raise
-    with store.transaction() as conn:
-        finish_run(conn, run_id, report.status, report.counts())
-    return report
 
 
 def crm_sync(
@@ -203,22 +137,6 @@ def _push_after_sync(
         finally:
             pusher.close()
     return push_suppressions(settings, store, pusher, stop)
-
-
-def crm_push(
-    settings: Settings, store: Store, *, trigger: str = "cli",
-    stop: threading.Event | None = None, pusher: Pusher | None = None,
-) -> PushReport:
-    """Push local suppressions to the CRM now, without a pull (``sync --push``)."""
-    chosen = pusher or make_pusher(settings)
-    if chosen is None:
-        raise ConfigError(f"CLUBJAPON_CRM={settings.crm}: there is no CRM to write back to")
-    try:
-        return run_recorded(store, "crm_push", trigger,
-                            lambda: push_suppressions(settings, store, chosen, stop))
-    finally:
-        if pusher is None:
-            chosen.close()
 
 
 def _sync(
@@ -369,103 +287,3 @@ def _dropped(report: SyncReport, ref: str, notes: list[str]) -> None:
 def _reason_kind(reason: str) -> str:
     """Group reasons for the summary: 'invalid email: <detail>' counts as 'invalid email'."""
     return reason.split(":", 1)[0]
-
-
-@dataclass
-class SendOptions:
-    """How ops asked for a send."""
-
-    limit: int | None = None
-    resend_unknown: bool = False
-    force: bool = False
-    worker: bool = False  # one of several processes on the campaign (PostgreSQL only)
-
-
-def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
-    """Load the edition with real, signed unsubscribe links."""
-    slug = resolve_edition(settings.root, edition)  # tokens sign the slug, never a spelling
-    signer = TokenSigner(signing_key(settings))
-    return load_newsletter(
-        settings, slug,
-        lambda c: unsubscribe_url(settings, signer, slug, c.email, c.language),
-    )
-
-
-def refuse_draft(newsletter: Newsletter) -> None:
-    """A draft is for previews and test copies: raise ConfigError before anything is sent."""
-    edition = newsletter.edition
-    if edition.is_draft:
-        raise ConfigError(f"{edition.slug} is a draft: set status: ready in "
-                          f"config/editions/{edition.slug}.yaml when it is")
-
-
-def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem]:
-    """Run the newsletter lint with the links this send will use."""
-    return check_newsletter(settings, newsletter.edition.slug,
-                            newsletter.personaliser.unsubscribe_url)
-
-
-def refuse_workers_on(dialect: str) -> None:
-    """Parallel senders need row locks that skip locked rows: PostgreSQL, not SQLite."""
-    if dialect != "postgresql":
-        raise ConfigError(
-            f"--worker needs PostgreSQL (SELECT ... FOR UPDATE SKIP LOCKED); this store is "
-            f"{dialect}: run a single `send` there, or set CLUBJAPON_DATABASE_URL to a "
-            "postgresql+psycopg:// URL"
-        )
-
-
-def ensure_no_send_running(store: Store, edition: str) -> None:
-    """Raise AlreadyRunning now if another process sends this edition (SQLite).
-
-    A look before the plan is printed, so that a refused send does not show one; the send
-    itself takes the lock again, which is what keeps two senders apart.
-    """
-    with send_lock(store, edition):
-        pass
-
-
-def send_campaign(
-    settings: Settings,
-    store: Store,
-    edition: str,
-    *,
-    options: SendOptions | None = None,
-    trigger: str = "cli",
-    stop: threading.Event | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    newsletter: Newsletter | None = None,
-) -> SendReport:
-    """Send an edition to its audience through the configured transport; record everything."""
-    options = options or SendOptions()
-    if options.worker:
-        refuse_workers_on(store.dialect)
-    newsletter = newsletter or newsletter_for_sending(settings, edition)
-    refuse_draft(newsletter)  # --force skips the lint, never this
-    # With force the lint decides nothing (the send command has already shown its result).
-    errors = [] if options.force else [
-        p for p in lint_before_send(settings, newsletter) if p.level == "error"]
-    if errors:
-        raise StopRun(f"lint found {len(errors)} error(s), first: {errors[0]}; "
-                      "fix them or send with --force")
-
-    def work() -> SendReport:
-        builder = MimeBuilder(settings.mail_from)
-        transport = make_transport(settings, builder)
-        try:
-            sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,
-                                    error_budget=settings.error_budget, stop=stop,
-                                    progress=progress, worker=options.worker,
-                                    commit_every=settings.send_commit_every)
-            if isinstance(transport, Reachable):
-                # One session before planning: a wrong host or port stops here, at once.
-                transport.check()
-            report = sender.prepare(resend_unknown=options.resend_unknown)
-            return sender.run(report, limit=options.limit)
-        finally:
-            transport.close()
-
-    # One sender per edition on SQLite, taken before the run is recorded: a send refused
-    # because another is running did nothing, and is not a failed run of that edition.
-    with send_lock(store, edition):
-        return run_recorded(store, "send_campaign", trigger, work)

@@ -7,9 +7,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from clubjapon_ops.crm.writeback import Pusher
-from clubjapon_ops.errors import AuthError, Interrupted, StopRun
-from clubjapon_ops.reports import Report
+from clubjapon_ops.crm.writeback import Pusher, make_pusher
+from clubjapon_ops.errors import AuthError, ConfigError, Interrupted, StopRun
+from clubjapon_ops.jobs.records import Report, run_recorded
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.events import process_pending
@@ -92,3 +92,19 @@ def push_suppressions(
             report.not_found.append(candidate.email)
     log.info("write-back finished", extra={"report": report.counts()})
     return report
+
+
+def crm_push(
+    settings: Settings, store: Store, *, trigger: str = "cli",
+    stop: threading.Event | None = None, pusher: Pusher | None = None,
+) -> PushReport:
+    """Push local suppressions to the CRM now, without a pull (``sync --push``)."""
+    chosen = pusher or make_pusher(settings)
+    if chosen is None:
+        raise ConfigError(f"CLUBJAPON_CRM={settings.crm}: there is no CRM to write back to")
+    try:
+        return run_recorded(store, "crm_push", trigger,
+                            lambda: push_suppressions(settings, store, chosen, stop))
+    finally:
+        if pusher is None:
+            chosen.close()

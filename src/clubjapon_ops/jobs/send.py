@@ -1,0 +1,124 @@
+"""The send job: an edition to its audience through the configured transport."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.sender import CampaignSender, SendReport
+from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
+from clubjapon_ops.delivery.transports import make_transport
+from clubjapon_ops.delivery.transports.base import Reachable
+from clubjapon_ops.errors import ConfigError, StopRun
+from clubjapon_ops.jobs.records import run_recorded
+from clubjapon_ops.newsletter.content import resolve_edition
+from clubjapon_ops.newsletter.lint import Problem
+from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+from clubjapon_ops.store.lock import send_lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SendOptions:
+    """How ops asked for a send."""
+
+    limit: int | None = None
+    resend_unknown: bool = False
+    force: bool = False
+    worker: bool = False  # one of several processes on the campaign (PostgreSQL only)
+
+
+def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
+    """Load the edition with real, signed unsubscribe links."""
+    slug = resolve_edition(settings.root, edition)  # tokens sign the slug, never a spelling
+    signer = TokenSigner(signing_key(settings))
+    return load_newsletter(
+        settings, slug,
+        lambda c: unsubscribe_url(settings, signer, slug, c.email, c.language),
+    )
+
+
+def refuse_draft(newsletter: Newsletter) -> None:
+    """A draft is for previews and test copies: raise ConfigError before anything is sent."""
+    edition = newsletter.edition
+    if edition.is_draft:
+        raise ConfigError(f"{edition.slug} is a draft: set status: ready in "
+                          f"config/editions/{edition.slug}.yaml when it is")
+
+
+def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem]:
+    """Run the newsletter lint with the links this send will use."""
+    return check_newsletter(settings, newsletter.edition.slug,
+                            newsletter.personaliser.unsubscribe_url)
+
+
+def refuse_workers_on(dialect: str) -> None:
+    """Parallel senders need row locks that skip locked rows: PostgreSQL, not SQLite."""
+    if dialect != "postgresql":
+        raise ConfigError(
+            f"--worker needs PostgreSQL (SELECT ... FOR UPDATE SKIP LOCKED); this store is "
+            f"{dialect}: run a single `send` there, or set CLUBJAPON_DATABASE_URL to a "
+            "postgresql+psycopg:// URL"
+        )
+
+
+def ensure_no_send_running(store: Store, edition: str) -> None:
+    """Raise AlreadyRunning now if another process sends this edition (SQLite).
+
+    A look before the plan is printed, so that a refused send does not show one; the send
+    itself takes the lock again, which is what keeps two senders apart.
+    """
+    with send_lock(store, edition):
+        pass
+
+
+def send_campaign(
+    settings: Settings,
+    store: Store,
+    edition: str,
+    *,
+    options: SendOptions | None = None,
+    trigger: str = "cli",
+    stop: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    newsletter: Newsletter | None = None,
+) -> SendReport:
+    """Send an edition to its audience through the configured transport; record everything."""
+    options = options or SendOptions()
+    if options.worker:
+        refuse_workers_on(store.dialect)
+    newsletter = newsletter or newsletter_for_sending(settings, edition)
+    refuse_draft(newsletter)  # --force skips the lint, never this
+    # With force the lint decides nothing (the send command has already shown its result).
+    errors = [] if options.force else [
+        p for p in lint_before_send(settings, newsletter) if p.level == "error"]
+    if errors:
+        raise StopRun(f"lint found {len(errors)} error(s), first: {errors[0]}; "
+                      "fix them or send with --force")
+
+    def work() -> SendReport:
+        builder = MimeBuilder(settings.mail_from)
+        transport = make_transport(settings, builder)
+        try:
+            sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,
+                                    error_budget=settings.error_budget, stop=stop,
+                                    progress=progress, worker=options.worker,
+                                    commit_every=settings.send_commit_every)
+            if isinstance(transport, Reachable):
+                # One session before planning: a wrong host or port stops here, at once.
+                transport.check()
+            report = sender.prepare(resend_unknown=options.resend_unknown)
+            return sender.run(report, limit=options.limit)
+        finally:
+            transport.close()
+
+    # One sender per edition on SQLite, taken before the run is recorded: a send refused
+    # because another is running did nothing, and is not a failed run of that edition.
+    with send_lock(store, edition):
+        return run_recorded(store, "send_campaign", trigger, work)
