@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clubjapon_ops.jobs import cleanup
 from clubjapon_ops.errors import Interrupted
+from clubjapon_ops.jobs import cleanup
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.runs import recent_runs
