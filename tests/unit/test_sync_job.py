@@ -119,3 +119,13 @@ def test_sync_of_missing_csv_fails_cleanly(
     with pytest.raises(SourceError, match="not found"):
         jobs.crm_sync(missing, store)
     assert emails(store) == set()
+
+
+def test_progress_is_told_after_each_committed_batch(settings: Settings, store: Store) -> None:
+    pages = [Page([rec(f"r{p}-{i}@example.com") for i in range(10)], bookmark=str(p))
+             for p in range(5)]
+    seen: list[tuple[int, int]] = []
+    report = jobs.crm_sync(settings, store, source=ScriptedSource(pages), batch_size=20,
+                           progress=lambda r: seen.append((r.fetched, r.upserts.created)))
+    assert seen == [(20, 20), (40, 40)]  # after each batch of 20; the last 10 end the run
+    assert report.fetched == 50 and len(emails(store)) == 50

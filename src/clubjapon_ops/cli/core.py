@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -40,7 +44,9 @@ def sync(app: App, full: bool, push: bool) -> int:
     """
     if push:
         return _show_push(jobs.crm_push(app.settings, app.store, trigger="cli"))
-    report = jobs.crm_sync(app.settings, app.store, full=full, trigger="cli")
+    with _counter() as progress:
+        report = jobs.crm_sync(app.settings, app.store, full=full, trigger="cli",
+                               progress=progress)
     c = report.counts()
     mode = "full" if report.full else "incremental"
     click.echo(
@@ -57,6 +63,26 @@ def sync(app: App, full: bool, push: bool) -> int:
     if report.push is not None:
         return _show_push(report.push)
     return EXIT_OK
+
+
+@contextmanager
+def _counter() -> Iterator[Callable[[jobs.SyncReport], None] | None]:
+    """A live count of the sync on a terminal (sources say no total in advance); elsewhere
+    none, since the log already has a line per committed batch."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    started = time.monotonic()
+
+    def show(report: jobs.SyncReport) -> None:
+        rate = report.fetched / max(time.monotonic() - started, 1e-6)
+        click.echo(f"\r  syncing: {report.fetched:,} fetched, {report.skipped:,} skipped, "
+                   f"{rate:,.0f}/s", nl=False, err=True)
+
+    try:
+        yield show
+    finally:
+        click.echo("\r\033[K", nl=False, err=True)  # the summary line takes its place
 
 
 def _show_push(report: PushReport) -> int:

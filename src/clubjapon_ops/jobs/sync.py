@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,16 +98,18 @@ def crm_sync(
     batch_size: int = COMMIT_BATCH,
     stop: threading.Event | None = None,
     pusher: Pusher | None = None,
+    progress: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
     """Pull contacts from the configured source into the store, a batch of pages at a time,
     then push the suppressions the CRM does not know yet (write-back).
 
-    When ``stop`` is set the sync ends after the batch it is on, raising Interrupted.
+    When ``stop`` is set the sync ends after the batch it is on, raising Interrupted;
+    ``progress`` is called with the report after each committed batch.
     """
     chosen = source or make_source(settings)
 
     def work() -> SyncReport:
-        report = _sync(store, chosen, full, batch_size, stop)
+        report = _sync(store, chosen, full, batch_size, stop, progress)
         report.push = _push_after_sync(settings, store, chosen.name, pusher, stop)
         return report
 
@@ -142,6 +145,7 @@ def _push_after_sync(
 def _sync(
     store: Store, source: CrmSource, full: bool, batch_size: int,
     stop: threading.Event | None = None,
+    progress: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
     now = utcnow()
     with store.transaction() as conn:
@@ -183,6 +187,8 @@ def _sync(
             stopping = stop is not None and stop.is_set()
             if batch.records >= batch_size or stopping:
                 _commit(store, source.name, stamp, batch, report)
+                if progress is not None:
+                    progress(report)
             if stopping:
                 # After a commit is the safe point: the next sync resumes from the bookmark,
                 # and a full sync stopped here archives nothing.
