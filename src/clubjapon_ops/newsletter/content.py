@@ -129,16 +129,17 @@ def dotted(loc: Loc) -> str:
 _RESERVED = re.compile("[\ue000\ue001]")
 
 
-def _strings(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
-    """Every text in parsed YAML, with its location; escapes (\\uE000) already decoded."""
+def texts_in(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    """Every string in nested dicts and lists (parsed YAML, a dumped edition) with its
+    location; in YAML, escapes (\\uE000) are already decoded."""
     if isinstance(data, str):
         yield loc, data
     elif isinstance(data, dict):
         for key, value in data.items():
-            yield from _strings(value, (*loc, key))
+            yield from texts_in(value, (*loc, key))
     elif isinstance(data, list):
         for i, item in enumerate(data):
-            yield from _strings(item, (*loc, i))
+            yield from texts_in(item, (*loc, i))
 
 
 # Lists thousands deep, or an alias inside itself (venue: &v [*v]) that never ends: either
@@ -185,7 +186,7 @@ def load_edition(path: Path) -> Edition:
 def _validated(path: Path) -> Edition:
     """load_edition's work, which recurses through the data as deep as the file nests."""
     node, data = _read(path)
-    for field_loc, value in _strings(data):
+    for field_loc, value in texts_in(data):
         if found := _RESERVED.search(value):
             raise ConfigError(
                 f"{path}:{_line_of(node, field_loc)}: {dotted(field_loc)}: character "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import (
@@ -14,6 +13,7 @@ from clubjapon_ops.newsletter.content import (
     list_editions,
     load_edition,
     locate_fields,
+    texts_in,
 )
 from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.model import Edition
@@ -21,18 +21,6 @@ from clubjapon_ops.newsletter.placeholders import placeholder_in
 
 COPIED = "same as in {slug}: copied and not changed?"
 _COMPARED = ("subject", "title", "summary")
-
-
-def _texts(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
-    """Every string of a dumped edition, with its location (file keys, no section tags)."""
-    if isinstance(data, str):
-        yield loc, data
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            yield from _texts(value, (*loc, key))
-    elif isinstance(data, list):
-        for i, item in enumerate(data):
-            yield from _texts(item, (*loc, i))
 
 
 def _headings(edition: Edition) -> Iterator[tuple[Loc, dict[str, str]]]:
@@ -69,7 +57,7 @@ def lint_edition(root: Path, edition: Edition) -> list[Problem]:
         where = f"{EDITIONS_DIR.as_posix()}/{edition.slug}.yaml:{line_of(loc)} {dotted(loc)}"
         problems.append(Problem(level, rule, where, message))
 
-    for loc, text in _texts(edition.model_dump(exclude={"slug"})):
+    for loc, text in texts_in(edition.model_dump(exclude={"slug"})):
         if mark := placeholder_in(text):
             add("error", "placeholder", loc, f"{mark} is still there: write the text")
     named = edition.slug[:10]
