@@ -259,3 +259,25 @@ def test_recover_leaves_a_row_its_slow_holder_handed_over_meanwhile(send_store: 
         row = conn.execute(select(deliveries.c.state, deliveries.c.claimed_by)
                            .where(deliveries.c.id == moved)).one()
     assert tuple(row) == ("sending", "slow:1:x")  # not put back in the queue to go twice
+
+
+def test_a_keyed_batch_past_its_resend_time_becomes_unknown_not_sent_under_a_new_key(
+    send_store: Store,
+) -> None:
+    seed(send_store)
+    now = datetime.now(UTC)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        first, second = ledger.claim(conn, E, "w1", 2, LEASE)
+        ledger.set_batch_key(conn, [first.id], "key-lapsed", now - timedelta(seconds=1))
+        ledger.set_batch_key(conn, [second.id], "key-valid", now + timedelta(minutes=5))
+        conn.execute(update(deliveries).where(deliveries.c.id.in_([first.id, second.id]))
+                     .values(state="retry", claimed_by=None, next_attempt_at=None))
+        again = ledger.claim(conn, E, "w2", 10, LEASE)
+    # The valid key's batch goes again, alone and under its key; the lapsed one waits for
+    # the operator: the provider may have taken it, and a new key would deliver it twice.
+    assert [(c.id, c.batch_key) for c in again] == [(second.id, "key-valid")]
+    with send_store.transaction() as conn:
+        row = conn.execute(select(deliveries.c.state, deliveries.c.last_error)
+                           .where(deliveries.c.id == first.id)).one()
+    assert row.state == "unknown" and "idempotency key lapsed" in row.last_error

@@ -13,7 +13,7 @@ import responses
 from sqlalchemy import select, update
 
 from clubjapon_ops import jobs
-from clubjapon_ops.delivery.sender import CampaignSender, SendReport
+from clubjapon_ops.delivery.sender import IDEMPOTENCY_VALIDITY, CampaignSender, SendReport
 from clubjapon_ops.delivery.transports.brevo import BrevoTransport
 from clubjapon_ops.http.client import HttpClient, RetryPolicy
 from clubjapon_ops.http.vendors import brevo_api
@@ -127,3 +127,8 @@ def test_a_batch_key_is_trusted_for_resends_only_within_brevo_s_shortest_documen
     assert len({key for key, _ in rows}) == 1 and None not in {key for key, _ in rows}
     for _key, expires in rows:
         assert expires.replace(tzinfo=UTC) - before < timedelta(minutes=15)
+        # And what is recorded is when a resend may last start: its own retries (timeout and
+        # retry budget of the HTTP client) must end within the key's validity too.
+        longest = timedelta(seconds=NO_WAIT.total_s + 30.0)
+        assert expires.replace(tzinfo=UTC) - before <= IDEMPOTENCY_VALIDITY - longest \
+            + timedelta(seconds=5)

@@ -337,8 +337,11 @@ class CampaignSender:
                 # under the same key, and the provider drops what it already took.
                 key = chunk[0].batch_key or str(uuid.uuid4())
                 if chunk[0].batch_key is None:
+                    # Recorded is the last moment a resend may *start*: with its retries it
+                    # must end within the key's validity.
+                    longest = timedelta(seconds=getattr(self.transport, "longest_call_s", 0.0))
                     ledger.set_batch_key(conn, sorted(mine), key,
-                                         utcnow() + IDEMPOTENCY_VALIDITY)
+                                         utcnow() + IDEMPOTENCY_VALIDITY - longest)
         if len(mine) < len(ids):
             # A row whose lease ran out went to another sender: never send it from here.
             log.warning("claimed rows taken back before sending; skipped",

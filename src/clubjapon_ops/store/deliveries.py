@@ -225,6 +225,21 @@ def _to_claimed(row: Any, now: datetime) -> Claimed:
                    batch_key=row.batch_key if valid else None)
 
 
+def expire_keys(conn: Connection, edition: str, now: datetime) -> int:
+    """Make 'unknown' the retry rows of a keyed batch whose key may no longer be resent.
+
+    Such a batch failed with no sure answer (the provider may have taken it): under a new key
+    it could be delivered twice, so it waits for the operator, as an interrupted one does.
+    """
+    return conn.execute(
+        update(deliveries)
+        .where(deliveries.c.edition == edition, deliveries.c.state == RETRY,
+               deliveries.c.batch_key.is_not(None), deliveries.c.batch_key_expires_at <= now)
+        .values(state=UNKNOWN, last_error="the batch's idempotency key lapsed before a resend: "
+                "check, then --resend-unknown", updated_at=now)
+    ).rowcount
+
+
 def claim(
     conn: Connection, edition: str, worker: str, limit: int, lease: timedelta,
     now: datetime | None = None, state: str = SENDING,
@@ -239,6 +254,7 @@ def claim(
     so the batch can be sent again exactly as it was.
     """
     now = now or utcnow()
+    expire_keys(conn, edition, now)  # 'status' then shows them unknown, with why
     # Another sender may take every row this one saw (see _take): look again, a few times.
     for _ in range(3):
         rows, keyed = _sendable(conn, edition, limit, now)

@@ -32,6 +32,12 @@ class ApiTransport:
         self.sender = sender(mail_from, self.max_name)
         self.unsubscribe_mailto = unsubscribe_mailto
 
+    @property
+    def longest_call_s(self) -> float:
+        """How long one call may last, its retries included: a batch sent again under its
+        idempotency key must be answered before the key lapses."""
+        return self.client.retry.total_s + self.client.timeout
+
     def close(self) -> None:
         """Release the HTTP session."""
         self.client.close()
