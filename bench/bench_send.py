@@ -536,8 +536,8 @@ def show(m: Measure) -> None:
 # Stages of the per-message path, by the inclusive time of the functions that do them:
 # (label, [(file suffix, function), ...] added, [(file suffix, function), ...] taken away).
 STAGES = (
-    ("setup: load, render, lint, plan", [("jobs.py", "newsletter_for_sending"),
-                                         ("jobs.py", "lint_before_send"),
+    ("setup: load, render, lint, plan", [("jobs/send.py", "newsletter_for_sending"),
+                                         ("jobs/send.py", "lint_before_send"),
                                          ("sender.py", "prepare")], []),
     ("claim batches (ledger)", [("deliveries.py", "claim")], []),
     ("personalise (slots)", [("render.py", "personalise")], []),

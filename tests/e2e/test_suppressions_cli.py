@@ -100,6 +100,13 @@ def test_import_then_export(suppressed: Path) -> None:
     exported = cli(suppressed, "suppressions", "export", str(out))
     assert exported.returncode == 0, exported.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600  # a list of addresses
+    out.chmod(0o644)  # left readable by something else: exported again, it is made private
+    assert cli(suppressed, "suppressions", "export", str(out)).returncode == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    link = suppressed / "link.csv"
+    link.symlink_to(suppressed / "elsewhere.csv")
+    followed = cli(suppressed, "suppressions", "export", str(link))
+    assert followed.returncode != 0 and not (suppressed / "elsewhere.csv").exists()
     table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert {(r["email"], r["source"], r["reason"]) for r in table} >= {
         ("old@example.com", "import", "left in 2024"), ("old2@example.com", "import", "imported")}

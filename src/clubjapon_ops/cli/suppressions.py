@@ -144,8 +144,14 @@ def export(app: App, file: Path | None) -> int:
     if file is None:
         _write_csv(sys.stdout, rows)
         return EXIT_OK
-    # The file is a list of addresses: readable by its owner only, from its creation on.
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The file is a list of addresses: readable by its owner only, from its creation on, and
+    # made so if it existed (the mode of open() applies to new files only); never through a
+    # symbolic link, which could point anywhere.
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise click.FileError(str(file), exc.strerror) from None
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
         _write_csv(handle, rows)
     click.echo(f"{len(rows)} suppression(s) written to {file}", err=True)

@@ -28,7 +28,7 @@ def published(root: Path, sent: set[str]) -> list[Edition]:
             edition = load_edition(root / EDITIONS_DIR / f"{slug}.yaml")
         except ConfigError as exc:
             # One line, the project-relative message: the archive goes on without it.
-            log.warning("archive: %s skipped: %s", slug, str(exc).replace(f"{root}/", "", 1))
+            log.warning("archive: %s skipped: %s", slug, str(exc).replace(f"{root}/", ""))
             continue
         if not edition.is_draft:
             found.append(edition)
