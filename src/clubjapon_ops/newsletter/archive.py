@@ -12,6 +12,7 @@ from clubjapon_ops.newsletter.content import (
     Lang,
     list_editions,
     load_edition,
+    project_relative,
     resolve_edition,
 )
 
@@ -28,7 +29,7 @@ def published(root: Path, sent: set[str]) -> list[Edition]:
             edition = load_edition(root / EDITIONS_DIR / f"{slug}.yaml")
         except ConfigError as exc:
             # One line, the project-relative message: the archive goes on without it.
-            log.warning("archive: %s skipped: %s", slug, str(exc).replace(f"{root}/", ""))
+            log.warning("archive: %s skipped: %s", slug, project_relative(str(exc), root))
             continue
         if not edition.is_draft:
             found.append(edition)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from difflib import get_close_matches
@@ -235,6 +236,14 @@ def locate_fields(path: Path) -> Callable[[Loc], int]:
 def is_slug(name: str) -> bool:
     """True for a well-formed edition name: 'YYYY-MM-DD-place', lower case, no path."""
     return SLUG.fullmatch(name) is not None
+
+
+def project_relative(text: str, root: Path) -> str:
+    """A message with the paths under the project root made relative to it (an edition's
+    error names its file by absolute path, and an OS error may name it once more)."""
+    if root == Path(root.anchor):  # a project at / has nothing to cut
+        return text
+    return text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
 
 
 def list_editions(root: Path) -> list[str]:

@@ -9,7 +9,12 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.newsletter.content import EDITIONS_DIR, list_editions, load_edition
+from clubjapon_ops.newsletter.content import (
+    EDITIONS_DIR,
+    list_editions,
+    load_edition,
+    project_relative,
+)
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
@@ -35,9 +40,7 @@ def edition_lines(root: Path) -> list[EditionLine]:
         try:
             edition = load_edition(path)
         except ConfigError as exc:
-            # The message names the file by its absolute path, an OS error once more: keep
-            # both relative to the project.
-            lines.append(EditionLine(slug, error=str(exc).replace(f"{root}/", "")))
+            lines.append(EditionLine(slug, error=project_relative(str(exc), root)))
             continue
         lines.append(EditionLine(slug, edition.date.isoformat(), edition.status,
                                  tuple(edition.languages)))

@@ -5,7 +5,6 @@ Marketing only: these pages list stored contacts and unpublished editions (see c
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from flask import (
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ClubJaponError, ConfigError
-from clubjapon_ops.newsletter.content import LANGS, list_editions
+from clubjapon_ops.newsletter.content import LANGS, list_editions, project_relative
 from clubjapon_ops.newsletter.edition_lint import lint_edition
 from clubjapon_ops.newsletter.lint import lint_messages
 from clubjapon_ops.newsletter.render import PersonalMessage
@@ -48,9 +47,7 @@ class Unrenderable(Exception):
 
 def relative(text: str, root: Path) -> str:
     """The text with paths under the project root made relative, and no other absolute path."""
-    if root != Path(root.anchor):  # a project at / has nothing to cut
-        text = text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
-    return _ABSOLUTE_PATH.sub("", text)
+    return _ABSOLUTE_PATH.sub("", project_relative(text, root))
 
 
 def _settings() -> Settings:
