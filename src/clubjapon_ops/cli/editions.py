@@ -9,7 +9,6 @@ from clubjapon_ops.newsletter.drafts import new_edition
 from clubjapon_ops.newsletter.listing import edition_lines, ledger_tallies
 from clubjapon_ops.newsletter.schema import write_schema
 from clubjapon_ops.newsletter.service import newest_ready_edition
-from clubjapon_ops.store.deliveries import SENT
 
 
 @cli.group()
@@ -77,8 +76,8 @@ def list_(app: App) -> int:
     counts = ledger_tallies(app.settings, lambda: app.store, [line.slug for line in lines])
     click.echo(f"{'EDITION':<28} {'DATE':<10} {'STATUS':<7} {'LANGS':<9} PLANNED/SENT")
     for line in lines:
-        by_state = counts.get(line.slug, {})
-        tally = f"{sum(by_state.values())}/{by_state.get(SENT, 0)}"
+        counted = counts.get(line.slug)
+        tally = f"{counted.planned}/{counted.sent}" if counted else "0/0"
         if line.error:
             click.echo(f"{line.slug:<28} {'-':<10} {'invalid':<7} {'-':<9} {tally}  {line.error}")
         else:

@@ -32,6 +32,14 @@ class EditionLine:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Tally:
+    """An edition's ledger rows: all of them (planned) and those sent."""
+
+    planned: int
+    sent: int
+
+
 def edition_lines(root: Path) -> list[EditionLine]:
     """Every edition file, oldest first; a malformed one is listed with its first error."""
     lines = []
@@ -49,12 +57,15 @@ def edition_lines(root: Path) -> list[EditionLine]:
 
 def ledger_tallies(
     settings: Settings, open_store: Callable[[], Store], slugs: list[str]
-) -> dict[str, dict[str, int]]:
-    """Ledger rows by state per edition; none, and no file made, where no database is yet."""
+) -> dict[str, Tally]:
+    """Planned and sent rows of the editions the ledger has; none, and no file made, where
+    no database is yet."""
     url = make_url(settings.database_url)
     if is_sqlite(url):
         file = sqlite_file(url)
         if file is None or not (settings.root / file).exists():
             return {}  # listing editions is no reason to create a database
     with open_store().transaction() as conn:
-        return {slug: ledger.ledger_counts(conn, slug) for slug in slugs}
+        counts = {slug: ledger.ledger_counts(conn, slug) for slug in slugs}
+    return {slug: Tally(sum(by_state.values()), by_state.get(ledger.SENT, 0))
+            for slug, by_state in counts.items() if by_state}

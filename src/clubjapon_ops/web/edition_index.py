@@ -6,18 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from clubjapon_ops.errors import ClubJaponError
-from clubjapon_ops.newsletter.listing import EditionLine, edition_lines, ledger_tallies
+from clubjapon_ops.newsletter.listing import EditionLine, Tally, edition_lines, ledger_tallies
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
-from clubjapon_ops.store.deliveries import SENT
-
-
-@dataclass(frozen=True)
-class Tally:
-    """An edition's ledger rows: all of them (planned) and those sent."""
-
-    planned: int
-    sent: int
 
 
 @dataclass(frozen=True)
@@ -42,7 +33,5 @@ def index_rows(
     for line in reversed(lines):  # slugs start with the date: newest last when sorted
         if line.error:
             line = replace(line, error=relative(line.error))
-        by_state = counts.get(line.slug)
-        tally = Tally(sum(by_state.values()), by_state.get(SENT, 0)) if by_state else None
-        rows.append(IndexRow(line, tally))
+        rows.append(IndexRow(line, counts.get(line.slug)))
     return rows
