@@ -136,6 +136,33 @@ def test_a_claimed_row_settled_by_another_sender_is_not_handed_over(send_store: 
         assert hot.mark_sending(slow[0].id, "fast:2:y")
 
 
+def test_a_claimed_keyed_batch_whose_key_lapsed_becomes_unknown_not_pending(
+    send_store: Store,
+) -> None:
+    """A keyed batch that went out once, was claimed again to be resent under its key and
+    was never handed over (its sender died), must not go back to 'pending' once the key has
+    lapsed: claimed again, it would go out under a new key and could be delivered twice."""
+    seed(send_store)
+    now = datetime.now(UTC)
+    with send_store.transaction() as conn:
+        ledger.plan(conn, E)
+        first = ledger.claim(conn, E, "w1", 2, LEASE)
+        ledger.set_batch_key(conn, [c.id for c in first], "key-1", now + timedelta(minutes=5))
+        ledger.record(conn, [ledger.Outcome(c.id, ledger.RETRY, "retry", error="HTTP 503",
+                                            retry_at=now) for c in first])
+        again = ledger.claim(conn, E, "dead:1:x", 10, LEASE, state=ledger.CLAIMED)
+        assert [(c.id, c.batch_key) for c in again] == [(c.id, "key-1") for c in first]
+        later = now + timedelta(minutes=6)  # the key lapsed while nobody held the batch
+        assert ledger.recover(conn, E, lambda who: who == "dead:1:x", now=later) == {
+            "unknown": 2}
+        rest = ledger.claim(conn, E, "w2", 10, LEASE, now=later)
+    assert {c.id for c in rest}.isdisjoint(c.id for c in first)
+    with send_store.transaction() as conn:
+        errors = conn.execute(select(deliveries.c.last_error).where(
+            deliveries.c.id.in_([c.id for c in first]))).scalars().all()
+    assert errors == [ledger.KEY_LAPSED] * 2
+
+
 def test_claim_takes_due_retries_first_then_pending_rows_in_order(send_store: Store) -> None:
     seed(send_store, n=8)
     with send_store.transaction() as conn:

@@ -159,6 +159,10 @@ def plan(conn: Connection, edition: str) -> int:
     return int(conn.execute(count).scalar_one() - before)
 
 
+# Why a row of a keyed batch waits for the operator instead of going out under a new key.
+KEY_LAPSED = "the batch's idempotency key lapsed before a resend: check, then --resend-unknown"
+
+
 def recover(
     conn: Connection, edition: str, is_gone: Callable[[str], bool], now: datetime | None = None
 ) -> dict[str, int]:
@@ -190,7 +194,16 @@ def recover(
             else deliveries.c.claimed_by == row.claimed_by)
         if row.state == CLAIMED:
             # Not handed over this time: back in the queue, or, when it belongs to a keyed
-            # batch that went out before, back with its batch so it goes again as one.
+            # batch that went out before, back with its batch so it goes again as one. A key
+            # is recorded only with a hand-over, so a keyed row did go out once; if its key
+            # has lapsed, a resend under a new key could deliver it twice: 'unknown', as
+            # expire_keys() does for such a batch waiting in 'retry'.
+            if row.batch_key is not None and not resend:
+                if conn.execute(still.values(
+                        state=UNKNOWN, claimed_by=None, lease_expires_at=None, updated_at=now,
+                        last_error=KEY_LAPSED)).rowcount:
+                    settled[UNKNOWN] += 1
+                continue
             if conn.execute(still.values(
                     state=RETRY if resend else PENDING, claimed_by=None, lease_expires_at=None,
                     updated_at=now)).rowcount:
@@ -235,8 +248,7 @@ def expire_keys(conn: Connection, edition: str, now: datetime) -> int:
         update(deliveries)
         .where(deliveries.c.edition == edition, deliveries.c.state == RETRY,
                deliveries.c.batch_key.is_not(None), deliveries.c.batch_key_expires_at <= now)
-        .values(state=UNKNOWN, last_error="the batch's idempotency key lapsed before a resend: "
-                "check, then --resend-unknown", updated_at=now)
+        .values(state=UNKNOWN, last_error=KEY_LAPSED, updated_at=now)
     ).rowcount
 
 
