@@ -165,6 +165,19 @@ def test_the_store_is_private_to_its_owner(home: Path) -> None:
         assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in companions)
 
 
+def test_a_store_an_older_version_left_readable_by_others_is_made_private(home: Path) -> None:
+    assert run(home, "sync").returncode == 0
+    db = home / "var" / "clubjapon.sqlite3"
+    wal = db.with_name(db.name + "-wal")
+    wal.write_bytes(b"")
+    for path in (db, wal):
+        path.chmod(0o644)  # as a version before the store was created private left it
+    result = run(home, "sync")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert not wal.exists() or stat.S_IMODE(wal.stat().st_mode) == 0o600
+
+
 @pytest.mark.parametrize("first", [
     ["preview", "2025-11-04-lille", "--lang", "fr"],  # writes var/preview/, signs nothing
     ["send", "2025-11-04-lille", "--test-to", "me@example.org"],  # var/secret.key, outbox

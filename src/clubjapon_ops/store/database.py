@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import SingletonThreadPool
 
 from clubjapon_ops.errors import StoreError
-from clubjapon_ops.files import private_folder
+from clubjapon_ops.files import make_private, private_folder
 from clubjapon_ops.store.failures import database_failure, first_line
 from clubjapon_ops.store.location import busy_timeout, creates_file, is_sqlite, sqlite_file
 from clubjapon_ops.store.migrations import migrate
@@ -67,14 +67,24 @@ def _sqlite_pragmas(timeout_s: float) -> Any:
     return on_connect
 
 
+_SIDECARS = ("-wal", "-shm", "-journal")
+
+
 def _create_private(url: URL) -> None:
     """Create a new SQLite file owner-only (0600) in an owner-only folder (0700).
+
+    An existing file (and its -wal, -shm, -journal) that others may read is made owner-only.
 
     SQLite would create it 0644 less the umask; it gives the -wal, -shm and -journal files
     the main file's mode, so creating the main file first is enough for all of them.
     """
     path = sqlite_file(url)
-    if path is None or not creates_file(url) or path.exists():
+    if path is None or not creates_file(url):
+        return
+    if path.exists():
+        # A file an older version created readable by others holds every reader's address.
+        for file in (path, *(path.with_name(path.name + s) for s in _SIDECARS)):
+            make_private(file)
         return
     private_folder(path.parent)
     # FileExistsError: another process created it first, and made the same choice.

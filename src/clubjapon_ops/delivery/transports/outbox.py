@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import tempfile
@@ -12,9 +11,7 @@ from pathlib import Path
 
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8, Outgoing, Result, Status
-from clubjapon_ops.files import private_folder
-
-log = logging.getLogger(__name__)
+from clubjapon_ops.files import make_private, private_folder
 
 # Characters every file system takes in a name (Windows refuses \ / : * ? " < > |).
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
@@ -32,17 +29,6 @@ def eml_name(row: int, address: str) -> str:
     if safe != address:
         safe += "~" + hashlib.sha256(address.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{row}-{safe}.eml"
-
-
-def _tighten(folder: Path) -> None:
-    """Make a folder an older version created readable by others owner-only."""
-    if folder.stat().st_mode & 0o077:
-        try:
-            folder.chmod(0o700)
-        except PermissionError:
-            # Someone else's folder: say so, and keep writing rather than stop a send.
-            log.warning("outbox folder readable by others, cannot change it",
-                        extra={"folder": str(folder)})
 
 
 class OutboxTransport:
@@ -67,8 +53,8 @@ class OutboxTransport:
         folder = self.root / edition
         if folder not in self._ready:
             private_folder(folder)
-            _tighten(self.root)
-            _tighten(folder)
+            make_private(self.root)
+            make_private(folder)
             self._ready.add(folder)
         return folder
 
