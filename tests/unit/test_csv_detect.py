@@ -206,3 +206,40 @@ def test_cp1252_start_and_utf8_past_the_sample_stops(tmp_path: Path) -> None:
                                           "cp1252 text"):
         for page in source.pages(None, full=True):
             assert all("Ã" not in str(r.last_name) for r in page.records)
+
+
+ASCII_HEAD = "email;nom\r\n" + "".join(f"u{i}@example.fr;Martin {i}\r\n" for i in range(8000))
+
+
+def test_an_ascii_start_and_cp1252_past_the_sample_reads_as_cp1252(tmp_path: Path) -> None:
+    # Sorted by name, an Excel export may hold 64 KiB of plain ASCII before its first accent.
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(ASCII_HEAD.encode("cp1252")
+                     + "late@example.fr;Hélène Lefèvre\r\nzoe@example.fr;Zoé\r\n".encode("cp1252"))
+    source, records = read(path)
+    assert len(records) == 8002
+    assert [r["last_name"] for r in records[-2:]] == ["Hélène Lefèvre", "Zoé"]
+    assert source.detected == "read as cp1252, ';'-separated"
+
+
+def test_an_ascii_start_and_utf8_past_the_sample_reads_as_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_bytes((ASCII_HEAD + "late@example.fr;Hélène\r\n").encode())
+    source, records = read(path)
+    assert records[-1]["last_name"] == "Hélène"
+    assert source.detected == "read as UTF-8, ';'-separated"
+
+
+@pytest.mark.parametrize("tail", [
+    # cp1252, then UTF-8: the two mixed; a lone name the detector takes for Big5.
+    "a@example.fr;Hélène\r\n".encode("cp1252") + "b@example.fr;Zoé\r\n".encode(),
+    "a@example.fr;Hélène\r\n".encode("cp1252"),
+])
+def test_an_ascii_start_and_too_little_to_tell_stops_rather_than_guess(
+    tmp_path: Path, tail: bytes
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(ASCII_HEAD.encode() + tail)
+    offset = len(ASCII_HEAD) + len(b"a@example.fr;H")
+    with pytest.raises(SourceError, match=rf"not UTF-8 text at byte {offset} \(line 8002\)"):
+        read(path)

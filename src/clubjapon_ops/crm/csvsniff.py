@@ -43,6 +43,7 @@ _PREFERRED = "cp1252"
 # a file that mixes UTF-8 with another encoding.
 _UTF8_MULTIBYTE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 _LABELS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
            "utf-32": "UTF-32"}
 
@@ -108,22 +109,63 @@ def detect_encoding(path: Path, sample: bytes) -> Encoding:
     for bom, codec in _BOMS:
         if sample.startswith(bom):
             return Encoding(codec, _decode(sample, codec, whole))
+    # What the encoding is judged on: the sample, or, when the sample is plain ASCII (which
+    # tells nothing of it), the lines where the file's first other byte is: Excel sorts by
+    # name, and "Zoé" may come after 64 KiB of "Martin".
+    look_at, look_whole = sample, whole
+    if not whole and sample.isascii():
+        later = _first_non_ascii_lines(path, len(sample))
+        if later is not None:
+            look_at, look_whole = later, len(later) < SAMPLE_BYTES
     try:
-        return Encoding("utf-8", _decode(sample, "utf-8", whole, errors="strict"))
+        _decode(look_at, "utf-8", look_whole, errors="strict")
+        return Encoding("utf-8", _decode(sample, "utf-8", whole))
     except UnicodeDecodeError as exc:
-        if not sample[: exc.start].isascii():
+        if not look_at[: exc.start].isascii():
             return Encoding("utf-8", _decode(sample, "utf-8", whole))
-    if not whole and b"\n" in sample:
-        sample = sample[: sample.rindex(b"\n") + 1]  # no character cut in two at the end
-    guessed = _guess(sample)
+    if not look_whole and b"\n" in look_at:
+        look_at = look_at[: look_at.rindex(b"\n") + 1]  # no character cut in two at the end
+    guessed = _guess(look_at)
     if guessed is None:
         raise SourceError(f"{path} is not text in any encoding we know (is it a CSV export?); "
                           "export it as CSV UTF-8")
-    if _SINGLE_BYTE.match(guessed) and _UTF8_MULTIBYTE.search(sample):
+    if look_at is not sample and not _SINGLE_BYTE.match(guessed):
+        # A few lines after 64 KiB of ASCII are too little for a detector to tell a Western
+        # code page from a CJK one ('Hélène' in cp1252 reads as Big5): stop at the byte, as
+        # UTF-8 does, rather than store a wrong guess.
+        return Encoding("utf-8", _decode(sample, "utf-8", whole))
+    if _SINGLE_BYTE.match(guessed) and _UTF8_MULTIBYTE.search(look_at):
         # UTF-8 characters among a code page's bytes: whichever single encoding we chose would
         # turn part of the file into mojibake.
         return Encoding("utf-8", _decode(sample, "utf-8", whole))
     return Encoding(guessed, _decode(sample, guessed, whole))
+
+
+def _first_non_ascii_lines(path: Path, start: int) -> bytes | None:
+    """Up to SAMPLE_BYTES of whole lines from the line holding the file's first non-ASCII
+    byte at or after ``start``; None when the rest of the file is ASCII too.
+
+    One read of the file at most (bytes.isascii runs at gigabytes a second), stopping at the
+    first such byte; only exports whose first 64 KiB are plain ASCII pay for it.
+    """
+    chunk_bytes = 1024 * 1024
+    with path.open("rb") as raw:
+        raw.seek(start)
+        offset = start
+        while chunk := raw.read(chunk_bytes):
+            if not chunk.isascii():
+                at = offset + _NON_ASCII.search(chunk).start()  # type: ignore[union-attr]
+                break
+            offset += len(chunk)
+        else:
+            return None
+        # Back to the start of that line (a line is at most a few KiB in an export).
+        back = max(0, at - SAMPLE_BYTES // 2)
+        raw.seek(back)
+        before = raw.read(at - back)
+        line_start = back + before.rfind(b"\n") + 1 if b"\n" in before else back
+        raw.seek(line_start)
+        return raw.read(SAMPLE_BYTES)
 
 
 def _guess(sample: bytes) -> str | None:
