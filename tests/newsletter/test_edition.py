@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -148,3 +150,19 @@ def test_slot_marker_characters_are_refused_with_file_and_line(
         load_edition(path)
     with pytest.raises(ConfigError, match=re.escape(code)):
         load_newsletter(project_settings, SLUG)
+
+
+def test_an_edited_edition_is_read_anew_even_with_the_same_size_and_time(tmp_path: Path) -> None:
+    # Long-running apps (the preview, the archive) keep parsed editions: never a stale one.
+    path = tmp_path / "2025-11-04-lille.yaml"
+    shutil.copy(REPO / "config" / "editions" / "2025-11-04-lille.yaml", path)
+    before = path.stat()
+    first = load_edition(path)
+    text = path.read_text(encoding="utf-8")
+    assert "Opéra de Lille" in text
+    path.write_text(text.replace("Opéra de Lille", "Opéra de Lyon!"), encoding="utf-8")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    again = load_edition(path)
+    assert "Opéra de Lille" in first.venue["fr"] and "Opéra de Lyon!" in again.venue["fr"]
+    assert load_edition(path) is again  # unchanged since: parsed once
