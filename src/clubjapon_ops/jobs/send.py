@@ -55,7 +55,7 @@ def refuse_draft(newsletter: Newsletter) -> None:
 def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem]:
     """Run the newsletter lint with the links this send will use."""
     return check_newsletter(settings, newsletter.edition.slug,
-                            newsletter.personaliser.unsubscribe_url)
+                            newsletter.personaliser.unsubscribe_url, for_send=True)
 
 
 def refuse_workers_on(dialect: str) -> None:
