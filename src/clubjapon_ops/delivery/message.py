@@ -17,9 +17,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
-from typing import NamedTuple, TypedDict, Unpack
+from typing import TYPE_CHECKING, NamedTuple, TypedDict, Unpack
 
 from clubjapon_ops.newsletter.render import Compiled, PersonalMessage, RenderedLanguage
+
+if TYPE_CHECKING:
+    from clubjapon_ops.delivery.dkim import DkimSigner
 
 CRLF = "\r\n"
 # RFC 2047 §2: an encoded word is at most 75 characters, and a header line carrying one at
@@ -268,8 +271,10 @@ class _Options(TypedDict, total=False):
 class MimeBuilder:
     """Turns personal messages into multipart/alternative bytes for one sender."""
 
-    def __init__(self, mail_from: str, *, unsubscribe_mailto: str | None = None) -> None:
+    def __init__(self, mail_from: str, *, unsubscribe_mailto: str | None = None,
+                 signer: DkimSigner | None = None) -> None:
         name, address = parseaddr(mail_from)
+        self.signer = signer  # signs each built message (DKIM) when set
         self.from_address = address
         self.domain = address.rsplit("@", 1)[-1]
         self.from_header = format_mailbox(name, address, len("From: "))
@@ -382,5 +387,7 @@ class MimeBuilder:
             f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}"
         ).encode("ascii")
         # Header lines never start with '.': names are ours, folded lines start with a space.
-        return Mime(b"".join([head, *text, middle, *html,
-                              f"{CRLF}--{b}--{CRLF}".encode("ascii")]), dot_lines)
+        data = b"".join([head, *text, middle, *html, f"{CRLF}--{b}--{CRLF}".encode("ascii")])
+        if self.signer is not None:
+            data = self.signer.sign(data)  # last: the signature covers the final bytes
+        return Mime(data, dot_lines)
