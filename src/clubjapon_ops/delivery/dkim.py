@@ -8,6 +8,7 @@ unsubscribe to be covered by (and the others a reader sees).
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from dkim import canonicalization
 
 from clubjapon_ops.errors import ConfigError
 
@@ -32,7 +34,7 @@ SIGNED_HEADERS: tuple[bytes, ...] = (
 
 
 # dkimpy computes RSA in pure Python (8 ms a message for a 2048-bit key, most of a send's
-# time); OpenSSL, through cryptography, does it in under 1 ms. dkimpy still canonicalises,
+# time); OpenSSL, through cryptography, does it in 0.3 ms. dkimpy still canonicalises,
 # hashes and writes the header: only the RSA step of the keys registered here moves. The
 # signature is the same (PKCS#1 v1.5 is deterministic), which a test checks.
 _OPENSSL_KEYS: dict[int, rsa.RSAPrivateKey] = {}
@@ -47,6 +49,45 @@ def _rsa_sign(digest: Any, private_key: dict[str, int]) -> bytes:
 
 
 dkim.RSASSA_PKCS1_v1_5_sign = _rsa_sign
+# dkimpy parses the PEM key (ASN.1 in Python) for every message; one key, parsed once.
+dkim.parse_pem_private_key = functools.lru_cache(maxsize=8)(dkim.parse_pem_private_key)
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 §3.4.4 relaxed body canonicalisation, with bytes.replace instead of dkimpy's
+    two regular expressions over the whole body (1 ms of a 27 KB message; this: 0.1 ms).
+
+    Every run of spaces and tabs becomes one space, then a space before CRLF goes: the
+    same as stripping trailing whitespace first and compressing after (a test compares the
+    two on random bodies). Then empty lines at the end go, as dkimpy does it.
+    """
+    body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    body = body.replace(b" \r\n", b"\r\n")
+    canonical: bytes = canonicalization.correct_empty_body(
+        canonicalization.strip_trailing_lines(body))
+    return canonical
+
+
+canonicalization.Relaxed.canonicalize_body = staticmethod(relaxed_body)
+_dkimpy_parse: Callable[[bytes], tuple[list[list[bytes]], bytes]] = dkim.rfc822_parse
+
+
+def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's rfc822_parse without splitting the body into lines and joining them again
+    (0.4 ms of a message) when its line ends are all CRLF already, as ours are."""
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        return _dkimpy_parse(message)
+    head, body = message[:end + 4], message[end + 4:]
+    if message.count(b"\n") != message.count(b"\r\n"):
+        return _dkimpy_parse(message)  # a bare LF: dkimpy reads it as CRLF
+    headers, _ = _dkimpy_parse(head)
+    return headers, body
+
+
+dkim.rfc822_parse = split_message
 
 
 @dataclass(frozen=True)
