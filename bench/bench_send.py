@@ -18,6 +18,9 @@ Downloads, once, into bench/.cache/ (git-ignored): Debian's postfix package (apt
 download + dpkg -x; nothing is installed) and a venv with mailmerge from PyPI.
 --profile adds a cProfile of one SMTP send and one Brevo send (all threads, each thread's
 CPU time): top functions, CPU by library and by stage, per message.
+--dkim adds DKIM signing (a 2048-bit RSA key generated for the run): the build cost per
+message unsigned and signed, in process, and one more SMTP send with signing on, beside the
+same send unsigned.
 """
 
 from __future__ import annotations
@@ -148,6 +151,49 @@ def message_sizes(home: Path) -> str:
     # for a server without it (and the outbox's).
     return ", ".join(f"{lang} {size(c, True)} KB 8bit ({size(c, False)} KB base64)"
                      for lang, c in SAMPLE_CONTACTS.items())
+
+
+def dkim_key(tmp: Path) -> Path:
+    """A 2048-bit RSA key for the run, as ops would generate it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp / "dkim.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return path
+
+
+def dkim_env(key: Path) -> dict[str, str]:
+    """The settings that turn signing on."""
+    return {"CLUBJAPON_DKIM_KEY_FILE": str(key), "CLUBJAPON_DKIM_SELECTOR": "bench",
+            "CLUBJAPON_DKIM_DOMAIN": "example.org"}
+
+
+def signing_cost(home: Path, key: Path, rounds: int = 600) -> tuple[float, float]:
+    """Milliseconds of CPU to build one message (8bit, as over SMTP), unsigned and signed."""
+    from clubjapon_ops import jobs
+    from clubjapon_ops.delivery.transports import builder_for
+    from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS
+    from clubjapon_ops.settings import load_settings
+
+    settings = load_settings(home, environ={"CLUBJAPON_SECRET": SECRET, **dkim_env(key)})
+    newsletter = jobs.newsletter_for_sending(settings, SLUG)
+    messages = [newsletter.personalise(c) for c in SAMPLE_CONTACTS.values()]
+    builder = builder_for(settings)
+    signer = builder.signer
+    costs = []
+    for sign in (None, signer):
+        builder.signer = sign
+        builder.build(messages[0], edition=SLUG, eight_bit=True)  # warm the caches
+        started = time.process_time()
+        for i in range(rounds):
+            builder.build(messages[i % len(messages)], edition=SLUG, eight_bit=True)
+        costs.append((time.process_time() - started) / rounds * 1000)
+    return costs[0], costs[1]
 
 
 def fresh_copy(db: Path, name: str) -> Path:
@@ -643,6 +689,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also profile one SMTP and one Brevo send")
     parser.add_argument("--top", type=int, default=18, help="profile rows to print")
+    parser.add_argument("--dkim", action="store_true",
+                        help="also measure DKIM signing: per message, and one signed SMTP send")
     parser.add_argument("--child-send", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -696,6 +744,32 @@ def main() -> None:
                         pair.append(m)
                     smtp[c] = pair[1]
                     rss.append((pair[1].label, pair[0], pair[1]))
+                if args.dkim:
+                    key = dkim_key(tmp)
+                    unsigned_ms, signed_ms = signing_cost(home, key)
+                    print(f"\nDKIM (rsa-sha256, 2048-bit key, relaxed/relaxed): building one "
+                          f"message takes {unsigned_ms:.2f} ms CPU unsigned, {signed_ms:.2f} ms "
+                          f"signed (+{signed_ms - unsigned_ms:.2f} ms)")
+                    c = connections[-1]
+                    before = sink.received()
+                    signed, _ = send(f"smtp, {c} conn., DKIM", n, **{
+                        "CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
+                        "SMTP_PORT": str(sink.port), "SMTP_CONNECTIONS": str(c),
+                        "CLUBJAPON_SEND_COMMIT_EVERY": str(args.commit_every),
+                        **dkim_env(key)})
+                    signed.received = sink.received() - before
+                    show(signed)
+                    plain = smtp[c]
+                    table.append(("DKIM cost per message (in process)",
+                                  f"+{signed_ms - unsigned_ms:.2f} ms CPU",
+                                  f"{unsigned_ms:.2f} -> {signed_ms:.2f} ms", "", ""))
+                    table.append((f"smtp-sink, {c} conn., DKIM ({n:,} msgs)",
+                                  f"{signed.rate:,.0f} msg/s",
+                                  f"unsigned {plain.rate:,.0f} msg/s", "",
+                                  loads(signed)))
+                    table.append(("  CPU/msg signed / unsigned",
+                                  f"{signed.cpu_s / signed.n * 1000:.2f} / "
+                                  f"{plain.cpu_s / plain.n * 1000:.2f} ms", "", "", ""))
                 if args.profile:
                     c = connections[-1]
                     path = str(tmp / "smtp.prof")

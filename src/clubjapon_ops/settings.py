@@ -163,6 +163,22 @@ def _digits(raw: str) -> str | None:
     return value or None
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()).expanduser() if raw.strip() else None
+
+
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
+
+
+def _dns_name(raw: str) -> str | None:
+    """A DNS name (a DKIM selector or domain), lower case; empty: None."""
+    value = raw.strip().rstrip(".").lower()
+    if value and not _DNS_NAME.match(value):
+        raise ValueError
+    return value or None
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError
@@ -234,6 +250,16 @@ SPECS: tuple[Spec, ...] = (
          secret=True),
     Spec("smtp_security", "SMTP_SECURITY", _choice("none", "starttls", "tls"), "none",
          "none | starttls | tls", "SMTP transport security"),
+    Spec("dkim_key_file", "CLUBJAPON_DKIM_KEY_FILE", _optional_path, "",
+         "a path to a PEM RSA private key (2048 bits), readable by the sender only",
+         "DKIM signing key of SMTP and outbox messages; set with the selector and domain "
+         "(all three or none; docs/ops.md shows the DNS record)"),
+    Spec("dkim_selector", "CLUBJAPON_DKIM_SELECTOR", _dns_name, "",
+         "a DNS label such as 'cj2026'", "DKIM selector: the key is published at "
+         "<selector>._domainkey.<domain>"),
+    Spec("dkim_domain", "CLUBJAPON_DKIM_DOMAIN", _dns_name, "",
+         "a domain name such as 'example.org'",
+         "DKIM signing domain (d=); the From address's domain, for DMARC alignment"),
     Spec("sendgrid_api_key", "SENDGRID_API_KEY", _optional, "", "a SendGrid API key",
          "SendGrid API key", secret=True),
     Spec("sendgrid_base_url", "SENDGRID_BASE_URL", _http_url, "https://api.sendgrid.com",
@@ -339,6 +365,9 @@ class Settings:
     smtp_username: str | None
     smtp_password: str | None
     smtp_security: str
+    dkim_key_file: Path | None
+    dkim_selector: str | None
+    dkim_domain: str | None
     sendgrid_api_key: str | None
     sendgrid_base_url: str
     mail_from: str
@@ -383,6 +412,21 @@ class Settings:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data.update(changes)
         return Settings(**data)
+
+
+DKIM_SETTINGS = {"dkim_key_file": "CLUBJAPON_DKIM_KEY_FILE",
+                 "dkim_selector": "CLUBJAPON_DKIM_SELECTOR",
+                 "dkim_domain": "CLUBJAPON_DKIM_DOMAIN"}
+
+
+def _check_dkim(values: Mapping[str, Any]) -> None:
+    """The three DKIM settings come together: a key without its selector signs nothing
+    verifiable, and a half-set DKIM should not pass unnoticed."""
+    unset = [env for attr, env in DKIM_SETTINGS.items() if values[attr] is None]
+    if unset and len(unset) < len(DKIM_SETTINGS):
+        raise ConfigError(
+            f"DKIM is half set up: {', '.join(unset)} missing; set all three of "
+            f"{', '.join(DKIM_SETTINGS.values())} to sign, or none")
 
 
 def check_web_settings(settings: Settings) -> None:
@@ -481,10 +525,11 @@ def load_settings(
         values[spec.attr] = value
         sources[spec.attr] = origin
 
-    for attr in ("csv_path", "outbox_dir"):
-        path: Path = values[attr]
-        if not path.is_absolute():
+    for attr in ("csv_path", "outbox_dir", "dkim_key_file"):
+        path: Path | None = values[attr]
+        if path is not None and not path.is_absolute():
             values[attr] = root / path
+    _check_dkim(values)
     values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, **values)
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import check_newsletter
 from clubjapon_ops.settings import Settings
 from tests.newsletter.conftest import SLUG, edit
@@ -12,10 +13,17 @@ HTML = Path("templates/newsletter/email.html.j2")
 TEXT = Path("templates/newsletter/email.txt.j2")
 EDITION = Path(f"config/editions/{SLUG}.yaml")
 FOOTER = '<tr><td class="footer">'
+# Warnings about the layout and the settings, tested in test_lint_offline.py: the real
+# edition may have some (caniemail gaps that degrade on purpose, the postal address unset).
+OFFLINE_WARNINGS = {"client-support", "charset", "same-colour", "postal-address"}
+
+
+def ours(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if not (p.level == "warning" and p.rule in OFFLINE_WARNINGS)]
 
 
 def test_the_real_edition_is_clean(project_settings: Settings) -> None:
-    assert check_newsletter(project_settings, SLUG) == []
+    assert ours(check_newsletter(project_settings, SLUG)) == []
 
 
 @pytest.mark.parametrize(
@@ -62,7 +70,7 @@ def test_each_rule_catches_its_problem(
 def test_a_subject_slightly_long_is_a_warning(project: Path, project_settings: Settings) -> None:
     edit(project / EDITION, 'en: "Club Japon des Hauts-de-France: looking back on the 3rd '
          'edition in Lille"', 'en: "' + "x" * 90 + '"')
-    problems = check_newsletter(project_settings, SLUG)
+    problems = ours(check_newsletter(project_settings, SLUG))
     assert [(p.level, p.rule, p.where) for p in problems] == [
         ("warning", "subject-length", "en subject")]
 

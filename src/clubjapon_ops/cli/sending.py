@@ -24,9 +24,9 @@ from clubjapon_ops.cli import (
     complete_edition,
 )
 from clubjapon_ops.contacts import Contact, normalise_email
-from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import SendReport
 from clubjapon_ops.delivery.testcopies import send_test_copies
+from clubjapon_ops.delivery.transports import builder_for
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
@@ -215,7 +215,11 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     except AlreadyRunning as exc:
         return _already_running(exc)
     problems = jobs.lint_before_send(settings, newsletter)
+    signer = builder_for(settings).signer  # a bad DKIM key stops here, before the plan
     _print_plan(app, edition, problems)
+    if settings.transport in ("smtp", "outbox"):
+        click.echo(f"  DKIM: {signer.domain}, selector {signer.selector}" if signer else
+                   "  DKIM: not signed (CLUBJAPON_DKIM_* unset)")
     if dry_run:
         return _dry_run(app, newsletter)
     if any(p.level == "error" for p in problems) and not force:
@@ -251,7 +255,7 @@ def _already_running(exc: AlreadyRunning) -> int:
 
 
 def _dry_run(app: App, newsletter: Newsletter) -> int:
-    builder = MimeBuilder(app.settings.mail_from)
+    builder = builder_for(app.settings)  # signing included: it is part of the cost
     started, count, size = time.perf_counter(), 0, 0
     with app.store.transaction() as conn:
         for contact in ledger.iter_audience(conn, newsletter.edition.slug):

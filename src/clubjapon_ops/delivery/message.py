@@ -17,12 +17,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
-from typing import NamedTuple, TypedDict, Unpack
+from typing import TYPE_CHECKING, NamedTuple, TypedDict, Unpack
 
 from clubjapon_ops.newsletter.render import Compiled, PersonalMessage, RenderedLanguage
 
+if TYPE_CHECKING:
+    from clubjapon_ops.delivery.dkim import DkimSigner
+
 CRLF = "\r\n"
-_MAX_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded word
+# RFC 2047 §2: an encoded word is at most 75 characters, and a header line carrying one at
+# most 76. Every header line is kept to that (where a single URL or address allows it).
+MAX_HEADER_LINE = 76
+MAX_ENCODED_WORD = 75
+_WORD_OVERHEAD = len("=?utf-8?b??=")
 _ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$")
 _BREAKS = re.compile(r"[\r\n\x00]+")
 
@@ -32,18 +39,47 @@ def header_safe(value: str) -> str:
     return _BREAKS.sub(" ", value).strip()
 
 
-def encode_words(text: str) -> str:
-    """Encode text for a header: as is when plain ASCII, else RFC 2047 base64 words."""
+def _word_bytes(used: int) -> int:
+    """How many UTF-8 bytes one encoded word may carry after ``used`` characters of its line."""
+    fits = min(MAX_HEADER_LINE - used, MAX_ENCODED_WORD)
+    return (fits - _WORD_OVERHEAD) // 4 * 3
+
+
+def _last_line(text: str) -> int:
+    return len(text) - text.rfind("\n") - 1
+
+
+def _fold_ascii(text: str, used: int) -> str:
+    """Fold plain text at spaces so that lines stay within MAX_HEADER_LINE where they can."""
+    lines = [""]
+    room = MAX_HEADER_LINE - used
+    for word in text.split(" "):
+        line = lines[-1]
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(word)  # continuation lines start with the folding space
+            room = MAX_HEADER_LINE - 1
+        else:
+            lines[-1] = f"{line} {word}" if line else word
+    return (CRLF + " ").join(lines)
+
+
+def encode_words(text: str, used: int = 0) -> str:
+    """Encode text for a header: as is when plain ASCII, else RFC 2047 base64 words.
+
+    ``used`` is how many characters come before it on its line ("Subject: " is 9): the
+    first word is sized to fit there, the others to fit a folded line of their own.
+    """
     text = header_safe(text)
     if text.isascii():
-        return text
+        return _fold_ascii(text, used)
     words: list[str] = []
     chunk = b""
+    room = _word_bytes(used)  # after a prefix longer than 60, at least one character
     for char in text:
         encoded = char.encode("utf-8")
-        if len(chunk) + len(encoded) > _MAX_WORD_BYTES:
+        if chunk and len(chunk) + len(encoded) > room:
             words.append(chunk.decode("utf-8"))
-            chunk = b""
+            chunk, room = b"", _word_bytes(1)
         chunk += encoded
     words.append(chunk.decode("utf-8"))
     return (CRLF + " ").join(
@@ -51,17 +87,26 @@ def encode_words(text: str) -> str:
     )
 
 
-def format_mailbox(name: str, address: str) -> str:
-    """Return 'Name <address>' with the name quoted or encoded as the header needs."""
+def format_mailbox(name: str, address: str, used: int = 0) -> str:
+    """Return 'Name <address>' with the name quoted or encoded as the header needs.
+
+    ``used`` is how many characters come before it on its line ("To: " is 4); the address
+    goes on a folded line of its own when it would make the line longer than 76.
+    """
     name, address = header_safe(name), header_safe(address)
     if not name:
         return f"<{address}>"
     if not name.isascii():
-        return f"{encode_words(name)} <{address}>"
-    if _ATEXT.match(name):
-        return f"{name} <{address}>"
-    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{quoted}" <{address}>'
+        shown = encode_words(name, used)
+    elif _ATEXT.match(name):
+        shown = _fold_ascii(name, used)
+    else:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        shown = f'"{quoted}"'  # a quoted string is not folded: a rare, short name
+    last = _last_line(shown) + (used if "\n" not in shown else 0)
+    if last + len(address) + 3 > MAX_HEADER_LINE:
+        return f"{shown}{CRLF} <{address}>"
+    return f"{shown} <{address}>"
 
 
 def message_id(edition: str, email: str, domain: str) -> str:
@@ -226,11 +271,13 @@ class _Options(TypedDict, total=False):
 class MimeBuilder:
     """Turns personal messages into multipart/alternative bytes for one sender."""
 
-    def __init__(self, mail_from: str, *, unsubscribe_mailto: str | None = None) -> None:
+    def __init__(self, mail_from: str, *, unsubscribe_mailto: str | None = None,
+                 signer: DkimSigner | None = None) -> None:
         name, address = parseaddr(mail_from)
+        self.signer = signer  # signs each built message (DKIM) when set
         self.from_address = address
         self.domain = address.rsplit("@", 1)[-1]
-        self.from_header = format_mailbox(name, address)
+        self.from_header = format_mailbox(name, address, len("From: "))
         self.unsubscribe_mailto = unsubscribe_mailto or f"mailto:{address}?subject=unsubscribe"
         # One boundary per builder: '=_' cannot occur in base64 bodies.
         self.boundary = f"=_cj_{uuid.uuid4().hex}"
@@ -245,6 +292,13 @@ class MimeBuilder:
         if cached is None or cached.part is not rendered.html:
             cached = self._html[id(rendered)] = _EncodedHtml(rendered.html)
         return cached
+
+    def _list_unsubscribe(self, url: str) -> str:
+        """The List-Unsubscribe header, folded after the comma when one line is too long."""
+        line = f"List-Unsubscribe: <{url}>, <{self.unsubscribe_mailto}>"
+        if len(line) <= MAX_HEADER_LINE:
+            return line
+        return f"List-Unsubscribe: <{url}>,{CRLF} <{self.unsubscribe_mailto}>"
 
     def _now(self) -> str:
         """The Date value for now, formatted once a second (lanes share it)."""
@@ -304,21 +358,22 @@ class MimeBuilder:
         subject_text = subject_prefix + msg.subject
         subject = self._subjects.get(subject_text)
         if subject is None:
-            subject = self._subjects.setdefault(subject_text, encode_words(subject_text))
+            subject = self._subjects.setdefault(
+                subject_text, encode_words(subject_text, len("Subject: ")))
         url = header_safe(msg.unsubscribe_url)
         headers = [
             f"From: {self.from_header}",
-            f"To: {format_mailbox(msg.display_name, to_address or msg.email)}",
+            f"To: {format_mailbox(msg.display_name, to_address or msg.email, len('To: '))}",
             f"Subject: {subject}",
             f"Date: {format_datetime(date) if date else self._now()}",
             "Message-ID: " + (message_id_of_copy(edition, self.domain) if test_copy
                               else message_id(edition, msg.email, self.domain)),
             "MIME-Version: 1.0",
             f"Content-Language: {msg.lang}",
-            f"List-Unsubscribe: <{url}>, <{self.unsubscribe_mailto}>",
+            self._list_unsubscribe(url),
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             *(f"{header_safe(k)}: {header_safe(v)}" for k, v in extra_headers),
-            f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
+            f'Content-Type: multipart/alternative;{CRLF} boundary="{self.boundary}"',
         ]
         b = self.boundary
         cte, text, html, dot_lines = self._bodies(msg, eight_bit)
@@ -332,5 +387,7 @@ class MimeBuilder:
             f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}"
         ).encode("ascii")
         # Header lines never start with '.': names are ours, folded lines start with a space.
-        return Mime(b"".join([head, *text, middle, *html,
-                              f"{CRLF}--{b}--{CRLF}".encode("ascii")]), dot_lines)
+        data = b"".join([head, *text, middle, *html, f"{CRLF}--{b}--{CRLF}".encode("ascii")])
+        if self.signer is not None:
+            data = self.signer.sign(data)  # last: the signature covers the final bytes
+        return Mime(data, dot_lines)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clubjapon_ops.contacts import Contact
-from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
-from clubjapon_ops.delivery.transports import Outgoing, Status, make_transport
+from clubjapon_ops.delivery.transports import Outgoing, Status, builder_for, make_transport
 from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.delivery.transports.outbox import OutboxTransport
 from clubjapon_ops.newsletter.render import Personaliser
@@ -48,7 +47,7 @@ def send_test_copies(settings: Settings, newsletter: Newsletter, reader: Contact
     message = personaliser.personalise(reader)
     if settings.transport == "outbox":
         settings = settings.with_overrides(outbox_dir=settings.outbox_dir / TEST_COPIES_DIR)
-    transport = make_transport(settings, MimeBuilder(settings.mail_from))
+    transport = make_transport(settings, builder_for(settings))
     batch = [Outgoing(id=n, envelope_to=a, message=message, edition=edition,
                       subject_prefix=SUBJECT_PREFIX, test_copy=True)
              for n, a in enumerate(addresses, start=1)]

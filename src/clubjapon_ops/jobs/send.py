@@ -7,10 +7,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
-from clubjapon_ops.delivery.transports import make_transport
+from clubjapon_ops.delivery.transports import builder_for, make_transport
 from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.errors import ConfigError, StopRun
 from clubjapon_ops.jobs.records import run_recorded
@@ -55,7 +54,7 @@ def refuse_draft(newsletter: Newsletter) -> None:
 def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem]:
     """Run the newsletter lint with the links this send will use."""
     return check_newsletter(settings, newsletter.edition.slug,
-                            newsletter.personaliser.unsubscribe_url)
+                            newsletter.personaliser.unsubscribe_url, for_send=True)
 
 
 def refuse_workers_on(dialect: str) -> None:
@@ -102,8 +101,9 @@ def send_campaign(
         raise StopRun(f"lint found {len(errors)} error(s), first: {errors[0]}; "
                       "fix them or send with --force")
 
+    builder = builder_for(settings)  # reads the DKIM key: a bad one stops the send here
+
     def work() -> SendReport:
-        builder = MimeBuilder(settings.mail_from)
         transport = make_transport(settings, builder)
         try:
             sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,

@@ -1,12 +1,17 @@
-"""Check a rendered edition before anyone sees it: size, images, links, leftovers, subject."""
+"""Check a rendered edition before anyone sees it: size, images, links, leftovers, subject,
+client support, charset position, same-colour text, postal address, header lines."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from html import unescape
 from html.parser import HTMLParser
 
+from clubjapon_ops.delivery.message import MAX_ENCODED_WORD, MAX_HEADER_LINE
 from clubjapon_ops.newsletter.content import Lang
+from clubjapon_ops.newsletter.contrast import hex_colour, same_colour_text
+from clubjapon_ops.newsletter.email_support import unsupported
 from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.textwrap_cjk import display_width
 
@@ -16,6 +21,12 @@ SUBJECT_ERROR_WIDTH = 100
 _LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|[\ue000\ue001]|\bUndefined\b")
 _SAFE_SCHEMES = ("https://", "mailto:")
 _FILLER = str.maketrans("", "", "\u034f\u200c\u00a0")
+# The HTML standard's encoding sniffing reads the first 1024 bytes for <meta charset>.
+CHARSET_WINDOW = 1024
+_META_CHARSET = re.compile(rb"<meta\b[^>]*\bcharset\s*=[^>]*>", re.I)
+_ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_SPACES = re.compile(r"\s+")
+POSTAL_SETTING = "CLUBJAPON_POSTAL_ADDRESS"
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,131 @@ def lint_message(message: PersonalMessage) -> list[Problem]:
     return problems
 
 
-def lint_messages(messages: dict[Lang, PersonalMessage]) -> list[Problem]:
-    """Check one sample message per language."""
-    return [problem for message in messages.values() for problem in lint_message(message)]
+def charset_problem(html: str) -> str | None:
+    """Why the <meta charset> is not where browsers look for it, or None when it is."""
+    data = html.encode("utf-8")
+    match = _META_CHARSET.search(data)
+    if match is None:
+        return "no <meta charset>: a browser opening the file may guess the encoding wrong"
+    if match.end() > CHARSET_WINDOW:
+        return (f"<meta charset> ends at byte {match.end()}, past the first {CHARSET_WINDOW} "
+                "bytes where browsers look for it: put it first in <head>")
+    return None
+
+
+def header_problems(mime: bytes) -> list[str]:
+    """Header lines carrying RFC 2047 encoded words longer than 76 characters, and encoded
+    words longer than 75 (RFC 2047 §2)."""
+    found = []
+    head = mime.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        words = _ENCODED_WORD.findall(line)
+        if not words:
+            continue
+        name = line.split(b":", 1)[0].decode("ascii", "replace") if line[:1] not in b" \t" \
+            else "a folded line"
+        if len(line) > MAX_HEADER_LINE:
+            found.append(f"{name}: a line of {len(line)} characters carries encoded words; "
+                         f"RFC 2047 allows {MAX_HEADER_LINE}")
+        for word in words:
+            if len(word) > MAX_ENCODED_WORD:
+                found.append(f"{name}: an encoded word of {len(word)} characters; RFC 2047 "
+                             f"allows {MAX_ENCODED_WORD}")
+    return found
+
+
+def _visible(html: str) -> str:
+    """The text of an HTML document, entities decoded and spaces of every kind made one."""
+    text = unescape(re.sub(r"<[^>]*>", " ", html))
+    return _SPACES.sub(" ", text.replace("\u00a0", " ").replace("\u202f", " "))
+
+
+def address_parts(postal_address: str) -> list[str]:
+    """The lines (or comma-separated parts) of a postal address, spaces made one."""
+    return [_SPACES.sub(" ", part).strip() for part in re.split(r"[\n,;]", postal_address)
+            if part.strip()]
+
+
+def lint_rendering(message: PersonalMessage, *, mime: bytes | None = None,
+                   postal_address: str | None = None) -> list[Problem]:
+    """What the offline rules find in one message: charset, same-colour text, the postal
+    address in both parts, encoded header lines."""
+    problems: list[Problem] = []
+    lang = message.lang
+    if reason := charset_problem(message.html):
+        problems.append(Problem("warning", "charset", f"{lang} html", reason))
+    for found in same_colour_text(message.html):
+        shown = found.text if len(found.text) <= 40 else found.text[:39] + "…"
+        problems.append(Problem(
+            "warning", "same-colour", f"{lang} html line {found.line}",
+            f"text {shown!r} is {hex_colour(found.colour)} on {hex_colour(found.background)} "
+            f"(contrast {found.ratio:.2f}): spam filters score hidden text "
+            "(SpamAssassin HTML_FONT_LOW_CONTRAST)"))
+    if postal_address:
+        for part, body in (("html", _visible(message.html)),
+                           ("text", _SPACES.sub(" ", message.text.replace("\u00a0", " ")
+                                                .replace("\u202f", " ")))):
+            missing = [p for p in address_parts(postal_address) if p not in body]
+            if missing:
+                problems.append(Problem(
+                    "error", "postal-address", f"{lang} {part}",
+                    f"the footer does not show the postal address ({POSTAL_SETTING}): "
+                    f"{', '.join(repr(m) for m in missing)} missing"))
+    if mime is not None:
+        problems += [Problem("error", "header-lines", f"{lang} headers", text)
+                     for text in header_problems(mime)]
+    return problems
+
+
+def postal_address_problem(postal_address: str | None, *, for_send: bool,
+                           known: bool = True) -> Problem | None:
+    """A missing postal address: an error for a real send once the setting exists."""
+    if postal_address and postal_address.strip():
+        return None
+    level = "error" if for_send and known else "warning"
+    return Problem(level, "postal-address", "settings",
+                   f"{POSTAL_SETTING} is not set: a marketing email must show the sender's "
+                   "postal address (a real send refuses to go without it)")
+
+
+def client_support(messages: dict[Lang, PersonalMessage]) -> list[Problem]:
+    """Features of the HTML that Outlook for Windows or Gmail do not support (caniemail).
+
+    Warnings, never errors: the layout is built to degrade (tables for Outlook, inline
+    styles for Gmail without <style>), so an unsupported feature is often there on purpose;
+    the warning says where to look. One per feature, naming the languages that use it.
+    """
+    by_slug: dict[str, tuple[list[str], str, str]] = {}
+    partial: dict[str, list[str]] = {}
+    for lang, message in messages.items():
+        for found in unsupported(message.html):
+            missing = [c for c in found.clients if c[1] == "not supported"]
+            if missing:
+                said = "; ".join(f"not supported in {client}" + (f" ({note})" if note else "")
+                                 for client, _, note in missing)
+                langs, _, _ = by_slug.setdefault(found.slug, ([], f"{found.title}: {said}",
+                                                               found.url))
+                langs.append(lang)
+            if len(missing) < len(found.clients):
+                partial.setdefault(found.title, []).append(lang)
+    problems = [Problem("warning", "client-support", f"{', '.join(langs)} html",
+                        f"{text} {url}") for langs, text, url in by_slug.values()]
+    if partial:
+        problems.append(Problem(
+            "warning", "client-support", "html",
+            "partly supported in Outlook for Windows or Gmail (see caniemail.com): "
+            + ", ".join(sorted(partial))))
+    return problems
+
+
+def lint_messages(messages: dict[Lang, PersonalMessage], *,
+                  mimes: dict[Lang, bytes] | None = None, postal_address: str | None = None,
+                  for_send: bool = False, postal_known: bool = True) -> list[Problem]:
+    """Check one sample message per language, and what applies to all of them once."""
+    problems = [problem for message in messages.values() for problem in lint_message(message)]
+    for lang, message in messages.items():
+        problems += lint_rendering(message, mime=(mimes or {}).get(lang),
+                                   postal_address=postal_address)
+    if address := postal_address_problem(postal_address, for_send=for_send, known=postal_known):
+        problems.append(address)
+    return problems + client_support(messages)

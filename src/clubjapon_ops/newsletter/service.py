@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from clubjapon_ops.contacts import Contact
+from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import (
     Edition,
@@ -88,9 +89,11 @@ def load_newsletter(
 
 
 def check_newsletter(
-    settings: Settings, slug: str, unsubscribe_url: Callable[[Contact], str] | None = None
+    settings: Settings, slug: str, unsubscribe_url: Callable[[Contact], str] | None = None,
+    *, for_send: bool = False,
 ) -> list[Problem]:
-    """Render every language with a sample reader and lint the result."""
+    """Render every language with a sample reader and lint the result (and the MIME
+    message built from it); ``for_send``: the checks of a real send, stricter."""
     edition = find_edition(settings, slug)
     renderer = make_renderer(settings)
     problems: list[Problem] = lint_edition(settings.root, edition)
@@ -105,7 +108,17 @@ def check_newsletter(
         unsubscribe_url or placeholder_unsubscribe_url(settings),
     )
     samples = {lang: personaliser.personalise(SAMPLE_CONTACTS[lang]) for lang in rendered}
-    return problems + lint_messages(samples)
+    builder = MimeBuilder(settings.mail_from)
+    mimes = {lang: builder.build(sample, edition=slug) for lang, sample in samples.items()}
+    return problems + lint_messages(
+        samples, mimes=mimes, postal_address=postal_address(settings), for_send=for_send,
+        postal_known=hasattr(settings, "postal_address"))
+
+
+def postal_address(settings: Settings) -> str | None:
+    """The club's postal address, where the settings have one (CLUBJAPON_POSTAL_ADDRESS)."""
+    value = getattr(settings, "postal_address", None)
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def newest_ready_edition(settings: Settings) -> str | None:

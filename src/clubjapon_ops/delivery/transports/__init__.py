@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clubjapon_ops.delivery.dkim import make_signer
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.delivery.transports.brevo import BrevoTransport
@@ -13,7 +14,20 @@ from clubjapon_ops.http.client import HttpClient, RetryPolicy
 from clubjapon_ops.http.vendors import brevo_api, sendgrid_api
 from clubjapon_ops.settings import Settings
 
-__all__ = ["Outgoing", "Result", "Status", "Transport", "make_transport"]
+__all__ = ["Outgoing", "Result", "Status", "Transport", "builder_for", "make_transport"]
+
+
+def builder_for(settings: Settings) -> MimeBuilder:
+    """The MIME builder of a send: the From of the settings, DKIM-signing when set up.
+
+    The key is read and checked here, before anything is sent (ConfigError naming
+    CLUBJAPON_DKIM_KEY_FILE). API transports send JSON and never use the signature: the
+    provider signs with the domain set up in its console.
+    """
+    builder = MimeBuilder(settings.mail_from)
+    builder.signer = make_signer(settings.dkim_key_file, settings.dkim_selector,
+                                 settings.dkim_domain, builder.from_address)
+    return builder
 
 
 def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
