@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -56,13 +58,27 @@ def dns_for(key_pem: bytes, name: str = f"{SELECTOR}._domainkey.{DOMAIN}."):  # 
     return lookup
 
 
+def verify_pristine(key_pem: bytes, messages: list[bytes], tmp_path: Path) -> list[str]:
+    """What dkimpy as published (another process, none of our replacements) says of each."""
+    files = []
+    for i, raw in enumerate(messages):
+        files.append(tmp_path / f"signed-{i}.eml")
+        files[-1].write_bytes(raw)
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("dkim_verify_pristine.py")),
+         f"{SELECTOR}._domainkey.{DOMAIN}.", dns_record(key_pem), *map(str, files)],
+        capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.split()
+
+
 def dkim_env(key_file: Path) -> dict[str, str]:
     return {"CLUBJAPON_DKIM_KEY_FILE": str(key_file), "CLUBJAPON_DKIM_SELECTOR": SELECTOR,
             "CLUBJAPON_DKIM_DOMAIN": DOMAIN}
 
 
 def test_smtp_messages_are_signed_and_verify(home: Path, send_store: Store,  # noqa: F811
-                                             key_file: Path, key_pem: bytes) -> None:
+                                             key_file: Path, key_pem: bytes,
+                                             tmp_path: Path) -> None:
     sync(home, send_store, 6)  # fr, en and ja readers, twice
     with smtp_server() as (port, server):
         settings = make_settings(home, CLUBJAPON_TRANSPORT="smtp", SMTP_PORT=str(port),
@@ -83,10 +99,11 @@ def test_smtp_messages_are_signed_and_verify(home: Path, send_store: Store,  # n
                      "content-type", "list-unsubscribe", "list-unsubscribe-post"):
             assert name in signed
     assert langs == {"fr", "en", "ja"}
+    assert verify_pristine(key_pem, [raw for _, raw in server.received], tmp_path) == ["ok"] * 6
 
 
 def test_a_changed_unsubscribe_link_or_body_fails_verification(
-        home: Path, key_file: Path, key_pem: bytes) -> None:  # noqa: F811
+        home: Path, key_file: Path, key_pem: bytes, tmp_path: Path) -> None:  # noqa: F811
     settings = make_settings(home, **dkim_env(key_file))
     newsletter = jobs.newsletter_for_sending(settings, SLUG)
     from clubjapon_ops.contacts import Contact
@@ -105,19 +122,23 @@ def test_a_changed_unsubscribe_link_or_body_fails_verification(
     # One more List-Unsubscribe on the way: over-signing makes that fail too.
     added = b"List-Unsubscribe: <https://evil.example/>\r\n" + raw
     assert not dkim.verify(added, dnsfunc=dns)
+    assert verify_pristine(key_pem, [raw, changed_link, changed_body, added], tmp_path) == [
+        "ok", "fail", "fail", "fail"]
     # The same message under another selector's record does not verify.
     other = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     assert not dkim.verify(raw, dnsfunc=dns_for(other))
 
 
 def test_the_outbox_writes_signed_messages(home: Path, send_store: Store,  # noqa: F811
-                                           key_file: Path, key_pem: bytes) -> None:
+                                           key_file: Path, key_pem: bytes,
+                                           tmp_path: Path) -> None:
     sync(home, send_store, 3)
     settings = make_settings(home, **dkim_env(key_file))
     jobs.send_campaign(settings, send_store, SLUG)
     files = list((settings.outbox_dir / SLUG).iterdir())
     assert len(files) == 3
     assert all(dkim.verify(f.read_bytes(), dnsfunc=dns_for(key_pem)) for f in files)
+    assert verify_pristine(key_pem, [f.read_bytes() for f in files], tmp_path) == ["ok"] * 3
 
 
 def test_unsigned_without_the_settings(home: Path) -> None:  # noqa: F811
