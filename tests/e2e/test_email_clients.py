@@ -143,11 +143,3 @@ def test_the_email_fits_and_reads_at_every_width(
     assert m["wrapper"] == {"lang": lang, "dir": "ltr", "first": True}
     # Kana and kanji are never slanted: no synthetic italic.
     assert m["quoteStyle"] == ("normal" if lang == "ja" else "italic")
-
-
-@pytest.mark.parametrize("lang", LANGS)
-def test_the_charset_is_declared_in_the_first_1024_bytes(
-    messages: dict[str, PersonalMessage], lang: str
-) -> None:
-    # The HTML sniffing window (WHATWG "prescan a byte stream to determine its encoding").
-    assert b'<meta charset="utf-8">' in messages[lang].html.encode("utf-8")[:1024]
