@@ -189,3 +189,10 @@ def test_no_inlined_text_is_under_14px(project: Path) -> None:
         sizes = [int(n) for n in re.findall(r"font-size: (\d+)px", message.html)]
         # font-size 0 on the figures' row removes the gaps between inline-blocks.
         assert sizes and min(s for s in sizes if s) >= 14, lang
+
+
+def test_french_inside_japanese_is_marked_french(project: Path) -> None:
+    sent = messages(project)
+    marked = '<span lang="fr">Club Japon des Hauts-de-France</span>'
+    assert sent["ja"].html.count(marked) == 2  # the masthead and the footer
+    assert marked not in sent["fr"].html and marked not in sent["en"].html
