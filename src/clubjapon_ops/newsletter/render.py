@@ -22,7 +22,7 @@ from markupsafe import escape
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.newsletter.model import Edition, Lang
+from clubjapon_ops.newsletter.model import Edition, Lang, QuoteSection
 from clubjapon_ops.newsletter.textwrap_cjk import display_width, wrap
 
 TEMPLATES_DIR = Path("templates")
@@ -300,7 +300,7 @@ def charset_first(html: str) -> str:
             + "\n" + html[head_end:])
 
 
-def quote_language(section: Any, lang: Lang) -> str:
+def quote_language(section: QuoteSection, lang: Lang) -> Lang:
     """The language a quotation is shown in: the original where its words are kept as said.
 
     An edition keeps a quotation untranslated by giving every language the original text;
@@ -308,11 +308,11 @@ def quote_language(section: Any, lang: Lang) -> str:
     """
     original = section.original_language
     if section.text.get(lang) == section.text.get(original):
-        return str(original)
+        return original
     return lang
 
 
-def attribution(section: Any, lang: Lang) -> str:
+def attribution(section: QuoteSection, lang: Lang) -> str:
     """Who said a quotation, punctuated as the reader's language does."""
     author, role = section.author[lang], section.role[lang]
     if lang == "ja":
