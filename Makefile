@@ -11,7 +11,8 @@ BIN := $(VENV)/bin
 DEMO := var/demo
 DEMO_ENV := CLUBJAPON_CRM=csv CLUBJAPON_CSV_PATH=config/sample/contacts.csv \
 	CLUBJAPON_DATABASE_URL=sqlite:///$(DEMO)/clubjapon.sqlite3 \
-	CLUBJAPON_TRANSPORT=outbox CLUBJAPON_OUTBOX_DIR=$(DEMO)/outbox
+	CLUBJAPON_TRANSPORT=outbox CLUBJAPON_OUTBOX_DIR=$(DEMO)/outbox \
+	CLUBJAPON_POSTAL_ADDRESS='Club Japon des Hauts-de-France (exemple); 1 rue Exemple; 59000 Lille'
 CLI := $(DEMO_ENV) $(BIN)/clubjapon-ops --log-text -q
 
 ## Set up, then run the whole pipeline on the embedded default: sync the sample CSV into

@@ -72,6 +72,14 @@ def _positive_float(raw: str) -> float:
 _PROPERTY = re.compile(r"^[a-z0-9_]+$")
 
 
+def _postal_address(raw: str) -> tuple[str, ...]:
+    """Address lines, separated by ';' (one line in .env or a unit file) or by newlines."""
+    lines = tuple(line.strip() for line in re.split(r"[;\n]", raw) if line.strip())
+    if any(not line.isprintable() for line in lines):
+        raise ValueError
+    return lines
+
+
 def _property_list(raw: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in raw.split(",") if n.strip())
     if any(not _PROPERTY.match(n) for n in names):
@@ -269,6 +277,10 @@ SPECS: tuple[Spec, ...] = (
          "a mailbox such as 'Name <addr@example.org>'", "the From header of every message"),
     Spec("public_url", "CLUBJAPON_PUBLIC_URL", _http_url, "https://club-japon.example.org",
          "an http(s) URL", "public base URL of the web app (unsubscribe links)"),
+    Spec("postal_address", "CLUBJAPON_POSTAL_ADDRESS", _postal_address, "",
+         "address lines separated by ';' or newlines",
+         "the club's postal address, in every message's footer; required to send through "
+         "smtp, brevo or sendgrid (not the outbox)"),
     Spec("secret", "CLUBJAPON_SECRET", _own_secret, "",
          f"a random string of at least {MIN_SECRET} characters",
          "key that signs unsubscribe tokens; 'web' refuses to start without it", secret=True),
@@ -372,6 +384,7 @@ class Settings:
     sendgrid_base_url: str
     mail_from: str
     public_url: str
+    postal_address: tuple[str, ...]
     secret: str | None
     send_rate: float
     smtp_connections: int
@@ -447,6 +460,8 @@ def _show(spec: Spec, value: Any) -> str:
         return MASK
     if spec.attr == "database_url":
         return make_url(str(value)).render_as_string(hide_password=True)
+    if spec.attr == "postal_address":
+        return "; ".join(value) or "(not set)"
     if isinstance(value, tuple):
         items = [i if isinstance(i, str) else "=".join(i) for i in value]
         return ",".join(items) or "(not set)"

@@ -14,6 +14,8 @@ from tests.conftest import REPO, use_database
 
 SLUG = "2025-11-04-lille"
 SECRET = "test-secret-0123456789abcdef"
+# Required for a send through smtp, brevo or sendgrid (CLUBJAPON_POSTAL_ADDRESS).
+POSTAL_ADDRESS = "Club Japon des Hauts-de-France; 151 boulevard Hoover; 59000 Lille"
 
 
 def write_contacts(path: Path, emails: list[str]) -> Path:

@@ -20,6 +20,7 @@ from clubjapon_ops.store.contacts import add_suppression
 from clubjapon_ops.store.schema import deliveries
 from clubjapon_ops.web import create_app
 from tests.conftest import REPO
+from tests.delivery.conftest import POSTAL_ADDRESS
 from tests.fakes.brevo_crm import API_KEY, FakeBrevo
 from tests.fakes.hubspot_crm import TOKEN, FakeHubSpot
 from tests.fakes.server import FakeServer, serving
@@ -49,6 +50,7 @@ def brevo_settings(home: Path, url: str) -> Settings:
     return load_settings(home, environ={
         "CLUBJAPON_CRM": "brevo", "BREVO_API_KEY": API_KEY, "BREVO_BASE_URL": url,
         "CLUBJAPON_TRANSPORT": "brevo", "CLUBJAPON_SECRET": "s" * 32,
+        "CLUBJAPON_POSTAL_ADDRESS": POSTAL_ADDRESS,
         "BREVO_WEBHOOK_SECRET": HOOK, "CLUBJAPON_SEND_RETRY_WAIT": "0.01",
         "CLUBJAPON_HTTP_ATTEMPTS": "3"})
 

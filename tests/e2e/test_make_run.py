@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import shutil
 import subprocess
@@ -60,3 +62,8 @@ def test_make_run_sends_the_newest_ready_edition_to_the_outbox_only(project: Pat
     # The operator's store is never touched: the demo has its own.
     assert not (project / "var" / "production.sqlite3").exists()
     assert (project / "var" / "demo" / "clubjapon.sqlite3").is_file()
+    # The demo shows a footer as a real send must: the sample postal address, both parts.
+    parsed = email.message_from_bytes(sent[0].read_bytes(), policy=email.policy.default)
+    for part in parsed.walk():
+        if part.get_content_type() in ("text/plain", "text/html"):
+            assert "1 rue Exemple" in part.get_content(), part.get_content_type()

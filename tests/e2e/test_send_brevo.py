@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from clubjapon_ops.delivery.tokens import TokenSigner
-from tests.delivery.conftest import SECRET, SLUG, home, write_contacts  # noqa: F401
+from tests.delivery.conftest import POSTAL_ADDRESS, SECRET, SLUG, home, write_contacts  # noqa: F401
 from tests.fakes.brevo_email import API_KEY, FakeBrevoEmail
 from tests.fakes.server import FakeServer, serving
 
@@ -37,7 +37,8 @@ def env_for(home: Path, url: str, **extra: str) -> dict[str, str]:  # noqa: F811
     env.update({
         "CLUBJAPON_HOME": str(home), "CLUBJAPON_CSV_PATH": str(home / "contacts.csv"),
         "CLUBJAPON_TRANSPORT": "brevo", "BREVO_API_KEY": API_KEY, "BREVO_BASE_URL": url,
-        "CLUBJAPON_SECRET": SECRET, "CLUBJAPON_SEND_RETRY_WAIT": "0",
+        "CLUBJAPON_SECRET": SECRET, "CLUBJAPON_POSTAL_ADDRESS": POSTAL_ADDRESS,
+        "CLUBJAPON_SEND_RETRY_WAIT": "0",
         "CLUBJAPON_HTTP_TIMEOUT": "10", "CLUBJAPON_ERROR_BUDGET": "5000",
     })
     env.update(extra)

@@ -128,3 +128,26 @@ def test_a_second_send_of_an_edition_exits_2_naming_the_holder(home: Path) -> No
     with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as db:
         runs = db.execute("SELECT count(*) FROM job_runs WHERE job = 'send_campaign'").fetchone()
     assert runs == (1,)  # the refused send did nothing and is no run
+
+
+@pytest.mark.parametrize("transport", ["smtp", "brevo", "sendgrid"])
+def test_a_real_send_without_the_postal_address_exits_2_before_any_plan(
+    home: Path, transport: str  # noqa: F811
+) -> None:
+    write_contacts(home / "contacts.csv", [f"reader{i}@example.com" for i in range(3)])
+    with smtp_server() as (port, server):
+        env = env_for(home, port, CLUBJAPON_POSTAL_ADDRESS="", CLUBJAPON_TRANSPORT=transport,
+                      BREVO_API_KEY="k", SENDGRID_API_KEY="k",
+                      BREVO_BASE_URL="http://127.0.0.1:9", SENDGRID_BASE_URL="http://127.0.0.1:9")
+        assert cli(env, "sync").returncode == 0
+        result = cli(env, "send", SLUG, "--yes")
+        test_copy = cli(env, "send", SLUG, "--test-to", "me@example.org")
+        outbox = cli({**env, "CLUBJAPON_TRANSPORT": "outbox"}, "send", SLUG, "--dry-run")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "CLUBJAPON_POSTAL_ADDRESS is not set" in result.stderr, result.stderr
+    assert "to send now" not in result.stdout  # refused before it shows a plan
+    assert test_copy.returncode == 2 and "CLUBJAPON_POSTAL_ADDRESS" in test_copy.stderr
+    assert server.received == []  # nothing left this machine
+    assert ledger(home) == {}
+    # The outbox keeps messages on this machine: no address needed (make run's demo).
+    assert outbox.returncode == 0, outbox.stdout + outbox.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery.conftest import SECRET, SLUG, home, write_contacts  # noqa: F401
+from tests.delivery.conftest import POSTAL_ADDRESS, SECRET, SLUG, home, write_contacts  # noqa: F401
 from tests.fakes.smtp_server import Behaviour, smtp_server
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,8 @@ def env_for(home: Path, port: int, **extra: str) -> dict[str, str]:  # noqa: F81
     env.update({
         "CLUBJAPON_HOME": str(home), "CLUBJAPON_CSV_PATH": str(home / "contacts.csv"),
         "CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
-        "CLUBJAPON_SECRET": SECRET, "CLUBJAPON_SEND_RETRY_WAIT": "0.05",
+        "CLUBJAPON_SECRET": SECRET, "CLUBJAPON_POSTAL_ADDRESS": POSTAL_ADDRESS,
+        "CLUBJAPON_SEND_RETRY_WAIT": "0.05",
         "CLUBJAPON_ERROR_BUDGET": "1000",
     })
     env.update(extra)

@@ -18,7 +18,7 @@ from clubjapon_ops.settings import load_settings
 from clubjapon_ops.store import open_store
 from clubjapon_ops.web import create_app
 from tests.conftest import free_port
-from tests.delivery.conftest import SECRET, SLUG, home, write_contacts  # noqa: F401
+from tests.delivery.conftest import POSTAL_ADDRESS, SECRET, SLUG, home, write_contacts  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 READER = "yui@example.com"
@@ -128,7 +128,8 @@ def test_test_copies_with_nothing_listening_on_smtp_stop_at_once_naming_the_sett
 ) -> None:
     port = free_port()  # nobody listens there
     env = {**synced, "CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
-           "SMTP_PORT": str(port), "CLUBJAPON_SEND_RETRY_WAIT": "2"}
+           "SMTP_PORT": str(port), "CLUBJAPON_SEND_RETRY_WAIT": "2",
+           "CLUBJAPON_POSTAL_ADDRESS": POSTAL_ADDRESS}
     started = time.monotonic()
     result = cli(env, "send", SLUG, "--test-to", "a@example.org,b@example.org,c@example.org",
                  "--contact", READER)

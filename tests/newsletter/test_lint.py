@@ -40,7 +40,7 @@ def test_the_real_edition_is_clean(project_settings: Settings) -> None:
          "link-scheme", "html line"),
         (HTML, FOOTER, "<tr><td>{{ '{{' }} first_name }}</td></tr>" + FOOTER, "leftover", "html"),
         (TEXT, "-- \n", "{{ '{%' }} endif %}\n-- \n", "leftover", "text line"),
-        (TEXT, '{{ t.unsubscribe }}{{ colon }}{{ slot("unsubscribe_url") }}', "",
+        (TEXT, '\n{{ slot("unsubscribe_url") }}', "",
          "unsubscribe", "text"),
         (HTML, '<a href="{{ slot("unsubscribe_url") }}" class="footer-link">'
          '{{ t.unsubscribe }}</a>', "", "unsubscribe", "html"),

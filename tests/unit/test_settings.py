@@ -131,3 +131,20 @@ def test_a_relative_sqlite_uri_is_anchored_in_the_root(tmp_path: Path, folder: s
         store.close()
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
         [folder, "var", "x.sqlite3"])
+
+
+@pytest.mark.parametrize(("raw", "lines"), [
+    ("Club Japon; 1 rue Exemple;59000 Lille ;", ("Club Japon", "1 rue Exemple", "59000 Lille")),
+    ("Club Japon\n1 rue Exemple\n\n59000 Lille\n", ("Club Japon", "1 rue Exemple", "59000 Lille")),
+    ("  ", ()),
+])
+def test_the_postal_address_is_split_into_lines(root: Path, raw: str, lines: tuple[str]) -> None:
+    settings = load_settings(root, environ={"CLUBJAPON_POSTAL_ADDRESS": raw})
+    assert settings.postal_address == lines
+    shown = dict((name, value) for name, value, _ in settings.describe())
+    assert shown["CLUBJAPON_POSTAL_ADDRESS"] == ("; ".join(lines) or "(not set)")
+
+
+def test_a_postal_address_with_a_control_character_is_refused(root: Path) -> None:
+    with pytest.raises(ConfigError, match="CLUBJAPON_POSTAL_ADDRESS"):
+        load_settings(root, environ={"CLUBJAPON_POSTAL_ADDRESS": "Club\x1b[31m; Lille"})

@@ -33,8 +33,20 @@ class SendOptions:
     worker: bool = False  # one of several processes on the campaign (PostgreSQL only)
 
 
+def require_postal_address(settings: Settings) -> None:
+    """A message that leaves this machine must show the club's postal address: ConfigError."""
+    # Commercial mail must say where its sender can be reached (LCEN art. L34-5 in France,
+    # CAN-SPAM in the US); the outbox stays here, so the demo and tests need none.
+    if settings.transport != "outbox" and not settings.postal_address:
+        raise ConfigError(
+            f"CLUBJAPON_POSTAL_ADDRESS is not set: the transport {settings.transport} sends "
+            "real messages, and each must show the club's postal address in its footer "
+            "(set it in .env or config/clubjapon.toml, lines separated by ';')")
+
+
 def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
     """Load the edition with real, signed unsubscribe links."""
+    require_postal_address(settings)  # before anything is planned or rendered
     slug = resolve_edition(settings.root, edition)  # tokens sign the slug, never a spelling
     signer = TokenSigner(signing_key(settings))
     return load_newsletter(

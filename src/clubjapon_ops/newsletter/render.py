@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import css_inline
 import yaml
@@ -21,7 +22,7 @@ from markupsafe import escape
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.newsletter.model import Edition, Lang
+from clubjapon_ops.newsletter.model import Edition, Lang, QuoteSection
 from clubjapon_ops.newsletter.textwrap_cjk import display_width, wrap
 
 TEMPLATES_DIR = Path("templates")
@@ -37,6 +38,9 @@ SLOTS = ("greeting", "email", "unsubscribe_url")
 _QUOTES = {"fr": ("« ", " »"), "en": ("“", "”"), "ja": ("「", "」")}
 _COLON = {"fr": " : ", "en": ": ", "ja": "："}
 _LIST_SEP = {"fr": ", ", "en": ", ", "ja": "、"}
+_PARENS = {"fr": ("(", ")"), "en": ("(", ")"), "ja": ("（", "）")}
+# Between a sentence and what follows it (a link, an address): Japanese puts no space.
+_SPACE = {"fr": " ", "en": " ", "ja": ""}
 
 
 # Base64 turns 57 bytes into one 76-character line. HTML segments are padded with spaces
@@ -191,10 +195,12 @@ def _environment(templates_dir: Path, *, autoescape: bool) -> Environment:
 class Renderer:
     """Jinja2 environment and css-inline, configured once for the templates folder."""
 
-    def __init__(self, templates_dir: Path, *, public_url: str, mail_from_address: str) -> None:
+    def __init__(self, templates_dir: Path, *, public_url: str, mail_from_address: str,
+                 postal_address: tuple[str, ...] = ()) -> None:
         self.templates_dir = templates_dir
         self.public_url = public_url
         self.mail_from_address = mail_from_address
+        self.postal_address = postal_address
         # Two environments rather than one choosing by file name: the HTML part escapes
         # every value whatever its template is called; the text part is not HTML.
         self.env = _environment(templates_dir, autoescape=True)
@@ -215,6 +221,10 @@ class Renderer:
         # A button without a URL writes to the club (its From address) about this edition.
         mailto = f"mailto:{self.mail_from_address}?subject=Club%20Japon%20{edition.slug}"
         open_quote, close_quote = _QUOTES[lang]
+
+        def paren(text: str) -> str:
+            return f"{_PARENS[lang][0]}{text}{_PARENS[lang][1]}"
+
         return {
             "edition": edition,
             "lang": lang,
@@ -228,6 +238,14 @@ class Renderer:
             "open_quote": open_quote,
             "close_quote": close_quote,
             "colon": _COLON[lang],
+            "space": _SPACE[lang],
+            "paren": paren,
+            "quotes": lambda of: _QUOTES[of],
+            "quote_lang": lambda section: quote_language(section, lang),
+            "attribution": lambda section: attribution(section, lang),
+            "mailto_address": mailto_address,
+            "postal_lines": self.postal_address,
+            "dir": "ltr",  # fr, en and ja all read left to right
             "view_online_url": archive_url(self.public_url, edition.slug, lang),
             # The public archive page: no reader, so no address and no unsubscribe link.
             "web_page": web_page,
@@ -242,7 +260,7 @@ class Renderer:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
         anonymous = str(escape(self.strings[lang]["greeting_anonymous"]))
         # The template still marks the greeting slot; any other slot gets nothing.
-        return Compiled.split(self.inliner.inline(html)).fill(
+        return Compiled.split(charset_first(self.inliner.inline(html))).fill(
             {"greeting": anonymous, "email": "", "unsubscribe_url": ""})
 
     def render_language(self, edition: Edition, lang: Lang) -> RenderedLanguage:
@@ -253,7 +271,7 @@ class Renderer:
             text = self.text_env.get_template(TEXT_TEMPLATE).render(ctx)
         except TemplateError as exc:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
-        inlined = self.inliner.inline(html)
+        inlined = charset_first(self.inliner.inline(html))
         return RenderedLanguage(
             lang=lang,
             subject=edition.subject[lang],
@@ -261,6 +279,50 @@ class Renderer:
             html=Compiled.split(inlined, aligned=True),
             text=Compiled.split(text),
         )
+
+
+_HEAD_STYLE = re.compile(r"<head>(<style>.*?</style>)\s*", re.S)
+
+
+def charset_first(html: str) -> str:
+    """Move the <style> css-inline keeps at the top of <head> to its end.
+
+    A browser looks for <meta charset> in the first 1024 bytes only; css-inline's
+    keep_at_rules puts the @media rules before it, which pushes it past that.
+    """
+    match = _HEAD_STYLE.search(html)
+    if match is None:
+        return html
+    head_end = html.find("</head>", match.end())
+    if head_end < 0:
+        return html
+    return (html[:match.start()] + "<head>" + html[match.end():head_end] + match.group(1)
+            + "\n" + html[head_end:])
+
+
+def quote_language(section: QuoteSection, lang: Lang) -> Lang:
+    """The language a quotation is shown in: the original where its words are kept as said.
+
+    An edition keeps a quotation untranslated by giving every language the original text;
+    it is then marked up in the original language, and not called a translation.
+    """
+    original = section.original_language
+    if section.text.get(lang) == section.text.get(original):
+        return original
+    return lang
+
+
+def attribution(section: QuoteSection, lang: Lang) -> str:
+    """Who said a quotation, punctuated as the reader's language does."""
+    author, role = section.author[lang], section.role[lang]
+    if lang == "ja":
+        return f"——{author}（{role}）"
+    return f"— {author}, {role}"
+
+
+def mailto_address(url: str) -> str:
+    """The address of a mailto: link, without its query (?subject=...)."""
+    return unquote(urlsplit(url).path)
 
 
 def archive_url(public_url: str, slug: str, lang: str) -> str:

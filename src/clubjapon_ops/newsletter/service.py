@@ -64,6 +64,7 @@ def make_renderer(settings: Settings) -> Renderer:
         settings.root / TEMPLATES_DIR,
         public_url=settings.public_url,
         mail_from_address=parseaddr(settings.mail_from)[1],
+        postal_address=settings.postal_address,
     )
 
 
