@@ -27,11 +27,11 @@ from clubjapon_ops.newsletter.service import (
     check_newsletter,
     load_newsletter,
 )
-from clubjapon_ops.settings import Settings
+from clubjapon_ops.settings import Settings, load_settings
 from tests.conftest import REPO
 from tests.newsletter.conftest import SLUG
 
-ADDRESS = "Club Japon des Hauts-de-France\n12 rue Nationale\n59000 Lille"
+ADDRESS = ("Club Japon des Hauts-de-France", "12 rue Nationale", "59000 Lille")
 
 
 @pytest.fixture
@@ -72,9 +72,19 @@ def test_a_real_send_without_the_postal_address_is_an_error(newsletter: Newslett
     errors = [p for p in lint_messages(messages, for_send=True) if p.level == "error"]
     assert [(p.rule, p.where) for p in errors] == [("postal-address", "settings")]
     assert "CLUBJAPON_POSTAL_ADDRESS" in errors[0].message
-    # Before the setting exists (an older settings object) it can only be a warning.
-    before = lint_messages(messages, for_send=True, postal_known=False)
-    assert [p.level for p in before if p.rule == "postal-address"] == ["warning"]
+    # The outbox's messages stay on this machine: a warning only.
+    local = lint_messages(messages, for_send=False)
+    assert [p.level for p in local if p.rule == "postal-address"] == ["warning"]
+
+
+def test_a_real_send_with_the_address_set_finds_it_in_every_footer(project: Path) -> None:
+    # The setting as ops write it, through the renderer's footer, checked by the lint.
+    settings = load_settings(project, environ={
+        "CLUBJAPON_POSTAL_ADDRESS": "Club Japon des Hauts-de-France; 151 avenue du Président "
+                                    "Hoover; 59555 Lille Cedex"})
+    problems = check_newsletter(settings, SLUG, for_send=True)
+    assert [p for p in problems if p.level == "error"] == []
+    assert not [p for p in problems if p.rule == "postal-address"]
 
 
 def test_a_postal_address_the_footer_does_not_show_is_an_error(newsletter: Newsletter) -> None:

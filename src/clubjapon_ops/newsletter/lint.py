@@ -154,14 +154,8 @@ def _visible(html: str) -> str:
     return _SPACES.sub(" ", text.replace("\u00a0", " ").replace("\u202f", " "))
 
 
-def address_parts(postal_address: str) -> list[str]:
-    """The lines (or comma-separated parts) of a postal address, spaces made one."""
-    return [_SPACES.sub(" ", part).strip() for part in re.split(r"[\n,;]", postal_address)
-            if part.strip()]
-
-
 def lint_rendering(message: PersonalMessage, *, mime: bytes | None = None,
-                   postal_address: str | None = None) -> list[Problem]:
+                   postal_address: tuple[str, ...] = ()) -> list[Problem]:
     """What the offline rules find in one message: charset, same-colour text, the postal
     address in both parts, encoded header lines."""
     problems: list[Problem] = []
@@ -179,7 +173,8 @@ def lint_rendering(message: PersonalMessage, *, mime: bytes | None = None,
         for part, body in (("html", _visible(message.html)),
                            ("text", _SPACES.sub(" ", message.text.replace("\u00a0", " ")
                                                 .replace("\u202f", " ")))):
-            missing = [p for p in address_parts(postal_address) if p not in body]
+            missing = [line for line in postal_address
+                       if _SPACES.sub(" ", line).strip() not in body]
             if missing:
                 problems.append(Problem(
                     "error", "postal-address", f"{lang} {part}",
@@ -191,13 +186,12 @@ def lint_rendering(message: PersonalMessage, *, mime: bytes | None = None,
     return problems
 
 
-def postal_address_problem(postal_address: str | None, *, for_send: bool,
-                           known: bool = True) -> Problem | None:
-    """A missing postal address: an error for a real send once the setting exists."""
-    if postal_address and postal_address.strip():
+def postal_address_problem(postal_address: tuple[str, ...], *,
+                           for_send: bool) -> Problem | None:
+    """A missing postal address: an error for a send that leaves this machine."""
+    if postal_address:
         return None
-    level = "error" if for_send and known else "warning"
-    return Problem(level, "postal-address", "settings",
+    return Problem("error" if for_send else "warning", "postal-address", "settings",
                    f"{POSTAL_SETTING} is not set: a marketing email must show the sender's "
                    "postal address (a real send refuses to go without it)")
 
@@ -233,13 +227,13 @@ def client_support(messages: dict[Lang, PersonalMessage]) -> list[Problem]:
 
 
 def lint_messages(messages: dict[Lang, PersonalMessage], *,
-                  mimes: dict[Lang, bytes] | None = None, postal_address: str | None = None,
-                  for_send: bool = False, postal_known: bool = True) -> list[Problem]:
+                  mimes: dict[Lang, bytes] | None = None,
+                  postal_address: tuple[str, ...] = (), for_send: bool = False) -> list[Problem]:
     """Check one sample message per language, and what applies to all of them once."""
     problems = [problem for message in messages.values() for problem in lint_message(message)]
     for lang, message in messages.items():
         problems += lint_rendering(message, mime=(mimes or {}).get(lang),
                                    postal_address=postal_address)
-    if address := postal_address_problem(postal_address, for_send=for_send, known=postal_known):
+    if address := postal_address_problem(postal_address, for_send=for_send):
         problems.append(address)
     return problems + client_support(messages)

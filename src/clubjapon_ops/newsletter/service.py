@@ -94,7 +94,7 @@ def check_newsletter(
     *, for_send: bool = False,
 ) -> list[Problem]:
     """Render every language with a sample reader and lint the result (and the MIME
-    message built from it); ``for_send``: the checks of a real send, stricter."""
+    message built from it); ``for_send``: the checks of a send that leaves this machine."""
     edition = find_edition(settings, slug)
     renderer = make_renderer(settings)
     problems: list[Problem] = lint_edition(settings.root, edition)
@@ -112,14 +112,7 @@ def check_newsletter(
     builder = MimeBuilder(settings.mail_from)
     mimes = {lang: builder.build(sample, edition=slug) for lang, sample in samples.items()}
     return problems + lint_messages(
-        samples, mimes=mimes, postal_address=postal_address(settings), for_send=for_send,
-        postal_known=hasattr(settings, "postal_address"))
-
-
-def postal_address(settings: Settings) -> str | None:
-    """The club's postal address, where the settings have one (CLUBJAPON_POSTAL_ADDRESS)."""
-    value = getattr(settings, "postal_address", None)
-    return value if isinstance(value, str) and value.strip() else None
+        samples, mimes=mimes, postal_address=settings.postal_address, for_send=for_send)
 
 
 def newest_ready_edition(settings: Settings) -> str | None:
