@@ -36,9 +36,11 @@ def home(tmp_path: Path) -> Path:
 
 
 def make_settings(home: Path, **env: str) -> Settings:
-    """Settings for the temporary project, with a signing key and fast retries."""
+    """Settings for the temporary project, with a signing key, the club's postal address
+    (a real send needs it) and fast retries."""
     base = {"CLUBJAPON_SECRET": SECRET, "CLUBJAPON_SEND_RETRY_WAIT": "0.01",
-            "CLUBJAPON_CSV_PATH": str(home / "contacts.csv")}
+            "CLUBJAPON_CSV_PATH": str(home / "contacts.csv"),
+            "CLUBJAPON_POSTAL_ADDRESS": POSTAL_ADDRESS}
     return load_settings(home, environ={**base, **env})
 
 

@@ -43,6 +43,7 @@ _PREFERRED = "cp1252"
 # a file that mixes UTF-8 with another encoding.
 _UTF8_MULTIBYTE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_CONTROLS = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _LABELS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
            "utf-32": "UTF-32"}
@@ -117,6 +118,9 @@ def detect_encoding(path: Path, sample: bytes) -> Encoding:
         later = _first_non_ascii_lines(path, len(sample))
         if later is not None:
             look_at, look_whole = later, len(later) < SAMPLE_BYTES
+    if _binary(sample):
+        raise SourceError(f"{path} is not text in any encoding we know (is it a CSV export?); "
+                          "export it as CSV UTF-8")
     try:
         _decode(look_at, "utf-8", look_whole, errors="strict")
         return Encoding("utf-8", _decode(sample, "utf-8", whole))
@@ -166,6 +170,18 @@ def _first_non_ascii_lines(path: Path, start: int) -> bytes | None:
         line_start = back + before.rfind(b"\n") + 1 if b"\n" in before else back
         raw.seek(line_start)
         return raw.read(SAMPLE_BYTES)
+
+
+def _binary(sample: bytes) -> bool:
+    """Control bytes no text export holds (NUL, and C0 codes but tab, line ends, form feed
+    and escape) in more than 1 % of the sample, and not UTF-16 or UTF-32 without a BOM (a
+    NUL in every other byte, or more). Random bytes have ~10 %: a start that happens to be
+    valid UTF-8 must not make them 'UTF-8 with a bad byte'."""
+    controls = len(sample) - len(sample.translate(None, _CONTROLS))
+    if controls * 100 <= len(sample):
+        return False
+    wide = max(sample[0::2].count(0), sample[1::2].count(0)) * 2 >= len(sample) * 0.9
+    return not wide
 
 
 def _guess(sample: bytes) -> str | None:
