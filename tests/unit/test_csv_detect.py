@@ -6,7 +6,6 @@ that hold the delimiter, a quote or a line break), and each test checks the stor
 
 from __future__ import annotations
 
-import os
 import random
 import zipfile
 from pathlib import Path
