@@ -25,10 +25,11 @@ NO_LINE_END = frozenset("（「『【〔〈《［｛‘“([{«")
 # Spaces that glue (French typography puts them before ; ! ? : » and inside numbers).
 NO_BREAK_SPACES = frozenset("\u00a0\u202f\u2060\ufeff")
 # Spans a line never breaks inside: the renderer's slot markers, URLs, e-mail addresses.
+# A URL ends at the first non-ASCII character: Japanese runs on right after one ("…/をご覧").
 ATOMIC = re.compile(
     r"\ue000[a-z_]*\ue001"
-    r"|(?:[A-Za-z][A-Za-z0-9+.-]*://|mailto:|tel:|www\.)[^\s<>\"'«»\ue000\ue001]+"
-    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?:[A-Za-z][A-Za-z0-9+.-]*://|mailto:|tel:|www\.)[!#-;=?-~]+"
+    r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 )
 _CONTROL_SPACE = re.compile(r"[\t\n\r\f\v]")
 
