@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable
 from html import unescape
 
@@ -22,9 +23,16 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from clubjapon_ops.newsletter import textwrap_cjk
-from clubjapon_ops.newsletter.textwrap_cjk import ATOMIC, display_width, is_wide, phrase_breaks
+from clubjapon_ops.newsletter.textwrap_cjk import (
+    ATOMIC,
+    NO_LINE_END,
+    NO_LINE_START,
+    display_width,
+    is_wide,
+    phrase_breaks,
+)
 
-NBSP, NNBSP, ZWSP = "\u00a0", "\u202f", "\u200b"
+NBSP, NNBSP, ZWSP, WJ = "\u00a0", "\u202f", "\u200b", "\u2060"
 KEEP_ALL = "word-break:keep-all;overflow-wrap:anywhere"
 _SLOT_CLOSE = "\ue001"
 
@@ -130,7 +138,28 @@ def _phrases_html(node: str, *, near_slot: bool) -> str:
 
 def _join_phrases(text: str, separator: str) -> str:
     cuts = [0, *phrase_breaks(text), len(text)]
-    return separator.join(text[a:b] for a, b in itertools.pairwise(cuts))
+    return separator.join(_glue(text[a:b]) for a, b in itertools.pairwise(cuts))
+
+
+def _is_wide_symbol(char: str) -> bool:
+    return is_wide(char) and unicodedata.category(char)[0] not in "LN"
+
+
+def _glue(phrase: str) -> str:
+    """A phrase with U+2060 on each side of its full-width punctuation and symbols.
+
+    ``word-break: keep-all`` keeps letters together, but Chromium still breaks around
+    "・" and "＝" ("リール・/オペラ座", "オー＝ド/＝フランス"); a word joiner forbids that.
+    """
+    out = phrase[:1]
+    for before, after in itertools.pairwise(phrase):
+        # Not before closing marks nor after opening ones: no browser breaks there anyway.
+        if ((_is_wide_symbol(before) and before not in NO_LINE_END)
+                or (_is_wide_symbol(after) and after not in NO_LINE_START)) and not (
+                before.isspace() or after.isspace()):
+            out += WJ
+        out += after
+    return out
 
 
 def _add_style(tag: str, declarations: str) -> str:
@@ -198,11 +227,11 @@ def _fold(line: str) -> str:
     return "".join(out)
 
 
-_BREAK_MARKS = re.compile(r"<wbr\s*/?>|\u200b")
+_BREAK_MARKS = re.compile(r"<wbr\s*/?>|[\u200b\u2060]")
 
 
 def without_phrase_breaks(html: str) -> str:
-    """The HTML without the <wbr> and U+200B put between Japanese phrases (to search it)."""
+    """The HTML without the marks put between and inside Japanese phrases (to search it)."""
     return _BREAK_MARKS.sub("", html)
 
 
