@@ -27,9 +27,9 @@ from clubjapon_ops.newsletter.typography import (
     typeset_html,
     without_phrase_breaks,
 )
-from clubjapon_ops.settings import load_settings
+from clubjapon_ops.settings import Settings, load_settings
 from tests.conftest import REPO
-from tests.newsletter.conftest import SLUG
+from tests.newsletter.conftest import SLUG, edit
 
 PARSER = budoux.load_default_japanese_parser()
 # An ordinary space where French wants a non-breaking one, or none where it wants one.
@@ -74,6 +74,7 @@ def phrase_ends(text: str) -> set[int]:
     ("Une question? Une idée!", f"Une question{NNBSP}? Une idée{NNBSP}!"),
     ("d’abord; ensuite", f"d’abord{NNBSP}; ensuite"),
     ("Quoi?!", f"Quoi{NNBSP}?!"),
+    ("≈ 10 000 emplois", f"≈{NBSP}10{NBSP}000 emplois"),
 ])
 def test_french_spaces(before: str, after: str) -> None:
     assert french(before) == after
@@ -154,6 +155,16 @@ def test_the_preheader_is_set() -> None:
     rendered = shipped().rendered["fr"]
     assert f"franco-japonaise{NBSP}: l’essentiel" in rendered.preheader
     assert rendered.preheader in visible_text(rendered.html.statics[0])
+
+
+def test_a_greeting_is_set_once_per_language(project_settings: Settings) -> None:
+    strings = project_settings.root / "templates" / "newsletter" / "strings.yaml"
+    edit(strings, 'greeting_named: "Bonjour {first_name},"',
+         'greeting_named: "Bonjour {first_name} !"')
+    newsletter = load_newsletter(project_settings, SLUG)
+    message = newsletter.personalise(SAMPLE_CONTACTS["fr"])
+    assert f"Bonjour Camille{NNBSP}!" in message.text
+    assert f"Bonjour Camille{NNBSP}!" in message.html
 
 
 def test_english_and_japanese_subjects_are_left_as_written() -> None:

@@ -246,7 +246,7 @@ class Renderer:
             html = self.env.get_template(HTML_TEMPLATE).render(ctx)
         except TemplateError as exc:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
-        anonymous = str(escape(self.strings[lang]["greeting_anonymous"]))
+        anonymous = str(escape(typeset(self.strings[lang]["greeting_anonymous"], lang)))
         # The template still marks the greeting slot; any other slot gets nothing.
         html = typeset_html(self.inliner.inline(html), lang)
         return Compiled.split(html).fill(
@@ -320,7 +320,8 @@ class Personaliser:
     ) -> None:
         self.edition = edition
         self.rendered = rendered
-        self.strings = strings
+        # The greetings' words are typeset once per language here, not per contact.
+        self.strings = {lang: _typeset_greetings(s, lang) for lang, s in strings.items()}
         self.unsubscribe_url = unsubscribe_url
 
     def language_for(self, contact: Contact) -> Lang:
@@ -345,6 +346,12 @@ class Personaliser:
             plain_values=plain,
             html_values={k: str(escape(v)) for k, v in plain.items()},
         )
+
+
+def _typeset_greetings(strings: Mapping[str, Any], lang: str) -> Mapping[str, Any]:
+    greetings = {key: typeset(str(strings[key]), lang)
+                 for key in ("greeting_named", "greeting_anonymous") if key in strings}
+    return {**strings, **greetings}
 
 
 def render_edition(renderer: Renderer, edition: Edition) -> dict[Lang, RenderedLanguage]:

@@ -53,6 +53,8 @@ _SPACES_TEXT, _SPACES_HTML = r"[ \t]+", r"[ \t\r\n]+"
 _MISSING = re.compile(r"(?<=[^\s;!?«(\[{<\ue011'\"/\-–—])(?=[;!?])")
 # A number in groups of three: "10 000", "1 250 000" (not a year after a day: "4 2025").
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d])")
+# A sign written before a number stays with it: "≈ 10 000", "± 5".
+_SIGN = re.compile(r"(?<=[≈~±])[ ](?=\d)")
 
 
 def _mask(text: str, keep: re.Pattern[str]) -> tuple[str, list[str]]:
@@ -80,6 +82,7 @@ def french(text: str, *, html: bool = False) -> str:
     masked = re.sub(r"(?<=«)" + spaces, NNBSP, masked)
     masked = _MISSING.sub(NNBSP, masked)
     masked = _THOUSANDS.sub(lambda m: m.group().replace(" ", NBSP), masked)
+    masked = _SIGN.sub(NBSP, masked)
     return _unmask(masked, kept)
 
 
@@ -176,6 +179,8 @@ def _add_style(tag: str, declarations: str) -> str:
 
 def _japanese_html(html: str) -> str:
     """<wbr> between BudouX phrases; keep-all on each element that holds Japanese text."""
+    if KEEP_ALL in html:
+        return html  # set already: once is enough
     parts: list[str] = []
     open_tags: list[tuple[str, int]] = []  # element name, index of its start tag in parts
     styled: set[int] = set()
