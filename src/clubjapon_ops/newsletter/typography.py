@@ -179,8 +179,6 @@ def _add_style(tag: str, declarations: str) -> str:
 
 def _japanese_html(html: str) -> str:
     """<wbr> between BudouX phrases; keep-all on each element that holds Japanese text."""
-    if KEEP_ALL in html:
-        return html  # set already: once is enough
     parts: list[str] = []
     open_tags: list[tuple[str, int]] = []  # element name, index of its start tag in parts
     styled: set[int] = set()
