@@ -94,24 +94,51 @@ def breaks_inside_phrases(block: dict[str, Any]) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def japanese_html() -> str:
+def html_of(lang: str) -> str:
     newsletter = load_newsletter(load_settings(REPO, environ={}), SLUG)
-    return newsletter.personalise(SAMPLE_CONTACTS["ja"]).html
+    return newsletter.personalise(SAMPLE_CONTACTS[lang]).html
 
 
-@pytest.mark.parametrize("width", [320, 375])
-def test_no_phrase_is_broken_at_phone_width(japanese_html: str, width: int) -> None:
+def layout(html: str, width: int) -> list[dict[str, Any]]:
+    """The blocks of ``html`` laid out by Chromium in a window ``width`` px wide."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": 800})
-            page.set_content(japanese_html, wait_until="load")
-            blocks = page.evaluate(LAYOUT)
+            page.set_content(html, wait_until="load")
+            blocks: list[dict[str, Any]] = page.evaluate(LAYOUT)
             page.close()
         finally:
             browser.close()
+    return blocks
+
+
+def lines_of(block: dict[str, Any]) -> list[str]:
+    """The visible characters of a block, line by line."""
+    lines: list[str] = []
+    last_bottom = None
+    for index, top, bottom, _ in block["chars"]:
+        if last_bottom is None or top >= last_bottom - 1:
+            lines.append("")
+        lines[-1] += block["text"][index]
+        last_bottom = bottom
+    return lines
+
+
+@pytest.mark.parametrize("width", [320, 375])
+def test_french_punctuation_never_starts_a_line(width: int) -> None:
+    """Before: "avec un objectif / : renforcer" (an ordinary space before the colon)."""
+    blocks = layout(html_of("fr"), width)
+    lines = [line for block in blocks for line in lines_of(block)]
+    assert len(lines) > 60  # the layout was read, and it wraps
+    assert [line for line in lines if line[0] in ":;!?»"] == []
+    assert [line for line in lines if line[-1] == "«"] == []
+
+
+@pytest.mark.parametrize("width", [320, 375])
+def test_no_phrase_is_broken_at_phone_width(width: int) -> None:
+    blocks = layout(html_of("ja"), width)
     japanese = [b for b in blocks if any("\u3040" <= c <= "\u9fff" for c in b["text"])]
     assert len(japanese) >= 20  # the layout was read
     wrapped = [b for b in japanese if len({round(c[1]) for c in b["chars"]}) > 1]
