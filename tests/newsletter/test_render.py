@@ -104,7 +104,8 @@ def test_personalising_equals_rendering_the_whole_template(newsletter: Newslette
     # Alignment padding adds spaces before tags: compare everything but white space; and
     # but the Japanese phrase breaks, set once per language (not on the contact's values).
     ours = without_phrase_breaks(message.html).replace(f' style="{KEEP_ALL}"', "")
-    assert re.sub(r"[\s;]+", "", ours.replace(KEEP_ALL, "")) == re.sub(r"[\s;]+", "", full)
+    ours = ours.replace(KEEP_ALL, "")
+    assert re.sub(r"\s+|;(?=\")", "", ours) == re.sub(r"\s+|;(?=\")", "", full)
 
 
 @pytest.mark.parametrize("length", [0, 1, 2, 3, 56, 57, 58, 113, 114, 300])
