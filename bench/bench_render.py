@@ -3,8 +3,9 @@
 Run: .venv/bin/python bench/bench_render.py [--contacts 10000]
 Prints, for the same contacts in the same run:
   - render once + slots + the fast MIME builder (this project);
-  - the plain approach: Jinja2 render of the whole template per contact, then EmailMessage
-    with set_content / add_alternative / as_bytes;
+  - the plain approach: Jinja2 render of the whole template per contact, typography on it
+    (French spaces, Japanese phrases: the text part's filters, then the HTML and the
+    subject), then EmailMessage with set_content / add_alternative / as_bytes;
 and the peak RSS growth of each, at two list sizes, to show memory stays flat.
 """
 
@@ -23,6 +24,7 @@ from clubjapon_ops.contacts import Contact
 from clubjapon_ops.delivery.message import MimeBuilder, message_id
 from clubjapon_ops.newsletter.render import HTML_TEMPLATE, TEXT_TEMPLATE, greeting
 from clubjapon_ops.newsletter.service import load_newsletter
+from clubjapon_ops.newsletter.typography import typeset, typeset_html
 from clubjapon_ops.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,10 +88,11 @@ def main() -> None:
         msg = EmailMessage()
         msg["From"] = settings.mail_from
         msg["To"] = formataddr((f"{contact.first_name} {contact.last_name}", contact.email))
-        msg["Subject"] = newsletter.edition.subject[lang]
+        msg["Subject"] = typeset(newsletter.edition.subject[lang], lang)
         msg["Message-ID"] = message_id(SLUG, contact.email, builder.domain)
-        msg.set_content(text_t.render(ctx))
-        msg.add_alternative(html_t.render(ctx), subtype="html")
+        # The wrap and heading filters typeset as they wrap; the rest is set on the whole.
+        msg.set_content(typeset(text_t.render(ctx), lang))
+        msg.add_alternative(typeset_html(html_t.render(ctx), lang), subtype="html")
         return msg.as_bytes()
 
     print(f"Edition {SLUG}; {args.contacts:,} contacts (fr/en/ja in thirds); one core")

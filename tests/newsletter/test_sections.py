@@ -12,6 +12,7 @@ import yaml
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import load_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, load_newsletter
+from clubjapon_ops.newsletter.typography import without_phrase_breaks
 from clubjapon_ops.settings import Settings
 
 SLUG = "2026-06-18-amiens"
@@ -57,7 +58,7 @@ def test_every_section_type_renders_in_both_parts(
     newsletter = load_newsletter(project_settings, SLUG)
     for lang in ("fr", "en", "ja"):
         message = newsletter.personalise(SAMPLE_CONTACTS[lang])
-        for part in (message.html, message.text):
+        for part in (without_phrase_breaks(message.html), message.text):
             for text in ("Premier paragraphe", "Second paragraphe", "42", "Réponses",
                          "Une citation", "Débat", "Oratrice", "Directrice", "Étapes",
                          "Tokyo", "Osaka", "S’inscrire", "Photo"):

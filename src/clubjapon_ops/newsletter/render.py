@@ -23,7 +23,12 @@ from markupsafe import escape
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.model import Edition, Lang, QuoteSection
-from clubjapon_ops.newsletter.textwrap_cjk import display_width, wrap
+from clubjapon_ops.newsletter.typography import (
+    heading_filter,
+    typeset,
+    typeset_html,
+    wrap_filter,
+)
 
 TEMPLATES_DIR = Path("templates")
 HTML_TEMPLATE = "newsletter/email.html.j2"
@@ -187,8 +192,9 @@ def _environment(templates_dir: Path, *, autoescape: bool) -> Environment:
         keep_trailing_newline=True,
         auto_reload=True,
     )
-    env.filters["wrap"] = wrap
-    env.filters["heading"] = lambda s: f"{s}\n{'=' * min(72, display_width(s))}"
+    # Language-aware (they read ``lang`` from the context): typography, then wrapping.
+    env.filters["wrap"] = wrap_filter
+    env.filters["heading"] = heading_filter
     return env
 
 
@@ -258,9 +264,10 @@ class Renderer:
             html = self.env.get_template(HTML_TEMPLATE).render(ctx)
         except TemplateError as exc:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
-        anonymous = str(escape(self.strings[lang]["greeting_anonymous"]))
+        anonymous = str(escape(typeset(self.strings[lang]["greeting_anonymous"], lang)))
         # The template still marks the greeting slot; any other slot gets nothing.
-        return Compiled.split(charset_first(self.inliner.inline(html))).fill(
+        html = typeset_html(charset_first(self.inliner.inline(html)), lang)
+        return Compiled.split(html).fill(
             {"greeting": anonymous, "email": "", "unsubscribe_url": ""})
 
     def render_language(self, edition: Edition, lang: Lang) -> RenderedLanguage:
@@ -271,13 +278,15 @@ class Renderer:
             text = self.text_env.get_template(TEXT_TEMPLATE).render(ctx)
         except TemplateError as exc:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
-        inlined = charset_first(self.inliner.inline(html))
+        # Typography once per language, on the whole part: what the templates add around
+        # the edition's words (" : ", guillemets) is set too. The filters did the wrapped text.
+        inlined = typeset_html(charset_first(self.inliner.inline(html)), lang)
         return RenderedLanguage(
             lang=lang,
-            subject=edition.subject[lang],
-            preheader=edition.preheader[lang],
+            subject=typeset(edition.subject[lang], lang),
+            preheader=typeset(edition.preheader[lang], lang),
             html=Compiled.split(inlined, aligned=True),
-            text=Compiled.split(text),
+            text=Compiled.split(typeset(text, lang)),
         )
 
 
@@ -373,7 +382,8 @@ class Personaliser:
     ) -> None:
         self.edition = edition
         self.rendered = rendered
-        self.strings = strings
+        # The greetings' words are typeset once per language here, not per contact.
+        self.strings = {lang: _typeset_greetings(s, lang) for lang, s in strings.items()}
         self.unsubscribe_url = unsubscribe_url
 
     def language_for(self, contact: Contact) -> Lang:
@@ -398,6 +408,12 @@ class Personaliser:
             plain_values=plain,
             html_values={k: str(escape(v)) for k, v in plain.items()},
         )
+
+
+def _typeset_greetings(strings: Mapping[str, Any], lang: str) -> Mapping[str, Any]:
+    greetings = {key: typeset(str(strings[key]), lang)
+                 for key in ("greeting_named", "greeting_anonymous") if key in strings}
+    return {**strings, **greetings}
 
 
 def render_edition(renderer: Renderer, edition: Edition) -> dict[Lang, RenderedLanguage]:

@@ -1,0 +1,263 @@
+"""Typography as a rendering step, once per language: French spaces, Japanese phrases.
+
+Editions are written with ordinary spaces; the renderer sets them here, in the HTML part,
+the text part, the subject and the preheader, so nobody types U+202F by hand in YAML and
+nothing of this runs per contact.
+
+French, after the Lexique des règles typographiques en usage à l'Imprimerie nationale
+(ponctuation: « espace fine insécable » before ; ! ? and inside guillemets, « espace
+insécable » before the colon) and issue 14 (U+00A0 inside numbers: "10 000").
+Japanese: phrases from BudouX are kept whole in the HTML (a <wbr> between them, and
+``word-break: keep-all; overflow-wrap: anywhere`` on the element holding the text).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from collections.abc import Callable
+from html import unescape
+
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
+from clubjapon_ops.newsletter import textwrap_cjk
+from clubjapon_ops.newsletter.textwrap_cjk import (
+    ATOMIC,
+    NO_LINE_END,
+    NO_LINE_START,
+    display_width,
+    is_wide,
+    phrase_breaks,
+)
+
+NBSP, NNBSP, ZWSP, WJ = "\u00a0", "\u202f", "\u200b", "\u2060"
+KEEP_ALL = "word-break:keep-all;overflow-wrap:anywhere"
+_SLOT_CLOSE = "\ue001"
+
+# What typography never touches is swapped for one private-use character while the rules
+# run: _OPAQUE for URLs, addresses, slots, times and entities, _BLANK for an entity that
+# is a space (&nbsp;). A sentinel already in the text is kept the same way, so the swap
+# back stays in step.
+_OPAQUE, _BLANK = "\ue010", "\ue011"
+_ENTITY = r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);"
+_KEEP = ATOMIC.pattern + r"|\b\d{1,2}:\d{2}\b|[\ue010\ue011]"
+_KEEP_TEXT = re.compile(_KEEP)
+_KEEP_HTML = re.compile(_ENTITY + "|" + _KEEP)
+_SENTINEL = re.compile("[\ue010\ue011]")
+
+_SPACES_TEXT, _SPACES_HTML = r"[ \t]+", r"[ \t\r\n]+"
+# French writes a space before ; ! ? even where the author did not: insert one after a
+# letter, a digit or a closing mark, not after a space, another ; ! ?, an opening bracket.
+_MISSING = re.compile(r"(?<=[^\s;!?«(\[{<\ue011'\"/\-–—])(?=[;!?])")
+# A number in groups of three: "10 000", "1 250 000" (not a year after a day: "4 2025").
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d])")
+# A sign written before a number stays with it: "≈ 10 000", "± 5".
+_SIGN = re.compile(r"(?<=[≈~±])[ ](?=\d)")
+
+
+def _mask(text: str, keep: re.Pattern[str]) -> tuple[str, list[str]]:
+    kept: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        kept.append(match.group())
+        is_entity = match.group().startswith("&")
+        return _BLANK if is_entity and unescape(match.group()).isspace() else _OPAQUE
+
+    return keep.sub(hide, text), kept
+
+
+def _unmask(text: str, kept: list[str]) -> str:
+    values = iter(kept)
+    return _SENTINEL.sub(lambda _: next(values), text)
+
+
+def french(text: str, *, html: bool = False) -> str:
+    """Set French non-breaking spaces; ``html`` for a text node (entities, any white space)."""
+    masked, kept = _mask(text, _KEEP_HTML if html else _KEEP_TEXT)
+    spaces = _SPACES_HTML if html else _SPACES_TEXT
+    masked = re.sub(spaces + r"(?=[;!?»])", NNBSP, masked)
+    masked = re.sub(spaces + r"(?=:)", NBSP, masked)
+    masked = re.sub(r"(?<=«)" + spaces, NNBSP, masked)
+    masked = _MISSING.sub(NNBSP, masked)
+    masked = _THOUSANDS.sub(lambda m: m.group().replace(" ", NBSP), masked)
+    masked = _SIGN.sub(NBSP, masked)
+    return _unmask(masked, kept)
+
+
+def typeset(text: str, lang: str) -> str:
+    """Typography for a plain string of one language (subject, preheader, text part)."""
+    return french(text) if lang == "fr" else text
+
+
+# Markup the text-node walk steps over. Outlook's conditional comments hold HTML that
+# Outlook shows (a VML button's label): its text gets the French rules, nothing else.
+_MARKUP = re.compile(
+    r"(?P<cond><!--\[if [^\]]*\]>)(?!<!--)(?P<inner>.*?)(?P<endif><!\[endif\]-->)"
+    r"|<!--.*?-->"
+    r"|(?P<rawopen><(?P<raw>style|script|title|textarea)\b[^>]*>)(?P<rawtext>.*?)"
+    r"(?P<rawclose></(?P=raw)\s*>)"
+    r"|<![^>]*>"
+    r"|(?P<tag></?(?P<name>[A-Za-z][A-Za-z0-9:-]*)[^\"'>]*(?:(?:\"[^\"]*\"|'[^']*')[^\"'>]*)*>)",
+    re.S | re.I,
+)
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                   "param", "source", "track", "wbr"})
+_STYLE_ATTR = re.compile(r"""(\sstyle\s*=\s*)(["'])(.*?)\2""", re.S | re.I)
+
+
+def _french_html(html: str) -> str:
+    """French rules on every text node (and <title>), never in tags, styles or comments."""
+    out, pos = [], 0
+    for m in _MARKUP.finditer(html):
+        out.append(french(html[pos:m.start()], html=True))
+        if m.group("cond"):
+            out.append(m.group("cond") + _french_html(m.group("inner")) + m.group("endif"))
+        elif m.group("raw") and m.group("raw").lower() == "title":
+            out.append(m.group("rawopen") + french(m.group("rawtext"), html=True)
+                       + m.group("rawclose"))
+        else:
+            out.append(m.group())
+        pos = m.end()
+    out.append(french(html[pos:], html=True))
+    return "".join(out)
+
+
+def _phrases_html(node: str, *, near_slot: bool) -> str:
+    """A text node with a break opportunity between its Japanese phrases."""
+    # The base64 alignment (render.Compiled) pads with spaces before the last tag ahead of
+    # a slot and after the text that follows one: a <wbr> there would show the spaces in
+    # the middle of a sentence. Text next to a slot gets U+200B, a character, instead.
+    separator = ZWSP if near_slot else "<wbr>"
+    out, pos = [], 0
+    for m in _KEEP_HTML.finditer(node):
+        out.append(_join_phrases(node[pos:m.start()], separator))
+        out.append(m.group())
+        pos = m.end()
+    out.append(_join_phrases(node[pos:], separator))
+    return "".join(out)
+
+
+def _join_phrases(text: str, separator: str) -> str:
+    cuts = [0, *phrase_breaks(text), len(text)]
+    return separator.join(_glue(text[a:b]) for a, b in itertools.pairwise(cuts))
+
+
+def _is_wide_symbol(char: str) -> bool:
+    return is_wide(char) and unicodedata.category(char)[0] not in "LN"
+
+
+def _glue(phrase: str) -> str:
+    """A phrase with U+2060 on each side of its full-width punctuation and symbols.
+
+    ``word-break: keep-all`` keeps letters together, but Chromium still breaks around
+    "・" and "＝" ("リール・/オペラ座", "オー＝ド/＝フランス"); a word joiner forbids that.
+    """
+    out = phrase[:1]
+    for before, after in itertools.pairwise(phrase):
+        # Not before closing marks nor after opening ones: no browser breaks there anyway.
+        if ((_is_wide_symbol(before) and before not in NO_LINE_END)
+                or (_is_wide_symbol(after) and after not in NO_LINE_START)) and not (
+                before.isspace() or after.isspace()):
+            out += WJ
+        out += after
+    return out
+
+
+def _add_style(tag: str, declarations: str) -> str:
+    match = _STYLE_ATTR.search(tag)
+    if match is None:
+        end = len(tag) - (2 if tag.endswith("/>") else 1)
+        return f'{tag[:end]} style="{declarations}"{tag[end:]}'
+    value = match.group(3)
+    if "word-break" in value:
+        return tag  # set already (typeset twice, or by the template)
+    sep = "" if not value.strip() or value.rstrip().endswith(";") else ";"
+    return tag[:match.end(3)] + sep + declarations + tag[match.end(3):]
+
+
+def _japanese_html(html: str) -> str:
+    """<wbr> between BudouX phrases; keep-all on each element that holds Japanese text."""
+    parts: list[str] = []
+    open_tags: list[tuple[str, int]] = []  # element name, index of its start tag in parts
+    styled: set[int] = set()
+    pos = 0
+
+    def text(node: str) -> None:
+        if any(is_wide(c) for c in node):
+            if open_tags:
+                styled.add(open_tags[-1][1])
+            near_slot = _SLOT_CLOSE in node or (bool(parts) and _SLOT_CLOSE in parts[-1])
+            node = _phrases_html(node, near_slot=near_slot)
+        parts.append(node)
+
+    for m in _MARKUP.finditer(html):
+        text(html[pos:m.start()])
+        pos = m.end()
+        parts.append(m.group())
+        if not m.group("tag"):
+            continue
+        name = m.group("name").lower()
+        if m.group().startswith("</"):
+            names = [n for n, _ in open_tags]
+            if name in names:
+                del open_tags[len(names) - 1 - names[::-1].index(name):]
+        elif name not in _VOID and not m.group().endswith("/>"):
+            open_tags.append((name, len(parts) - 1))
+    text(html[pos:])
+    for i in styled:
+        parts[i] = _add_style(parts[i], KEEP_ALL)
+    return "\n".join(_fold(line) for line in "".join(parts).split("\n"))
+
+
+# A body line may be 998 octets (RFC 5322); a longer one makes the whole part go base64
+# instead of 8bit. A long Japanese paragraph grows by its <wbr> and style, so its line is
+# cut inside a <wbr> tag ("<wbr\n>"): white space inside a tag is not text, it shows nothing.
+_LONG_LINE, _FOLD_AFTER = 900, 600
+
+
+def _fold(line: str) -> str:
+    if len(line.encode("utf-8")) <= _LONG_LINE:
+        return line
+    out, used = [], 0
+    for i, piece in enumerate(line.split("<wbr>")):
+        if i:
+            out.append("<wbr\n>" if used > _FOLD_AFTER else "<wbr>")
+            used = 0 if used > _FOLD_AFTER else used
+        out.append(piece)
+        used += len(piece.encode("utf-8")) + 5
+    return "".join(out)
+
+
+_BREAK_MARKS = re.compile(r"<wbr\s*/?>|[\u200b\u2060]")
+
+
+def without_phrase_breaks(html: str) -> str:
+    """The HTML without the marks put between and inside Japanese phrases (to search it)."""
+    return _BREAK_MARKS.sub("", html)
+
+
+_HTML_STEPS: dict[str, Callable[[str], str]] = {"fr": _french_html, "ja": _japanese_html}
+
+
+def typeset_html(html: str, lang: str) -> str:
+    """Typography for a rendered HTML document of one language; tags and styles untouched."""
+    step = _HTML_STEPS.get(lang)
+    return step(html) if step else html
+
+
+@pass_context
+def wrap_filter(
+    context: Context, text: str, width: int | None = None, indent: str = "", first: str = ""
+) -> str:
+    """The text part's ``wrap`` filter: typeset for the template's language, then wrap."""
+    return textwrap_cjk.wrap(typeset(str(text), context.get("lang", "")), width, indent, first)
+
+
+@pass_context
+def heading_filter(context: Context, text: str) -> str:
+    """The text part's ``heading`` filter: typeset, wrapped at phrases, underlined."""
+    lines = textwrap_cjk.wrap(typeset(str(text), context.get("lang", "")))
+    width = max(display_width(line) for line in lines.split("\n"))
+    return f"{lines}\n{'=' * min(textwrap_cjk.WIDTH, width)}"
