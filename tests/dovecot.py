@@ -14,9 +14,11 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,3 +184,21 @@ service anvil {{
                 log = (folder / "dovecot.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"dovecot does not answer on port {port}: {log}") from None
             time.sleep(0.1)
+
+
+@contextmanager
+def running_dovecot() -> Iterator[Dovecot]:
+    """A dovecot in a folder of its own under /tmp, removed afterwards.
+
+    Not under pytest's tmp_path: its parents are owner-only, and as root the mail user
+    (dovecot) must reach the maildirs.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="clubjapon-dovecot-"))
+    try:
+        server = start_dovecot(folder)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -13,7 +13,7 @@ from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.schema import deliveries
 from tests.conftest import use_database
-from tests.dovecot import Dovecot, start_dovecot
+from tests.dovecot import Dovecot, running_dovecot
 
 CORPUS = Path(__file__).parent / "corpus"
 SECRET = "test-secret-0123456789abcdef"
@@ -71,11 +71,10 @@ def corpus(name: str) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+def dovecot() -> Iterator[Dovecot]:
     """One dovecot for the whole session; each test takes a user (a mailbox) of its own."""
-    server = start_dovecot(tmp_path_factory.mktemp("dovecot"))
-    yield server
-    server.stop()
+    with running_dovecot() as server:
+        yield server
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 In order: the VERP token of the return path (it names the row, whatever the report quotes),
 the returned Message-ID (ours is the same for one edition and reader), else the recipient
-and the edition it was last sent (the latest sent ledger row of that address).
+and the edition it was last sent before the report (the latest ledger row of that address
+sent before the report's Date).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
@@ -25,6 +26,7 @@ PROVIDER = "mailbox"  # events.provider of what the bounce mailbox reports
 EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, COMPLAINT: t.COMPLAINT,
                OPT_OUT: t.UNSUBSCRIBE}
 VERP, MESSAGE_ID, RECIPIENT, NONE = "verp", "message-id", "recipient", "none"
+_SKEW = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,12 @@ class Matcher:
             for row in rows:
                 if message_id(row.edition, email, self.domain).lower() == wanted:
                     return row, MESSAGE_ID
-        sent = [row for row in rows if row.sent_at is not None]
+        # The latest message sent before the report was written (clocks differ a little):
+        # a report about an older edition read late still lands on its own row.
+        when = verdict.date
+        sent = [row for row in rows if row.sent_at is not None
+                and (when is None or row.sent_at <= when + _SKEW)]
+        sent = sent or [row for row in rows if row.sent_at is not None]
         if sent:
             return sent[0], RECIPIENT
         return None, NONE
