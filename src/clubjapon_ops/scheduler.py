@@ -204,8 +204,8 @@ class JobScheduler:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.specs = [s for s in specs if s.enabled and not self._waits(s)]
         self.registry = registry
+        self.specs = [s for s in specs if s.enabled and not self._waits(s)]
         self.clock = clock
         # Set once: jobs see it between batches, retry waits wake on it, the loop ends on it.
         self.stop = threading.Event()
