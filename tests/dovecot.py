@@ -2,9 +2,10 @@
 
 Debian's dovecot-imapd, run from a folder of its own with its own configuration (never the
 system's): any user name logs in with PASSWORD (a static passdb), each user's mail is a
-maildir under the folder, plain IMAP (BOUNCE_IMAP_SECURITY=none). As root (CI) the login
-process runs as dovenull and mail is kept as the dovecot user, as dovecot requires;
-otherwise everything runs as the current user.
+maildir under the folder; plain IMAP with STARTTLS on one port, IMAPS on another, with a
+self-signed certificate made for the run (``cert``: trust it to test tls and starttls).
+As root (CI) the login process runs as dovenull and mail is kept as the dovecot user, as
+dovecot requires; otherwise everything runs as the current user.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Dovecot:
 
     folder: Path
     port: int
+    tls_port: int
+    cert: Path
     host: str = "127.0.0.1"
     password: str = PASSWORD
 
@@ -114,25 +117,58 @@ class Dovecot:
                        check=False, capture_output=True, timeout=30)
 
 
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A key and a certificate for 127.0.0.1 (and localhost), valid for a day."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(IPv4Address("127.0.0.1")), x509.DNSName("localhost")]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
 def start_dovecot(folder: Path) -> Dovecot:
     """Start dovecot with its configuration, state and mail under ``folder``."""
     if not dovecot_available():
         pytest.skip(HOW_TO)
     internal, login, mail = _users()
-    port = _free_port()
+    port, tls_port = _free_port(), _free_port()
     for sub in ("run", "state", "mail"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     # The mail user writes the maildirs, and must be able to reach them.
     folder.chmod(0o755)
     info = pwd.getpwnam(mail)
     os.chown(folder / "mail", info.pw_uid, info.pw_gid)
+    key, cert = _self_signed(folder)
     (folder / "dovecot.conf").write_text(f"""\
 base_dir = {folder}/run
 state_dir = {folder}/state
 log_path = {folder}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -157,7 +193,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -172,7 +210,7 @@ service anvil {{
     if result.returncode != 0:
         raise RuntimeError("dovecot did not start: "
                            + (folder / "start.log").read_text(errors="replace").strip())
-    server = Dovecot(folder, port)
+    server = Dovecot(folder, port, tls_port, cert)
     deadline = time.monotonic() + 15
     while True:
         try:

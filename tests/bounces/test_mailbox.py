@@ -3,6 +3,7 @@ reports: what is recorded, suppressed, filed, left in place and reported."""
 
 from __future__ import annotations
 
+import ssl
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from clubjapon_ops.bounces.mailbox import PROCESSED, Mailbox, imap_config
 from clubjapon_ops.delivery.message import message_id
 from clubjapon_ops.delivery.tokens import VerpSigner, verp_address
-from clubjapon_ops.errors import AuthError, ConfigError
+from clubjapon_ops.errors import AuthError, ConfigError, StopRun
 from clubjapon_ops.jobs.bounces import read_bounces
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
@@ -205,3 +206,22 @@ def test_missing_settings_are_named(root: Any) -> None:
 
     with pytest.raises(ConfigError, match="BOUNCE_IMAP_HOST, BOUNCE_IMAP_USERNAME"):
         imap_config(load_settings(root, environ={}))
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_and_starttls_reach_the_mailbox(root: Any, store: Store, dovecot: Dovecot,
+                                            mailbox_user: str, security: str) -> None:
+    port = dovecot.tls_port if security == "tls" else dovecot.port
+    settings = bounce_settings(root, dovecot, mailbox_user, BOUNCE_IMAP_SECURITY=security,
+                               BOUNCE_IMAP_PORT=str(port))
+    dovecot.append(mailbox_user, [corpus("sisimai/lhost-qmail-03.eml")])
+    trusted = ssl.create_default_context(cafile=str(dovecot.cert))
+    box = Mailbox(imap_config(settings), ssl_context=trusted)
+    try:
+        assert read_bounces(settings, store, mailbox=box).hard == 1
+    finally:
+        box.close()
+    # The same server is refused by default: its certificate is trusted by nobody.
+    with pytest.raises(StopRun, match=f"TLS .* failed \\(BOUNCE_IMAP_SECURITY={security}\\)"):
+        Mailbox(imap_config(settings))
