@@ -55,3 +55,15 @@ def test_junk_never_raises_and_is_left_unclassified_or_read(raw: bytes) -> None:
     assert verdict.kind in (UNCLASSIFIED, "hard", "soft", "auto_reply")
     if verdict.kind == UNCLASSIFIED:
         assert verdict.reason
+
+
+def test_what_a_verdict_carries_is_text_every_store_keeps() -> None:
+    raw = corpus("sisimai/lhost-postfix-04.eml")
+    dirty = raw.replace(b"Subject:", b"Subject: \x00\xff\xfe\xed\xa0\x80 ", 1)
+    verdict = classify(dirty)
+    assert verdict.kind == "hard"
+    texts = [*verdict.headers.values(), verdict.message_id or "", verdict.reason or "",
+             verdict.returned_message_id or "", *(f.address for f in verdict.failures)]
+    for text in texts:
+        assert "\x00" not in text
+        text.encode("utf-8")  # no lone surrogate left from the undecodable bytes

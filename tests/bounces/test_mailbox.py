@@ -146,6 +146,15 @@ def test_rows_are_matched_by_verp_token_message_id_then_recipient(
                    ("reader@example.net", forwarded, "verp")]
 
 
+def test_undecodable_header_bytes_are_stored_on_every_engine(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    raw = corpus("sisimai/lhost-postfix-04.eml")
+    dovecot.append(mailbox_user, [raw.replace(b"Subject:", b"Subject: \x00\xff\xfe\xed\xa0\x80", 1)
+                                  .replace(b"From:", b"From: \xc3(", 1)])
+    report = read_bounces(imap_settings, store)
+    assert report.hard == 1 and report.events_new == 1
+
+
 def test_a_dry_run_classifies_and_changes_nothing(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
     names = ["sisimai/lhost-exim-02.eml", "sisimai/arf-02.eml", "sisimai/rfc3834-01.eml",

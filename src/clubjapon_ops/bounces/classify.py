@@ -67,10 +67,15 @@ class Verdict:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def _safe(text: str) -> str:
+    """Text every store keeps: no NUL, no lone surrogate (undecodable header bytes)."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value or "")
+        return _safe(value.decode("utf-8", "replace"))
+    return _safe(str(value or ""))
 
 
 def _address(value: object) -> str | None:
@@ -162,7 +167,8 @@ def _is_auto_reply(msg: Message) -> bool:
 
 def _decoded_subject(msg: Message) -> str:
     try:
-        return str(email.header.make_header(email.header.decode_header(_text(msg.get("Subject")))))
+        return _safe(str(email.header.make_header(
+            email.header.decode_header(_text(msg.get("Subject"))))))
     except (ValueError, LookupError, UnicodeError):
         return _text(msg.get("Subject"))
 
@@ -183,7 +189,7 @@ def _returned_id(raw: bytes, msg: Message, returned: Message | None) -> str | No
     # Some MTAs (qmail, Exchange) quote the headers as text in the body.
     body = raw.split(b"\n\n", 1)[-1] if b"\n\n" in raw else raw.split(b"\r\n\r\n", 1)[-1]
     for match in _MESSAGE_ID.finditer(body):
-        found = match.group(1).decode("utf-8", "replace")
+        found = _safe(match.group(1).decode("utf-8", "replace"))
         if found != own:
             return found
     return None
