@@ -32,7 +32,7 @@ _COMPLAINT_TYPES = {"abuse", "fraud", "virus", "other", ""}
 _OPT_OUT_TYPES = {"opt-out", "optout", "unsubscribe"}
 # Out-of-office and other automatic replies: RFC 3834's header and the ones vendors use.
 _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse", "x-mailautoreply")
-_AUTO_PRECEDENCE = {"auto_reply", "junk", "bulk", "list"}
+_AUTO_PRECEDENCE = {"auto_reply", "junk", "bulk"}  # not "list": list mail is no reply
 _AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response|antwort|respons)|out of (the )?office|"
     r"absence|abwesen|r[ée]ponse automatique|away from|on vacation|vacation|"
