@@ -37,7 +37,7 @@ from clubjapon_ops.store.schema import deliveries  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
 TEMPLATES = [(name, addresses) for name, (kind, addresses) in sorted(EXPECTED.items())
-             if kind in ("hard", "soft", "complaint") and addresses]
+             if kind in ("hard", "soft", "delayed", "complaint") and addresses]
 
 
 def messages(count: int) -> tuple[list[bytes], list[str]]:

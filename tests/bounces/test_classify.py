@@ -21,11 +21,16 @@ def test_each_real_report_is_read_as_what_it_is(name: str) -> None:
     assert tuple(f.address for f in verdict.failures) == addresses
 
 
-def test_temporary_and_permanent_failures_carry_the_dsn_status() -> None:
-    soft = classify(corpus("flufl/dsn_05.eml"))
-    assert soft.failures[0].kind == "soft"
-    assert soft.failures[0].detail and soft.failures[0].detail.startswith("4.4.1")
+def test_failures_carry_the_dsn_status_which_tells_hard_from_soft() -> None:
+    delayed = classify(corpus("flufl/dsn_05.eml"))  # Action: delayed, 4.4.1: still trying
+    assert delayed.failures[0].kind == "delayed"
+    assert delayed.failures[0].detail and delayed.failures[0].detail.startswith("4.4.1")
+    soft = classify(corpus("sisimai/lhost-messagingserver-12.eml"))  # failed, 4.2.2
+    assert soft.failures[0].kind == "soft" and soft.failures[0].detail.startswith("4.2.2")
+    full = classify(corpus("sisimai/lhost-exchange2007-02.eml"))  # failed, 5.2.2: full
+    assert full.failures[0].kind == "soft" and full.failures[0].detail.startswith("5.2.2")
     hard = classify(corpus("sisimai/lhost-postfix-02.eml"))
+    assert {f.kind for f in hard.failures} == {"hard"}
     assert {f.detail[:5] for f in hard.failures if f.detail} == {"5.2.1", "5.1.1"}
 
 

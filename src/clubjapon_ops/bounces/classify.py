@@ -2,8 +2,11 @@
 complaint (ARF, RFC 5965), an auto-reply (RFC 3834) to ignore, or something we cannot tell.
 
 Bounces are read by flufl.bounce (Mailman's detectors: RFC 3464 DSNs and the shapes of
-Postfix, Exim, qmail, Exchange, Yahoo ...). classify() never raises: a message it cannot
-parse is unclassified, with the reason.
+Postfix, Exim, qmail, Exchange, Yahoo ...). Its "permanent" failures are the messages a
+server gave up on: hard, unless the DSN's status says the cause was transient (4.x.x) or a
+full mailbox (x.2.2), then soft. Its "temporary" ones are delay warnings (Action: delayed,
+the server still tries): delayed, never a bounce. classify() never raises: a message it
+cannot parse is unclassified, with the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
-HARD, SOFT, COMPLAINT, OPT_OUT = "hard", "soft", "complaint", "opt_out"
+HARD, SOFT, DELAYED, COMPLAINT, OPT_OUT = "hard", "soft", "delayed", "complaint", "opt_out"
 AUTO_REPLY, OTHER_REPORT, UNCLASSIFIED = "auto_reply", "other_report", "unclassified"
 
 # flufl.bounce logs every detector it runs at INFO and a detector's crash with a traceback
@@ -40,6 +43,7 @@ _AUTO_SUBJECT = re.compile(
     re.IGNORECASE)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\s]{3,250}>)", re.IGNORECASE | re.MULTILINE)
 _MAX_DETAIL = 300
+_STATUS = re.compile(r"^\s*([245])\.(\d{1,3}\.\d{1,3})")
 
 
 @dataclass(frozen=True)
@@ -127,20 +131,29 @@ def _returned(msg: Message) -> Message | None:
     return None
 
 
-def _statuses(msg: Message) -> dict[str, str]:
-    """Status and Diagnostic-Code per recipient, from the message/delivery-status parts."""
-    found: dict[str, str] = {}
+def _statuses(msg: Message) -> dict[str, tuple[str, str]]:
+    """(Status, Status and Diagnostic-Code) per recipient, from the delivery-status parts."""
+    found: dict[str, tuple[str, str]] = {}
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in _sub_headers(part):
-            rcpt = _address(block.get("Final-Recipient") or block.get("Original-Recipient"))
-            if rcpt is None:
-                continue
-            detail = " ".join(_text(v) for v in (block.get("Status"),
-                                                 block.get("Diagnostic-Code")) if v)
-            found[rcpt] = " ".join(detail.split())[:_MAX_DETAIL]
+            for name in ("Original-Recipient", "Final-Recipient"):
+                rcpt = _address(block.get(name))
+                if rcpt is None:
+                    continue
+                status = _text(block.get("Status")).strip()
+                detail = " ".join(_text(v) for v in (status, block.get("Diagnostic-Code")) if v)
+                found[rcpt] = (status, " ".join(detail.split())[:_MAX_DETAIL])
     return found
+
+
+def _given_up_kind(status: str) -> str:
+    """HARD, or SOFT when the server gave up on a transient cause or a full mailbox."""
+    code = _STATUS.match(status)
+    if code is None:
+        return HARD
+    return SOFT if code.group(1) == "4" or code.group(2) == "2.2" else HARD
 
 
 def _feedback(msg: Message) -> Message | None:
@@ -242,13 +255,16 @@ def _classify(raw: bytes) -> Verdict:
                        **common)  # type: ignore[arg-type]
     statuses = _statuses(msg)
     failures: list[Failure] = []
-    for kind, found in ((HARD, permanent), (SOFT, temporary)):
+    for given_up, found in ((True, permanent), (False, temporary)):
         for value in sorted(found):
             address = _address(value)
             if address and all(f.address != address for f in failures):
-                failures.append(Failure(address, kind, statuses.get(address)))
+                status, detail = statuses.get(address, ("", ""))
+                kind = _given_up_kind(status) if given_up else DELAYED
+                failures.append(Failure(address, kind, detail or None))
     if failures:
-        kind = HARD if any(f.kind == HARD for f in failures) else SOFT
+        kinds = {f.kind for f in failures}
+        kind = next(k for k in (HARD, SOFT, DELAYED) if k in kinds)
         return Verdict(kind, tuple(failures), **common)  # type: ignore[arg-type]
     if _is_auto_reply(msg):
         return Verdict(AUTO_REPLY, **common)  # type: ignore[arg-type]

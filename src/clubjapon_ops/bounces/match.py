@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from clubjapon_ops.bounces.classify import COMPLAINT, HARD, OPT_OUT, SOFT, Failure, Verdict
+from clubjapon_ops.bounces.classify import (
+    COMPLAINT,
+    DELAYED,
+    HARD,
+    OPT_OUT,
+    SOFT,
+    Failure,
+    Verdict,
+)
 from clubjapon_ops.delivery.message import message_id
 from clubjapon_ops.delivery.tokens import VerpSigner, verp_token
 from clubjapon_ops.events import types as t
@@ -23,8 +31,9 @@ from clubjapon_ops.events.types import Event
 from clubjapon_ops.store.bounces import LedgerRow, known_emails, rows_by_email, rows_by_id
 
 PROVIDER = "mailbox"  # events.provider of what the bounce mailbox reports
-EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, COMPLAINT: t.COMPLAINT,
-               OPT_OUT: t.UNSUBSCRIBE}
+# A delay warning is recorded as 'deferred': it never suppresses, nor breaks a soft streak.
+EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, DELAYED: t.DEFERRED,
+               COMPLAINT: t.COMPLAINT, OPT_OUT: t.UNSUBSCRIBE}
 VERP, MESSAGE_ID, RECIPIENT, NONE = "verp", "message-id", "recipient", "none"
 _SKEW = timedelta(hours=1)
 

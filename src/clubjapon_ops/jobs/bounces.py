@@ -32,7 +32,7 @@ from clubjapon_ops.store.events import process_pending, store_events
 log = logging.getLogger(__name__)
 BATCH = 250  # messages fetched, classified and committed at once: memory stays flat
 PROGRESS_EVERY_S = 5.0
-_RECORDED = (c.HARD, c.SOFT, c.COMPLAINT, c.OPT_OUT)
+_RECORDED = (c.HARD, c.SOFT, c.DELAYED, c.COMPLAINT, c.OPT_OUT)
 # Called for each message: its UID, its verdict, its events (None when nothing is recorded).
 OnMessage = Callable[[int, c.Verdict, Matched | None], None]
 
@@ -45,6 +45,7 @@ class BounceReport(JobReport):
     read: int = 0
     hard: int = 0
     soft: int = 0
+    delayed: int = 0  # delay warnings: the server still tries; recorded, never suppressing
     complaints: int = 0
     opt_outs: int = 0
     auto_replies: int = 0
@@ -63,11 +64,11 @@ class BounceReport(JobReport):
     def counts(self) -> dict[str, Any]:
         """Return the figures to record and print."""
         return {"read": self.read, "hard": self.hard, "soft": self.soft,
-                "complaints": self.complaints, "opt_outs": self.opt_outs,
+                "delayed": self.delayed, "complaints": self.complaints, "opt_outs": self.opt_outs,
                 "auto_replies": self.auto_replies, "other_reports": self.other_reports,
                 "unclassified": len(self.unclassified), "unknown_addresses": len(self.unknown),
                 "events_new": self.events_new, "suppressed": self.suppressed,
-                "filed": self.filed, "dry_run": self.dry_run}
+                "filed": self.filed}
 
     def summary(self) -> str:
         """The one line the CLI prints."""
@@ -79,8 +80,9 @@ class BounceReport(JobReport):
             addresses += f" and {len(self.unknown) - 10} more"
         unknown = f"{len(self.unknown)}" + (f" ({addresses})" if addresses else "")
         head = "dry run, nothing changed: " if self.dry_run else ""
-        return (f"{head}read {self.read}, hard {self.hard}, soft {self.soft}, complaints "
-                f"{self.complaints}, opt-outs {self.opt_outs}, auto-replies {self.auto_replies}, "
+        return (f"{head}read {self.read}, hard {self.hard}, soft {self.soft}, delayed "
+                f"{self.delayed}, complaints {self.complaints}, opt-outs {self.opt_outs}, "
+                f"auto-replies {self.auto_replies}, "
                 f"other reports {self.other_reports}, unclassified {unclassified}, "
                 f"unknown addresses {unknown}")
 
@@ -90,7 +92,7 @@ class BounceReport(JobReport):
         if kind == c.UNCLASSIFIED:
             self.unclassified.append(uid)
             return
-        name = {c.HARD: "hard", c.SOFT: "soft", c.COMPLAINT: "complaints",
+        name = {c.HARD: "hard", c.SOFT: "soft", c.DELAYED: "delayed", c.COMPLAINT: "complaints",
                 c.OPT_OUT: "opt_outs", c.AUTO_REPLY: "auto_replies",
                 c.OTHER_REPORT: "other_reports"}[kind]
         setattr(self, name, getattr(self, name) + 1)
