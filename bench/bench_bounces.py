@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -56,11 +55,49 @@ def messages(count: int) -> tuple[list[bytes], list[str]]:
     return out, emails
 
 
+# The measured run: `clubjapon-ops -q bounces`, printing its own peak RSS (VmHWM) at exit.
+# Not ru_maxrss: on Linux a child's includes the RSS of the process it was forked from.
+_RUN = """
+import atexit, sys
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("VmHWM", line.split()[1], file=sys.stderr)
+atexit.register(peak)
+from clubjapon_ops.cli import main
+main(["-q", "bounces"])
+"""
+
+
+def load(size: int, home: Path, port: int, user: str) -> None:
+    """In a child process: the ledger rows and the mailbox of one size."""
+    from tests.dovecot import Dovecot
+
+    server = Dovecot(Path("/nonexistent"), port, 0, Path("/nonexistent"))
+    settings = load_settings(home, environ={"CLUBJAPON_HOME": str(home)})
+    raws, emails = messages(size)
+    store = open_store(settings.database_url)
+    sent = datetime.now(UTC) - timedelta(days=2)
+    with store.transaction() as conn:
+        conn.execute(insert(deliveries), [
+            {"edition": "2025-11-04-lille", "email": e, "lang": "fr", "state": "sent",
+             "attempts": 1, "created_at": sent, "updated_at": sent, "sent_at": sent}
+            for e in emails])
+    store.close()
+    server.append(user, raws)
+    print(len(emails))
+
+
 def main() -> None:
     """Load, run and print the figures for each size."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)  # size home port user
     args = parser.parse_args()
+    if args.load:
+        size, home, port, user = args.load
+        load(int(size), Path(home), int(port), user)
+        return
     with running_dovecot() as server:
         for size in args.sizes:
             home = Path(tempfile.mkdtemp(prefix="bench-bounces-"))
@@ -69,30 +106,23 @@ def main() -> None:
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("CLUBJAPON_", "BOUNCE_"))}
             env.update(CLUBJAPON_HOME=str(home), CLUBJAPON_SECRET=SECRET, **server.env(user))
-            settings = load_settings(home, environ=env)
-            raws, emails = messages(size)
-            store = open_store(settings.database_url)
-            sent = datetime.now(UTC) - timedelta(days=2)
-            with store.transaction() as conn:
-                conn.execute(insert(deliveries), [
-                    {"edition": "2025-11-04-lille", "email": e, "lang": "fr", "state": "sent",
-                     "attempts": 1, "created_at": sent, "updated_at": sent, "sent_at": sent}
-                    for e in emails])
-            store.close()
+            # Loaded by another process: this one stays small (see _RUN).
             started = time.perf_counter()
-            server.append(user, raws)
-            loaded = time.perf_counter() - started
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            loaded = subprocess.run(
+                [sys.executable, __file__, "--load", str(size), str(home), str(server.port),
+                 user], env=env, capture_output=True, text=True, check=True)
+            load_s = time.perf_counter() - started
             started = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "clubjapon_ops", "-q", "bounces"],
-                                    env=env, capture_output=True, text=True, check=False)
+            result = subprocess.run([sys.executable, "-c", _RUN], env=env,
+                                    capture_output=True, text=True, check=False)
             took = time.perf_counter() - started
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             if result.returncode != 0:
                 raise SystemExit(f"bounces failed: {result.stderr}")
-            rss = f"{peak / 1024:.0f} MB" if peak > before else f"<= {before / 1024:.0f} MB"
-            print(f"{size:>6} messages ({len(emails)} recipients): loaded in {loaded:.1f} s; "
-                  f"bounces {took:.1f} s = {size / took:,.0f} msg/s, peak RSS {rss}")
+            peak = next(int(line.split()[1]) for line in result.stderr.splitlines()
+                        if line.startswith("VmHWM"))
+            print(f"{size:>6} messages ({loaded.stdout.strip()} recipients): loaded in "
+                  f"{load_s:.1f} s; bounces {took:.1f} s = {size / took:,.0f} msg/s, "
+                  f"peak RSS {peak / 1024:.0f} MB")
             print(f"        {result.stdout.strip()[:160]}")
             print(f"        in Processed: {server.count(user, 'Processed')}, "
                   f"left in INBOX: {server.count(user, 'INBOX')}")
