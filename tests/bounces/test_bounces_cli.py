@@ -17,7 +17,7 @@ import pytest
 
 from clubjapon_ops.bounces.mailbox import PROCESSED
 from tests.bounces.conftest import BOUNCES, EXPECTED, MAIL_FROM, SECRET, corpus
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.dovecot import Dovecot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_only]
@@ -81,6 +81,15 @@ def test_a_refused_login_exits_1_naming_the_user_setting(
     assert result.returncode == 1
     assert "BOUNCE_IMAP_USERNAME" in result.stderr and mailbox_user in result.stderr
     assert "not-the-password-4321" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_server_exits_1_naming_the_settings(
+        home: Path, dovecot: Dovecot, mailbox_user: str) -> None:
+    env = _env(home, dovecot, mailbox_user, BOUNCE_IMAP_PORT=str(free_port()))
+    result = cli(home, env, "bounces")
+    assert result.returncode == 1
+    assert "cannot connect to the IMAP server at 127.0.0.1" in result.stderr
+    assert "BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT" in result.stderr
 
 
 def test_the_job_is_left_out_until_the_mailbox_is_configured(

@@ -7,6 +7,8 @@ never part of a message.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import logging
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
@@ -20,6 +22,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from clubjapon_ops.errors import AuthError, ConfigError, RetryableError, StopRun
 from clubjapon_ops.settings import Settings
 
+log = logging.getLogger(__name__)
 PROCESSED = "Processed"  # where handled messages go, created when missing
 # Each message is fetched whole up to this size: a DSN that returns a 20 MB attachment
 # is classified on its first MiB (the report and the returned headers come first).
@@ -77,6 +80,9 @@ class Mailbox:
         self._where = (f"the IMAP server at {config.host}:{config.port} "
                        "(BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT)")
         context = ssl_context or ssl.create_default_context()
+        if config.security == "none" and not _loopback(config.host):
+            log.warning("BOUNCE_IMAP_SECURITY=none: the IMAP password travels in clear text",
+                        extra={"host": config.host})
         try:
             self.client = IMAPClient(config.host, config.port, ssl=config.security == "tls",
                                      ssl_context=context, timeout=config.timeout)
@@ -169,6 +175,15 @@ class Mailbox:
         except (OSError, IMAPClientError, AttributeError):
             with contextlib.suppress(OSError, IMAPClientError, AttributeError):
                 self.client.shutdown()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _why(exc: BaseException) -> str:
