@@ -100,6 +100,7 @@ def test_the_job_is_left_out_until_the_mailbox_is_configured(
     assert listed.returncode == 0, listed.stderr
     line = next(x for x in listed.stdout.splitlines() if x.startswith("bounce-mailbox"))
     assert "left out: BOUNCE_IMAP_HOST" in line
+    assert line.split()[-2:] == ["-", "never"]  # no next run while left out
     refused = cli(home, bare, "run", "bounce-mailbox")
     assert refused.returncode == 2 and "BOUNCE_IMAP_HOST" in refused.stderr
     dovecot.append(mailbox_user, [corpus("sisimai/lhost-exim-02.eml")])

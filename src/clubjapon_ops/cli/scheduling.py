@@ -110,11 +110,12 @@ def list_jobs(app: App) -> int:
     for spec in specs:
         with app.store.transaction() as conn:
             last = last_run_of(conn, spec.name)
+        waiting = _waiting(app, spec)
         rows.append((
-            spec.name + ("" if spec.enabled else " (disabled)") + _waiting(app, spec),
+            spec.name + ("" if spec.enabled else " (disabled)") + waiting,
             spec.function,
             spec.schedule,
-            _next(spec, planned.get(spec.name)),
+            "-" if waiting else _next(spec, planned.get(spec.name)),
             _last(spec, last),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
