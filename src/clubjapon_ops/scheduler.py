@@ -33,7 +33,13 @@ from apscheduler.triggers.date import DateTrigger
 
 from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobfiles import JobSpec, load_job_files
-from clubjapon_ops.jobs.registry import REGISTRY, JobFunction, check_functions, execute
+from clubjapon_ops.jobs.registry import (
+    REGISTRY,
+    JobFunction,
+    check_functions,
+    execute,
+    missing_settings,
+)
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.lock import scheduler_lock
@@ -198,13 +204,21 @@ class JobScheduler:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.specs = [s for s in specs if s.enabled]
         self.registry = registry
+        self.specs = [s for s in specs if s.enabled and not self._waits(s)]
         self.clock = clock
         # Set once: jobs see it between batches, retry waits wake on it, the loop ends on it.
         self.stop = threading.Event()
         self._lock = threading.RLock()  # re-entrant: a signal handler runs in the main thread
         self._aps: BlockingScheduler | None = None
+
+    def _waits(self, spec: JobSpec) -> bool:
+        """True (and logged) when the job lacks settings it needs: it is left out."""
+        missing = missing_settings(spec, self.settings, self.registry)
+        if missing:
+            log.info("job left out: settings it needs are not set",
+                     extra={"job": spec.name, "missing": missing})
+        return bool(missing)
 
     def run(self) -> None:
         """Run until :meth:`request_stop`; return once the running jobs have stopped."""

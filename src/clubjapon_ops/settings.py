@@ -123,6 +123,31 @@ def _mailbox(raw: str) -> str:
     return raw.strip()
 
 
+def _optional_address(raw: str) -> str | None:
+    """A bare address (local@domain) or nothing: an envelope sender has no display name."""
+    value = raw.strip()
+    if not value:
+        return None
+    local, at, domain = value.rpartition("@")
+    if (not at or not local or not domain or not value.isascii()
+            or any(c in value for c in " <>\r\n\t,;")):
+        raise ValueError
+    return value
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off", ""):
+        return False
+    raise ValueError
+
+
+def _optional_port(raw: str) -> int | None:
+    return _port(raw) if raw.strip() else None
+
+
 def _database_url(raw: str) -> str:
     try:
         url = make_url(raw.strip())
@@ -310,6 +335,28 @@ SPECS: tuple[Spec, ...] = (
     Spec("soft_bounce_limit", "CLUBJAPON_SOFT_BOUNCE_LIMIT", _positive_int, "3",
          "a whole number >= 1",
          "an address is suppressed after this many soft-bounced messages in a row"),
+    Spec("bounce_address", "CLUBJAPON_BOUNCE_ADDRESS", _optional_address, "",
+         "an address such as bounces@example.org (empty: the address of CLUBJAPON_MAIL_FROM)",
+         "the envelope sender (return path) of SMTP sends: where bounces go"),
+    Spec("bounce_verp", "CLUBJAPON_BOUNCE_VERP", _bool, "false", "true | false",
+         "SMTP sends use local+TOKEN@domain as envelope sender, TOKEN naming the ledger row "
+         "(signed with CLUBJAPON_SECRET): a bounce then names its message"),
+    Spec("bounce_imap_host", "BOUNCE_IMAP_HOST", _optional, "",
+         "a host name or address (empty: no bounce mailbox)",
+         "IMAP server of the bounce mailbox read by 'bounces' and jobs/bounce-mailbox.toml"),
+    Spec("bounce_imap_port", "BOUNCE_IMAP_PORT", _optional_port, "",
+         "a port number 1-65535 (empty: 993 with tls, else 143)",
+         "IMAP port of the bounce mailbox"),
+    Spec("bounce_imap_username", "BOUNCE_IMAP_USERNAME", _optional, "", "a user name",
+         "IMAP login of the bounce mailbox"),
+    Spec("bounce_imap_password", "BOUNCE_IMAP_PASSWORD", _optional, "", "a password",
+         "IMAP password of the bounce mailbox", secret=True),
+    Spec("bounce_imap_folder", "BOUNCE_IMAP_FOLDER", _text, "INBOX", "an IMAP folder name",
+         "the folder read for bounces and complaints"),
+    Spec("bounce_imap_security", "BOUNCE_IMAP_SECURITY", _choice("tls", "starttls", "none"),
+         "tls", "tls | starttls | none", "IMAP transport security of the bounce mailbox"),
+    Spec("bounce_imap_delete", "BOUNCE_IMAP_DELETE", _bool, "false", "true | false",
+         "delete handled messages instead of moving them to the folder Processed"),
     Spec("hubspot_subscription_id", "HUBSPOT_SUBSCRIPTION_ID", _digits, "",
          "a HubSpot subscription type id (digits)",
          "the email subscription type that write-back unsubscribes addresses from"),
@@ -397,6 +444,15 @@ class Settings:
     soft_bounce_limit: int
     hubspot_subscription_id: str | None
     preview_password: str | None
+    bounce_address: str | None
+    bounce_verp: bool
+    bounce_imap_host: str | None
+    bounce_imap_port: int | None
+    bounce_imap_username: str | None
+    bounce_imap_password: str | None
+    bounce_imap_folder: str
+    bounce_imap_security: str
+    bounce_imap_delete: bool
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:
@@ -458,6 +514,8 @@ def _show(spec: Spec, value: Any) -> str:
         return "(not set)"
     if spec.secret:
         return MASK
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if spec.attr == "database_url":
         return make_url(str(value)).render_as_string(hide_password=True)
     if spec.attr == "postal_address":

@@ -39,6 +39,7 @@ class RecordingHandler:
         self.tempfailed: Counter[str] = Counter()
         self.dropped: set[str] = set()
         self.mail_options: dict[str, list[str]] = {}  # recipient -> its MAIL FROM parameters
+        self.mail_from: dict[str, str] = {}  # recipient -> its envelope sender (MAIL FROM)
         self.lock = threading.Lock()
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
@@ -74,6 +75,7 @@ class RecordingHandler:
             for address in envelope.rcpt_tos:
                 self.received.append((address, envelope.content))
                 self.mail_options[address] = list(envelope.mail_options)
+                self.mail_from[address] = envelope.mail_from
                 self.counts[address] += 1
         return "250 2.0.0 Ok: queued"
 

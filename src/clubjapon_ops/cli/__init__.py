@@ -34,6 +34,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "unsubscribe": "Suppress an address by hand",
         "sync": "Pull contacts from the CRM, write unsubscribes back",
         "suppressions": "List, remove, import or export suppressed addresses",
+        "bounces": "Read the bounce mailbox: bounces and complaints",
     },
     "Scheduling": {
         "scheduler": "Run the jobs of jobs/ on their schedules",
@@ -140,6 +141,7 @@ def cli(ctx: click.Context, debug: bool, log_json: bool | None, quiet: bool) -> 
 def _register_commands() -> None:
     # Each module adds its commands to the group when imported; one line per module here.
     from clubjapon_ops.cli import (  # noqa: F401
+        bounces,
         core,
         editions,
         newsletter,

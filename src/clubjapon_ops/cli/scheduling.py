@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import click
 
 from clubjapon_ops.cli import EXIT_INTERRUPTED, EXIT_OK, App, cli
-from clubjapon_ops.errors import Interrupted
+from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobfiles import JobSpec
-from clubjapon_ops.jobs.registry import REGISTRY, execute
+from clubjapon_ops.jobs.registry import REGISTRY, execute, missing_settings
 from clubjapon_ops.scheduler import JobScheduler, StartPlan, load_jobs, plans
 from clubjapon_ops.store.runs import last_run_of
 from clubjapon_ops.store.types import utcnow
@@ -110,11 +110,12 @@ def list_jobs(app: App) -> int:
     for spec in specs:
         with app.store.transaction() as conn:
             last = last_run_of(conn, spec.name)
+        waiting = _waiting(app, spec)
         rows.append((
-            spec.name + ("" if spec.enabled else " (disabled)"),
+            spec.name + ("" if spec.enabled else " (disabled)") + waiting,
             spec.function,
             spec.schedule,
-            _next(spec, planned.get(spec.name)),
+            "-" if waiting else _next(spec, planned.get(spec.name)),
             _last(spec, last),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -122,6 +123,11 @@ def list_jobs(app: App) -> int:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
                    + "  " + row[-1])
     return EXIT_OK
+
+
+def _waiting(app: App, spec: JobSpec) -> str:
+    missing = missing_settings(spec, app.settings) if spec.enabled else []
+    return f" (left out: {', '.join(missing)} not set)" if missing else ""
 
 
 def _local(moment: datetime, zone: ZoneInfo) -> str:
@@ -171,6 +177,9 @@ def run_job(app: App, job: str, force: bool) -> int:
         raise click.UsageError(f"no job named {job!r} in {JOBS_FOLDER}/ (known: {known})")
     if not spec.enabled and not force:
         raise click.UsageError(f"{spec.file} says enabled = false; add --force to run it anyway")
+    missing = missing_settings(spec, app.settings)
+    if missing:
+        raise ConfigError(f"{spec.file}: {spec.function} needs {', '.join(missing)}, not set")
     stop = threading.Event()
     try:
         with _stop_on_signals(stop.set):

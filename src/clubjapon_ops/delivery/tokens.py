@@ -22,6 +22,11 @@ _SIG_BYTES = 16  # 128 bits: beyond guessing, short enough for a tidy link
 # payload makes one purpose's signed bytes equal to the other's.
 _REAL = b"unsubscribe\x00"
 _TEST_COPY = b"unsubscribe-test-copy\x00"
+_VERP = b"verp\x00"
+# VERP tokens travel in an address's local part, which some servers lower-case: lower-case
+# base32 survives that. 13 characters carry 64 bits of signature: beyond guessing.
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_VERP_SIG_CHARS = 13
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,64 @@ class TokenSigner:
         except (UnicodeDecodeError, ValueError):
             return None
         return TokenData(edition, email, lang, test=test)
+
+
+def _b32_int(number: int) -> str:
+    digits = ""
+    while True:
+        number, rest = divmod(number, 32)
+        digits = _B32[rest] + digits
+        if not number:
+            return digits
+
+
+class VerpSigner:
+    """Makes and checks the token of a return path: a ledger row id and its signature.
+
+    The token is ``<row id in base32>-<signature>``, lower case; it is read back whatever
+    the case a server gave it.
+    """
+
+    def __init__(self, key: str) -> None:
+        if len(key) < 16:
+            raise ConfigError("CLUBJAPON_SECRET is too short: use at least 16 random characters")
+        self._key = key.encode("utf-8")
+
+    def _sign(self, row: int) -> str:
+        mac = hmac.new(self._key, _VERP + str(row).encode("ascii"), hashlib.sha256).digest()
+        return base64.b32encode(mac).decode("ascii").lower()[:_VERP_SIG_CHARS]
+
+    def make(self, row: int) -> str:
+        """The token naming ledger row ``row``."""
+        if row < 0:
+            raise ValueError("a ledger row id is never negative")
+        return f"{_b32_int(row)}-{self._sign(row)}"
+
+    def read(self, token: str) -> int | None:
+        """The row id a token names, or None when it is malformed or forged."""
+        body, dash, sig = token.strip().lower().partition("-")
+        if not dash or not body or len(body) > 13 or any(c not in _B32 for c in body):
+            return None
+        row = 0
+        for char in body:
+            row = row * 32 + _B32.index(char)
+        return row if hmac.compare_digest(sig.encode("ascii", "replace"),
+                                          self._sign(row).encode("ascii")) else None
+
+
+def verp_address(base: str, token: str) -> str:
+    """``local+token@domain`` for the bounce address ``local@domain``."""
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{token}@{domain}"
+
+
+def verp_token(address: str, base: str) -> str | None:
+    """The token in ``address`` when it is ``base`` with +token, whatever the case."""
+    local, _, domain = base.lower().rpartition("@")
+    got_local, at, got_domain = address.strip().strip("<>").lower().rpartition("@")
+    if not at or got_domain != domain or not got_local.startswith(local + "+"):
+        return None
+    return got_local[len(local) + 1:] or None
 
 
 def signing_key(settings: Settings) -> str:

@@ -25,7 +25,7 @@ from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobfiles import JobSpec
 from clubjapon_ops.jobs.records import Report, RunLabels
 from clubjapon_ops.newsletter.content import is_slug
-from clubjapon_ops.settings import Settings
+from clubjapon_ops.settings import SPEC_BY_ENV, Settings
 from clubjapon_ops.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class JobFunction:
     call: Callable[..., Report]
     args: Mapping[str, type] = field(default_factory=dict)  # name -> its TOML type
     help: str = ""
+    # Settings (environment names) the job needs: without them the scheduler leaves the job
+    # out, saying so, as if disabled; `run` says which are missing.
+    needs: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, JobFunction] = {
@@ -52,6 +55,10 @@ REGISTRY: dict[str, JobFunction] = {
     ),
     "send_campaign": JobFunction(jobs.send_campaign, {"edition": str},
                                  "send an edition to its audience (lint first)"),
+    "bounce_mailbox": JobFunction(
+        jobs.bounce_mailbox, {}, "read bounces and complaints from the IMAP bounce mailbox",
+        needs=("BOUNCE_IMAP_HOST", "BOUNCE_IMAP_USERNAME", "BOUNCE_IMAP_PASSWORD"),
+    ),
 }
 
 _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}
@@ -88,6 +95,16 @@ def check_functions(specs: Iterable[JobSpec], registry: Mapping[str, JobFunction
                     f"{spec.file}: args.edition: {value!r} is not an edition name: expected "
                     "the stem of a file in config/editions/, like 2025-11-04-lille"
                 )
+
+
+def missing_settings(spec: JobSpec, settings: Settings,
+                     registry: Mapping[str, JobFunction] = REGISTRY) -> list[str]:
+    """The settings the job's function needs that are not set (none: it may run)."""
+    function = registry.get(spec.function)
+    if function is None:
+        return []
+    return [name for name in function.needs
+            if not getattr(settings, SPEC_BY_ENV[name].attr, None)]
 
 
 def resolve(spec: JobSpec, registry: Mapping[str, JobFunction]) -> JobFunction:

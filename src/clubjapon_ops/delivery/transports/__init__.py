@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from clubjapon_ops.delivery.dkim import make_signer
 from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.returnpath import return_path
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.delivery.transports.brevo import BrevoTransport
 from clubjapon_ops.delivery.transports.outbox import OutboxTransport
@@ -33,7 +34,7 @@ def builder_for(settings: Settings) -> MimeBuilder:
 def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
     """Build the transport that CLUBJAPON_TRANSPORT names."""
     if settings.transport == "outbox":
-        return OutboxTransport(settings.outbox_dir, builder)
+        return OutboxTransport(settings.outbox_dir, builder, return_path(settings))
     if settings.transport == "smtp":
         config = SmtpConfig(
             host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
@@ -41,7 +42,7 @@ def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
             connections=settings.smtp_connections, attempts=settings.send_attempts,
             retry_wait=settings.send_retry_wait,
         )
-        return SmtpTransport(config, builder.from_address, builder)
+        return SmtpTransport(config, builder.from_address, builder, return_path(settings))
     retry = RetryPolicy(attempts=settings.http_attempts, total_s=settings.http_retry_seconds,
                         initial_wait_s=settings.send_retry_wait)
     if settings.transport == "brevo":

@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clubjapon_ops.delivery.message import MimeBuilder
@@ -40,9 +40,13 @@ class OutboxTransport:
     per_message = True
     concurrency = 1
 
-    def __init__(self, root: Path, builder: MimeBuilder) -> None:
+    def __init__(self, root: Path, builder: MimeBuilder,
+                 return_path: Callable[[Outgoing], str] | None = None) -> None:
         self.root = root
         self.builder = builder
+        # Written as the first line, Return-Path, as the final delivery agent would: a file
+        # shows where its bounces would go (VERP included), as an SMTP send would say it.
+        self.return_path = return_path
         self._ready: set[Path] = set()
 
     def path_of(self, item: Outgoing) -> Path:
@@ -74,6 +78,9 @@ class OutboxTransport:
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
             try:
                 with os.fdopen(fd, "wb") as handle:
+                    if self.return_path is not None:
+                        handle.write(f"Return-Path: <{self.return_path(item)}>\r\n"
+                                     .encode())
                     handle.write(item.mime(self.builder).data)
                 os.replace(tmp, target)
             except BaseException:

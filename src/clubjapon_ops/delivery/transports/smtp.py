@@ -8,7 +8,7 @@ import select
 import smtplib
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from tenacity import (
@@ -138,9 +138,12 @@ class SmtpTransport:
     idempotent = False
     per_message = True
 
-    def __init__(self, config: SmtpConfig, mail_from: str, builder: MimeBuilder) -> None:
+    def __init__(self, config: SmtpConfig, mail_from: str, builder: MimeBuilder,
+                 return_path: Callable[[Outgoing], str] | None = None) -> None:
         self.config = config
         self.mail_from = mail_from
+        # The envelope sender of each message (bounce address, VERP); mail_from by default.
+        self.return_path = return_path or (lambda item: self.mail_from)
         self.builder = builder
         self.batch_size = CLAIM_PER_CONNECTION * config.connections
         self.concurrency = config.connections
@@ -241,12 +244,16 @@ class SmtpTransport:
             # 8BITMIME (RFC 6152): bodies go as UTF-8, a quarter smaller than base64.
             eight_bit = client.has_extn("8bitmime")
             mime = item.mime(self.builder, eight_bit=eight_bit)
-            mail_from = f"FROM:<{self.mail_from}>{' BODY=8BITMIME' if eight_bit else ''}"
+            body = " BODY=8BITMIME" if eight_bit else ""
+            mail_from = f"FROM:<{self.return_path(item)}>{body}"
             # Dot-stuffing (RFC 5321 4.5.2) only where the builder saw a line start with '.';
             # the builder's lines always end with CRLF.
             data = mime.data.replace(b"\r\n.", b"\r\n..") if mime.dot_lines else mime.data
             if client.has_extn("pipelining"):
-                return self._send_pipelined(conn, client, item, data, mail_from, then)
+                next_from = (f"FROM:<{self.return_path(then)}>{body}"
+                             if then is not None else "")
+                return self._send_pipelined(conn, client, item, data, mail_from, then,
+                                            next_from)
             stage = "mail"
             # Addresses are normalised already: skip smtplib's slow address parsing.
             client.putcmd("mail", mail_from)
@@ -285,12 +292,13 @@ class SmtpTransport:
         return Result(item.id, status, error=_reply(code, text))
 
     def _send_pipelined(self, conn: _Connection, client: smtplib.SMTP, item: Outgoing,
-                        data: bytes, mail_from: str, then: Outgoing | None) -> Result:
+                        data: bytes, mail_from: str, then: Outgoing | None,
+                        next_from: str = "") -> Result:
         """MAIL, RCPT and DATA in one write (RFC 2920); the content, dot-stuffed already, in
         the next, together with the envelope of ``then``: one round trip per message."""
         ahead, conn.ahead = conn.ahead, None
         # Encoded before anything is written: a next address that cannot go is not announced.
-        following = (f"MAIL {mail_from}\r\nRCPT TO:<{then.envelope_to}>\r\nDATA\r\n"
+        following = (f"MAIL {next_from}\r\nRCPT TO:<{then.envelope_to}>\r\nDATA\r\n"
                      .encode("ascii") if then is not None and then.envelope_to.isascii()
                      else b"")
         if ahead is not None and _server_spoke(client):

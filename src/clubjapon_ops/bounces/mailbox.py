@@ -1,0 +1,195 @@
+"""The bounce mailbox over IMAP (imapclient): list, fetch in batches, move or delete.
+
+Every failure is one of the project's errors naming the setting to check; the password is
+never part of a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from clubjapon_ops.errors import AuthError, ConfigError, RetryableError, StopRun
+from clubjapon_ops.settings import Settings
+
+log = logging.getLogger(__name__)
+PROCESSED = "Processed"  # where handled messages go, created when missing
+# Each message is fetched whole up to this size: a DSN that returns a 20 MB attachment
+# is classified on its first MiB (the report and the returned headers come first).
+MAX_FETCH = 1 << 20
+_BODY = f"BODY.PEEK[]<0.{MAX_FETCH}>".encode()
+_BODY_KEYS = (b"BODY[]<0>", b"BODY[]")
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    """Where the mailbox is and how to log in."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    folder: str = "INBOX"
+    security: str = "tls"  # tls | starttls | none
+    delete: bool = False
+    timeout: float = 60.0
+
+
+def imap_config(settings: Settings) -> ImapConfig:
+    """The BOUNCE_IMAP_* settings, or ConfigError naming the ones missing."""
+    missing = [name for name, value in (("BOUNCE_IMAP_HOST", settings.bounce_imap_host),
+                                        ("BOUNCE_IMAP_USERNAME", settings.bounce_imap_username),
+                                        ("BOUNCE_IMAP_PASSWORD", settings.bounce_imap_password))
+               if not value]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} not set: the bounce mailbox cannot be read "
+                          "(see docs/ops.md, 'Bounce mailbox')")
+    security = settings.bounce_imap_security
+    port = settings.bounce_imap_port or (993 if security == "tls" else 143)
+    assert settings.bounce_imap_host and settings.bounce_imap_username  # checked above
+    return ImapConfig(settings.bounce_imap_host, port, settings.bounce_imap_username,
+                      settings.bounce_imap_password or "", settings.bounce_imap_folder,
+                      security, settings.bounce_imap_delete)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One message as the server keeps it."""
+
+    uid: int
+    raw: bytes
+    received: datetime
+
+
+class Mailbox:
+    """One IMAP session on the bounce folder."""
+
+    def __init__(self, config: ImapConfig, *, use_move: bool | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self._where = (f"the IMAP server at {config.host}:{config.port} "
+                       "(BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT)")
+        context = ssl_context or ssl.create_default_context()
+        if config.security == "none" and not _loopback(config.host):
+            log.warning("BOUNCE_IMAP_SECURITY=none: the IMAP password travels in clear text",
+                        extra={"host": config.host})
+        try:
+            self.client = IMAPClient(config.host, config.port, ssl=config.security == "tls",
+                                     ssl_context=context, timeout=config.timeout)
+            if config.security == "starttls":
+                self.client.starttls(context)
+        except ssl.SSLError as exc:
+            raise StopRun(f"TLS with {self._where} failed (BOUNCE_IMAP_SECURITY="
+                          f"{config.security}): {exc.reason or exc}") from None
+        except (OSError, IMAPClientError) as exc:
+            raise RetryableError(f"cannot connect to {self._where}: {_why(exc)}") from None
+        try:
+            self.client.login(config.username, config.password)
+        except LoginError:
+            self.close()
+            raise AuthError(f"{self._where} refused the login of BOUNCE_IMAP_USERNAME "
+                            f"{config.username!r}: check BOUNCE_IMAP_USERNAME and "
+                            "BOUNCE_IMAP_PASSWORD") from None
+        except (OSError, IMAPClientError) as exc:
+            self.close()
+            raise RetryableError(f"{self._where} failed at login: {_why(exc)}") from None
+        self.use_move = self.client.has_capability("MOVE") if use_move is None else use_move
+        try:
+            status = self.client.select_folder(config.folder)
+        except IMAPClientError as exc:
+            self.close()
+            raise StopRun(f"BOUNCE_IMAP_FOLDER={config.folder!r}: cannot be opened on "
+                          f"{self._where}: {_why(exc)}") from None
+        self.uidvalidity = int(status.get(b"UIDVALIDITY", 0))
+        self._processed_ready = False
+
+    def uids(self) -> list[int]:
+        """Every message of the folder not marked deleted, oldest first."""
+        return sorted(int(u) for u in self.client.search(["UNDELETED"]))
+
+    def fetch(self, uids: Sequence[int]) -> Iterator[Fetched]:
+        """The messages with these UIDs (those still there), in UID order."""
+        data: dict[int, dict[bytes, Any]] = self.client.fetch(
+            list(uids), [_BODY, b"INTERNALDATE"])
+        for uid in sorted(data):
+            item = data[uid]
+            raw = next((item[k] for k in _BODY_KEYS if k in item), b"") or b""
+            received = item.get(b"INTERNALDATE")
+            if isinstance(received, datetime):
+                received = (received.astimezone(UTC) if received.tzinfo
+                            else received.replace(tzinfo=UTC))
+            else:
+                received = datetime.now(UTC)
+            yield Fetched(int(uid), bytes(raw), received)
+
+    def _ensure_processed(self) -> None:
+        if self._processed_ready:
+            return
+        if not self.client.folder_exists(PROCESSED):
+            try:
+                self.client.create_folder(PROCESSED)
+            except IMAPClientError:
+                # Another run created it meanwhile; if not, the move below says so.
+                if not self.client.folder_exists(PROCESSED):
+                    raise
+        self._processed_ready = True
+
+    def finish(self, uids: Sequence[int]) -> None:
+        """Move handled messages to Processed, or delete them with BOUNCE_IMAP_DELETE."""
+        if not uids:
+            return
+        if self.config.delete:
+            self.client.delete_messages(list(uids))
+            self._expunge(uids)
+            return
+        self._ensure_processed()
+        if self.use_move:
+            self.client.move(list(uids), PROCESSED)
+            return
+        # No MOVE (RFC 6851): copy, then delete the originals. A crash in between leaves a
+        # copy in both folders, never none.
+        self.client.copy(list(uids), PROCESSED)
+        self.client.delete_messages(list(uids))
+        self._expunge(uids)
+
+    def _expunge(self, uids: Sequence[int]) -> None:
+        if self.client.has_capability("UIDPLUS"):
+            self.client.uid_expunge(list(uids))  # only these, never another's \Deleted
+        else:
+            self.client.expunge()
+
+    def close(self) -> None:
+        """Log out, ignoring a connection already gone."""
+        try:
+            self.client.logout()
+        except (OSError, IMAPClientError, AttributeError):
+            with contextlib.suppress(OSError, IMAPClientError, AttributeError):
+                self.client.shutdown()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return text or type(exc).__name__

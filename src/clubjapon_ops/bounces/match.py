@@ -1,0 +1,140 @@
+"""From a classified report to events: which ledger row and address each failure is about.
+
+In order: the VERP token of the return path (it names the row, whatever the report quotes),
+the returned Message-ID (ours is the same for one edition and reader), else the recipient
+and the edition it was last sent before the report (the latest ledger row of that address
+sent before the report's Date).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection
+
+from clubjapon_ops.bounces.classify import (
+    COMPLAINT,
+    DELAYED,
+    HARD,
+    OPT_OUT,
+    SOFT,
+    Failure,
+    Verdict,
+)
+from clubjapon_ops.delivery.message import message_id
+from clubjapon_ops.delivery.tokens import VerpSigner, verp_token
+from clubjapon_ops.events import types as t
+from clubjapon_ops.events.types import Event
+from clubjapon_ops.store.bounces import LedgerRow, known_emails, rows_by_email, rows_by_id
+
+PROVIDER = "mailbox"  # events.provider of what the bounce mailbox reports
+# A delay warning is recorded as 'deferred': it never suppresses, nor breaks a soft streak.
+EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, DELAYED: t.DEFERRED,
+               COMPLAINT: t.COMPLAINT, OPT_OUT: t.UNSUBSCRIBE}
+VERP, MESSAGE_ID, RECIPIENT, NONE = "verp", "message-id", "recipient", "none"
+_SKEW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One message of the mailbox, classified, with where it came from."""
+
+    uid: int
+    raw_id: str  # the report's Message-ID, else a hash of its bytes: the same on every run
+    verdict: Verdict
+    received: datetime
+
+
+@dataclass(frozen=True)
+class Matched:
+    """The events of one report, how each was matched, and the addresses the store lacks."""
+
+    events: tuple[Event, ...]
+    matched_by: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+class Matcher:
+    """Matches reports to ledger rows, with the key of VERP tokens and our mail domain."""
+
+    def __init__(self, signer: VerpSigner | None, bounce_address: str, domain: str) -> None:
+        self.signer = signer
+        self.bounce_address = bounce_address
+        self.domain = domain
+
+    def _verp_row(self, verdict: Verdict) -> int | None:
+        if self.signer is None:
+            return None
+        for address in verdict.envelope:
+            token = verp_token(address, self.bounce_address)
+            row = self.signer.read(token) if token else None
+            if row is not None:
+                return row
+        return None
+
+    def match(self, conn: Connection, reports: Sequence[Report]) -> list[Matched]:
+        """The events of every report of one batch, in a few queries."""
+        verp_ids = {r.uid: self._verp_row(r.verdict) for r in reports}
+        by_id = rows_by_id(conn, [i for i in verp_ids.values() if i is not None])
+        emails = {f.address for r in reports for f in r.verdict.failures}
+        by_email = rows_by_email(conn, emails)
+        known = known_emails(conn, emails | {row.email for row in by_id.values()})
+        return [self._one(r, by_id.get(verp_ids[r.uid] or -1), by_email, known)
+                for r in reports]
+
+    def _one(self, report: Report, verp_row: LedgerRow | None,
+             by_email: dict[str, list[LedgerRow]], known: set[str]) -> Matched:
+        verdict = report.verdict
+        if verp_row is not None:
+            # The token names the message: its reader, whatever address the report gives.
+            first = verdict.failures[0] if verdict.failures else None
+            failure = Failure(verp_row.email, first.kind if first else verdict.kind,
+                              first.detail if first else verdict.reason)
+            pairs: list[tuple[Failure, LedgerRow | None, str]] = [(failure, verp_row, VERP)]
+        else:
+            pairs = [(f, *self._row(f.address, verdict, by_email)) for f in verdict.failures]
+        events = tuple(self._event(report, failure, row, how) for failure, row, how in pairs)
+        unknown = tuple(f.address for f, row, _ in pairs if f.address not in known)
+        return Matched(events, tuple(how for _, _, how in pairs), unknown)
+
+    def _row(self, email: str, verdict: Verdict,
+             by_email: dict[str, list[LedgerRow]]) -> tuple[LedgerRow | None, str]:
+        rows = by_email.get(email, [])
+        wanted = (verdict.returned_message_id or "").strip().lower()
+        if wanted:
+            for row in rows:
+                if message_id(row.edition, email, self.domain).lower() == wanted:
+                    return row, MESSAGE_ID
+        # The latest message sent before the report was written (clocks differ a little):
+        # a report about an older edition read late still lands on its own row.
+        when = verdict.date
+        sent = [row for row in rows if row.sent_at is not None
+                and (when is None or row.sent_at <= when + _SKEW)]
+        sent = sent or [row for row in rows if row.sent_at is not None]
+        if sent:
+            return sent[0], RECIPIENT
+        return None, NONE
+
+    def _event(self, report: Report, failure: Failure, row: LedgerRow | None,
+               how: str) -> Event:
+        verdict = report.verdict
+        kind = EVENT_TYPES[failure.kind]
+        key = hashlib.sha256(
+            f"{report.raw_id}\x00{failure.address}\x00{kind}".encode()).hexdigest()
+        return Event(
+            provider=PROVIDER,
+            event_key="sha256:" + key,
+            email=failure.address,
+            type=kind,
+            provider_event=("arf-" if failure.kind in (COMPLAINT, OPT_OUT) else "dsn-")
+            + failure.kind.replace("_", "-"),
+            occurred_at=verdict.date or report.received,
+            message_id=verdict.returned_message_id,
+            reason=(failure.detail or verdict.reason or "")[:500] or None,
+            raw={"uid": report.uid, "report": report.raw_id, "matched_by": how,
+                 **verdict.headers},
+            delivery_hint=row.id if row is not None else None,
+        )

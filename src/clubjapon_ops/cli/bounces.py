@@ -1,0 +1,54 @@
+"""`clubjapon-ops bounces`: read the bounce mailbox once, or classify it without changing it."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from clubjapon_ops.bounces.classify import Verdict
+from clubjapon_ops.bounces.match import Matched
+from clubjapon_ops.cli import EXIT_INTERRUPTED, EXIT_OK, App, cli
+from clubjapon_ops.cli.scheduling import _stop_on_signals
+from clubjapon_ops.errors import Interrupted
+from clubjapon_ops.jobs.bounces import bounce_mailbox
+
+
+def _line(uid: int, verdict: Verdict, matched: Matched | None) -> None:
+    detail = verdict.reason or ""
+    if matched is not None and matched.events:
+        detail = "; ".join(
+            f"{e.email} ({e.type}, row {e.delivery_hint or '-'} by {how})"
+            for e, how in zip(matched.events, matched.matched_by, strict=True))
+    click.echo(f"UID {uid}: {verdict.kind}" + (f": {detail}" if detail else ""))
+
+
+@cli.command("bounces")
+@click.option("--dry-run", is_flag=True,
+              help="Classify and print each message; record nothing, move nothing.")
+@click.pass_obj
+def bounces(app: App, dry_run: bool) -> int:
+    """Read the bounce mailbox: record bounces and complaints, file the messages.
+
+    \b
+    Reads BOUNCE_IMAP_FOLDER on BOUNCE_IMAP_HOST. Hard bounces and complaints
+    suppress the address at once, soft bounces after CLUBJAPON_SOFT_BOUNCE_LIMIT
+    in a row. Handled messages move to the folder Processed (or are deleted with
+    BOUNCE_IMAP_DELETE=true); one it cannot classify stays, named by UID.
+    jobs/bounce-mailbox.toml runs the same every 15 minutes.
+
+    \b
+    Examples:
+      clubjapon-ops bounces --dry-run
+      clubjapon-ops bounces
+    """
+    stop = threading.Event()
+    try:
+        with _stop_on_signals(stop.set):
+            report = bounce_mailbox(app.settings, app.store, stop=stop, dry_run=dry_run,
+                                    on_message=_line if dry_run else None)
+    except Interrupted as exc:
+        click.echo(f"bounces: stopped: {exc}; run it again to finish", err=True)
+        return EXIT_INTERRUPTED
+    click.echo(report.summary())
+    return EXIT_OK

@@ -1,0 +1,193 @@
+"""The bounce mailbox job: read, classify, match, record as events, then file the messages.
+
+Each batch is one transaction (its events stored and processed into suppressions), then its
+messages leave the folder. A run killed between the two leaves them in place: the next run
+reads them again, and their events, keyed by the report and the address, are not stored
+twice. A message that cannot be classified stays, named by UID in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+
+from clubjapon_ops.bounces import classify as c
+from clubjapon_ops.bounces.mailbox import Mailbox, imap_config
+from clubjapon_ops.bounces.match import Matched, Matcher, Report
+from clubjapon_ops.delivery.message import message_id
+from clubjapon_ops.delivery.returnpath import bounce_address, verp_signer
+from clubjapon_ops.errors import ConfigError, Interrupted
+from clubjapon_ops.jobs.records import Report as JobReport
+from clubjapon_ops.jobs.records import run_recorded
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+from clubjapon_ops.store.events import process_pending, store_events
+
+log = logging.getLogger(__name__)
+BATCH = 250  # messages fetched, classified and committed at once: memory stays flat
+PROGRESS_EVERY_S = 5.0
+_RECORDED = (c.HARD, c.SOFT, c.DELAYED, c.COMPLAINT, c.OPT_OUT)
+# Called for each message: its UID, its verdict, its events (None when nothing is recorded).
+OnMessage = Callable[[int, c.Verdict, Matched | None], None]
+
+
+@dataclass
+class BounceReport(JobReport):
+    """What one read of the bounce mailbox found and did."""
+
+    dry_run: bool = False
+    read: int = 0
+    hard: int = 0
+    soft: int = 0
+    delayed: int = 0  # delay warnings: the server still tries; recorded, never suppressing
+    complaints: int = 0
+    opt_outs: int = 0
+    auto_replies: int = 0
+    other_reports: int = 0  # feedback reports that are no complaint (DMARC failure reports)
+    unclassified: list[int] = field(default_factory=list)  # UIDs, left in the folder
+    unknown: list[str] = field(default_factory=list)  # addresses the store does not know
+    events_new: int = 0
+    suppressed: int = 0
+    filed: int = 0  # moved to Processed, or deleted
+
+    @property
+    def status(self) -> str:
+        """'partial' when some messages could not be classified (they stay in the folder)."""
+        return "partial" if self.unclassified else "success"
+
+    def counts(self) -> dict[str, Any]:
+        """Return the figures to record and print."""
+        return {"read": self.read, "hard": self.hard, "soft": self.soft,
+                "delayed": self.delayed, "complaints": self.complaints, "opt_outs": self.opt_outs,
+                "auto_replies": self.auto_replies, "other_reports": self.other_reports,
+                "unclassified": len(self.unclassified), "unknown_addresses": len(self.unknown),
+                "events_new": self.events_new, "suppressed": self.suppressed,
+                "filed": self.filed}
+
+    def summary(self) -> str:
+        """The one line the CLI prints."""
+        uids = ", ".join(map(str, self.unclassified[:20]))
+        more = f" and {len(self.unclassified) - 20} more" if len(self.unclassified) > 20 else ""
+        unclassified = f"{len(self.unclassified)}" + (f" (UIDs {uids}{more})" if uids else "")
+        addresses = ", ".join(self.unknown[:10])
+        if len(self.unknown) > 10:
+            addresses += f" and {len(self.unknown) - 10} more"
+        unknown = f"{len(self.unknown)}" + (f" ({addresses})" if addresses else "")
+        head = "dry run, nothing changed: " if self.dry_run else ""
+        return (f"{head}read {self.read}, hard {self.hard}, soft {self.soft}, delayed "
+                f"{self.delayed}, complaints {self.complaints}, opt-outs {self.opt_outs}, "
+                f"auto-replies {self.auto_replies}, "
+                f"other reports {self.other_reports}, unclassified {unclassified}, "
+                f"unknown addresses {unknown}")
+
+    def count(self, kind: str, uid: int) -> None:
+        """Count one message under its kind."""
+        self.read += 1
+        if kind == c.UNCLASSIFIED:
+            self.unclassified.append(uid)
+            return
+        name = {c.HARD: "hard", c.SOFT: "soft", c.DELAYED: "delayed", c.COMPLAINT: "complaints",
+                c.OPT_OUT: "opt_outs", c.AUTO_REPLY: "auto_replies",
+                c.OTHER_REPORT: "other_reports"}[kind]
+        setattr(self, name, getattr(self, name) + 1)
+
+
+def _matcher(settings: Settings) -> Matcher:
+    try:
+        signer = verp_signer(settings)
+    except ConfigError:
+        signer = None  # no CLUBJAPON_SECRET: no message carried a token either
+    domain = parseaddr(settings.mail_from)[1].rsplit("@", 1)[-1]
+    return Matcher(signer, bounce_address(settings), domain)
+
+
+def _raw_id(verdict: c.Verdict, raw: bytes) -> str:
+    return verdict.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def read_bounces(
+    settings: Settings, store: Store, *, dry_run: bool = False,
+    stop: threading.Event | None = None, mailbox: Mailbox | None = None,
+    on_message: OnMessage | None = None, batch_size: int = BATCH,
+) -> BounceReport:
+    """Read the bounce mailbox once: record what it says, file what was handled."""
+    box = mailbox or Mailbox(imap_config(settings))
+    matcher = _matcher(settings)
+    domain = matcher.domain
+    report = BounceReport(dry_run=dry_run)
+    unknown: set[str] = set()
+    started = last = time.monotonic()
+    try:
+        uids = box.uids()
+        log.info("bounce mailbox opened", extra={"folder": box.config.folder,
+                                                 "messages": len(uids), "dry_run": dry_run})
+        for start in range(0, len(uids), batch_size):
+            if stop is not None and stop.is_set():
+                raise Interrupted("bounce mailbox stopped", report.counts())
+            reports: list[Report] = []
+            verdicts: list[tuple[int, c.Verdict]] = []
+            for fetched in box.fetch(uids[start:start + batch_size]):
+                verdict = c.classify(fetched.raw)
+                verdicts.append((fetched.uid, verdict))
+                if verdict.kind in _RECORDED:
+                    reports.append(Report(fetched.uid, _raw_id(verdict, fetched.raw), verdict,
+                                          fetched.received))
+            with store.transaction() as conn:
+                matched = dict(zip([r.uid for r in reports], matcher.match(conn, reports),
+                                   strict=True))
+                events = [e for m in matched.values() for e in m.events]
+                if not dry_run and events:
+                    report.events_new += store_events(
+                        conn, events, lambda edition, email: message_id(edition, email, domain))
+                    done = process_pending(conn, settings.soft_bounce_limit)
+                    report.suppressed += sum(v for k, v in done.items()
+                                             if k.startswith("suppressed_"))
+            handled: list[int] = []
+            for uid, verdict in verdicts:
+                found = matched.get(uid)
+                kind = verdict.kind
+                if found is not None and not found.events:
+                    kind = c.UNCLASSIFIED  # a complaint that names no one we can find
+                    verdict = c.Verdict(c.UNCLASSIFIED, reason="a report naming no recipient")
+                report.count(kind, uid)
+                if kind != c.UNCLASSIFIED:
+                    handled.append(uid)
+                if found is not None:
+                    for address in found.unknown:
+                        if address not in unknown:
+                            unknown.add(address)
+                            report.unknown.append(address)
+                if on_message is not None:
+                    on_message(uid, verdict, found)
+            if not dry_run and handled:
+                box.finish(handled)
+                report.filed += len(handled)
+            if time.monotonic() - last >= PROGRESS_EVERY_S or start + batch_size >= len(uids):
+                last = time.monotonic()
+                elapsed = max(last - started, 1e-6)
+                log.info("bounce mailbox progress", extra={
+                    "done": report.read, "total": len(uids),
+                    "rate": round(report.read / elapsed, 1)})
+    finally:
+        if mailbox is None:
+            box.close()
+    log.info("bounce mailbox read", extra={"report": report.counts()})
+    return report
+
+
+def bounce_mailbox(
+    settings: Settings, store: Store, *, trigger: str = "cli",
+    stop: threading.Event | None = None, dry_run: bool = False,
+    on_message: OnMessage | None = None,
+) -> BounceReport:
+    """Read the bounce mailbox now, recorded in job_runs (a dry run is not recorded)."""
+    if dry_run:
+        return read_bounces(settings, store, dry_run=True, stop=stop, on_message=on_message)
+    return run_recorded(store, "bounce_mailbox", trigger,
+                        lambda: read_bounces(settings, store, stop=stop, on_message=on_message))

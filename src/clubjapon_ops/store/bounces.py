@@ -1,0 +1,71 @@
+"""The ledger look-ups the bounce mailbox needs: rows by id, by recipient, known addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from clubjapon_ops.store.schema import contacts, deliveries
+
+_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """What matching a bounce needs of a ledger row."""
+
+    id: int
+    email: str
+    edition: str
+    sent_at: datetime | None
+
+
+def _chunks(values: Iterable[object]) -> Iterable[list[object]]:
+    ordered = sorted(set(values), key=str)
+    for start in range(0, len(ordered), _CHUNK):
+        yield ordered[start:start + _CHUNK]
+
+
+def rows_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, LedgerRow]:
+    """The ledger rows with these ids."""
+    found: dict[int, LedgerRow] = {}
+    for chunk in _chunks(ids):
+        for row in conn.execute(
+            select(deliveries.c.id, deliveries.c.email, deliveries.c.edition,
+                   deliveries.c.sent_at).where(deliveries.c.id.in_(chunk))
+        ):
+            found[row.id] = LedgerRow(row.id, row.email, row.edition, row.sent_at)
+    return found
+
+
+def rows_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[LedgerRow]]:
+    """Every ledger row of these recipients, the latest sent first."""
+    found: dict[str, list[LedgerRow]] = {}
+    for chunk in _chunks(emails):
+        for row in conn.execute(
+            select(deliveries.c.id, deliveries.c.email, deliveries.c.edition,
+                   deliveries.c.sent_at).where(deliveries.c.email.in_(chunk))
+        ):
+            found.setdefault(row.email, []).append(
+                LedgerRow(row.id, row.email, row.edition, row.sent_at))
+    for rows in found.values():
+        # Rows never sent last; among the sent, the latest first (ties: the newest row).
+        rows.sort(key=lambda r: (r.sent_at.timestamp() if r.sent_at else 0.0, r.id),
+                  reverse=True)
+    return found
+
+
+def known_emails(conn: Connection, emails: Iterable[str]) -> set[str]:
+    """Which of these addresses are a contact or a ledger recipient."""
+    known: set[str] = set()
+    for chunk in _chunks(emails):
+        known.update(conn.execute(select(contacts.c.email).where(contacts.c.email.in_(chunk)))
+                     .scalars())
+        known.update(conn.execute(
+            select(deliveries.c.email).where(deliveries.c.email.in_(chunk)).distinct()
+        ).scalars())
+    return known

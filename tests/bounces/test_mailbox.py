@@ -1,0 +1,248 @@
+"""The bounce mailbox against a real IMAP server (dovecot on 127.0.0.1), loaded with real
+reports: what is recorded, suppressed, filed, left in place and reported."""
+
+from __future__ import annotations
+
+import ssl
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from clubjapon_ops.bounces.mailbox import PROCESSED, Mailbox, imap_config
+from clubjapon_ops.delivery.message import message_id
+from clubjapon_ops.delivery.tokens import VerpSigner, verp_address
+from clubjapon_ops.errors import AuthError, ConfigError, StopRun
+from clubjapon_ops.jobs.bounces import read_bounces
+from clubjapon_ops.settings import Settings
+from clubjapon_ops.store import Store
+from clubjapon_ops.store.schema import events, suppressions
+from tests.bounces.conftest import (
+    BOUNCES,
+    EXPECTED,
+    SECRET,
+    add_ledger_row,
+    bounce_settings,
+    corpus,
+)
+from tests.dovecot import Dovecot
+
+JUNK = [
+    b"this is not an email at all\r\n\xff\xfe\xfd garbage",
+    corpus("sisimai/lhost-postfix-04.eml")[:300],  # a DSN cut short: only some headers
+]
+EDITION = "2025-11-04-lille"
+
+
+def _events(store: Store) -> list[Any]:
+    with store.transaction() as conn:
+        return list(conn.execute(select(events).order_by(events.c.id)).all())
+
+
+def _suppressed(store: Store) -> dict[str, str]:
+    with store.transaction() as conn:
+        return {r.email: r.source for r in conn.execute(select(suppressions))}
+
+
+def test_real_reports_are_recorded_filed_and_summed_up(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    known_hard = add_ledger_row(store, EDITION, "kijitora@example.co.jp")
+    known_delayed = add_ledger_row(store, EDITION, "userx@example.cz")
+    known_soft = add_ledger_row(store, EDITION, "kijitora@example.edu")
+    complainer = add_ledger_row(store, EDITION, "this-local-part-does-not-exist-on-yahoo@yahoo.com")
+    dovecot.append(mailbox_user, [corpus(name) for name in sorted(EXPECTED)] + JUNK)
+
+    report = read_bounces(imap_settings, store)
+
+    kinds = Counter(kind for kind, _ in EXPECTED.values())
+    assert report.read == len(EXPECTED) + len(JUNK)
+    assert (report.hard, report.soft) == (kinds["hard"], kinds["soft"])
+    assert report.delayed == kinds["delayed"] == 3
+    assert report.complaints == kinds["complaint"] - 1  # arf-11 names nobody: it stays
+    assert report.auto_replies == kinds["auto_reply"] == 6
+    assert report.other_reports == 1  # a DMARC failure report is no complaint
+    # Left in place: an ordinary message, two reports naming nobody, and the junk.
+    assert len(report.unclassified) == 3 + len(JUNK)
+    assert dovecot.count(mailbox_user, "INBOX") == len(report.unclassified)
+    assert dovecot.count(mailbox_user, PROCESSED) == report.read - len(report.unclassified)
+    assert report.filed == report.read - len(report.unclassified)
+
+    recorded = _events(store)
+    assert len(recorded) == report.events_new
+    rows = {(e.email, e.type): e for e in recorded}
+    assert rows[("kijitora@example.co.jp", "hard_bounce")].delivery_id == known_hard
+    assert rows[("kijitora@example.edu", "soft_bounce")].delivery_id == known_soft
+    assert rows[("userx@example.cz", "deferred")].delivery_id == known_delayed
+    complaint = rows[("this-local-part-does-not-exist-on-yahoo@yahoo.com", "complaint")]
+    assert complaint.delivery_id == complainer and complaint.provider == "mailbox"
+    assert rows[("filtered@example.co.jp", "hard_bounce")].reason.startswith("5.2.1")
+    suppressed = _suppressed(store)
+    assert suppressed["kijitora@example.co.jp"] == "bounce"
+    assert suppressed["this-local-part-does-not-exist-on-yahoo@yahoo.com"] == "complaint"
+    assert "kijitora@example.edu" not in suppressed  # one soft bounce: below the limit of 3
+    assert "userx@example.cz" not in suppressed  # a delay warning never suppresses
+    # Addresses the store does not know are recorded and reported, never an error.
+    assert "userunknown@bouncehammer.jp" in report.unknown
+    assert ("userunknown@bouncehammer.jp", "hard_bounce") in rows
+    assert "kijitora@example.co.jp" not in report.unknown
+    assert report.summary().startswith(f"read {report.read}, hard {report.hard}")
+    assert f"UIDs {report.unclassified[0]}" in report.summary()
+
+    again = read_bounces(imap_settings, store)
+    assert again.read == len(report.unclassified)
+    assert again.unclassified == report.unclassified and again.events_new == 0
+    assert len(_events(store)) == len(recorded)
+
+
+@pytest.mark.parametrize(("name", "email", "suppressed"), [
+    # Oracle Messaging Server gave up: 4.2.2 over quota, a soft bounce.
+    ("sisimai/lhost-messagingserver-12.eml", "pseudo-local-part-kijitora-neko-nyaan@mac.com",
+     True),
+    # A delay warning (Action: delayed): the server still tries; three never suppress.
+    ("flufl/dsn_05.eml", "userx@example.cz", False),
+], ids=["soft", "delayed"])
+def test_soft_bounces_suppress_after_the_limit_in_a_row_delays_never(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str,
+        name: str, email: str, suppressed: bool) -> None:
+    raw = corpus(name)
+    lines = raw.splitlines()
+    own = next(line for line in lines if line.lower().startswith(b"message-id:"))
+    date = next(line for line in lines if line.startswith(b"Date:"))
+    copies = []
+    for n, edition in enumerate(("2025-09-01-lille", "2025-10-01-lille", EDITION)):
+        add_ledger_row(store, edition, email, days_ago=30 - n * 10)
+        # Three reports, one per edition, each written a day after its send.
+        written = format_datetime(datetime.now(UTC) - timedelta(days=29 - n * 10))
+        copies.append(raw.replace(own, f"Message-ID: <copy{n}@example.net>".encode(), 1)
+                      .replace(date, f"Date: {written}".encode(), 1))
+    dovecot.append(mailbox_user, copies[:2])
+    read_bounces(imap_settings, store)
+    assert email not in _suppressed(store)
+    dovecot.append(mailbox_user, copies[2:])
+    read_bounces(imap_settings, store)
+    assert (_suppressed(store).get(email) == "bounce") is suppressed
+    assert len(_events(store)) == 3
+
+
+def test_rows_are_matched_by_verp_token_message_id_then_recipient(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    email = "kijitora@example.co.jp"
+    older = add_ledger_row(store, "2025-10-01-lille", email, days_ago=30)
+    latest = add_ledger_row(store, EDITION, email, days_ago=2)
+    forwarded = add_ledger_row(store, EDITION, "reader@example.net")
+    raw = corpus("sisimai/lhost-postfix-04.eml")
+    # The same real DSN three ways: as it is (matched by recipient: the latest edition) ...
+    by_recipient = raw
+    # ... returning our Message-ID of the older edition (matched by it) ...
+    ours = message_id("2025-10-01-lille", email, "example.org")
+    by_message_id = (raw.replace(b"<A8F82EDD-E518-4F5C-8C70-BC4EFF24AB9F@example.ne.jp>",
+                                 ours.encode())
+                     .replace(b"<20100524100650.7FE851AC10D@mv-osn-hcb007.ocn.ad.jp>",
+                              b"<dsn-2@mv-osn-hcb007.ocn.ad.jp>"))
+    # ... and sent to the VERP return path of another row (a reader whose mail was
+    # forwarded to the address that bounced): the token wins.
+    verp = verp_address(BOUNCES, VerpSigner(SECRET).make(forwarded))
+    by_verp = (raw.replace(b"To: shironeko@example.ne.jp", f"To: {verp}".encode())
+               .replace(b"<20100524100650.7FE851AC10D@mv-osn-hcb007.ocn.ad.jp>",
+                        b"<dsn-3@mv-osn-hcb007.ocn.ad.jp>"))
+    dovecot.append(mailbox_user, [by_recipient, by_message_id, by_verp])
+
+    report = read_bounces(imap_settings, store)
+
+    assert report.hard == 3 and not report.unclassified and not report.unknown
+    got = [(e.email, e.delivery_id, e.raw["matched_by"]) for e in _events(store)]
+    assert got == [(email, latest, "recipient"), (email, older, "message-id"),
+                   ("reader@example.net", forwarded, "verp")]
+
+
+def test_undecodable_header_bytes_are_stored_on_every_engine(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    raw = corpus("sisimai/lhost-postfix-04.eml")
+    dovecot.append(mailbox_user, [raw.replace(b"Subject:", b"Subject: \x00\xff\xfe\xed\xa0\x80", 1)
+                                  .replace(b"From:", b"From: \xc3(", 1)])
+    report = read_bounces(imap_settings, store)
+    assert report.hard == 1 and report.events_new == 1
+
+
+def test_a_dry_run_classifies_and_changes_nothing(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    names = ["sisimai/lhost-exim-02.eml", "sisimai/arf-02.eml", "sisimai/rfc3834-01.eml",
+             "sisimai/is-not-bounce-01.eml"]
+    dovecot.append(mailbox_user, [corpus(n) for n in names])
+    seen: list[tuple[int, str]] = []
+    report = read_bounces(imap_settings, store, dry_run=True,
+                          on_message=lambda uid, verdict, _: seen.append((uid, verdict.kind)))
+    assert [kind for _, kind in seen] == ["hard", "complaint", "auto_reply", "unclassified"]
+    assert (report.hard, report.complaints, report.auto_replies) == (1, 1, 1)
+    assert report.unknown  # reported, though nothing is recorded
+    assert _events(store) == [] and _suppressed(store) == {}
+    assert dovecot.count(mailbox_user, "INBOX") == 4
+    assert dovecot.count(mailbox_user, PROCESSED) == 0
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("move", [True, False], ids=["move", "copy-delete-expunge"])
+def test_messages_are_filed_with_or_without_move(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str,
+        move: bool) -> None:
+    dovecot.append(mailbox_user, [corpus("sisimai/lhost-qmail-03.eml"),
+                                  corpus("sisimai/is-not-bounce-01.eml")])
+    box = Mailbox(imap_config(imap_settings), use_move=move)
+    try:
+        report = read_bounces(imap_settings, store, mailbox=box)
+    finally:
+        box.close()
+    assert report.filed == 1
+    assert dovecot.count(mailbox_user, "INBOX") == 1
+    assert dovecot.count(mailbox_user, PROCESSED) == 1
+
+
+@pytest.mark.sqlite_only
+def test_delete_only_when_asked(root: Any, store: Store, dovecot: Dovecot,
+                                mailbox_user: str) -> None:
+    settings = bounce_settings(root, dovecot, mailbox_user, BOUNCE_IMAP_DELETE="true")
+    dovecot.append(mailbox_user, [corpus("sisimai/lhost-qmail-03.eml")])
+    report = read_bounces(settings, store)
+    assert report.filed == 1
+    assert dovecot.count(mailbox_user, "INBOX") == 0
+    assert dovecot.count(mailbox_user, PROCESSED) == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_refused_login_names_the_user_setting_never_the_password(
+        root: Any, dovecot: Dovecot, mailbox_user: str) -> None:
+    settings = bounce_settings(root, dovecot, mailbox_user,
+                               BOUNCE_IMAP_PASSWORD="wrong-password-987")
+    with pytest.raises(AuthError) as caught:
+        Mailbox(imap_config(settings))
+    assert "BOUNCE_IMAP_USERNAME" in str(caught.value)
+    assert mailbox_user in str(caught.value) and "wrong-password-987" not in str(caught.value)
+
+
+def test_missing_settings_are_named(root: Any) -> None:
+    from clubjapon_ops.settings import load_settings
+
+    with pytest.raises(ConfigError, match="BOUNCE_IMAP_HOST, BOUNCE_IMAP_USERNAME"):
+        imap_config(load_settings(root, environ={}))
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_and_starttls_reach_the_mailbox(root: Any, store: Store, dovecot: Dovecot,
+                                            mailbox_user: str, security: str) -> None:
+    port = dovecot.tls_port if security == "tls" else dovecot.port
+    settings = bounce_settings(root, dovecot, mailbox_user, BOUNCE_IMAP_SECURITY=security,
+                               BOUNCE_IMAP_PORT=str(port))
+    dovecot.append(mailbox_user, [corpus("sisimai/lhost-qmail-03.eml")])
+    trusted = ssl.create_default_context(cafile=str(dovecot.cert))
+    box = Mailbox(imap_config(settings), ssl_context=trusted)
+    try:
+        assert read_bounces(settings, store, mailbox=box).hard == 1
+    finally:
+        box.close()
+    # The same server is refused by default: its certificate is trusted by nobody.
+    with pytest.raises(StopRun, match=f"TLS .* failed \\(BOUNCE_IMAP_SECURITY={security}\\)"):
+        Mailbox(imap_config(settings))
