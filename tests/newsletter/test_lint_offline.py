@@ -87,6 +87,18 @@ def test_a_real_send_with_the_address_set_finds_it_in_every_footer(project: Path
     assert not [p for p in problems if p.rule == "postal-address"]
 
 
+@pytest.mark.parametrize("address", [
+    # Typography sets these lines in the footer (U+202F before "!", phrase breaks in
+    # Japanese): the lint must still find them (it called them missing, stopping the send).
+    "Club Japon ! ; 151 avenue du Président Hoover ; 59555 Lille Cedex",
+    "北海道札幌市中央区北一条西二丁目; フランス・リール市",
+])
+def test_the_address_is_found_through_the_typography(project: Path, address: str) -> None:
+    settings = load_settings(project, environ={"CLUBJAPON_POSTAL_ADDRESS": address})
+    problems = check_newsletter(settings, SLUG, for_send=True)
+    assert not [p for p in problems if p.rule == "postal-address"], problems
+
+
 def test_a_postal_address_the_footer_does_not_show_is_an_error(newsletter: Newsletter) -> None:
     problems = lint_messages(samples(newsletter), postal_address=ADDRESS)
     missing = [p for p in problems if p.rule == "postal-address"]
@@ -135,6 +147,9 @@ def test_meta_charset_must_end_within_the_first_1024_bytes() -> None:
     ('<head><style>p { color: #fff }</style><title>t</title></head>', []),
     ('<td bgcolor="#ffffff" style="color:#ffffff"><p><br>x</p>y</td>', ["x", "y"]),
     ('<div style="color:#000"><td bgcolor="#000"></td>after</div>', []),
+    # Broken values are not colours (this one stopped the whole lint with a ValueError).
+    ('<td bgcolor="#fff"><p style="color: rgba(0,0,0,.)">x</p></td>', []),
+    ('<td bgcolor="#fff"><p style="color: rgba(255,255,255,..5)">y</p></td>', []),
 ])
 def test_same_colour_text_is_found_along_the_ancestors(html: str, found: list[str]) -> None:
     assert [f.text for f in same_colour_text(html)] == found

@@ -90,6 +90,7 @@ def test_french_spaces(before: str, after: str) -> None:
     "en 2025 200 entreprises",  # a year then a number: not one number
     "\ue000unsubscribe_url\ue001",
     "(?) et «À COMPLÉTER»",
+    "inscription sur club-japon.example.fr/agenda?lang=fr;x=1",  # no scheme: still a URL
 ])
 def test_french_rules_leave_urls_addresses_times_and_slots_alone(untouched: str) -> None:
     assert french(untouched) == untouched
@@ -285,7 +286,9 @@ def test_the_japanese_html_marks_phrases_and_keeps_them_whole() -> None:
     # BudouX's boundaries left out are inside a number or a Latin word ("202/5年").
     left_out = phrase_ends(text) - cuts
     assert all(text[k - 1].isascii() and text[k].isascii() for k in left_out), left_out
-    assert typeset_html(html, "en") == html
+    # English text is left as written (the English email holds no other language).
+    english = shipped().personalise(SAMPLE_CONTACTS["en"]).html
+    assert typeset_html(english, "en") == english
 
 
 def test_a_slot_is_never_next_to_a_wbr_tag() -> None:
@@ -326,3 +329,28 @@ def test_the_archive_page_is_set_too(tmp_path: Path) -> None:
     assert f"un objectif{NBSP}: renforcer" in visible_text(page)
     page = newsletter.renderer.render_web_page(newsletter.edition, "ja")
     assert "<wbr>" in page
+
+
+# A quotation kept in its own language --------------------------------------------------
+
+def test_each_text_follows_the_language_it_is_marked_in() -> None:
+    # The review's case: typography followed the email's language, not the quotation's.
+    french_quote = '<table lang="fr"><tr><td>« Le Japon : un partenaire ! »</td></tr></table>'
+    english_quote = '<table lang="en-GB"><tr><td>“Japan: a partner!”</td></tr></table>'
+    japanese_quote = ('<table lang="ja"><tr><td class="q">日本はオー＝ド＝フランスの'
+                      "誠実なパートナーです。</td></tr></table>")
+    body = f"<body><p>Bilan : 2025</p>{french_quote}{english_quote}{japanese_quote}</body>"
+
+    fr = typeset_html(f'<html lang="fr">{body}</html>', "fr")
+    assert f"Bilan{NBSP}: 2025" in fr
+    assert f"«{NNBSP}Le Japon{NBSP}: un partenaire{NNBSP}!{NNBSP}»" in fr
+    assert "“Japan: a partner!”" in fr  # English inside a French email: as written
+    cell = re.search(r'<td class="q"[^>]*>(.*?)</td>', fr)
+    assert cell is not None and KEEP_ALL in cell.group(0) and "<wbr>" in cell.group(1)
+
+    ja = typeset_html(f'<html lang="ja">{body}</html>', "ja")
+    assert f"«{NNBSP}Le Japon{NBSP}: un partenaire{NNBSP}!{NNBSP}»" in ja
+    assert "Bilan : 2025" in ja  # unmarked text is the email's language
+    en = typeset_html(f'<html lang="en">{body}</html>', "en")
+    assert f"«{NNBSP}Le Japon" in en and "“Japan: a partner!”" in en
+    assert typeset_html(fr, "fr") == fr

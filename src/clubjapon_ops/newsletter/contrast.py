@@ -39,8 +39,13 @@ def parse_colour(value: str) -> Rgb | None:
         return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
     if match := _RGB.search(value):
         alpha = match.group(4)
-        if alpha is not None and float(alpha.rstrip("%")) < (100 if "%" in alpha else 1):
-            return None  # see-through: what shows depends on what is below
+        if alpha is not None:
+            try:
+                opacity = float(alpha.rstrip("%"))
+            except ValueError:
+                return None  # "rgba(0,0,0,.)": a client ignores it, and so do we
+            if opacity < (100 if "%" in alpha else 1):
+                return None  # see-through: what shows depends on what is below
         return int(match.group(1)), int(match.group(2)), int(match.group(3))
     for word in value.split():
         if word in _NAMED:

@@ -25,7 +25,6 @@ _FILLER = str.maketrans("", "", "\u034f\u200c\u00a0")
 CHARSET_WINDOW = 1024
 _META_CHARSET = re.compile(rb"<meta\b[^>]*\bcharset\s*=[^>]*>", re.I)
 _ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-_SPACES = re.compile(r"\s+")
 POSTAL_SETTING = "CLUBJAPON_POSTAL_ADDRESS"
 
 
@@ -149,9 +148,17 @@ def header_problems(mime: bytes) -> list[str]:
 
 
 def _visible(html: str) -> str:
-    """The text of an HTML document, entities decoded and spaces of every kind made one."""
-    text = unescape(re.sub(r"<[^>]*>", " ", html))
-    return _SPACES.sub(" ", text.replace("\u00a0", " ").replace("\u202f", " "))
+    """The text of an HTML document, tags dropped and entities decoded."""
+    return unescape(re.sub(r"<[^>]*>", " ", html))
+
+
+# What typography puts into a line (non-breaking spaces before French punctuation, breaks
+# between Japanese phrases) and what wrapping does to it: none of it changes the address.
+_NOT_COMPARED = re.compile(r"[\s\u00a0\u202f\u200b\u2060]+")
+
+
+def _comparable(text: str) -> str:
+    return _NOT_COMPARED.sub("", text)
 
 
 def lint_rendering(message: PersonalMessage, *, mime: bytes | None = None,
@@ -170,11 +177,9 @@ def lint_rendering(message: PersonalMessage, *, mime: bytes | None = None,
             f"(contrast {found.ratio:.2f}): spam filters score hidden text "
             "(SpamAssassin HTML_FONT_LOW_CONTRAST)"))
     if postal_address:
-        for part, body in (("html", _visible(message.html)),
-                           ("text", _SPACES.sub(" ", message.text.replace("\u00a0", " ")
-                                                .replace("\u202f", " ")))):
-            missing = [line for line in postal_address
-                       if _SPACES.sub(" ", line).strip() not in body]
+        for part, body in (("html", _comparable(_visible(message.html))),
+                           ("text", _comparable(message.text))):
+            missing = [line for line in postal_address if _comparable(line) not in body]
             if missing:
                 problems.append(Problem(
                     "error", "postal-address", f"{lang} {part}",

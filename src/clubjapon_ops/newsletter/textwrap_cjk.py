@@ -24,11 +24,14 @@ NO_LINE_START = frozenset(
 NO_LINE_END = frozenset("（「『【〔〈《［｛‘“([{«")
 # Spaces that glue (French typography puts them before ; ! ? : » and inside numbers).
 NO_BREAK_SPACES = frozenset("\u00a0\u202f\u2060\ufeff")
-# Spans a line never breaks inside: the renderer's slot markers, URLs, e-mail addresses.
+# Spans a line never breaks inside: the renderer's slot markers, URLs (with or without their
+# scheme), e-mail addresses.
 # A URL ends at the first non-ASCII character: Japanese runs on right after one ("…/をご覧").
 ATOMIC = re.compile(
     r"\ue000[a-z_]*\ue001"
     r"|(?:[A-Za-z][A-Za-z0-9+.-]*://|mailto:|tel:|www\.)[!#-;=?-~]+"
+    # A web address written without its scheme: a domain name, then a path.
+    r"|(?<![A-Za-z0-9.@-])[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/[!#-;=?-~]*"
     r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 )
 _CONTROL_SPACE = re.compile(r"[\t\n\r\f\v]")

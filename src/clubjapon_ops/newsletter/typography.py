@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable
 from html import unescape
 
 from jinja2 import pass_context
@@ -107,23 +106,6 @@ _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "
 _STYLE_ATTR = re.compile(r"""(\sstyle\s*=\s*)(["'])(.*?)\2""", re.S | re.I)
 
 
-def _french_html(html: str) -> str:
-    """French rules on every text node (and <title>), never in tags, styles or comments."""
-    out, pos = [], 0
-    for m in _MARKUP.finditer(html):
-        out.append(french(html[pos:m.start()], html=True))
-        if m.group("cond"):
-            out.append(m.group("cond") + _french_html(m.group("inner")) + m.group("endif"))
-        elif m.group("raw") and m.group("raw").lower() == "title":
-            out.append(m.group("rawopen") + french(m.group("rawtext"), html=True)
-                       + m.group("rawclose"))
-        else:
-            out.append(m.group())
-        pos = m.end()
-    out.append(french(html[pos:], html=True))
-    return "".join(out)
-
-
 def _phrases_html(node: str, *, near_slot: bool) -> str:
     """A text node with a break opportunity between its Japanese phrases."""
     # The base64 alignment (render.Compiled) pads with spaces before the last tag ahead of
@@ -159,7 +141,7 @@ def _glue(phrase: str) -> str:
         # Not before closing marks nor after opening ones: no browser breaks there anyway.
         if ((_is_wide_symbol(before) and before not in NO_LINE_END)
                 or (_is_wide_symbol(after) and after not in NO_LINE_START)) and not (
-                before.isspace() or after.isspace()):
+                before.isspace() or after.isspace() or WJ in (before, after)):
             out += WJ
         out += after
     return out
@@ -177,15 +159,27 @@ def _add_style(tag: str, declarations: str) -> str:
     return tag[:match.end(3)] + sep + declarations + tag[match.end(3):]
 
 
-def _japanese_html(html: str) -> str:
-    """<wbr> between BudouX phrases; keep-all on each element that holds Japanese text."""
+def _walk(html: str, lang: str) -> str:
+    """Each text node set by the rules of its own language: the document's, or that of the
+    nearest element with a lang attribute (a quotation kept in its original language).
+
+    French: non-breaking spaces (in <title> and Outlook's conditional comments too).
+    Japanese: a break opportunity between BudouX phrases, and keep-all on the element
+    holding the text. Tags, styles, scripts and other comments are never touched.
+    """
     parts: list[str] = []
-    open_tags: list[tuple[str, int]] = []  # element name, index of its start tag in parts
+    # Open elements: name, index of the start tag in parts, the language inside it.
+    open_tags: list[tuple[str, int, str]] = []
     styled: set[int] = set()
     pos = 0
 
+    def here() -> str:
+        return open_tags[-1][2] if open_tags else lang
+
     def text(node: str) -> None:
-        if any(is_wide(c) for c in node):
+        if here() == "fr":
+            node = french(node, html=True)
+        elif here() == "ja" and any(is_wide(c) for c in node):
             if open_tags:
                 styled.add(open_tags[-1][1])
             near_slot = _SLOT_CLOSE in node or (bool(parts) and _SLOT_CLOSE in parts[-1])
@@ -195,20 +189,32 @@ def _japanese_html(html: str) -> str:
     for m in _MARKUP.finditer(html):
         text(html[pos:m.start()])
         pos = m.end()
+        if m.group("cond") and here() == "fr":
+            parts.append(m.group("cond") + _walk(m.group("inner"), "fr") + m.group("endif"))
+            continue
+        if m.group("raw") and m.group("raw").lower() == "title" and here() == "fr":
+            parts.append(m.group("rawopen") + french(m.group("rawtext"), html=True)
+                         + m.group("rawclose"))
+            continue
         parts.append(m.group())
         if not m.group("tag"):
             continue
         name = m.group("name").lower()
         if m.group().startswith("</"):
-            names = [n for n, _ in open_tags]
+            names = [n for n, _, _ in open_tags]
             if name in names:
                 del open_tags[len(names) - 1 - names[::-1].index(name):]
         elif name not in _VOID and not m.group().endswith("/>"):
-            open_tags.append((name, len(parts) - 1))
+            said = _LANG_ATTR.search(m.group())
+            inside = said.group(2).split("-")[0].lower() if said else here()
+            open_tags.append((name, len(parts) - 1, inside))
     text(html[pos:])
     for i in styled:
         parts[i] = _add_style(parts[i], KEEP_ALL)
-    return "\n".join(_fold(line) for line in "".join(parts).split("\n"))
+    return "".join(parts)
+
+
+_LANG_ATTR = re.compile(r"""\slang\s*=\s*(["']?)([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)*)\1""")
 
 
 # A body line may be 998 octets (RFC 5322); a longer one makes the whole part go base64
@@ -238,13 +244,12 @@ def without_phrase_breaks(html: str) -> str:
     return _BREAK_MARKS.sub("", html)
 
 
-_HTML_STEPS: dict[str, Callable[[str], str]] = {"fr": _french_html, "ja": _japanese_html}
-
-
 def typeset_html(html: str, lang: str) -> str:
-    """Typography for a rendered HTML document of one language; tags and styles untouched."""
-    step = _HTML_STEPS.get(lang)
-    return step(html) if step else html
+    """Typography for a rendered HTML document of one language; tags and styles untouched.
+
+    Each text node follows the language it is in (``lang``, or a lang attribute around it).
+    """
+    return "\n".join(_fold(line) for line in _walk(html, lang).split("\n"))
 
 
 @pass_context
