@@ -353,7 +353,7 @@ class MimeBuilder:
 
         Bodies are base64 (7-bit clean, any server); with ``eight_bit`` (for a server that
         offers 8BITMIME) they are UTF-8 as they are, a quarter smaller and with nothing to
-        encode, unless a line would exceed 998 octets.
+        encode, unless a line would exceed 998 octets or the message is DKIM-signed.
         """
         subject_text = subject_prefix + msg.subject
         subject = self._subjects.get(subject_text)
@@ -376,7 +376,9 @@ class MimeBuilder:
             f'Content-Type: multipart/alternative;{CRLF} boundary="{self.boundary}"',
         ]
         b = self.boundary
-        cte, text, html, dot_lines = self._bodies(msg, eight_bit)
+        # A signed message goes 7-bit (RFC 6376 §5.3: signers SHOULD convert first): a relay
+        # that downgrades an 8bit body to send it on would break the signature, and DMARC.
+        cte, text, html, dot_lines = self._bodies(msg, eight_bit and self.signer is None)
         head = (
             CRLF.join(headers) + CRLF + CRLF
             + f"--{b}{CRLF}Content-Type: text/plain; charset=utf-8{CRLF}"
