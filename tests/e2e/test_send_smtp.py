@@ -131,13 +131,16 @@ def test_sigkill_mid_send_then_rerun_sends_each_message_once(
 
 
 def test_dry_run_and_test_sends_leave_the_ledger_alone(home: Path) -> None:  # noqa: F811
-    write_contacts(home / "contacts.csv", [f"reader{i}@example.com" for i in range(12)])
+    write_contacts(home / "contacts.csv",
+                   [f"reader{i}@example.com" for i in range(12)] + ["zoé@example.com"])
     with smtp_server() as (port, server):
         env = env_for(home, port)
         assert cli(env, "sync").returncode == 0
         dry = cli(env, "send", SLUG, "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert "built 12 message(s)" in dry.stdout and "nothing sent" in dry.stdout
+        # It crashed on this one (UnicodeEncodeError); a real send records it 'failed'.
+        assert "1 address(es) with non-ASCII characters would fail" in dry.stdout
         test = cli(env, "send", SLUG, "--test-to", "me@example.org, you@example.org",
                    "--lang", "ja")
         assert test.returncode == 0, test.stdout + test.stderr

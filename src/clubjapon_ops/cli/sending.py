@@ -27,6 +27,7 @@ from clubjapon_ops.contacts import Contact, normalise_email
 from clubjapon_ops.delivery.sender import SendReport
 from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.delivery.transports import builder_for
+from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
@@ -256,15 +257,21 @@ def _already_running(exc: AlreadyRunning) -> int:
 
 def _dry_run(app: App, newsletter: Newsletter) -> int:
     builder = builder_for(app.settings)  # signing included: it is part of the cost
-    started, count, size = time.perf_counter(), 0, 0
+    started, count, size, unsendable = time.perf_counter(), 0, 0, 0
     with app.store.transaction() as conn:
         for contact in ledger.iter_audience(conn, newsletter.edition.slug):
+            if not contact.email.isascii():
+                unsendable += 1  # a real send records it 'failed', as the transports do
+                continue
             size += len(builder.build(newsletter.personalise(contact),
                                       edition=newsletter.edition.slug))
             count += 1
     elapsed = time.perf_counter() - started
     click.echo(f"dry run: built {count} message(s), {size / 1024 / 1024:.1f} MB, "
                f"in {elapsed:.2f} s; nothing sent, ledger untouched")
+    if unsendable:
+        click.echo(f"  {unsendable} address(es) with non-ASCII characters would fail: "
+                   f"{NEEDS_SMTPUTF8}")
     return EXIT_OK
 
 
