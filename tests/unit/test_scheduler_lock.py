@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,3 +136,38 @@ def test_a_send_on_an_in_memory_database_takes_no_lock(url: str) -> None:
             assert "in-memory" in held
     finally:
         memory.close()
+
+
+def _hold_without_a_name(path: Path) -> int:
+    """A holder caught between taking the lock and writing its name (or clearing it)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(fd, 0)
+    return fd
+
+
+@pytest.mark.sqlite_only
+def test_a_holder_that_names_itself_a_moment_late_is_still_named(store: Store) -> None:
+    # Seen in CI: a refused send said "holder unknown", having read the file in that moment.
+    path = send_lock_path(store, "2025-11-04-lille")
+    fd = _hold_without_a_name(path)
+    later = threading.Timer(0.2, lambda: os.pwrite(fd, b"pid 4242 on elsewhere", 0))
+    later.start()
+    try:
+        with pytest.raises(AlreadyRunning, match=r"\(pid 4242 on elsewhere\)"), send_lock(
+                store, "2025-11-04-lille"):
+            pass
+    finally:
+        later.join()
+        os.close(fd)
+
+
+@pytest.mark.sqlite_only
+def test_a_lock_let_go_while_it_was_looked_at_is_taken(store: Store) -> None:
+    path = send_lock_path(store, "2025-11-04-lille")
+    fd = _hold_without_a_name(path)
+    let_go = threading.Timer(0.2, lambda: os.close(fd))  # the holder clears, then lets go
+    let_go.start()
+    with send_lock(store, "2025-11-04-lille") as held:
+        assert f"pid {os.getpid()}" in held
+    let_go.join()

@@ -20,6 +20,7 @@ import fcntl
 import os
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -73,15 +74,7 @@ def _file_lock(path: Path, what: str, taken: str) -> Iterator[str]:
     except OSError as exc:
         raise StoreError(f"cannot open {what} lock file {path}: {exc.strerror}") from exc
     try:
-        try:
-            # flock, not lockf: lockf locks belong to the process and vanish when any of its
-            # descriptors on the file closes; flock belongs to this descriptor only.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip()
-            raise AlreadyRunning(
-                f"{taken} ({holder or 'holder unknown'}); lock file {path}"
-            ) from None
+        _take_or_name_holder(fd, path, taken)
         since = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC"
         holder = f"pid {os.getpid()} on {socket.gethostname()} since {since}"
         os.ftruncate(fd, 0)
@@ -93,6 +86,28 @@ def _file_lock(path: Path, what: str, taken: str) -> Iterator[str]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+# A holder writes its name just after it takes the lock and clears it just before it lets go:
+# a contender that looks in between finds the file empty. It looks again for up to this long
+# (taking the lock if it came free) before calling the holder unknown.
+_NAME_WAIT_S, _NAME_POLL_S = 1.0, 0.01
+
+
+def _take_or_name_holder(fd: int, path: Path, taken: str) -> None:
+    """Take the flock on ``fd``, or raise AlreadyRunning naming the process that holds it."""
+    deadline = time.monotonic() + _NAME_WAIT_S
+    while True:
+        try:
+            # flock, not lockf: lockf locks belong to the process and vanish when any of its
+            # descriptors on the file closes; flock belongs to this descriptor only.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip()
+        if holder or time.monotonic() >= deadline:
+            raise AlreadyRunning(f"{taken} ({holder or 'holder unknown'}); lock file {path}")
+        time.sleep(_NAME_POLL_S)
 
 
 def _sqlite_lock(store: Store) -> AbstractContextManager[str]:
