@@ -158,6 +158,44 @@ def test_rows_are_matched_by_verp_token_message_id_then_recipient(
                    ("reader@example.net", forwarded, "verp")]
 
 
+def test_with_verp_on_only_a_signed_return_path_is_believed(
+        root: Any, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    # Our Message-IDs hash the edition and the address, both public: anyone could write a
+    # DSN "returning" one, or naming a reader, and have that reader suppressed. With VERP on,
+    # a real DSN comes back to the signed return path; the rest wait for a person.
+    settings = bounce_settings(root, dovecot, mailbox_user, CLUBJAPON_BOUNCE_VERP="true")
+    victim = "kijitora@example.co.jp"
+    add_ledger_row(store, EDITION, victim, days_ago=2)
+    reader = add_ledger_row(store, EDITION, "reader@example.net")
+    raw = corpus("sisimai/lhost-postfix-04.eml")
+    forged = raw.replace(b"<A8F82EDD-E518-4F5C-8C70-BC4EFF24AB9F@example.ne.jp>",
+                         message_id(EDITION, victim, "example.org").encode())
+    forged_token = raw.replace(b"To: shironeko@example.ne.jp",
+                               f"To: {BOUNCES.replace('@', '+aaaa-bbbbbbbbbbbbb@')}".encode())
+    forged_token = forged_token.replace(
+        b"<20100524100650.7FE851AC10D@mv-osn-hcb007.ocn.ad.jp>", b"<dsn-4@example.ne.jp>")
+    signed = (raw.replace(b"To: shironeko@example.ne.jp",
+                          f"To: {verp_address(BOUNCES, VerpSigner(SECRET).make(reader))}"
+                          .encode())
+              .replace(b"<20100524100650.7FE851AC10D@mv-osn-hcb007.ocn.ad.jp>",
+                       b"<dsn-5@mv-osn-hcb007.ocn.ad.jp>"))
+    dovecot.append(mailbox_user, [forged, forged_token, signed])
+
+    report = read_bounces(settings, store)
+
+    assert report.hard == 1 and len(report.unverified) == 2 and report.status == "partial"
+    assert "unverified 2 (UIDs " in report.summary()
+    assert [(e.email, e.delivery_id, e.raw["matched_by"]) for e in _events(store)] == [
+        ("reader@example.net", reader, "verp")]
+    assert victim not in _suppressed(store)
+    # The two it did not believe are still in the folder, for a person to look at.
+    box = Mailbox(imap_config(settings))
+    try:
+        assert len(box.uids()) == 2
+    finally:
+        box.close()
+
+
 def test_undecodable_header_bytes_are_stored_on_every_engine(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
     raw = corpus("sisimai/lhost-postfix-04.eml")

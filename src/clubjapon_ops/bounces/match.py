@@ -35,6 +35,8 @@ PROVIDER = "mailbox"  # events.provider of what the bounce mailbox reports
 EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, DELAYED: t.DEFERRED,
                COMPLAINT: t.COMPLAINT, OPT_OUT: t.UNSUBSCRIBE}
 VERP, MESSAGE_ID, RECIPIENT, NONE = "verp", "message-id", "recipient", "none"
+# What comes back to the return path (a feedback loop's complaint goes to another address).
+_DELIVERY_REPORTS = (HARD, SOFT, DELAYED)
 _SKEW = timedelta(hours=1)
 
 
@@ -55,15 +57,22 @@ class Matched:
     events: tuple[Event, ...]
     matched_by: tuple[str, ...]
     unknown: tuple[str, ...]
+    # A delivery report without a valid VERP token while VERP is on: anyone can write one.
+    unverified: bool = False
 
 
 class Matcher:
     """Matches reports to ledger rows, with the key of VERP tokens and our mail domain."""
 
-    def __init__(self, signer: VerpSigner | None, bounce_address: str, domain: str) -> None:
+    def __init__(self, signer: VerpSigner | None, bounce_address: str, domain: str,
+                 *, require_verp: bool = False) -> None:
         self.signer = signer
         self.bounce_address = bounce_address
         self.domain = domain
+        # Our Message-IDs are a hash of the edition and the address, both public: without a
+        # token, a forged DSN ("backscatter", or someone's malice) could suppress any reader.
+        # With VERP on, every real DSN comes back to a signed return path; the others wait.
+        self.require_verp = require_verp and signer is not None
 
     def _verp_row(self, verdict: Verdict) -> int | None:
         if self.signer is None:
@@ -88,6 +97,8 @@ class Matcher:
     def _one(self, report: Report, verp_row: LedgerRow | None,
              by_email: dict[str, list[LedgerRow]], known: set[str]) -> Matched:
         verdict = report.verdict
+        if verp_row is None and self.require_verp and verdict.kind in _DELIVERY_REPORTS:
+            return Matched((), (), (), unverified=True)
         if verp_row is not None:
             # The token names the message: its reader, whatever address the report gives.
             first = verdict.failures[0] if verdict.failures else None

@@ -16,7 +16,9 @@ from clubjapon_ops.jobs.bounces import bounce_mailbox
 
 def _line(uid: int, verdict: Verdict, matched: Matched | None) -> None:
     detail = verdict.reason or ""
-    if matched is not None and matched.events:
+    if matched is not None and matched.unverified:
+        detail = "no valid VERP token: left in the folder, nothing recorded"
+    elif matched is not None and matched.events:
         detail = "; ".join(
             f"{e.email} ({e.type}, row {e.delivery_hint or '-'} by {how})"
             for e, how in zip(matched.events, matched.matched_by, strict=True))
@@ -34,7 +36,9 @@ def bounces(app: App, dry_run: bool) -> int:
     Reads BOUNCE_IMAP_FOLDER on BOUNCE_IMAP_HOST. Hard bounces and complaints
     suppress the address at once, soft bounces after CLUBJAPON_SOFT_BOUNCE_LIMIT
     in a row. Handled messages move to the folder Processed (or are deleted with
-    BOUNCE_IMAP_DELETE=true); one it cannot classify stays, named by UID.
+    BOUNCE_IMAP_DELETE=true); one it cannot classify stays, named by UID. With
+    CLUBJAPON_BOUNCE_VERP=true a delivery report without a valid token stays too
+    ('unverified': anyone can write one).
     jobs/bounce-mailbox.toml runs the same every 15 minutes.
 
     \b

@@ -51,6 +51,8 @@ class BounceReport(JobReport):
     auto_replies: int = 0
     other_reports: int = 0  # feedback reports that are no complaint (DMARC failure reports)
     unclassified: list[int] = field(default_factory=list)  # UIDs, left in the folder
+    # Delivery reports without a valid VERP token while VERP is on: UIDs, left in the folder.
+    unverified: list[int] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # addresses the store does not know
     events_new: int = 0
     suppressed: int = 0
@@ -58,23 +60,22 @@ class BounceReport(JobReport):
 
     @property
     def status(self) -> str:
-        """'partial' when some messages could not be classified (they stay in the folder)."""
-        return "partial" if self.unclassified else "success"
+        """'partial' when some messages were left for a person (they stay in the folder)."""
+        return "partial" if self.unclassified or self.unverified else "success"
 
     def counts(self) -> dict[str, Any]:
         """Return the figures to record and print."""
         return {"read": self.read, "hard": self.hard, "soft": self.soft,
                 "delayed": self.delayed, "complaints": self.complaints, "opt_outs": self.opt_outs,
                 "auto_replies": self.auto_replies, "other_reports": self.other_reports,
-                "unclassified": len(self.unclassified), "unknown_addresses": len(self.unknown),
+                "unclassified": len(self.unclassified), "unverified": len(self.unverified),
+                "unknown_addresses": len(self.unknown),
                 "events_new": self.events_new, "suppressed": self.suppressed,
                 "filed": self.filed}
 
     def summary(self) -> str:
         """The one line the CLI prints."""
-        uids = ", ".join(map(str, self.unclassified[:20]))
-        more = f" and {len(self.unclassified) - 20} more" if len(self.unclassified) > 20 else ""
-        unclassified = f"{len(self.unclassified)}" + (f" (UIDs {uids}{more})" if uids else "")
+        unclassified = _uids(self.unclassified)
         addresses = ", ".join(self.unknown[:10])
         if len(self.unknown) > 10:
             addresses += f" and {len(self.unknown) - 10} more"
@@ -84,7 +85,8 @@ class BounceReport(JobReport):
                 f"{self.delayed}, complaints {self.complaints}, opt-outs {self.opt_outs}, "
                 f"auto-replies {self.auto_replies}, "
                 f"other reports {self.other_reports}, unclassified {unclassified}, "
-                f"unknown addresses {unknown}")
+                + (f"unverified {_uids(self.unverified)}, " if self.unverified else "")
+                + f"unknown addresses {unknown}")
 
     def count(self, kind: str, uid: int) -> None:
         """Count one message under its kind."""
@@ -98,13 +100,20 @@ class BounceReport(JobReport):
         setattr(self, name, getattr(self, name) + 1)
 
 
+def _uids(uids: list[int]) -> str:
+    """'3 (UIDs 4, 9, 12)': a count and the first twenty UIDs."""
+    shown = ", ".join(map(str, uids[:20]))
+    more = f" and {len(uids) - 20} more" if len(uids) > 20 else ""
+    return f"{len(uids)}" + (f" (UIDs {shown}{more})" if shown else "")
+
+
 def _matcher(settings: Settings) -> Matcher:
     try:
         signer = verp_signer(settings)
     except ConfigError:
         signer = None  # no CLUBJAPON_SECRET: no message carried a token either
     domain = parseaddr(settings.mail_from)[1].rsplit("@", 1)[-1]
-    return Matcher(signer, bounce_address(settings), domain)
+    return Matcher(signer, bounce_address(settings), domain, require_verp=settings.bounce_verp)
 
 
 def _raw_id(verdict: c.Verdict, raw: bytes) -> str:
@@ -152,6 +161,12 @@ def read_bounces(
             for uid, verdict in verdicts:
                 found = matched.get(uid)
                 kind = verdict.kind
+                if found is not None and found.unverified:
+                    report.read += 1
+                    report.unverified.append(uid)  # stays: a person decides
+                    if on_message is not None:
+                        on_message(uid, verdict, found)
+                    continue
                 if found is not None and not found.events:
                     kind = c.UNCLASSIFIED  # a complaint that names no one we can find
                     verdict = c.Verdict(c.UNCLASSIFIED, reason="a report naming no recipient")
