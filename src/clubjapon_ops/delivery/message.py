@@ -73,15 +73,21 @@ def encode_words(text: str, used: int = 0) -> str:
     if text.isascii():
         return _fold_ascii(text, used)
     words: list[str] = []
-    chunk = b""
+    chunk = ""
+    size = 0  # UTF-8 bytes in chunk
     room = _word_bytes(used)  # after a prefix longer than 60, at least one character
     for char in text:
-        encoded = char.encode("utf-8")
-        if chunk and len(chunk) + len(encoded) > room:
-            words.append(chunk.decode("utf-8"))
-            chunk, room = b"", _word_bytes(1)
-        chunk += encoded
-    words.append(chunk.decode("utf-8"))
+        width = len(char.encode("utf-8"))
+        if chunk and size + width > room:
+            # Cut after the last space when there is one: a word whole in one encoded word
+            # reads right even in parsers that show a space between encoded words.
+            cut = chunk.rfind(" ") + 1 or len(chunk)
+            words.append(chunk[:cut])
+            chunk, room = chunk[cut:], _word_bytes(1)
+            size = len(chunk.encode("utf-8"))
+        chunk += char
+        size += width
+    words.append(chunk)
     return (CRLF + " ").join(
         f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words
     )
