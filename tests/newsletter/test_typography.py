@@ -75,6 +75,12 @@ def phrase_ends(text: str) -> set[int]:
     ("d’abord; ensuite", f"d’abord{NNBSP}; ensuite"),
     ("Quoi?!", f"Quoi{NNBSP}?!"),
     ("≈ 10 000 emplois", f"≈{NBSP}10{NBSP}000 emplois"),
+    # The colon too (the review: "Note: 10/10" was left), only where a sign ends a word:
+    # a code ("ABC;DEF") and a ratio ("3:2") stay as written.
+    ("Note: 10/10", f"Note{NBSP}: 10/10"),
+    ("Code promo: ABC;DEF", f"Code promo{NBSP}: ABC;DEF"),
+    ("un ratio de 3:2", "un ratio de 3:2"),
+    ("(rappel):", f"(rappel){NBSP}:"),
 ])
 def test_french_spaces(before: str, after: str) -> None:
     assert french(before) == after

@@ -47,9 +47,13 @@ _KEEP_HTML = re.compile(_ENTITY + "|" + _KEEP)
 _SENTINEL = re.compile("[\ue010\ue011]")
 
 _SPACES_TEXT, _SPACES_HTML = r"[ \t]+", r"[ \t\r\n]+"
-# French writes a space before ; ! ? even where the author did not: insert one after a
-# letter, a digit or a closing mark, not after a space, another ; ! ?, an opening bracket.
-_MISSING = re.compile(r"(?<=[^\s;!?«(\[{<\ue011'\"/\-–—])(?=[;!?])")
+# French writes a space before ; ! ? and : even where the author did not: insert one after a
+# letter, a digit or a closing mark, not after a space, another ; ! ?, an opening bracket,
+# and only where the sign ends a word ("ABC;DEF", a code, and "3:2" stay as written).
+_ENDS_WORD = r"(?:[\s)\]»”’.,…]|$)"
+_MISSING = re.compile(r"(?<=[^\s;!?«(\[{<\ue011'\"/\-–—])(?=[;!?](?:[;!?]|" + _ENDS_WORD
+                      + "))")
+_MISSING_COLON = re.compile(r"(?<=[^\s:;!?«(\[{<\ue011'\"/\-–—])(?=:" + _ENDS_WORD + ")")
 # A number in groups of three: "10 000", "1 250 000" (not a year after a day: "4 2025").
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d])")
 # A sign written before a number stays with it: "≈ 10 000", "± 5".
@@ -80,6 +84,7 @@ def french(text: str, *, html: bool = False) -> str:
     masked = re.sub(spaces + r"(?=:)", NBSP, masked)
     masked = re.sub(r"(?<=«)" + spaces, NNBSP, masked)
     masked = _MISSING.sub(NNBSP, masked)
+    masked = _MISSING_COLON.sub(NBSP, masked)
     masked = _THOUSANDS.sub(lambda m: m.group().replace(" ", NBSP), masked)
     masked = _SIGN.sub(NBSP, masked)
     return _unmask(masked, kept)
