@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from clubjapon_ops.bounces.mailbox import PROCESSED, Mailbox, imap_config
 from clubjapon_ops.delivery.message import message_id
-from clubjapon_ops.delivery.tokens import VerpSigner, verp_address
+from clubjapon_ops.delivery.tokens import TokenSigner, VerpSigner, verp_address
 from clubjapon_ops.errors import AuthError, ConfigError, StopRun
 from clubjapon_ops.jobs.bounces import read_bounces
 from clubjapon_ops.settings import Settings
@@ -52,7 +52,7 @@ def test_real_reports_are_recorded_filed_and_summed_up(
     known_hard = add_ledger_row(store, EDITION, "kijitora@example.co.jp")
     known_delayed = add_ledger_row(store, EDITION, "userx@example.cz")
     known_soft = add_ledger_row(store, EDITION, "kijitora@example.edu")
-    complainer = add_ledger_row(store, EDITION, "this-local-part-does-not-exist-on-yahoo@yahoo.com")
+    add_ledger_row(store, EDITION, "this-local-part-does-not-exist-on-yahoo@yahoo.com")
     dovecot.append(mailbox_user, [corpus(name) for name in sorted(EXPECTED)] + JUNK)
 
     report = read_bounces(imap_settings, store)
@@ -61,14 +61,18 @@ def test_real_reports_are_recorded_filed_and_summed_up(
     assert report.read == len(EXPECTED) + len(JUNK)
     assert (report.hard, report.soft) == (kinds["hard"], kinds["soft"])
     assert report.delayed == kinds["delayed"] == 3
-    assert report.complaints == kinds["complaint"] - 1  # arf-11 names nobody: it stays
+    # The corpus's feedback reports return messages we did not send: nothing signed by us
+    # names who complained, so they stay, unverified (see the test after this one).
+    assert report.complaints == report.opt_outs == 0
+    assert len(report.unverified) == kinds["complaint"] + kinds["opt_out"] == 6
     assert report.auto_replies == kinds["auto_reply"] == 6
     assert report.other_reports == 1  # a DMARC failure report is no complaint
-    # Left in place: an ordinary message, two reports naming nobody, and the junk.
-    assert len(report.unclassified) == 3 + len(JUNK)
-    assert dovecot.count(mailbox_user, "INBOX") == len(report.unclassified)
-    assert dovecot.count(mailbox_user, PROCESSED) == report.read - len(report.unclassified)
-    assert report.filed == report.read - len(report.unclassified)
+    # Left in place: an ordinary message and the junk, and the unverified reports.
+    assert len(report.unclassified) == 1 + len(JUNK)
+    left = len(report.unclassified) + len(report.unverified)
+    assert dovecot.count(mailbox_user, "INBOX") == left
+    assert dovecot.count(mailbox_user, PROCESSED) == report.read - left
+    assert report.filed == report.read - left
 
     recorded = _events(store)
     assert len(recorded) == report.events_new
@@ -76,12 +80,10 @@ def test_real_reports_are_recorded_filed_and_summed_up(
     assert rows[("kijitora@example.co.jp", "hard_bounce")].delivery_id == known_hard
     assert rows[("kijitora@example.edu", "soft_bounce")].delivery_id == known_soft
     assert rows[("userx@example.cz", "deferred")].delivery_id == known_delayed
-    complaint = rows[("this-local-part-does-not-exist-on-yahoo@yahoo.com", "complaint")]
-    assert complaint.delivery_id == complainer and complaint.provider == "mailbox"
     assert rows[("filtered@example.co.jp", "hard_bounce")].reason.startswith("5.2.1")
     suppressed = _suppressed(store)
     assert suppressed["kijitora@example.co.jp"] == "bounce"
-    assert suppressed["this-local-part-does-not-exist-on-yahoo@yahoo.com"] == "complaint"
+    assert "this-local-part-does-not-exist-on-yahoo@yahoo.com" not in suppressed
     assert "kijitora@example.edu" not in suppressed  # one soft bounce: below the limit of 3
     assert "userx@example.cz" not in suppressed  # a delay warning never suppresses
     # Addresses the store does not know are recorded and reported, never an error.
@@ -92,7 +94,7 @@ def test_real_reports_are_recorded_filed_and_summed_up(
     assert f"UIDs {report.unclassified[0]}" in report.summary()
 
     again = read_bounces(imap_settings, store)
-    assert again.read == len(report.unclassified)
+    assert again.read == left
     assert again.unclassified == report.unclassified and again.events_new == 0
     assert len(_events(store)) == len(recorded)
 
@@ -125,6 +127,45 @@ def test_soft_bounces_suppress_after_the_limit_in_a_row_delays_never(
     read_bounces(imap_settings, store)
     assert (_suppressed(store).get(email) == "bounce") is suppressed
     assert len(_events(store)) == 3
+
+
+def _with_our_link(raw: bytes, after: bytes, token: str) -> bytes:
+    """A real report whose returned message carries our List-Unsubscribe (signed link)."""
+    eol = b"\r\n" if b"\r\n" in raw else b"\n"
+    link = f"List-Unsubscribe: <https://club.example.org/unsubscribe/{token}>".encode()
+    assert raw.count(after) == 1
+    return raw.replace(after, after + link + eol)
+
+
+def test_a_complaint_counts_only_for_the_reader_our_signed_link_names(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    # A feedback report can name any number of addresses (the review suppressed 3,000 with
+    # one forged report): only the returned message's signed unsubscribe link is believed.
+    tokens = TokenSigner(SECRET)
+    reader = "neko@example.jp"
+    row = add_ledger_row(store, EDITION, reader)
+    named = [f"{n}@example.com" for n in ("kijitora", "sironeko", "mikeneko")]
+    for email in named:
+        add_ledger_row(store, EDITION, email)
+    raw = corpus("sisimai/arf-16.eml")  # Return Path's FBL report, naming seven recipients
+    signed = _with_our_link(raw, b"From: Neko <neko@example.jp>" + (
+        b"\r\n" if b"\r\n" in raw else b"\n"), tokens.make(EDITION, reader, "fr"))
+    forged = _with_our_link(raw, b"From: Neko <neko@example.jp>" + (
+        b"\r\n" if b"\r\n" in raw else b"\n"), "ZmFrZQ.AAAAAAAAAAAAAAAAAAAAAA")
+    forged = forged.replace(b"<20150429233445.0000000000@fbl-02.r.returnpath.example.net>",
+                            b"<forged-1@example.net>")
+    test_copy = _with_our_link(raw, b"From: Neko <neko@example.jp>" + (
+        b"\r\n" if b"\r\n" in raw else b"\n"), tokens.make(EDITION, reader, "fr", test=True))
+    test_copy = test_copy.replace(
+        b"<20150429233445.0000000000@fbl-02.r.returnpath.example.net>", b"<forged-2@example.net>")
+    dovecot.append(mailbox_user, [signed, forged, test_copy])
+
+    report = read_bounces(imap_settings, store)
+
+    assert report.complaints == 1 and len(report.unverified) == 2
+    got = [(e.email, e.type, e.delivery_id, e.raw["matched_by"]) for e in _events(store)]
+    assert got == [(reader, "complaint", row, "unsubscribe-token")]
+    assert set(_suppressed(store)) == {reader}  # none of the seven addresses the report names
 
 
 def test_rows_are_matched_by_verp_token_message_id_then_recipient(
@@ -214,7 +255,9 @@ def test_a_dry_run_classifies_and_changes_nothing(
     report = read_bounces(imap_settings, store, dry_run=True,
                           on_message=lambda uid, verdict, _: seen.append((uid, verdict.kind)))
     assert [kind for _, kind in seen] == ["hard", "complaint", "auto_reply", "unclassified"]
-    assert (report.hard, report.complaints, report.auto_replies) == (1, 1, 1)
+    # arf-02 returns a message we did not send (no link of ours): unverified, even dry.
+    assert (report.hard, report.complaints, report.auto_replies) == (1, 0, 1)
+    assert len(report.unverified) == 1
     assert report.unknown  # reported, though nothing is recorded
     assert _events(store) == [] and _suppressed(store) == {}
     assert dovecot.count(mailbox_user, "INBOX") == 4

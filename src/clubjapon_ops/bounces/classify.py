@@ -67,6 +67,9 @@ class Verdict:
     returned_message_id: str | None = None
     # Addresses the report was delivered to or quotes as return path: where a VERP token is.
     envelope: tuple[str, ...] = ()
+    # The unsubscribe tokens of the returned message's List-Unsubscribe: signed by us, they
+    # prove which reader a complaint is about.
+    returned_tokens: tuple[str, ...] = ()
     reason: str | None = None  # feedback type, or why it is unclassified
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -195,6 +198,17 @@ def _envelope(msg: Message, returned: Message | None) -> tuple[str, ...]:
     return tuple(_addresses(values))
 
 
+_UNSUBSCRIBE_TOKEN = re.compile(r"/unsubscribe/([A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+)")
+
+
+def _returned_tokens(returned: Message | None) -> tuple[str, ...]:
+    """The unsubscribe tokens in the List-Unsubscribe of the message a report returns."""
+    if returned is None:
+        return ()
+    values = " ".join(_text(v) for v in returned.get_all("List-Unsubscribe", []))
+    return tuple(dict.fromkeys(_UNSUBSCRIBE_TOKEN.findall("".join(values.split()))))[:4]
+
+
 def _returned_id(raw: bytes, msg: Message, returned: Message | None) -> str | None:
     own = _text(msg.get("Message-ID")).strip()
     if returned is not None and returned.get("Message-ID"):
@@ -241,6 +255,7 @@ def _classify(raw: bytes) -> Verdict:
         "date": _date(msg),
         "returned_message_id": _returned_id(raw, msg, returned),
         "envelope": _envelope(msg, returned),
+        "returned_tokens": _returned_tokens(returned),
         "headers": {"from": _text(msg.get("From"))[:200],
                     "subject": _decoded_subject(msg)[:200]},
     }

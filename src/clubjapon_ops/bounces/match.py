@@ -25,7 +25,7 @@ from clubjapon_ops.bounces.classify import (
     Verdict,
 )
 from clubjapon_ops.delivery.message import message_id
-from clubjapon_ops.delivery.tokens import VerpSigner, verp_token
+from clubjapon_ops.delivery.tokens import TokenData, TokenSigner, VerpSigner, verp_token
 from clubjapon_ops.events import types as t
 from clubjapon_ops.events.types import Event
 from clubjapon_ops.store.bounces import LedgerRow, known_emails, rows_by_email, rows_by_id
@@ -35,6 +35,7 @@ PROVIDER = "mailbox"  # events.provider of what the bounce mailbox reports
 EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, DELAYED: t.DEFERRED,
                COMPLAINT: t.COMPLAINT, OPT_OUT: t.UNSUBSCRIBE}
 VERP, MESSAGE_ID, RECIPIENT, NONE = "verp", "message-id", "recipient", "none"
+UNSUBSCRIBE_TOKEN = "unsubscribe-token"
 # What comes back to the return path (a feedback loop's complaint goes to another address).
 _DELIVERY_REPORTS = (HARD, SOFT, DELAYED)
 _SKEW = timedelta(hours=1)
@@ -65,8 +66,9 @@ class Matcher:
     """Matches reports to ledger rows, with the key of VERP tokens and our mail domain."""
 
     def __init__(self, signer: VerpSigner | None, bounce_address: str, domain: str,
-                 *, require_verp: bool = False) -> None:
+                 *, require_verp: bool = False, tokens: TokenSigner | None = None) -> None:
         self.signer = signer
+        self.tokens = tokens
         self.bounce_address = bounce_address
         self.domain = domain
         # Our Message-IDs are a hash of the edition and the address, both public: without a
@@ -89,6 +91,8 @@ class Matcher:
         verp_ids = {r.uid: self._verp_row(r.verdict) for r in reports}
         by_id = rows_by_id(conn, [i for i in verp_ids.values() if i is not None])
         emails = {f.address for r in reports for f in r.verdict.failures}
+        emails |= {d.email for r in reports for d in map(self._token, r.verdict.returned_tokens)
+                   if d is not None}
         by_email = rows_by_email(conn, emails)
         known = known_emails(conn, emails | {row.email for row in by_id.values()})
         return [self._one(r, by_id.get(verp_ids[r.uid] or -1), by_email, known)
@@ -99,6 +103,8 @@ class Matcher:
         verdict = report.verdict
         if verp_row is None and self.require_verp and verdict.kind in _DELIVERY_REPORTS:
             return Matched((), (), (), unverified=True)
+        if verdict.kind in (COMPLAINT, OPT_OUT):
+            return self._feedback(report, verp_row, by_email, known)
         if verp_row is not None:
             # The token names the message: its reader, whatever address the report gives.
             first = verdict.failures[0] if verdict.failures else None
@@ -110,6 +116,35 @@ class Matcher:
         events = tuple(self._event(report, failure, row, how) for failure, row, how in pairs)
         unknown = tuple(f.address for f, row, _ in pairs if f.address not in known)
         return Matched(events, tuple(how for _, _, how in pairs), unknown)
+
+    def _feedback(self, report: Report, verp_row: LedgerRow | None,
+                  by_email: dict[str, list[LedgerRow]], known: set[str]) -> Matched:
+        """A complaint or opt-out, believed only for the reader our own signature names.
+
+        Anyone can write a feedback report naming any number of addresses ("Original-Rcpt-
+        To"), and a complaint suppresses at once: only the returned message's VERP return
+        path or its signed unsubscribe link (every message we send carries one) names who
+        complained. A report without either waits in the folder ('unverified').
+        """
+        verdict = report.verdict
+        kind = verdict.failures[0].kind if verdict.failures else verdict.kind
+        detail = verdict.failures[0].detail if verdict.failures else verdict.reason
+        row: LedgerRow | None = verp_row
+        if verp_row is not None:
+            email, how = verp_row.email, VERP
+        else:
+            named = [d for d in map(self._token, verdict.returned_tokens) if d is not None]
+            if not named:
+                return Matched((), (), (), unverified=True)
+            email, how = named[0].email, UNSUBSCRIBE_TOKEN
+            row = next((r for r in by_email.get(email, []) if r.edition == named[0].edition),
+                       None)
+        event = self._event(report, Failure(email, kind, detail), row, how)
+        return Matched((event,), (how,), () if email in known else (email,))
+
+    def _token(self, token: str) -> TokenData | None:
+        data = self.tokens.read(token) if self.tokens is not None else None
+        return data if data is not None and not data.test else None
 
     def _row(self, email: str, verdict: Verdict,
              by_email: dict[str, list[LedgerRow]]) -> tuple[LedgerRow | None, str]:

@@ -21,7 +21,8 @@ from clubjapon_ops.bounces import classify as c
 from clubjapon_ops.bounces.mailbox import Mailbox, imap_config
 from clubjapon_ops.bounces.match import Matched, Matcher, Report
 from clubjapon_ops.delivery.message import message_id
-from clubjapon_ops.delivery.returnpath import bounce_address, verp_signer
+from clubjapon_ops.delivery.returnpath import bounce_address
+from clubjapon_ops.delivery.tokens import TokenSigner, VerpSigner, signing_key
 from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobs.records import Report as JobReport
 from clubjapon_ops.jobs.records import run_recorded
@@ -109,11 +110,12 @@ def _uids(uids: list[int]) -> str:
 
 def _matcher(settings: Settings) -> Matcher:
     try:
-        signer = verp_signer(settings)
+        key: str | None = signing_key(settings)
     except ConfigError:
-        signer = None  # no CLUBJAPON_SECRET: no message carried a token either
+        key = None  # no CLUBJAPON_SECRET: no message carried a token nor a signed link
     domain = parseaddr(settings.mail_from)[1].rsplit("@", 1)[-1]
-    return Matcher(signer, bounce_address(settings), domain, require_verp=settings.bounce_verp)
+    return Matcher(VerpSigner(key) if key else None, bounce_address(settings), domain,
+                   require_verp=settings.bounce_verp, tokens=TokenSigner(key) if key else None)
 
 
 def _raw_id(verdict: c.Verdict, raw: bytes) -> str:
