@@ -64,7 +64,7 @@ def test_bounces_prints_the_summary_and_a_dry_run_each_message(
     assert lines[1] == "UID 2: auto_reply"
     assert lines[2].startswith("UID 3: unclassified")
     assert lines[-1] == ("dry run, nothing changed: read 3, hard 1, soft 0, delayed 0, "
-                         "complaints 0, opt-outs 0, auto-replies 1, other reports 0, "
+                         "blocked 0, complaints 0, opt-outs 0, auto-replies 1, other reports 0, "
                          "unclassified 1 (UIDs 3), unknown addresses 1 (userunknown@example.jp)")
     assert dovecot.count(mailbox_user, PROCESSED) == 0
     done = cli(home, env, "bounces")

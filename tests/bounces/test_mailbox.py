@@ -237,6 +237,33 @@ def test_with_verp_on_only_a_signed_return_path_is_believed(
         box.close()
 
 
+@pytest.mark.parametrize("diagnostic", [
+    b"Status: 5.7.1\nDiagnostic-Code: smtp; 554 5.7.1 Service unavailable; Client host "
+    b"blocked using zen.spamhaus.org",
+    b"Status: 5.7.26\nDiagnostic-Code: smtp; 550 5.7.26 Unauthenticated email is not "
+    b"accepted (DMARC)",
+], ids=["blocklist", "dmarc"])
+def test_a_policy_refusal_is_blocked_never_a_suppression(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str,
+        diagnostic: bytes) -> None:
+    # A day on a blocklist, or a DMARC mistake, refuses every reader of a provider: the
+    # webhooks call that 'blocked', which never suppresses, and so does the mailbox now.
+    email = "kijitora@example.co.jp"
+    row = add_ledger_row(store, EDITION, email)
+    raw = corpus("sisimai/lhost-postfix-04.eml")
+    eol = b"\r\n" if b"\r\n" in raw else b"\n"
+    start = raw.index(b"Status: 5.1.1")
+    end = raw.index(eol, raw.index(b"Diagnostic-Code:", start))
+    dovecot.append(mailbox_user, [raw[:start] + diagnostic.replace(b"\n", eol) + raw[end:]])
+
+    report = read_bounces(imap_settings, store)
+
+    assert (report.hard, report.blocked) == (0, 1)
+    assert [(e.email, e.type, e.delivery_id) for e in _events(store)] == [
+        (email, "blocked", row)]
+    assert _suppressed(store) == {}
+
+
 def test_undecodable_header_bytes_are_stored_on_every_engine(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
     raw = corpus("sisimai/lhost-postfix-04.eml")

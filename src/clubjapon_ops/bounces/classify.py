@@ -24,6 +24,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from flufl.bounce import all_failures
 
 HARD, SOFT, DELAYED, COMPLAINT, OPT_OUT = "hard", "soft", "delayed", "complaint", "opt_out"
+BLOCKED = "blocked"  # refused for a policy (x.7.x: a blocklist, DMARC): not the address
 AUTO_REPLY, OTHER_REPORT, UNCLASSIFIED = "auto_reply", "other_report", "unclassified"
 
 # flufl.bounce logs every detector it runs at INFO and a detector's crash with a traceback
@@ -152,10 +153,14 @@ def _statuses(msg: Message) -> dict[str, tuple[str, str]]:
 
 
 def _given_up_kind(status: str) -> str:
-    """HARD, or SOFT when the server gave up on a transient cause or a full mailbox."""
+    """HARD; SOFT when the server gave up on a transient cause or a full mailbox; BLOCKED
+    when it refused for a policy (RFC 3463 x.7.x: a blocklist, DMARC, spam), which says
+    nothing of the address: the webhooks call that 'blocked' too, and it never suppresses."""
     code = _STATUS.match(status)
     if code is None:
         return HARD
+    if code.group(2).startswith("7."):
+        return BLOCKED
     return SOFT if code.group(1) == "4" or code.group(2) == "2.2" else HARD
 
 
@@ -279,7 +284,7 @@ def _classify(raw: bytes) -> Verdict:
                 failures.append(Failure(address, kind, detail or None))
     if failures:
         kinds = {f.kind for f in failures}
-        kind = next(k for k in (HARD, SOFT, DELAYED) if k in kinds)
+        kind = next(k for k in (HARD, SOFT, BLOCKED, DELAYED) if k in kinds)
         return Verdict(kind, tuple(failures), **common)  # type: ignore[arg-type]
     if _is_auto_reply(msg):
         return Verdict(AUTO_REPLY, **common)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.bounces.classify import (
+    BLOCKED,
     COMPLAINT,
     DELAYED,
     HARD,
@@ -33,11 +34,11 @@ from clubjapon_ops.store.bounces import LedgerRow, known_emails, rows_by_email, 
 PROVIDER = "mailbox"  # events.provider of what the bounce mailbox reports
 # A delay warning is recorded as 'deferred': it never suppresses, nor breaks a soft streak.
 EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, DELAYED: t.DEFERRED,
-               COMPLAINT: t.COMPLAINT, OPT_OUT: t.UNSUBSCRIBE}
+               BLOCKED: t.BLOCKED, COMPLAINT: t.COMPLAINT, OPT_OUT: t.UNSUBSCRIBE}
 VERP, MESSAGE_ID, RECIPIENT, NONE = "verp", "message-id", "recipient", "none"
 UNSUBSCRIBE_TOKEN = "unsubscribe-token"
 # What comes back to the return path (a feedback loop's complaint goes to another address).
-_DELIVERY_REPORTS = (HARD, SOFT, DELAYED)
+_DELIVERY_REPORTS = (HARD, SOFT, DELAYED, BLOCKED)
 _SKEW = timedelta(hours=1)
 
 

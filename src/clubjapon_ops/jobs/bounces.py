@@ -33,7 +33,7 @@ from clubjapon_ops.store.events import process_pending, store_events
 log = logging.getLogger(__name__)
 BATCH = 250  # messages fetched, classified and committed at once: memory stays flat
 PROGRESS_EVERY_S = 5.0
-_RECORDED = (c.HARD, c.SOFT, c.DELAYED, c.COMPLAINT, c.OPT_OUT)
+_RECORDED = (c.HARD, c.SOFT, c.DELAYED, c.BLOCKED, c.COMPLAINT, c.OPT_OUT)
 # Called for each message: its UID, its verdict, its events (None when nothing is recorded).
 OnMessage = Callable[[int, c.Verdict, Matched | None], None]
 
@@ -47,6 +47,7 @@ class BounceReport(JobReport):
     hard: int = 0
     soft: int = 0
     delayed: int = 0  # delay warnings: the server still tries; recorded, never suppressing
+    blocked: int = 0  # refused for a policy (x.7.x): recorded, never suppressing
     complaints: int = 0
     opt_outs: int = 0
     auto_replies: int = 0
@@ -67,7 +68,8 @@ class BounceReport(JobReport):
     def counts(self) -> dict[str, Any]:
         """Return the figures to record and print."""
         return {"read": self.read, "hard": self.hard, "soft": self.soft,
-                "delayed": self.delayed, "complaints": self.complaints, "opt_outs": self.opt_outs,
+                "delayed": self.delayed, "blocked": self.blocked,
+                "complaints": self.complaints, "opt_outs": self.opt_outs,
                 "auto_replies": self.auto_replies, "other_reports": self.other_reports,
                 "unclassified": len(self.unclassified), "unverified": len(self.unverified),
                 "unknown_addresses": len(self.unknown),
@@ -83,7 +85,8 @@ class BounceReport(JobReport):
         unknown = f"{len(self.unknown)}" + (f" ({addresses})" if addresses else "")
         head = "dry run, nothing changed: " if self.dry_run else ""
         return (f"{head}read {self.read}, hard {self.hard}, soft {self.soft}, delayed "
-                f"{self.delayed}, complaints {self.complaints}, opt-outs {self.opt_outs}, "
+                f"{self.delayed}, blocked {self.blocked}, complaints {self.complaints}, "
+                f"opt-outs {self.opt_outs}, "
                 f"auto-replies {self.auto_replies}, "
                 f"other reports {self.other_reports}, unclassified {unclassified}, "
                 + (f"unverified {_uids(self.unverified)}, " if self.unverified else "")
@@ -95,7 +98,8 @@ class BounceReport(JobReport):
         if kind == c.UNCLASSIFIED:
             self.unclassified.append(uid)
             return
-        name = {c.HARD: "hard", c.SOFT: "soft", c.DELAYED: "delayed", c.COMPLAINT: "complaints",
+        name = {c.HARD: "hard", c.SOFT: "soft", c.DELAYED: "delayed", c.BLOCKED: "blocked",
+                c.COMPLAINT: "complaints",
                 c.OPT_OUT: "opt_outs", c.AUTO_REPLY: "auto_replies",
                 c.OTHER_REPORT: "other_reports"}[kind]
         setattr(self, name, getattr(self, name) + 1)
