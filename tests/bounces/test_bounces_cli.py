@@ -169,3 +169,27 @@ def test_a_run_killed_mid_way_then_run_again_loses_nothing_and_records_nothing_t
     assert not [k for k, n in Counter(e[1] for e in events(home)).items() if n > 1]
     assert dovecot.count(user, "INBOX") == stays
     assert dovecot.count(user, PROCESSED) == len(messages) - stays
+
+
+def test_a_second_read_at_once_is_refused_naming_the_first(
+        home: Path, dovecot: Dovecot, mailbox_user: str) -> None:
+    # The review ran two at once: the second's MOVE failed on what the first had moved
+    # (exit 1, its run recorded failed). Now the second says who holds the mailbox.
+    dovecot.append(mailbox_user, [corpus("sisimai/lhost-gmail-01.eml")])
+    env = _env(home, dovecot, mailbox_user)
+    assert cli(home, env, "bounces", "--dry-run").returncode == 0  # makes var/ and the store
+    from clubjapon_ops.store import open_store
+    from clubjapon_ops.store.lock import bounce_lock
+
+    store = open_store(f"sqlite:///{home / 'var' / 'clubjapon.sqlite3'}")
+    try:
+        with bounce_lock(store):
+            second = cli(home, env, "bounces")
+    finally:
+        store.close()
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "another read of the bounce mailbox is running" in second.stderr
+    assert f"pid {os.getpid()} on " in second.stderr
+    assert dovecot.count(mailbox_user, "INBOX") == 1  # nothing read, nothing filed
+    after = cli(home, env, "bounces")
+    assert after.returncode == 0 and dovecot.count(mailbox_user, PROCESSED) == 1

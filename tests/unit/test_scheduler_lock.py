@@ -13,7 +13,13 @@ import pytest
 
 from clubjapon_ops.errors import AlreadyRunning, ConfigError, StoreError
 from clubjapon_ops.store import Store, open_store
-from clubjapon_ops.store.lock import lock_path, scheduler_lock, send_lock, send_lock_path
+from clubjapon_ops.store.lock import (
+    bounce_lock,
+    lock_path,
+    scheduler_lock,
+    send_lock,
+    send_lock_path,
+)
 
 
 @pytest.mark.sqlite_only
@@ -171,3 +177,19 @@ def test_a_lock_let_go_while_it_was_looked_at_is_taken(store: Store) -> None:
     with send_lock(store, "2025-11-04-lille") as held:
         assert f"pid {os.getpid()}" in held
     let_go.join()
+
+
+def test_one_read_of_the_bounce_mailbox_at_a_time_on_either_engine(store: Store) -> None:
+    with bounce_lock(store):
+        other = open_store(str(store.engine.url.render_as_string(hide_password=False)))
+        try:
+            with pytest.raises(AlreadyRunning, match=r"another read of the bounce mailbox is "
+                                                     rf"running .*pid {os.getpid()} on "), \
+                    bounce_lock(other):
+                pass
+            with scheduler_lock(other):  # the scheduler's own lock is another one
+                pass
+        finally:
+            other.close()
+    with bounce_lock(store):  # released on exit
+        pass

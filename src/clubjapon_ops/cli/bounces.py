@@ -8,9 +8,9 @@ import click
 
 from clubjapon_ops.bounces.classify import Verdict
 from clubjapon_ops.bounces.match import Matched
-from clubjapon_ops.cli import EXIT_INTERRUPTED, EXIT_OK, App, cli
+from clubjapon_ops.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, App, cli
 from clubjapon_ops.cli.scheduling import _stop_on_signals
-from clubjapon_ops.errors import Interrupted
+from clubjapon_ops.errors import AlreadyRunning, Interrupted
 from clubjapon_ops.jobs.bounces import bounce_mailbox
 
 
@@ -54,5 +54,9 @@ def bounces(app: App, dry_run: bool) -> int:
     except Interrupted as exc:
         click.echo(f"bounces: stopped: {exc}; run it again to finish", err=True)
         return EXIT_INTERRUPTED
+    except AlreadyRunning as exc:
+        # Not a failure: the other read files the same messages.
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
     click.echo(report.summary())
     return EXIT_OK

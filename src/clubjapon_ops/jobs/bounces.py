@@ -29,6 +29,7 @@ from clubjapon_ops.jobs.records import run_recorded
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.events import process_pending, store_events
+from clubjapon_ops.store.lock import bounce_lock
 
 log = logging.getLogger(__name__)
 BATCH = 250  # messages fetched, classified and committed at once: memory stays flat
@@ -207,8 +208,14 @@ def bounce_mailbox(
     stop: threading.Event | None = None, dry_run: bool = False,
     on_message: OnMessage | None = None,
 ) -> BounceReport:
-    """Read the bounce mailbox now, recorded in job_runs (a dry run is not recorded)."""
+    """Read the bounce mailbox now, recorded in job_runs (a dry run is not recorded).
+
+    One read at a time per database (AlreadyRunning names the other); a dry run files
+    nothing and takes no lock.
+    """
     if dry_run:
         return read_bounces(settings, store, dry_run=True, stop=stop, on_message=on_message)
-    return run_recorded(store, "bounce_mailbox", trigger,
-                        lambda: read_bounces(settings, store, stop=stop, on_message=on_message))
+    with bounce_lock(store):
+        return run_recorded(store, "bounce_mailbox", trigger,
+                            lambda: read_bounces(settings, store, stop=stop,
+                                                 on_message=on_message))

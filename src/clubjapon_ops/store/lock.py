@@ -116,14 +116,16 @@ def _sqlite_lock(store: Store) -> AbstractContextManager[str]:
 
 
 @contextmanager
-def _postgres_lock(store: Store) -> Iterator[str]:
+def _postgres_lock(store: Store, name: str = "scheduler",
+                   taken: str = "another scheduler is already running on this database",
+                   ) -> Iterator[str]:
     since = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC"
-    holder = f"clubjapon-ops scheduler pid {os.getpid()} on {socket.gethostname()} since {since}"
+    holder = f"clubjapon-ops {name} pid {os.getpid()} on {socket.gethostname()} since {since}"
     # A dedicated connection in autocommit: no transaction stays open for days on it, and
     # it never goes back to the pool while the lock is held.
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         schema = current_schema(conn)
-        key = lock_key("scheduler", schema)
+        key = lock_key(name, schema)
         got = conn.execute(text("SELECT pg_try_advisory_lock(:c, :k)"),
                            {"c": LOCK_CLASS, "k": key}).scalar_one()
         if not got:
@@ -137,8 +139,7 @@ def _postgres_lock(store: Store) -> Iterator[str]:
             ), {"c": LOCK_CLASS, "k": key & 0xFFFFFFFF}).first()
             named = other.application_name if other and other.application_name else ""
             raise AlreadyRunning(
-                "another scheduler is already running on this database"
-                f" ({named.removeprefix('clubjapon-ops scheduler ') or 'holder unknown'});"
+                f"{taken} ({named.removeprefix(f'clubjapon-ops {name} ') or 'holder unknown'});"
                 f" PostgreSQL advisory lock on schema {schema}"
             )
         try:
@@ -188,3 +189,25 @@ def send_lock(store: Store, edition: str) -> AbstractContextManager[str]:
         return nullcontext("no send lock: an in-memory database has one process")
     return _file_lock(send_lock_path(store, edition), "the send",
                       f"another send of {edition} is running on this database")
+
+
+BOUNCE_LOCK_SUFFIX = ".bounces-lock"
+
+
+def bounce_lock(store: Store) -> AbstractContextManager[str]:
+    """Hold the bounce mailbox's lock for a block; raise AlreadyRunning naming the holder.
+
+    Two reads at once (the scheduler's job and an operator's command) would fetch the same
+    messages and race to file them: the second's MOVE fails on what the first moved.
+    """
+    if store.dialect == "postgresql":
+        return _postgres_lock(store, "bounces", _BOUNCES_TAKEN)
+    database = sqlite_file(make_url(store.url))
+    if store.dialect != "sqlite" or database is None:
+        return nullcontext("no bounce mailbox lock: an in-memory database has one process")
+    real = database.resolve()
+    return _file_lock(real.with_name(real.name + BOUNCE_LOCK_SUFFIX), "the bounce mailbox's",
+                      _BOUNCES_TAKEN)
+
+
+_BOUNCES_TAKEN = "another read of the bounce mailbox is running on this database"
