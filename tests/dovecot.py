@@ -147,8 +147,9 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return key_path, cert_path
 
 
-def start_dovecot(folder: Path) -> Dovecot:
-    """Start dovecot with its configuration, state and mail under ``folder``."""
+def start_dovecot(folder: Path, prefix: str = "") -> Dovecot:
+    """Start dovecot with its configuration, state and mail under ``folder``; ``prefix``:
+    every folder under it, as Courier and Cyrus keep them ("INBOX.", separator ".")."""
     if not dovecot_available():
         pytest.skip(HOW_TO)
     internal, login, mail = _users()
@@ -201,7 +202,12 @@ service imap-login {{
 service anvil {{
   chroot =
 }}
-""", encoding="utf-8")
+""" + (f"""namespace inbox {{
+  inbox = yes
+  prefix = {prefix}
+  separator = .
+}}
+""" if prefix else ""), encoding="utf-8")
     # Its daemon keeps the standard streams: a file, not a pipe nobody would close.
     with (folder / "start.log").open("wb") as out:
         result = subprocess.run([DOVECOT, "-c", str(folder / "dovecot.conf")],
@@ -225,7 +231,7 @@ service anvil {{
 
 
 @contextmanager
-def running_dovecot() -> Iterator[Dovecot]:
+def running_dovecot(prefix: str = "") -> Iterator[Dovecot]:
     """A dovecot in a folder of its own under /tmp, removed afterwards.
 
     Not under pytest's tmp_path: its parents are owner-only, and as root the mail user
@@ -233,7 +239,7 @@ def running_dovecot() -> Iterator[Dovecot]:
     """
     folder = Path(tempfile.mkdtemp(prefix="clubjapon-dovecot-"))
     try:
-        server = start_dovecot(folder)
+        server = start_dovecot(folder, prefix)
         try:
             yield server
         finally:

@@ -28,7 +28,7 @@ from tests.bounces.conftest import (
     bounce_settings,
     corpus,
 )
-from tests.dovecot import Dovecot
+from tests.dovecot import Dovecot, running_dovecot
 
 JUNK = [
     b"this is not an email at all\r\n\xff\xfe\xfd garbage",
@@ -262,6 +262,21 @@ def test_a_policy_refusal_is_blocked_never_a_suppression(
     assert [(e.email, e.type, e.delivery_id) for e in _events(store)] == [
         (email, "blocked", row)]
     assert _suppressed(store) == {}
+
+
+@pytest.mark.sqlite_only
+def test_processed_goes_under_the_servers_namespace_prefix(root: Any, store: Store) -> None:
+    # Courier- or Cyrus-style servers keep every folder under "INBOX.": a top-level
+    # "Processed" cannot be created there, and every run failed after recording its events.
+    with running_dovecot(prefix="INBOX.") as server:
+        user = server.new_user()
+        add_ledger_row(store, EDITION, "kijitora@example.co.jp")
+        server.append(user, [corpus("sisimai/lhost-postfix-04.eml")])
+        settings = bounce_settings(root, server, user)
+        report = read_bounces(settings, store)
+        assert report.hard == 1 and report.filed == 1
+        assert server.count(user, "INBOX.Processed") == 1
+        assert server.count(user, "INBOX") == 0
 
 
 def test_undecodable_header_bytes_are_stored_on_every_engine(

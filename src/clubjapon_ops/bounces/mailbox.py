@@ -111,7 +111,7 @@ class Mailbox:
             raise StopRun(f"BOUNCE_IMAP_FOLDER={config.folder!r}: cannot be opened on "
                           f"{self._where}: {_why(exc)}") from None
         self.uidvalidity = int(status.get(b"UIDVALIDITY", 0))
-        self._processed_ready = False
+        self._processed: str | None = None  # the folder, once it is known to exist
 
     def uids(self) -> list[int]:
         """Every message of the folder not marked deleted, oldest first."""
@@ -132,17 +132,39 @@ class Mailbox:
                 received = datetime.now(UTC)
             yield Fetched(int(uid), bytes(raw), received)
 
-    def _ensure_processed(self) -> None:
-        if self._processed_ready:
-            return
-        if not self.client.folder_exists(PROCESSED):
-            try:
-                self.client.create_folder(PROCESSED)
-            except IMAPClientError:
-                # Another run created it meanwhile; if not, the move below says so.
-                if not self.client.folder_exists(PROCESSED):
-                    raise
-        self._processed_ready = True
+    def processed_folder(self) -> str:
+        """Processed, under the server's personal namespace prefix when it has one.
+
+        Courier, Cyrus and some dovecot set-ups keep every folder under "INBOX." (RFC 2342
+        NAMESPACE): there a top-level "Processed" cannot be created.
+        """
+        if not self.client.has_capability("NAMESPACE"):
+            return PROCESSED
+        try:
+            personal = self.client.namespace().personal or ()
+        except IMAPClientError:
+            return PROCESSED
+        prefix = personal[0][0] if personal else ""
+        prefix = prefix.decode("utf-8", "replace") if isinstance(prefix, bytes) else prefix
+        return f"{prefix}{PROCESSED}"
+
+    def _ensure_processed(self) -> str:
+        if self._processed is not None:
+            return self._processed
+        folder = self.processed_folder()
+        try:
+            if not self.client.folder_exists(folder):
+                try:
+                    self.client.create_folder(folder)
+                except IMAPClientError:
+                    # Another run created it meanwhile; if not, say so below.
+                    if not self.client.folder_exists(folder):
+                        raise
+        except IMAPClientError as exc:
+            raise StopRun(f"cannot create the folder {folder!r} for handled messages on "
+                          f"{self._where}: {_why(exc)}") from None
+        self._processed = folder
+        return folder
 
     def finish(self, uids: Sequence[int]) -> None:
         """Move handled messages to Processed, or delete them with BOUNCE_IMAP_DELETE."""
@@ -152,13 +174,13 @@ class Mailbox:
             self.client.delete_messages(list(uids))
             self._expunge(uids)
             return
-        self._ensure_processed()
+        processed = self._ensure_processed()
         if self.use_move:
-            self.client.move(list(uids), PROCESSED)
+            self.client.move(list(uids), processed)
             return
         # No MOVE (RFC 6851): copy, then delete the originals. A crash in between leaves a
         # copy in both folders, never none.
-        self.client.copy(list(uids), PROCESSED)
+        self.client.copy(list(uids), processed)
         self.client.delete_messages(list(uids))
         self._expunge(uids)
 
