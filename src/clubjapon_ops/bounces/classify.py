@@ -44,6 +44,9 @@ _AUTO_SUBJECT = re.compile(
     re.IGNORECASE)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\s]{3,250}>)", re.IGNORECASE | re.MULTILINE)
 _MAX_DETAIL = 300
+# Each of our messages has one recipient: a DSN about it names one, an MTA's digest a few.
+# More is no report of ours; the first ones are read, the rest ignored (time stays linear).
+MAX_RECIPIENTS = 50
 _STATUS = re.compile(r"^\s*([245])\.(\d{1,3}\.\d{1,3})")
 
 
@@ -94,12 +97,12 @@ def _address(value: object) -> str | None:
 
 
 def _addresses(values: list[str]) -> list[str]:
-    found = []
+    found: dict[str, None] = {}  # ordered, and a set: a report may list thousands
     for _, addr in getaddresses([_text(v) for v in values]):
         clean = _address(addr)
-        if clean and clean not in found:
-            found.append(clean)
-    return found
+        if clean:
+            found[clean] = None
+    return list(found)
 
 
 def _date(msg: Message) -> datetime | None:
@@ -275,10 +278,12 @@ def _classify(raw: bytes) -> Verdict:
                        **common)  # type: ignore[arg-type]
     statuses = _statuses(msg)
     failures: list[Failure] = []
+    seen: set[str] = set()
     for given_up, found in ((True, permanent), (False, temporary)):
-        for value in sorted(found):
+        for value in sorted(found)[:MAX_RECIPIENTS]:
             address = _address(value)
-            if address and all(f.address != address for f in failures):
+            if address and address not in seen and len(failures) < MAX_RECIPIENTS:
+                seen.add(address)
                 status, detail = statuses.get(address, ("", ""))
                 kind = _given_up_kind(status) if given_up else DELAYED
                 failures.append(Failure(address, kind, detail or None))
