@@ -279,6 +279,22 @@ def test_processed_goes_under_the_servers_namespace_prefix(root: Any, store: Sto
         assert server.count(user, "INBOX") == 0
 
 
+def test_a_report_dated_in_the_future_counts_from_when_it_arrived(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    # Anyone can write any Date: one of 2099 would sort first in a soft-bounce streak for ever.
+    add_ledger_row(store, EDITION, "kijitora@example.co.jp")
+    raw = corpus("sisimai/lhost-postfix-04.eml")
+    first_date = raw.index(b"Date: ")
+    end = raw.index(b"\n", first_date)
+    dovecot.append(mailbox_user, [raw[:first_date] + b"Date: Thu, 01 Jan 2099 00:00:00 +0000"
+                                  + raw[end:].lstrip(b"\r")])
+    read_bounces(imap_settings, store)
+    (event,) = _events(store)
+    occurred = event.occurred_at if event.occurred_at.tzinfo else event.occurred_at.replace(
+        tzinfo=UTC)
+    assert occurred <= datetime.now(UTC) + timedelta(minutes=1)
+
+
 def test_undecodable_header_bytes_are_stored_on_every_engine(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
     raw = corpus("sisimai/lhost-postfix-04.eml")

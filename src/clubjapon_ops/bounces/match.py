@@ -178,7 +178,8 @@ class Matcher:
             type=kind,
             provider_event=("arf-" if failure.kind in (COMPLAINT, OPT_OUT) else "dsn-")
             + failure.kind.replace("_", "-"),
-            occurred_at=verdict.date or report.received,
+            # The report's own Date can say anything (2099): never later than its arrival.
+            occurred_at=min(verdict.date, report.received) if verdict.date else report.received,
             message_id=verdict.returned_message_id,
             reason=(failure.detail or verdict.reason or "")[:500] or None,
             raw={"uid": report.uid, "report": report.raw_id, "matched_by": how,
