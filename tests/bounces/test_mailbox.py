@@ -129,6 +129,32 @@ def test_soft_bounces_suppress_after_the_limit_in_a_row_delays_never(
     assert len(_events(store)) == 3
 
 
+def test_an_edition_that_reached_the_reader_breaks_the_soft_bounce_streak(
+        imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
+    # Over SMTP nothing says "delivered": soft bounces in September, November and December
+    # counted as three in a row though October's edition reached the reader (the review).
+    name, email = "sisimai/lhost-messagingserver-12.eml", (
+        "pseudo-local-part-kijitora-neko-nyaan@mac.com")
+    raw = corpus(name)
+    lines = raw.splitlines()
+    own = next(line for line in lines if line.lower().startswith(b"message-id:"))
+    date = next(line for line in lines if line.startswith(b"Date:"))
+    editions = {"2025-09-01-lille": 90, "2025-10-01-lille": 60, "2025-11-01-lille": 30,
+                EDITION: 10}
+    copies = []
+    for n, (edition, days) in enumerate(editions.items()):
+        add_ledger_row(store, edition, email, days_ago=days)
+        if edition == "2025-10-01-lille":
+            continue  # no report: it reached the reader
+        written = format_datetime(datetime.now(UTC) - timedelta(days=days - 1))
+        copies.append(raw.replace(own, f"Message-ID: <streak{n}@example.net>".encode(), 1)
+                      .replace(date, f"Date: {written}".encode(), 1))
+    dovecot.append(mailbox_user, copies)
+    report = read_bounces(imap_settings, store)
+    assert report.soft == 3
+    assert email not in _suppressed(store)  # two in a row since October, under the limit
+
+
 def _with_our_link(raw: bytes, after: bytes, token: str) -> bytes:
     """A real report whose returned message carries our List-Unsubscribe (signed link)."""
     eol = b"\r\n" if b"\r\n" in raw else b"\n"

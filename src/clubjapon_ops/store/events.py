@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -28,6 +28,9 @@ from clubjapon_ops.store.types import utcnow
 
 # Our deterministic Message-ID for (edition, email): lets events of SMTP sends match too.
 OurMessageId = Callable[[str, str], str]
+# A DSN comes within the sending server's queue lifetime (Postfix: 5 days): a message sent
+# longer ago that no event calls bounced reached the reader.
+DELIVERED_AFTER = timedelta(days=6)
 # The events that tell whether a message reached the reader, for the soft-bounce streak.
 _OUTCOMES = (DELIVERED, SOFT_BOUNCE, HARD_BOUNCE, OPEN, CLICK)
 
@@ -124,25 +127,39 @@ def store_events(
     return len(fresh)
 
 
-def soft_bounce_streak(conn: Connection, email: str) -> int:
+def soft_bounce_streak(conn: Connection, email: str, now: datetime | None = None) -> int:
     """How many of this address's latest messages soft-bounced in a row.
 
     Counted per message, not per event: a provider reports several soft bounces while it
-    retries one message, and that is one bad message, not several. Event order is the time
-    they happened, not the time they arrived, so late events fall into place.
+    retries one message, and that is one bad message, not several. Messages are in the
+    order they were sent (else their events happened), not the order events arrived, so
+    late events fall into place. Over SMTP nothing reports a delivery: a message sent more
+    than DELIVERED_AFTER ago that no event calls bounced reached the reader, and breaks
+    the streak (without it, soft bounces months apart counted as "in a row").
     """
+    now = now or utcnow()
+    sent = dict(conn.execute(
+        select(deliveries.c.id, deliveries.c.sent_at)
+        .where(deliveries.c.email == email, deliveries.c.sent_at.is_not(None))
+    ).all())
     rows = conn.execute(
-        select(events.c.id, events.c.type, events.c.delivery_id, events.c.message_id)
+        select(events.c.id, events.c.type, events.c.delivery_id, events.c.message_id,
+               events.c.occurred_at)
         .where(events.c.email == email, events.c.type.in_(_OUTCOMES))
-        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
     ).all()
-    bounced: dict[str, bool] = {}  # message -> only soft bounces seen; newest message first
+    messages: dict[str, list[Any]] = {}  # message -> [when, only soft bounces seen]
     for row in rows:
         key = (f"d{row.delivery_id}" if row.delivery_id is not None
                else f"m{row.message_id}" if row.message_id else f"e{row.id}")
-        bounced[key] = bounced.get(key, True) and row.type == SOFT_BOUNCE
+        when = sent.get(row.delivery_id) or row.occurred_at
+        seen = messages.setdefault(key, [when, True])
+        seen[0] = max(seen[0], when)
+        seen[1] = seen[1] and row.type == SOFT_BOUNCE
+    for delivery_id, sent_at in sent.items():
+        if f"d{delivery_id}" not in messages and sent_at <= now - DELIVERED_AFTER:
+            messages[f"d{delivery_id}"] = [sent_at, False]
     streak = 0
-    for soft in bounced.values():
+    for _, soft in sorted(messages.values(), key=lambda m: m[0], reverse=True):
         if not soft:
             break
         streak += 1
