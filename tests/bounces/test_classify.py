@@ -89,3 +89,13 @@ def test_a_report_naming_thousands_is_read_for_its_first_recipients_only() -> No
     assert verdict.kind == "hard"
     assert len(verdict.failures) == MAX_RECIPIENTS
     assert len({f.address for f in verdict.failures}) == MAX_RECIPIENTS
+
+
+@pytest.mark.parametrize(("feedback", "kind"), [
+    (b"abuse", "complaint"), (b"fraud", "other_report"), (b"virus", "other_report"),
+    (b"opt-out", "opt_out")])
+def test_only_a_readers_own_report_is_a_complaint(feedback: bytes, kind: str) -> None:
+    # "fraud" (phishing in our name) and "virus" say nothing of the reader's wish.
+    raw = corpus("sisimai/arf-02.eml").replace(b"Feedback-Type: abuse",
+                                               b"Feedback-Type: " + feedback, 1)
+    assert classify(raw).kind == kind

@@ -31,8 +31,10 @@ AUTO_REPLY, OTHER_REPORT, UNCLASSIFIED = "auto_reply", "other_report", "unclassi
 # before raising it; we count such a message as unclassified, so its own lines are noise.
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
-# RFC 5965 feedback types (and RFC 6591, 6650): which are a reader's complaint.
-_COMPLAINT_TYPES = {"abuse", "fraud", "virus", "other", ""}
+# RFC 5965 feedback types (and RFC 6591, 6650): which are a reader's complaint. "fraud"
+# (phishing in our name) and "virus" are reports about the message, not its reader's wish:
+# other reports, filed, never suppressing.
+_COMPLAINT_TYPES = {"abuse", "other", ""}
 _OPT_OUT_TYPES = {"opt-out", "optout", "unsubscribe"}
 # Out-of-office and other automatic replies: RFC 3834's header and the ones vendors use.
 _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse", "x-mailautoreply")

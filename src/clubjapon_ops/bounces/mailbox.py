@@ -77,7 +77,7 @@ class Mailbox:
     """One IMAP session on the bounce folder."""
 
     def __init__(self, config: ImapConfig, *, use_move: bool | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, readonly: bool = False) -> None:
         self.config = config
         self._where = (f"the IMAP server at {config.host}:{config.port} "
                        "(BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT)")
@@ -107,7 +107,8 @@ class Mailbox:
             raise RetryableError(f"{self._where} failed at login: {_why(exc)}") from None
         self.use_move = self.client.has_capability("MOVE") if use_move is None else use_move
         try:
-            status = self.client.select_folder(config.folder)
+            # Read-only (EXAMINE) for a dry run: not even the \Recent flags change.
+            status = self.client.select_folder(config.folder, readonly=readonly)
         except IMAPClientError as exc:
             self.close()
             raise StopRun(f"BOUNCE_IMAP_FOLDER={config.folder!r}: cannot be opened on "

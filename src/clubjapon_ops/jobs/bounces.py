@@ -133,7 +133,7 @@ def read_bounces(
     on_message: OnMessage | None = None, batch_size: int = BATCH,
 ) -> BounceReport:
     """Read the bounce mailbox once: record what it says, file what was handled."""
-    box = mailbox or Mailbox(imap_config(settings))
+    box = mailbox or Mailbox(imap_config(settings), readonly=dry_run)
     matcher = _matcher(settings)
     domain = matcher.domain
     report = BounceReport(dry_run=dry_run)
