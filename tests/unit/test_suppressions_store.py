@@ -37,3 +37,21 @@ def test_list_lift_and_import(store: Store) -> None:
                                             ("c@example.com", "old list")]) == (1, 1)
         assert [(x.email, x.source) for x in s.suppressions_of(conn, "b@example.com")] == [
             ("b@example.com", "complaint")]  # known already: keeps its own reason
+
+
+def test_every_pending_event_is_processed_whatever_the_batch_size(store: Store) -> None:
+    # A batch of the bounce mailbox can store more events than one call took (5,000):
+    # the rest waited for the next run, its addresses still receiving mail meanwhile.
+    from clubjapon_ops.events.types import Event
+    from clubjapon_ops.store.events import process_pending, store_events
+
+    now = datetime.now(UTC)
+    batch = [Event(provider="mailbox", event_key=f"k{i}", email=f"r{i}@example.com",
+                   type="hard_bounce", provider_event="dsn-hard", occurred_at=now,
+                   message_id=None, reason="5.1.1", raw={}) for i in range(7)]
+    with store.transaction() as conn:
+        assert store_events(conn, batch, lambda edition, email: "") == 7
+        counts = process_pending(conn, soft_bounce_limit=3, limit=3)
+        suppressed = set(conn.execute(select(suppressions.c.email)).scalars())
+    assert counts["processed"] == 7 and counts["suppressed_bounce"] == 7
+    assert suppressed == {f"r{i}@example.com" for i in range(7)}

@@ -172,7 +172,20 @@ def _reason(row: Any, prefix: str = "") -> str:
 
 
 def process_pending(conn: Connection, soft_bounce_limit: int, limit: int = 5000) -> Counter[str]:
-    """Turn stored, unprocessed events into suppressions; mark them processed."""
+    """Turn every stored, unprocessed event into suppressions; mark them processed.
+
+    ``limit`` events at a time (memory stays bounded), until none is left: a batch of the
+    bounce mailbox can hold more than one call's worth, and what was left waited a run.
+    """
+    counts: Counter[str] = Counter()
+    while True:
+        done = _process_some(conn, soft_bounce_limit, limit)
+        counts.update(done)
+        if done["processed"] < limit:
+            return counts
+
+
+def _process_some(conn: Connection, soft_bounce_limit: int, limit: int) -> Counter[str]:
     counts: Counter[str] = Counter()
     rows = conn.execute(
         select(events.c.id, events.c.email, events.c.type, events.c.provider,
