@@ -9,9 +9,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from clubjapon_ops.store.deliveries import in_chunks, recipients_rows
 from clubjapon_ops.store.schema import contacts, deliveries
-
-_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -24,16 +23,10 @@ class LedgerRow:
     sent_at: datetime | None
 
 
-def _chunks(values: Iterable[object]) -> Iterable[list[object]]:
-    ordered = sorted(set(values), key=str)
-    for start in range(0, len(ordered), _CHUNK):
-        yield ordered[start:start + _CHUNK]
-
-
 def rows_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, LedgerRow]:
     """The ledger rows with these ids."""
     found: dict[int, LedgerRow] = {}
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         for row in conn.execute(
             select(deliveries.c.id, deliveries.c.email, deliveries.c.edition,
                    deliveries.c.sent_at).where(deliveries.c.id.in_(chunk))
@@ -44,14 +37,10 @@ def rows_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, LedgerRow]:
 
 def rows_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[LedgerRow]]:
     """Every ledger row of these recipients, the latest sent first."""
-    found: dict[str, list[LedgerRow]] = {}
-    for chunk in _chunks(emails):
-        for row in conn.execute(
-            select(deliveries.c.id, deliveries.c.email, deliveries.c.edition,
-                   deliveries.c.sent_at).where(deliveries.c.email.in_(chunk))
-        ):
-            found.setdefault(row.email, []).append(
-                LedgerRow(row.id, row.email, row.edition, row.sent_at))
+    found = {email: [LedgerRow(r.id, r.email, r.edition, r.sent_at) for r in rows]
+             for email, rows in recipients_rows(conn, emails, deliveries.c.id,
+                                                deliveries.c.edition,
+                                                deliveries.c.sent_at).items()}
     for rows in found.values():
         # Rows never sent last; among the sent, the latest first (ties: the newest row).
         rows.sort(key=lambda r: (r.sent_at.timestamp() if r.sent_at else 0.0, r.id),
@@ -62,7 +51,7 @@ def rows_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[Led
 def known_emails(conn: Connection, emails: Iterable[str]) -> set[str]:
     """Which of these addresses are a contact or a ledger recipient."""
     known: set[str] = set()
-    for chunk in _chunks(emails):
+    for chunk in in_chunks(emails):
         known.update(conn.execute(select(contacts.c.email).where(contacts.c.email.in_(chunk)))
                      .scalars())
         known.update(conn.execute(

@@ -159,6 +159,27 @@ def plan(conn: Connection, edition: str) -> int:
     return int(conn.execute(count).scalar_one() - before)
 
 
+# Values in one IN (...): well under SQLite's 32,766 bound variables and PostgreSQL's 65,535.
+IN_CHUNK = 1000
+
+
+def in_chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+    """The distinct values, sorted, IN_CHUNK at a time: one IN (...) query each."""
+    ordered = sorted(set(values), key=str)
+    for start in range(0, len(ordered), IN_CHUNK):
+        yield ordered[start:start + IN_CHUNK]
+
+
+def recipients_rows(conn: Connection, emails: Iterable[str], *columns: Any) -> dict[str, list[Any]]:
+    """These columns of every ledger row of these recipients, grouped by address."""
+    found: dict[str, list[Any]] = {}
+    for chunk in in_chunks(emails):
+        for row in conn.execute(select(deliveries.c.email, *columns)
+                                .where(deliveries.c.email.in_(chunk))):
+            found.setdefault(row.email, []).append(row)
+    return found
+
+
 # Why a row of a keyed batch waits for the operator instead of going out under a new key.
 KEY_LAPSED = "the batch's idempotency key lapsed before a resend: check, then --resend-unknown"
 

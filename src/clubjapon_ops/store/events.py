@@ -23,6 +23,7 @@ from clubjapon_ops.events.types import (
     Event,
 )
 from clubjapon_ops.store.contacts import add_suppression
+from clubjapon_ops.store.deliveries import in_chunks, recipients_rows
 from clubjapon_ops.store.schema import deliveries, events
 from clubjapon_ops.store.types import utcnow
 
@@ -40,17 +41,9 @@ def _bare(value: str) -> str:
 
 
 def _ledger_rows(conn: Connection, emails: set[str]) -> dict[str, list[Any]]:
-    """The ledger rows of these recipients, in one query per thousand addresses."""
-    found: dict[str, list[Any]] = {}
-    ordered = sorted(emails)
-    for start in range(0, len(ordered), 1000):
-        for row in conn.execute(
-            select(deliveries.c.id, deliveries.c.email, deliveries.c.edition,
-                   deliveries.c.provider_message_id)
-            .where(deliveries.c.email.in_(ordered[start:start + 1000]))
-        ):
-            found.setdefault(row.email, []).append(row)
-    return found
+    """The ledger rows of these recipients, with what matching an event needs."""
+    return recipients_rows(conn, emails, deliveries.c.id, deliveries.c.edition,
+                           deliveries.c.provider_message_id)
 
 
 def match_delivery(event: Event, rows: Sequence[Any], ours: OurMessageId) -> int | None:
@@ -89,10 +82,10 @@ def _insert_ignoring_duplicates(conn: Connection) -> Any:
 
 def _known_keys(conn: Connection, provider: str, keys: list[str]) -> set[str]:
     known: set[str] = set()
-    for start in range(0, len(keys), 1000):
+    for chunk in in_chunks(keys):
         known.update(conn.execute(
             select(events.c.event_key)
-            .where(events.c.provider == provider, events.c.event_key.in_(keys[start:start + 1000]))
+            .where(events.c.provider == provider, events.c.event_key.in_(chunk))
         ).scalars())
     return known
 
@@ -206,8 +199,7 @@ def _process_some(conn: Connection, soft_bounce_limit: int, limit: int) -> Count
             counts[f"suppressed_{source}"] += 1
     ids = [row.id for row in rows]
     now = utcnow()
-    for start in range(0, len(ids), 1000):
-        conn.execute(update(events).where(events.c.id.in_(ids[start:start + 1000]))
-                     .values(processed_at=now))
+    for chunk in in_chunks(ids):
+        conn.execute(update(events).where(events.c.id.in_(chunk)).values(processed_at=now))
     counts["processed"] = len(ids)
     return counts
