@@ -47,13 +47,18 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _key_bytes(key: str) -> bytes:
+    """The signing key as bytes; ConfigError when it is too short to trust."""
+    if len(key) < 16:
+        raise ConfigError("CLUBJAPON_SECRET is too short: use at least 16 random characters")
+    return key.encode("utf-8")
+
+
 class TokenSigner:
     """Makes and checks tokens with one key."""
 
     def __init__(self, key: str) -> None:
-        if len(key) < 16:
-            raise ConfigError("CLUBJAPON_SECRET is too short: use at least 16 random characters")
-        self._key = key.encode("utf-8")
+        self._key = _key_bytes(key)
 
     def _sign(self, purpose: bytes, payload: bytes) -> bytes:
         mac = hmac.new(self._key, purpose + payload, hashlib.sha256)
@@ -102,9 +107,7 @@ class VerpSigner:
     """
 
     def __init__(self, key: str) -> None:
-        if len(key) < 16:
-            raise ConfigError("CLUBJAPON_SECRET is too short: use at least 16 random characters")
-        self._key = key.encode("utf-8")
+        self._key = _key_bytes(key)
 
     def _sign(self, row: int) -> str:
         mac = hmac.new(self._key, _VERP + str(row).encode("ascii"), hashlib.sha256).digest()

@@ -202,10 +202,9 @@ def bounce_lock(store: Store) -> AbstractContextManager[str]:
     """
     if store.dialect == "postgresql":
         return _postgres_lock(store, "bounces", _BOUNCES_TAKEN)
-    database = sqlite_file(make_url(store.url))
-    if store.dialect != "sqlite" or database is None:
+    if sqlite_file(make_url(store.url)) is None:
         return nullcontext("no bounce mailbox lock: an in-memory database has one process")
-    real = database.resolve()
+    real = _database_file(store, "the bounce mailbox")
     return _file_lock(real.with_name(real.name + BOUNCE_LOCK_SUFFIX), "the bounce mailbox's",
                       _BOUNCES_TAKEN)
 
