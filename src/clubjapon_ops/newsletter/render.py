@@ -266,9 +266,13 @@ class Renderer:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
         anonymous = str(escape(typeset(self.strings[lang]["greeting_anonymous"], lang)))
         # The template still marks the greeting slot; any other slot gets nothing.
-        html = typeset_html(charset_first(self.inliner.inline(html)), lang)
-        return Compiled.split(html).fill(
+        return Compiled.split(self._finish(html, lang)).fill(
             {"greeting": anonymous, "email": "", "unsubscribe_url": ""})
+
+    def _finish(self, html: str, lang: Lang) -> str:
+        """A rendered HTML part as it goes out: CSS inlined, the charset first in <head>,
+        and the typography of its languages (once per language, never per contact)."""
+        return typeset_html(charset_first(self.inliner.inline(html)), lang)
 
     def render_language(self, edition: Edition, lang: Lang) -> RenderedLanguage:
         """Render both parts of one language, inline the CSS, and split at the slots."""
@@ -278,9 +282,9 @@ class Renderer:
             text = self.text_env.get_template(TEXT_TEMPLATE).render(ctx)
         except TemplateError as exc:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
-        # Typography once per language, on the whole part: what the templates add around
-        # the edition's words (" : ", guillemets) is set too. The filters did the wrapped text.
-        inlined = typeset_html(charset_first(self.inliner.inline(html)), lang)
+        # Typography on the whole part: what the templates add around the edition's words
+        # (" : ", guillemets) is set too. The text filters did the wrapped text.
+        inlined = self._finish(html, lang)
         return RenderedLanguage(
             lang=lang,
             subject=typeset(edition.subject[lang], lang),
