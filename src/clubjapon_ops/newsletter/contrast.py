@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from clubjapon_ops.newsletter.htmlspec import VOID_ELEMENTS
+
 Rgb = tuple[int, int, int]
 # Below this WCAG contrast ratio text is as good as invisible (1 is the same colour).
 SAME_COLOUR_RATIO = 1.5
@@ -21,8 +23,6 @@ _NAMED: dict[str, Rgb] = {
     "grey": (128, 128, 128), "silver": (192, 192, 192), "navy": (0, 0, 128),
     "yellow": (255, 255, 0), "orange": (255, 165, 0),
 }
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-         "track", "wbr"}
 _SKIPPED = {"head", "style", "script", "title"}
 _DECLARATION = re.compile(r"([a-z-]+)\s*:\s*([^;]*)", re.I)
 _RGB = re.compile(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*([\d.]+%?)\s*)?\)", re.I)
@@ -91,7 +91,7 @@ class _Walk(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIPPED:
             self.skip += 1
-        if tag in _VOID:
+        if tag in VOID_ELEMENTS:
             return
         _, colour, background = self.stack[-1]
         values = dict(attrs)
@@ -108,14 +108,14 @@ class _Walk(HTMLParser):
         self.stack.append((tag, colour, background))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in _VOID:
+        if tag not in VOID_ELEMENTS:
             self.handle_starttag(tag, attrs)
             self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIPPED:
             self.skip = max(0, self.skip - 1)
-        if tag in _VOID:
+        if tag in VOID_ELEMENTS:
             return
         # Close up to the matching element (HTML lets some end tags be left out).
         for i in range(len(self.stack) - 1, 0, -1):

@@ -22,6 +22,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from clubjapon_ops.newsletter import textwrap_cjk
+from clubjapon_ops.newsletter.htmlspec import VOID_ELEMENTS
 from clubjapon_ops.newsletter.textwrap_cjk import (
     ATOMIC,
     NO_LINE_END,
@@ -106,8 +107,6 @@ _MARKUP = re.compile(
     r"|(?P<tag></?(?P<name>[A-Za-z][A-Za-z0-9:-]*)[^\"'>]*(?:(?:\"[^\"]*\"|'[^']*')[^\"'>]*)*>)",
     re.S | re.I,
 )
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
-                   "param", "source", "track", "wbr"})
 _STYLE_ATTR = re.compile(r"""(\sstyle\s*=\s*)(["'])(.*?)\2""", re.S | re.I)
 
 
@@ -209,7 +208,7 @@ def _walk(html: str, lang: str) -> str:
             names = [n for n, _, _ in open_tags]
             if name in names:
                 del open_tags[len(names) - 1 - names[::-1].index(name):]
-        elif name not in _VOID and not m.group().endswith("/>"):
+        elif name not in VOID_ELEMENTS and not m.group().endswith("/>"):
             said = _LANG_ATTR.search(m.group())
             inside = said.group(2).split("-")[0].lower() if said else here()
             open_tags.append((name, len(parts) - 1, inside))
