@@ -197,7 +197,7 @@ def _digits(raw: str) -> str | None:
 
 
 def _optional_path(raw: str) -> Path | None:
-    return Path(raw.strip()).expanduser() if raw.strip() else None
+    return _path(raw) if raw.strip() else None
 
 
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
