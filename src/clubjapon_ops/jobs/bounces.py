@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 BATCH = 250  # messages fetched, classified and committed at once: memory stays flat
 PROGRESS_EVERY_S = 5.0
 _RECORDED = (c.HARD, c.SOFT, c.DELAYED, c.BLOCKED, c.COMPLAINT, c.OPT_OUT)
+# A report nothing we signed vouches for (bounces/match.py): left for a person, like junk.
+UNVERIFIED = "unverified"
+_LEFT_IN_PLACE = (c.UNCLASSIFIED, UNVERIFIED)
 # Called for each message: its UID, its verdict, its events (None when nothing is recorded).
 OnMessage = Callable[[int, c.Verdict, Matched | None], None]
 
@@ -96,8 +99,8 @@ class BounceReport(JobReport):
     def count(self, kind: str, uid: int) -> None:
         """Count one message under its kind."""
         self.read += 1
-        if kind == c.UNCLASSIFIED:
-            self.unclassified.append(uid)
+        if kind in _LEFT_IN_PLACE:
+            (self.unclassified if kind == c.UNCLASSIFIED else self.unverified).append(uid)
             return
         name = {c.HARD: "hard", c.SOFT: "soft", c.DELAYED: "delayed", c.BLOCKED: "blocked",
                 c.COMPLAINT: "complaints",
@@ -169,16 +172,12 @@ def read_bounces(
                 found = matched.get(uid)
                 kind = verdict.kind
                 if found is not None and found.unverified:
-                    report.read += 1
-                    report.unverified.append(uid)  # stays: a person decides
-                    if on_message is not None:
-                        on_message(uid, verdict, found)
-                    continue
-                if found is not None and not found.events:
+                    kind = UNVERIFIED  # stays: a person decides
+                elif found is not None and not found.events:
                     kind = c.UNCLASSIFIED  # a complaint that names no one we can find
                     verdict = c.Verdict(c.UNCLASSIFIED, reason="a report naming no recipient")
                 report.count(kind, uid)
-                if kind != c.UNCLASSIFIED:
+                if kind not in _LEFT_IN_PLACE:
                     handled.append(uid)
                 if found is not None:
                     for address in found.unknown:
