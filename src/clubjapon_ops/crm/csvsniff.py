@@ -97,6 +97,11 @@ def read_sample(path: Path) -> bytes:
         return raw.read(SAMPLE_BYTES)
 
 
+def _not_text(path: Path) -> SourceError:
+    return SourceError(f"{path} is not text in any encoding we know (is it a CSV export?); "
+                       "export it as CSV UTF-8")
+
+
 def detect_encoding(path: Path, sample: bytes) -> Encoding:
     """Choose the codec of an export from its first bytes; SourceError when none fits.
 
@@ -110,6 +115,8 @@ def detect_encoding(path: Path, sample: bytes) -> Encoding:
     for bom, codec in _BOMS:
         if sample.startswith(bom):
             return Encoding(codec, _decode(sample, codec, whole))
+    if _binary(sample):
+        raise _not_text(path)
     # What the encoding is judged on: the sample, or, when the sample is plain ASCII (which
     # tells nothing of it), the lines where the file's first other byte is: Excel sorts by
     # name, and "Zoé" may come after 64 KiB of "Martin".
@@ -118,9 +125,6 @@ def detect_encoding(path: Path, sample: bytes) -> Encoding:
         later = _first_non_ascii_lines(path, len(sample))
         if later is not None:
             look_at, look_whole = later, len(later) < SAMPLE_BYTES
-    if _binary(sample):
-        raise SourceError(f"{path} is not text in any encoding we know (is it a CSV export?); "
-                          "export it as CSV UTF-8")
     try:
         _decode(look_at, "utf-8", look_whole, errors="strict")
         return Encoding("utf-8", _decode(sample, "utf-8", whole))
@@ -131,8 +135,7 @@ def detect_encoding(path: Path, sample: bytes) -> Encoding:
         look_at = look_at[: look_at.rindex(b"\n") + 1]  # no character cut in two at the end
     guessed = _guess(look_at)
     if guessed is None:
-        raise SourceError(f"{path} is not text in any encoding we know (is it a CSV export?); "
-                          "export it as CSV UTF-8")
+        raise _not_text(path)
     if look_at is not sample and not _SINGLE_BYTE.match(guessed):
         # A few lines after 64 KiB of ASCII are too little for a detector to tell a Western
         # code page from a CJK one ('Hélène' in cp1252 reads as Big5): stop at the byte, as
