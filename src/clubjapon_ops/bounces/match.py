@@ -63,6 +63,13 @@ class Matched:
     unverified: bool = False
 
 
+def _failure_of(verdict: Verdict, email: str) -> Failure:
+    """The report's (first) failure, about the reader our signature names."""
+    first = verdict.failures[0] if verdict.failures else None
+    return Failure(email, first.kind if first else verdict.kind,
+                   first.detail if first else verdict.reason)
+
+
 class Matcher:
     """Matches reports to ledger rows, with the key of VERP tokens and our mail domain."""
 
@@ -90,35 +97,33 @@ class Matcher:
     def match(self, conn: Connection, reports: Sequence[Report]) -> list[Matched]:
         """The events of every report of one batch, in a few queries."""
         verp_ids = {r.uid: self._verp_row(r.verdict) for r in reports}
+        signed = {r.uid: self._signed_reader(r.verdict) for r in reports}
         by_id = rows_by_id(conn, [i for i in verp_ids.values() if i is not None])
         emails = {f.address for r in reports for f in r.verdict.failures}
-        emails |= {d.email for r in reports for d in map(self._token, r.verdict.returned_tokens)
-                   if d is not None}
+        emails |= {d.email for d in signed.values() if d is not None}
         by_email = rows_by_email(conn, emails)
         known = known_emails(conn, emails | {row.email for row in by_id.values()})
-        return [self._one(r, by_id.get(verp_ids[r.uid] or -1), by_email, known)
+        return [self._one(r, by_id.get(verp_ids[r.uid] or -1), signed[r.uid], by_email, known)
                 for r in reports]
 
-    def _one(self, report: Report, verp_row: LedgerRow | None,
+    def _one(self, report: Report, verp_row: LedgerRow | None, signed: TokenData | None,
              by_email: dict[str, list[LedgerRow]], known: set[str]) -> Matched:
         verdict = report.verdict
         if verp_row is None and self.require_verp and verdict.kind in _DELIVERY_REPORTS:
             return Matched((), (), (), unverified=True)
         if verdict.kind in (COMPLAINT, OPT_OUT):
-            return self._feedback(report, verp_row, by_email, known)
+            return self._feedback(report, verp_row, signed, by_email, known)
         if verp_row is not None:
             # The token names the message: its reader, whatever address the report gives.
-            first = verdict.failures[0] if verdict.failures else None
-            failure = Failure(verp_row.email, first.kind if first else verdict.kind,
-                              first.detail if first else verdict.reason)
-            pairs: list[tuple[Failure, LedgerRow | None, str]] = [(failure, verp_row, VERP)]
+            pairs: list[tuple[Failure, LedgerRow | None, str]] = [
+                (_failure_of(verdict, verp_row.email), verp_row, VERP)]
         else:
             pairs = [(f, *self._row(f.address, verdict, by_email)) for f in verdict.failures]
         events = tuple(self._event(report, failure, row, how) for failure, row, how in pairs)
         unknown = tuple(f.address for f, row, _ in pairs if f.address not in known)
         return Matched(events, tuple(how for _, _, how in pairs), unknown)
 
-    def _feedback(self, report: Report, verp_row: LedgerRow | None,
+    def _feedback(self, report: Report, verp_row: LedgerRow | None, signed: TokenData | None,
                   by_email: dict[str, list[LedgerRow]], known: set[str]) -> Matched:
         """A complaint or opt-out, believed only for the reader our own signature names.
 
@@ -127,25 +132,28 @@ class Matcher:
         path or its signed unsubscribe link (every message we send carries one) names who
         complained. A report without either waits in the folder ('unverified').
         """
-        verdict = report.verdict
-        kind = verdict.failures[0].kind if verdict.failures else verdict.kind
-        detail = verdict.failures[0].detail if verdict.failures else verdict.reason
         row: LedgerRow | None = verp_row
         if verp_row is not None:
             email, how = verp_row.email, VERP
-        else:
-            named = [d for d in map(self._token, verdict.returned_tokens) if d is not None]
-            if not named:
-                return Matched((), (), (), unverified=True)
-            email, how = named[0].email, UNSUBSCRIBE_TOKEN
-            row = next((r for r in by_email.get(email, []) if r.edition == named[0].edition),
+        elif signed is not None:
+            email, how = signed.email, UNSUBSCRIBE_TOKEN
+            row = next((r for r in by_email.get(email, []) if r.edition == signed.edition),
                        None)
-        event = self._event(report, Failure(email, kind, detail), row, how)
+        else:
+            return Matched((), (), (), unverified=True)
+        event = self._event(report, _failure_of(report.verdict, email), row, how)
         return Matched((event,), (how,), () if email in known else (email,))
 
-    def _token(self, token: str) -> TokenData | None:
-        data = self.tokens.read(token) if self.tokens is not None else None
-        return data if data is not None and not data.test else None
+    def _signed_reader(self, verdict: Verdict) -> TokenData | None:
+        """The reader the returned message's own unsubscribe token names (a test copy's
+        token names nobody's wish), or None."""
+        if self.tokens is None:
+            return None
+        for token in verdict.returned_tokens:
+            data = self.tokens.read(token)
+            if data is not None and not data.test:
+                return data
+        return None
 
     def _row(self, email: str, verdict: Verdict,
              by_email: dict[str, list[LedgerRow]]) -> tuple[LedgerRow | None, str]:
