@@ -7,7 +7,6 @@ never part of a message.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import socket
 import ssl
@@ -20,6 +19,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from clubjapon_ops.errors import AuthError, ConfigError, RetryableError, StopRun
+from clubjapon_ops.hosts import is_loopback
 from clubjapon_ops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class Mailbox:
         self._where = (f"the IMAP server at {config.host}:{config.port} "
                        "(BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT)")
         context = ssl_context or ssl.create_default_context()
-        if config.security == "none" and not _loopback(config.host):
+        if config.security == "none" and not is_loopback(config.host):
             log.warning("BOUNCE_IMAP_SECURITY=none: the IMAP password travels in clear text",
                         extra={"host": config.host})
         try:
@@ -200,15 +200,6 @@ class Mailbox:
         except (OSError, IMAPClientError, AttributeError):
             with contextlib.suppress(OSError, IMAPClientError, AttributeError):
                 self.client.shutdown()
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _why(exc: BaseException) -> str:

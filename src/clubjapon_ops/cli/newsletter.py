@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import click
@@ -12,6 +11,7 @@ from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.files import private_folder
+from clubjapon_ops.hosts import is_loopback
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
 
@@ -99,9 +99,3 @@ def _serve(app: App, host: str, port: int, edition: str) -> int:
     return EXIT_OK
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or localhost): only this machine reaches it."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
