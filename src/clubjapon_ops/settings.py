@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
@@ -367,6 +367,11 @@ SPECS: tuple[Spec, ...] = (
 )
 
 SPEC_BY_ENV = {s.env: s for s in SPECS}
+
+
+def unset(settings: Settings, names: Iterable[str]) -> list[str]:
+    """Which of these settings (environment names) have no value."""
+    return [name for name in names if not getattr(settings, SPEC_BY_ENV[name].attr, None)]
 
 REFERENCE_FILE = Path("docs") / "reference" / "settings.md"
 

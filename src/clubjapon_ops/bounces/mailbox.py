@@ -20,7 +20,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from clubjapon_ops.errors import AuthError, ConfigError, RetryableError, StopRun
 from clubjapon_ops.hosts import is_loopback
-from clubjapon_ops.settings import Settings
+from clubjapon_ops.settings import Settings, unset
 
 log = logging.getLogger(__name__)
 PROCESSED = "Processed"  # where handled messages go, created when missing
@@ -31,6 +31,10 @@ PROCESSED = "Processed"  # where handled messages go, created when missing
 MAX_FETCH = 256 << 10
 _BODY = f"BODY.PEEK[]<0.{MAX_FETCH}>".encode()
 _BODY_KEYS = (b"BODY[]<0>", b"BODY[]")
+
+
+# Without these there is no mailbox to read (the scheduler leaves the job out).
+IMAP_NEEDS = ("BOUNCE_IMAP_HOST", "BOUNCE_IMAP_USERNAME", "BOUNCE_IMAP_PASSWORD")
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,7 @@ class ImapConfig:
 
 def imap_config(settings: Settings) -> ImapConfig:
     """The BOUNCE_IMAP_* settings, or ConfigError naming the ones missing."""
-    missing = [name for name, value in (("BOUNCE_IMAP_HOST", settings.bounce_imap_host),
-                                        ("BOUNCE_IMAP_USERNAME", settings.bounce_imap_username),
-                                        ("BOUNCE_IMAP_PASSWORD", settings.bounce_imap_password))
-               if not value]
+    missing = unset(settings, IMAP_NEEDS)
     if missing:
         raise ConfigError(f"{', '.join(missing)} not set: the bounce mailbox cannot be read "
                           "(see docs/ops.md, 'Bounce mailbox')")

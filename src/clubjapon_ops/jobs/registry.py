@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from clubjapon_ops import jobs
+from clubjapon_ops.bounces.mailbox import IMAP_NEEDS
 from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobfiles import JobSpec
 from clubjapon_ops.jobs.records import Report, RunLabels
 from clubjapon_ops.newsletter.content import is_slug
-from clubjapon_ops.settings import SPEC_BY_ENV, Settings
+from clubjapon_ops.settings import Settings, unset
 from clubjapon_ops.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ REGISTRY: dict[str, JobFunction] = {
                                  "send an edition to its audience (lint first)"),
     "bounce_mailbox": JobFunction(
         jobs.bounce_mailbox, {}, "read bounces and complaints from the IMAP bounce mailbox",
-        needs=("BOUNCE_IMAP_HOST", "BOUNCE_IMAP_USERNAME", "BOUNCE_IMAP_PASSWORD"),
+        needs=IMAP_NEEDS,
     ),
 }
 
@@ -103,8 +104,7 @@ def missing_settings(spec: JobSpec, settings: Settings,
     function = registry.get(spec.function)
     if function is None:
         return []
-    return [name for name in function.needs
-            if not getattr(settings, SPEC_BY_ENV[name].attr, None)]
+    return unset(settings, function.needs)
 
 
 def resolve(spec: JobSpec, registry: Mapping[str, JobFunction]) -> JobFunction:
