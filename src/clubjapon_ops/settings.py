@@ -468,6 +468,11 @@ class Settings:
             values.append(str(password))
         return [v for v in values if v]
 
+    @property
+    def leaves_this_machine(self) -> bool:
+        """Whether the transport sends real messages (every one but the local outbox)."""
+        return self.transport != "outbox"
+
     def describe(self) -> list[tuple[str, str, str]]:
         """Return (variable, shown value, source) rows, secrets masked."""
         rows = []

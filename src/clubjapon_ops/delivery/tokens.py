@@ -151,7 +151,7 @@ def signing_key(settings: Settings) -> str:
     if settings.secret:
         return settings.secret
     # Only messages that stay on this machine may be signed with a key nobody chose.
-    if settings.transport != "outbox":
+    if settings.leaves_this_machine:
         raise ConfigError(
             "CLUBJAPON_SECRET is not set: unsubscribe links cannot be signed "
             "(set it in .env to a long random string)"

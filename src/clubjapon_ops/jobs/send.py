@@ -33,16 +33,11 @@ class SendOptions:
     worker: bool = False  # one of several processes on the campaign (PostgreSQL only)
 
 
-def leaves_this_machine(settings: Settings) -> bool:
-    """Whether the transport sends real messages (every one but the local outbox)."""
-    return settings.transport != "outbox"
-
-
 def require_postal_address(settings: Settings) -> None:
     """A message that leaves this machine must show the club's postal address: ConfigError."""
     # Commercial mail must say where its sender can be reached (LCEN art. L34-5 in France,
     # CAN-SPAM in the US); the outbox stays here, so the demo and tests need none.
-    if leaves_this_machine(settings) and not settings.postal_address:
+    if settings.leaves_this_machine and not settings.postal_address:
         raise ConfigError(
             f"CLUBJAPON_POSTAL_ADDRESS is not set: the transport {settings.transport} sends "
             "real messages, and each must show the club's postal address in its footer "
@@ -72,7 +67,7 @@ def lint_before_send(settings: Settings, newsletter: Newsletter) -> list[Problem
     """Run the newsletter lint with the links this send will use."""
     return check_newsletter(settings, newsletter.edition.slug,
                             newsletter.personaliser.unsubscribe_url,
-                            for_send=leaves_this_machine(settings))
+                            for_send=settings.leaves_this_machine)
 
 
 def refuse_workers_on(dialect: str) -> None:
