@@ -8,7 +8,10 @@ a body that is not JSON, or a slow answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -157,14 +160,55 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (a timeout test): nothing to answer to
 
 
+class _Httpd(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its open connections, to settle and stop cleanly."""
+
+    daemon_threads = True  # stop() waits for them itself, having woken the idle ones
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        # Guards ``connections``; notified whenever one ends.
+        self.busy = threading.Condition()
+        self.connections: set[socket.socket] = set()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Accepted and counted under the lock: settle() never sees a connection that has
+        # left the listening queue without being counted yet.
+        with self.busy:
+            conn, address = super().get_request()
+            self.connections.add(conn)
+        return conn, address
+
+    def shutdown_request(self, request: Any) -> None:
+        # Called from the connection's own thread once it has answered its last request.
+        super().shutdown_request(request)
+        with self.busy:
+            self.connections.discard(request)
+            self.busy.notify_all()
+
+    def wait_idle(self, timeout: float, backlog: bool = True) -> bool:
+        """Wait until no connection is open (nor, with ``backlog``, waiting to be accepted);
+        whether that happened in time."""
+        deadline = time.monotonic() + timeout
+        with self.busy:
+            while True:
+                waiting = backlog and select.select([self.socket], [], [], 0)[0]
+                if not waiting and not self.connections:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                # Woken when a connection ends; a short wait covers one still to be accepted.
+                self.busy.wait(min(remaining, 0.02))
+
+
 class FakeServer:
     """Serve a fake API on 127.0.0.1, on a free port."""
 
     def __init__(self, api: FakeApi, port: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"api": api})
         self.api = api
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Httpd(("127.0.0.1", port), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread: threading.Thread | None = None
 
@@ -177,12 +221,29 @@ class FakeServer:
         self._thread.start()
         return self
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every request that reached the fake is answered and counted.
+
+        For a client that was killed: requests it had sent may still be read after its death.
+        """
+        if not self.httpd.wait_idle(timeout):
+            raise AssertionError(f"the fake still had open connections after {timeout:.0f} s")
+
     def stop(self) -> None:
-        """Stop serving and free the port."""
+        """Stop serving, finish the answers under way, and free the port."""
         self.httpd.shutdown()
-        self.httpd.server_close()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join()
+        # Idle keep-alive connections would wait for their client's next request: end them.
+        with self.httpd.busy:
+            for conn in list(self.httpd.connections):
+                with contextlib.suppress(OSError):  # already gone
+                    conn.shutdown(socket.SHUT_RD)
+        # A thread still answering after this would run its spec checks after the test.
+        settled = self.httpd.wait_idle(30, backlog=False)
+        self.httpd.server_close()
+        if not settled:
+            raise AssertionError("the fake still had open connections after 30 s")
 
 
 @contextmanager
