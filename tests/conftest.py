@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,33 @@ ENGINES = ("sqlite", "postgresql")
 
 
 def free_port() -> int:
-    """A port on 127.0.0.1 that nobody listens on right now."""
+    """A port on 127.0.0.1 that nobody listens on right now.
+
+    Only for a process that binds it itself: another may take it in between, so a server of
+    the test's own binds port 0 instead, and a port that must refuse is :func:`refused_port`.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole block.
+
+    Held bound but not listening: a connection is refused, and no other process (another
+    test, another run on the machine) can start listening there meanwhile.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """:func:`refused_port` for the test's duration."""
+    with refused_port() as port:
+        yield port
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -152,8 +152,23 @@ def start_dovecot(folder: Path, prefix: str = "") -> Dovecot:
     every folder under it, as Courier and Cyrus keep them ("INBOX.", separator ".")."""
     if not dovecot_available():
         pytest.skip(HOW_TO)
+    # Ports are chosen here and bound by dovecot: another process may take one in between,
+    # and dovecot then refuses to start; try other ports.
+    for _ in range(5):
+        try:
+            return _start_dovecot(folder, prefix, _free_port(), _free_port())
+        except _PortTaken:
+            continue
+    raise RuntimeError("dovecot did not start: its ports were taken five times in a row")
+
+
+class _PortTaken(Exception):
+    """Dovecot could not listen on a port chosen for it."""
+
+
+def _start_dovecot(folder: Path, prefix: str, port: int, tls_port: int) -> Dovecot:
+    """Start dovecot on these ports, or raise _PortTaken."""
     internal, login, mail = _users()
-    port, tls_port = _free_port(), _free_port()
     for sub in ("run", "state", "mail"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     # The mail user writes the maildirs, and must be able to reach them.
@@ -214,8 +229,12 @@ service anvil {{
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 timeout=30, check=False)
     if result.returncode != 0:
-        raise RuntimeError("dovecot did not start: "
-                           + (folder / "start.log").read_text(errors="replace").strip())
+        said = (folder / "start.log").read_text(errors="replace").strip()
+        log = folder / "dovecot.log"
+        if "Address already in use" in said + (log.read_text(errors="replace") if log.is_file()
+                                                else ""):
+            raise _PortTaken(said)
+        raise RuntimeError("dovecot did not start: " + said)
     server = Dovecot(folder, port, tls_port, cert)
     deadline = time.monotonic() + 15
     while True:

@@ -17,7 +17,7 @@ import pytest
 
 from clubjapon_ops.bounces.mailbox import PROCESSED
 from tests.bounces.conftest import BOUNCES, EXPECTED, MAIL_FROM, SECRET, corpus
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.dovecot import Dovecot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_only]
@@ -84,8 +84,8 @@ def test_a_refused_login_exits_1_naming_the_user_setting(
 
 
 def test_an_unreachable_server_exits_1_naming_the_settings(
-        home: Path, dovecot: Dovecot, mailbox_user: str) -> None:
-    env = _env(home, dovecot, mailbox_user, BOUNCE_IMAP_PORT=str(free_port()))
+        home: Path, dovecot: Dovecot, mailbox_user: str, closed_port: int) -> None:
+    env = _env(home, dovecot, mailbox_user, BOUNCE_IMAP_PORT=str(closed_port))
     result = cli(home, env, "bounces")
     assert result.returncode == 1
     assert "cannot connect to the IMAP server at 127.0.0.1" in result.stderr

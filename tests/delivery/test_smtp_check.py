@@ -12,7 +12,6 @@ from clubjapon_ops.delivery.transports import smtp
 from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.delivery.transports.smtp import SmtpConfig, SmtpTransport
 from clubjapon_ops.errors import StopRun
-from tests.conftest import free_port
 from tests.fakes.smtp_server import smtp_server
 
 
@@ -29,8 +28,10 @@ def test_a_server_that_answers_passes_and_its_session_is_closed() -> None:
         assert not server.counts  # nothing sent
 
 
-def test_a_refused_connection_stops_at_once_naming_host_port_and_settings() -> None:
-    port = free_port()
+def test_a_refused_connection_stops_at_once_naming_host_port_and_settings(
+    closed_port: int,
+) -> None:
+    port = closed_port
     started = time.monotonic()
     with pytest.raises(StopRun, match=rf"cannot connect to the SMTP server at 127\.0\.0\.1:{port}"
                                       r" \(SMTP_HOST, SMTP_PORT\): Connection refused"):

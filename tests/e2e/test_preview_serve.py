@@ -56,20 +56,26 @@ class Server:
 
 def start(home: Path, *args: str, **env: str) -> Server:
     """Start `clubjapon-ops ARGS --port P` and wait until it accepts connections."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clubjapon_ops", "--log-json", *args, "--port", str(port)],
-        env=environment(home, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+    # The port is chosen here and bound by the server: another process on the machine may
+    # take it in between, and then the server stops saying so; try another port.
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clubjapon_ops", "--log-json", *args, "--port", str(port)],
+            env=environment(home, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return Server(process, f"http://127.0.0.1:{port}")
+            except OSError:
+                time.sleep(0.05)  # polling for readiness, bounded by the deadline
+        output = Server(process, "").stop()
+        if "in use" not in output:
             break
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return Server(process, f"http://127.0.0.1:{port}")
-        except OSError:
-            time.sleep(0.05)
-    output = Server(process, "").stop()
     raise AssertionError(f"the server did not start: {output}")
 
 

@@ -3,6 +3,7 @@ on cue: per-recipient 4xx and 5xx replies, and a dropped connection."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -13,8 +14,6 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from aiosmtpd.controller import Controller
-
-from tests.conftest import free_port
 
 
 @dataclass
@@ -85,15 +84,34 @@ class RecordingHandler:
         return message_from_bytes(raw, policy=policy.default)
 
 
+class _BoundController(Controller):
+    """aiosmtpd's Controller on a socket bound beforehand (port 0): no other process can take
+    the port between choosing it and listening on it."""
+
+    def __init__(self, handler: Any, sock: socket.socket, **kwargs: Any) -> None:
+        self._sock = sock
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1], **kwargs)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock,
+                                       ssl=self.ssl_context)
+
+
 @contextmanager
 def smtp_server(behaviour: Behaviour | None = None) -> Iterator[tuple[int, RecordingHandler]]:
     """Run the server for the duration of the block; yield its port and handler."""
     handler = RecordingHandler(behaviour or Behaviour())
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port,
-                            data_size_limit=10 * 1024 * 1024)
-    controller.start()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    # ready_timeout: aiosmtpd's 1 s default is not enough on a loaded machine.
+    controller = _BoundController(handler, sock, data_size_limit=10 * 1024 * 1024,
+                                  ready_timeout=30)
     try:
-        yield port, handler
+        controller.start()
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        yield controller.port, handler
     finally:
         controller.stop()
