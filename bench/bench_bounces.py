@@ -28,13 +28,14 @@ sys.path.insert(0, str(REPO))  # for tests.dovecot and the corpus table
 
 from sqlalchemy import insert  # noqa: E402
 from tests.bounces.conftest import EXPECTED, corpus  # noqa: E402
-from tests.dovecot import running_dovecot  # noqa: E402
+from tests.dovecot import HOW_TO, dovecot_available, running_dovecot  # noqa: E402
 
 from clubjapon_ops.settings import load_settings  # noqa: E402
 from clubjapon_ops.store import open_store  # noqa: E402
 from clubjapon_ops.store.schema import deliveries  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
+SKIPPED = 77  # exit status of a --smoke run without a system package it needs (automake's)
 TEMPLATES = [(name, addresses) for name, (kind, addresses) in sorted(EXPECTED.items())
              if kind in ("hard", "soft", "delayed", "complaint") and addresses]
 
@@ -93,11 +94,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)  # size home port user
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, seconds: does the bench still work? (the suite runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes = [40]
     if args.load:
         size, home, port, user = args.load
         load(int(size), Path(home), int(port), user)
         return
+    if not dovecot_available():
+        print(HOW_TO)
+        sys.exit(SKIPPED)
     with running_dovecot() as server:
         for size in args.sizes:
             home = Path(tempfile.mkdtemp(prefix="bench-bounces-"))

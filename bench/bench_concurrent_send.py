@@ -32,7 +32,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, seconds: does the bench still work? (the suite runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.messages = 1, 30
     failed = 0
     began = time.monotonic()
     for n in range(1, args.rounds + 1):

@@ -51,7 +51,11 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, seconds: does the bench still work? (the suite runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.runs = min(args.rows, 2000), 1
     if args.child:
         child(args.child)
         return

@@ -27,7 +27,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--editions", type=int, default=21)
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, seconds: does the bench still work? (the suite runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.editions, args.requests = 3, 3
 
     from clubjapon_ops.settings import load_settings
     from clubjapon_ops.store import open_store

@@ -1,6 +1,7 @@
 """Sending throughput and peak RSS: SMTP to Postfix's smtp-sink, mailmerge, a Brevo-shaped API.
 
 Run: .venv/bin/python bench/bench_send.py [--messages 20000] [--mailmerge-messages 2000]
+     .venv/bin/python bench/bench_send.py --smoke   # seconds: does the bench still work?
 
 In one run, for N fictitious contacts (fr/en/ja in thirds) synced into SQLite:
   - N personalised messages through jobs.send_campaign with CLUBJAPON_TRANSPORT=smtp to
@@ -18,6 +19,9 @@ Downloads, once, into bench/.cache/ (git-ignored): Debian's postfix package (apt
 download + dpkg -x; nothing is installed) and a venv with mailmerge from PyPI.
 --profile adds a cProfile of one SMTP send and one Brevo send (all threads, each thread's
 CPU time): top functions, CPU by library and by stage, per message.
+--smoke: 30 messages, one SMTP connection, to a Python SMTP sink (bench/_smtp_sink.py)
+instead of smtp-sink, no mailmerge, nothing downloaded: the suite runs it
+(tests/unit/test_bench_smoke.py); its rates say nothing.
 --dkim adds DKIM signing (a 2048-bit RSA key generated for the run): the build cost per
 message unsigned and signed, in process, and one more SMTP send with signing on, beside the
 same send unsigned.
@@ -52,6 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 SLUG = "2025-11-04-lille"
 SECRET = "bench-secret-0123456789abcdef0123456789"
+# A send that leaves the machine needs the club's postal address (CLUBJAPON_POSTAL_ADDRESS).
+POSTAL_ADDRESS = "Club Japon des Hauts-de-France; 151 boulevard Hoover; 59000 Lille"
 BREVO_KEY = "bench-brevo-key"
 LANGS = ("fr", "en", "ja")
 NAMES = {
@@ -103,6 +109,7 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
     env.update({
         "CLUBJAPON_HOME": str(home), "CLUBJAPON_SECRET": SECRET, "CLUBJAPON_SEND_RATE": "0",
         "CLUBJAPON_ERROR_BUDGET": "50", "PYTHONPATH": str(ROOT / "src"),
+        "CLUBJAPON_POSTAL_ADDRESS": POSTAL_ADDRESS,
     })
     env.update(extra)
     return env
@@ -375,11 +382,26 @@ def free_port() -> int:
 
 
 class SmtpSink:
-    """smtp-sink on 127.0.0.1, counting what it receives into a file (-c)."""
+    """smtp-sink on 127.0.0.1, counting what it receives into a file (-c); with no binary,
+    bench/_smtp_sink.py (Python, for --smoke), which counts the same way."""
 
-    def __init__(self, binary: Path, tmp: Path) -> None:
-        self.port = free_port()
+    def __init__(self, binary: Path | None, tmp: Path) -> None:
         self.counts = tmp / "smtp-sink.out"
+        self.settle = 0.0
+        if binary is None:
+            self._out = self.counts.open("wb")
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "_smtp_sink.py"), str(self.counts)],
+                stdout=subprocess.PIPE, text=True)
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline().strip()  # its port, once it listens
+            if not line.isdigit():
+                raise SystemExit("bench/_smtp_sink.py did not start")
+            self.port = int(line)
+            return
+        # smtp-sink writes its counter when a session ends, a moment after the last answer.
+        self.settle = 0.2
+        self.port = free_port()
         lib = binary.parents[2] / "usr" / "lib" / "postfix"
         env = {**os.environ, "LD_LIBRARY_PATH": str(lib)}
         args = [str(binary)]
@@ -401,7 +423,7 @@ class SmtpSink:
 
     def received(self) -> int:
         """Messages received so far (smtp-sink's running "mesg=" counter)."""
-        time.sleep(0.2)  # the counter is written when the session ends
+        time.sleep(self.settle)
         data = self.counts.read_bytes()[-200:].decode("ascii", "replace")
         found = re.findall(r"mesg=(\d+)", data)
         return int(found[-1]) if found else 0
@@ -410,6 +432,8 @@ class SmtpSink:
         self.proc.terminate()
         self.proc.wait(timeout=10)
         self._out.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 # ---------------------------------------------------------------- mailmerge
@@ -691,22 +715,29 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=18, help="profile rows to print")
     parser.add_argument("--dkim", action="store_true",
                         help="also measure DKIM signing: per message, and one signed SMTP send")
+    parser.add_argument("--smoke", action="store_true",
+                        help="30 messages, 1 connection, a Python sink, no mailmerge: seconds")
     parser.add_argument("--child-send", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_send:
         child_send(args.profile_to)
         return
+    if args.smoke:
+        args.messages, args.connections = min(args.messages, 30), "1"
 
     n = args.messages
     small = max(1, n // 10)
+    # The peak RSS at N/10 and at N says whether memory stays flat; a smoke run sends once.
+    sizes = (n,) if args.smoke else (small, n)
     connections = [int(c) for c in args.connections.split(",") if c.strip()]
     print(f"cpus: {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
           " (1, 5, 15 min; machine shared with other work)")
     print(f"edition {SLUG}; {n:,} fictitious contacts (fr/en/ja in thirds); rate limit off; "
           "each send in a fresh process on a fresh copy of the synced database")
-    sink_binary = smtp_sink_binary()
+    sink_binary = None if args.smoke else smtp_sink_binary()
     merge_binary = mailmerge_binary() if sink_binary else None
+    use_sink = sink_binary is not None or args.smoke
 
     table: list[tuple[str, ...]] = [("measure", "figure", "target", "", "load 1 min")]
     rss: list[tuple[str, Measure, Measure]] = []
@@ -715,8 +746,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         home = make_home(tmp)
         started = time.perf_counter()
-        dbs = {size: synced_db(home, size) for size in sorted({small, n})}
-        print(f"synced {small:,} and {n:,} contacts in {time.perf_counter() - started:.1f} s; "
+        dbs = {size: synced_db(home, size) for size in sorted(set(sizes))}
+        synced = " and ".join(f"{size:,}" for size in sizes)
+        print(f"synced {synced} contacts in {time.perf_counter() - started:.1f} s; "
               f"one message: {message_sizes(home)}")
         profiles: list[tuple[str, str, int, float]] = []
 
@@ -725,25 +757,27 @@ def main() -> None:
             return run_child(label, size, base_env(
                 home, CLUBJAPON_DATABASE_URL=f"sqlite:///{db}", **env))
 
-        if sink_binary:
+        if use_sink:
             sink = SmtpSink(sink_binary, tmp)
             try:
-                print(f"\nSMTP to smtp-sink on 127.0.0.1:{sink.port} (jobs.send_campaign, "
+                sink_name = "smtp-sink" if sink_binary else "bench/_smtp_sink.py"
+                print(f"\nSMTP to {sink_name} on 127.0.0.1:{sink.port} (jobs.send_campaign, "
                       f"CLUBJAPON_TRANSPORT=smtp, CLUBJAPON_SEND_COMMIT_EVERY={args.commit_every})")
                 for c in connections:
                     env = {"CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
                            "SMTP_PORT": str(sink.port), "SMTP_CONNECTIONS": str(c),
                            "CLUBJAPON_SEND_COMMIT_EVERY": str(args.commit_every)}
                     pair = []
-                    for size in (small, n):
+                    for size in sizes:
                         before, cpu = sink.received(), process_cpu(sink.proc.pid)
                         m, _ = send(f"smtp, {c} connection{'s' if c > 1 else ''}", size, **env)
                         m.received = sink.received() - before
                         m.sink_cpu_s = process_cpu(sink.proc.pid) - cpu
                         show(m)
                         pair.append(m)
-                    smtp[c] = pair[1]
-                    rss.append((pair[1].label, pair[0], pair[1]))
+                    smtp[c] = pair[-1]
+                    if len(pair) > 1:
+                        rss.append((pair[1].label, pair[0], pair[1]))
                 if args.dkim:
                     key = dkim_key(tmp)
                     unsigned_ms, signed_ms = signing_cost(home, key)
@@ -826,7 +860,7 @@ def main() -> None:
             env = {"CLUBJAPON_TRANSPORT": "brevo", "BREVO_BASE_URL": url,
                    "BREVO_API_KEY": BREVO_KEY}
             pair = []
-            for size in (small, n):
+            for size in sizes:
                 before, cpu = brevo_stats(url), process_cpu(sink_pid)
                 m, _ = send("brevo API", size, **env)
                 after = brevo_stats(url)
@@ -838,16 +872,17 @@ def main() -> None:
                     print(f"  !! the sink accepted {versions} versions, expected {size}; "
                           f"refused {after['refused'] - before['refused']}")
                 pair.append(m)
-            rss.append((pair[1].label, pair[0], pair[1]))
-            table.append((f"Brevo API ({n:,} msgs, {pair[1].requests} requests)",
-                          f"{pair[1].rate:,.0f} msg/s", ">= 3,000 msg/s",
-                          verdict(pair[1].rate >= 3000), loads(pair[1])))
+            if len(pair) > 1:
+                rss.append((pair[1].label, pair[0], pair[1]))
+            table.append((f"Brevo API ({n:,} msgs, {pair[-1].requests} requests)",
+                          f"{pair[-1].rate:,.0f} msg/s", ">= 3,000 msg/s",
+                          verdict(pair[-1].rate >= 3000), loads(pair[-1])))
             if args.profile:
                 path = str(tmp / "brevo.prof")
                 db = fresh_copy(dbs[n], "brevo-profile")
                 run_child("brevo profiled", n, base_env(
                     home, CLUBJAPON_DATABASE_URL=f"sqlite:///{db}", **env), profile_to=path)
-                profiles.append(("brevo API", path, n, pair[1].cpu_s))
+                profiles.append(("brevo API", path, n, pair[-1].cpu_s))
 
         for label, path, size, cpu_s in profiles:
             print_profile(label, path, size, args.top, cpu_s)

@@ -151,7 +151,11 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--limited-contacts", type=int, default=50_000)
     parser.add_argument("--skip-limited", action="store_true")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, seconds: does the bench still work? (the suite runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.contacts, args.small, args.skip_limited = 300, 100, True
     if args.child:
         child(args.child[0], args.child[1], args.full)
         return

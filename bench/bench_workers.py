@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/bench_workers.py --sink /tmp/postfix/x            # 20,000, 1/2/4
     .venv/bin/python bench/bench_workers.py --contacts 5000 --workers 1,2 --url postgresql+psycopg://...
+    .venv/bin/python bench/bench_workers.py --smoke   # seconds: does the bench still work?
 
 The SMTP server is Postfix's smtp-sink (fast, C): `apt-get download postfix`, then
-`dpkg -x postfix_*.deb DIR`, and pass DIR as --sink. Without --url a throwaway cluster with
-production durability (fsync, synchronous commit) is started with .ci/postgres.
+`dpkg -x postfix_*.deb DIR`, and pass DIR as --sink; without --sink, bench/_smtp_sink.py (Python,
+far slower: for --smoke). Without --url a throwaway cluster with production durability (fsync,
+synchronous commit) is started with .ci/postgres. --smoke (30 messages, 1 and 2 workers, one
+connection each) uses the tests' server (CLUBJAPON_TEST_POSTGRES_URL) when it is set.
 
 For each number of workers: a fresh schema, N contacts, then that many `clubjapon-ops send
 EDITION --worker` processes. Printed: messages/s (wall clock from launch to the last exit,
@@ -32,6 +35,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SLUG = "2025-11-04-lille"
+SKIPPED = 77  # exit status of a --smoke run without a system package it needs (automake's)
 
 
 def worker() -> None:
@@ -74,6 +78,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_sink(folder: Path | None, base: Path) -> tuple[subprocess.Popen[str], int]:
+    """Postfix's smtp-sink from ``folder``, else bench/_smtp_sink.py; once it listens."""
+    if folder is None:
+        sink = subprocess.Popen([sys.executable, str(REPO / "bench" / "_smtp_sink.py"),
+                                 str(base / "sink-counts")], stdout=subprocess.PIPE, text=True)
+        assert sink.stdout is not None
+        line = sink.stdout.readline().strip()  # its port, printed once it listens
+        if not line.isdigit():
+            raise SystemExit("bench/_smtp_sink.py did not start")
+        return sink, int(line)
+    port = free_port()
+    sink_cmd = [str(folder / "usr/sbin/smtp-sink"), "-c", f"127.0.0.1:{port}", "1000"]
+    if os.geteuid() == 0:
+        sink_cmd[1:1] = ["-u", "nobody"]
+    libs = {"LD_LIBRARY_PATH": str(folder / "usr/lib/postfix")}
+    sink = subprocess.Popen(sink_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **libs}, text=True)
+    deadline = time.monotonic() + 10
+    while True:  # until it accepts a connection
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return sink, port
+        except OSError:
+            if sink.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"smtp-sink did not start on port {port}") from None
+            time.sleep(0.05)
 
 
 def server_cpu_seconds() -> float:
@@ -138,6 +170,8 @@ def one_run(server_url: str, home: Path, port: int, n: int, k: int, lanes: int,
             "CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
             "SMTP_CONNECTIONS": str(lanes), "CLUBJAPON_SECRET": "bench-secret-0123456789abcdef",
             "CLUBJAPON_ERROR_BUDGET": "1000",
+            # A send that leaves the machine names the club's postal address.
+            "CLUBJAPON_POSTAL_ADDRESS": "Club Japon des Hauts-de-France; 59000 Lille",
         })
         stats = [base / f"stats-{k}-{i}.json" for i in range(k)]
         cpu0, began = server_cpu_seconds(), time.perf_counter()
@@ -176,12 +210,22 @@ def one_run(server_url: str, home: Path, port: int, n: int, k: int, lanes: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a PostgreSQL server (else a throwaway durable cluster)")
-    parser.add_argument("--sink", required=True, type=Path,
-                        help="folder where postfix_*.deb was extracted (dpkg -x)")
+    parser.add_argument("--sink", type=Path,
+                        help="folder where postfix_*.deb was extracted (dpkg -x); "
+                             "without it, a slow Python sink")
     parser.add_argument("--contacts", type=int, default=20_000)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--lanes", type=int, default=4, help="SMTP_CONNECTIONS per worker")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, seconds: does the bench still work? (the suite runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.contacts, args.workers, args.lanes = 30, "1,2", 1
+        args.url = args.url or os.environ.get("CLUBJAPON_TEST_POSTGRES_URL") or None
+        if args.url is None and not list(Path("/usr/lib/postgresql").glob("*/bin")):
+            print("PostgreSQL is not installed (apt-get install -y postgresql): "
+                  "bench_workers needs it")
+            sys.exit(SKIPPED)
     base = Path(tempfile.mkdtemp(prefix="bench-workers-", dir="/tmp"))
     os.chmod(base, 0o755)  # the postgres user must reach the throwaway cluster's folder
     cluster = base / "pg"
@@ -190,15 +234,8 @@ def main() -> None:
         started = subprocess.run([REPO / ".ci" / "postgres", "start", cluster, "durable"],
                                  check=True, capture_output=True, text=True).stdout
         url = started.strip().split("=", 1)[1]
-    port = free_port()
-    sink_cmd = [str(args.sink / "usr/sbin/smtp-sink"), "-c", f"127.0.0.1:{port}", "1000"]
-    if os.geteuid() == 0:
-        sink_cmd[1:1] = ["-u", "nobody"]
-    libs = {"LD_LIBRARY_PATH": str(args.sink / "usr/lib/postfix")}
-    sink = subprocess.Popen(sink_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **libs})
+    sink, port = start_sink(args.sink, base)
     try:
-        time.sleep(0.5)
         home = make_home(base)
         print(f"{args.contacts:,} messages per run, {args.lanes} SMTP connections per worker, "
               f"{os.cpu_count()} CPU(s), PostgreSQL {'given' if args.url else 'durable throwaway'}")
@@ -214,6 +251,8 @@ def main() -> None:
     finally:
         sink.terminate()
         sink.wait()
+        if sink.stdout is not None:
+            sink.stdout.close()
         if args.url is None:
             subprocess.run([REPO / ".ci" / "postgres", "stop", cluster], check=False)
         shutil.rmtree(base, ignore_errors=True)
