@@ -19,16 +19,13 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, NamedTuple, TypedDict, Unpack
 
+from clubjapon_ops.mail_limits import MAX_ENCODED_WORD, MAX_HEADER_LINE
 from clubjapon_ops.newsletter.render import Compiled, PersonalMessage, RenderedLanguage
 
 if TYPE_CHECKING:
     from clubjapon_ops.delivery.dkim import DkimSigner
 
 CRLF = "\r\n"
-# RFC 2047 §2: an encoded word is at most 75 characters, and a header line carrying one at
-# most 76. Every header line is kept to that (where a single URL or address allows it).
-MAX_HEADER_LINE = 76
-MAX_ENCODED_WORD = 75
 _WORD_OVERHEAD = len("=?utf-8?b??=")
 _ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$")
 _BREAKS = re.compile(r"[\r\n\x00]+")

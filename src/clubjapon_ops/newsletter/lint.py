@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from html import unescape
 from html.parser import HTMLParser
 
-from clubjapon_ops.delivery.message import MAX_ENCODED_WORD, MAX_HEADER_LINE
+from clubjapon_ops.mail_limits import MAX_ENCODED_WORD, MAX_HEADER_LINE
 from clubjapon_ops.newsletter.content import Lang
 from clubjapon_ops.newsletter.contrast import hex_colour, same_colour_text
 from clubjapon_ops.newsletter.email_support import unsupported
