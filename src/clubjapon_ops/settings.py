@@ -16,8 +16,8 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from clubjapon_ops.database_location import anchor_sqlite, check_sqlite_url
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.store.location import anchor_sqlite, check_sqlite_url
 
 CONFIG_FILE = Path("config") / "clubjapon.toml"
 MASK = "********"
