@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from clubjapon_ops.errors import ClubJaponError
-from clubjapon_ops.newsletter.listing import EditionLine, Tally, edition_lines, ledger_tallies
+from clubjapon_ops.newsletter.listing import EditionLine, edition_lines
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
+from clubjapon_ops.store.tallies import Tally, ledger_tallies
 
 
 @dataclass(frozen=True)
