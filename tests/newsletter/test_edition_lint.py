@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from clubjapon_ops.delivery.newsletter_check import check_newsletter, newest_ready_edition
 from clubjapon_ops.newsletter.lint import Problem
-from clubjapon_ops.newsletter.service import check_newsletter, newest_ready_edition
 from clubjapon_ops.settings import Settings
 from tests.newsletter.conftest import SLUG, edit
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from clubjapon_ops.delivery.newsletter_check import check_newsletter
 from clubjapon_ops.newsletter.lint import Problem
-from clubjapon_ops.newsletter.service import check_newsletter
 from clubjapon_ops.settings import Settings
 from tests.newsletter.conftest import SLUG, edit
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.newsletter_check import check_newsletter
 from clubjapon_ops.newsletter.contrast import contrast_ratio, parse_colour, same_colour_text
 from clubjapon_ops.newsletter.email_support import support_data, unsupported
 from clubjapon_ops.newsletter.lint import (
@@ -24,7 +25,6 @@ from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import (
     SAMPLE_CONTACTS,
     Newsletter,
-    check_newsletter,
     load_newsletter,
 )
 from clubjapon_ops.settings import Settings, load_settings

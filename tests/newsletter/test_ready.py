@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from clubjapon_ops.newsletter.service import newest_ready_edition
+from clubjapon_ops.delivery.newsletter_check import newest_ready_edition
 from clubjapon_ops.settings import Settings
 from tests.newsletter.conftest import SLUG, edit
 

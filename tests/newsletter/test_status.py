@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from clubjapon_ops import jobs
+from clubjapon_ops.delivery.newsletter_check import newest_ready_edition
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.newsletter.service import newest_ready_edition
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from tests.conftest import REPO

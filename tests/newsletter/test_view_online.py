@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, check_newsletter, load_newsletter
+from clubjapon_ops.delivery.newsletter_check import check_newsletter
+from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, load_newsletter
 from clubjapon_ops.newsletter.typography import without_phrase_breaks
 from clubjapon_ops.settings import load_settings
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
+from clubjapon_ops.delivery.newsletter_check import newest_ready_edition
 from clubjapon_ops.newsletter.drafts import new_edition
-from clubjapon_ops.newsletter.listing import edition_lines, ledger_tallies
+from clubjapon_ops.newsletter.listing import edition_lines
 from clubjapon_ops.newsletter.schema import write_schema
-from clubjapon_ops.newsletter.service import newest_ready_edition
+from clubjapon_ops.store.tallies import ledger_tallies
 
 
 @cli.group()

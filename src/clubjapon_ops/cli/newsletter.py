@@ -9,11 +9,12 @@ import click
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
+from clubjapon_ops.delivery.newsletter_check import check_newsletter
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.files import private_folder
 from clubjapon_ops.hosts import is_loopback
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
-from clubjapon_ops.newsletter.service import check_newsletter, load_newsletter
+from clubjapon_ops.newsletter.service import load_newsletter
 
 
 @cli.command()

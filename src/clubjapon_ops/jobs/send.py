@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from clubjapon_ops.delivery.newsletter_check import check_newsletter
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import builder_for, make_transport
@@ -15,7 +16,7 @@ from clubjapon_ops.errors import ConfigError, StopRun
 from clubjapon_ops.jobs.records import run_recorded
 from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.newsletter.lint import Problem
-from clubjapon_ops.newsletter.service import Newsletter, check_newsletter, load_newsletter
+from clubjapon_ops.newsletter.service import Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.lock import send_lock
