@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clubjapon_ops.errors import ConfigError
 
+# What a job is lives with the jobs (jobs/spec.py); this module reads the files into it, and
+# still names it for those that import it from here.
+from clubjapon_ops.jobs.spec import DEFAULT_MISFIRE_GRACE
+from clubjapon_ops.jobs.spec import JobSpec as JobSpec
+from clubjapon_ops.jobs.spec import RetryPolicy as RetryPolicy
+
 DEFAULT_TIMEZONE = "Europe/Paris"
-DEFAULT_MISFIRE_GRACE = timedelta(hours=1)
 MAX_ATTEMPTS = 20
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 FUNCTION = re.compile(r"[a-z_][a-z0-9_]{0,63}")
@@ -28,39 +32,6 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TOP_KEYS = ("name", "description", "function", "enabled", "trigger", "args", "retry")
 _TRIGGER_KEYS = ("cron", "date", "timezone", "misfire_grace")
 _RETRY_KEYS = ("attempts", "delay")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often a failing job is tried, and how long to wait between tries."""
-
-    attempts: int = 1
-    delay: float = 0.0  # seconds
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One job as its file declares it."""
-
-    name: str
-    file: str  # as shown in messages: jobs/<name>.toml
-    function: str
-    enabled: bool
-    timezone: ZoneInfo
-    cron: str | None = None
-    date: datetime | None = None
-    misfire_grace: timedelta = DEFAULT_MISFIRE_GRACE
-    args: Mapping[str, Any] = field(default_factory=dict)
-    retry: RetryPolicy = RetryPolicy()
-    description: str = ""
-
-    @property
-    def schedule(self) -> str:
-        """Describe the trigger in one line, such as "cron '30 2 * * *' (Europe/Paris)"."""
-        if self.cron is not None:
-            return f"cron '{self.cron}' ({self.timezone.key})"
-        assert self.date is not None  # the parser guarantees one of the two
-        return f"once at {self.date.astimezone(self.timezone):%Y-%m-%d %H:%M} ({self.timezone.key})"
 
 
 class _Fields:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from clubjapon_ops import jobs
 from clubjapon_ops.bounces.mailbox import IMAP_NEEDS
 from clubjapon_ops.errors import ConfigError, Interrupted
-from clubjapon_ops.jobfiles import JobSpec
 from clubjapon_ops.jobs.records import Report, RunLabels
+from clubjapon_ops.jobs.spec import JobSpec
 from clubjapon_ops.newsletter.content import is_slug
 from clubjapon_ops.settings import Settings, unset
 from clubjapon_ops.store import Store
