@@ -241,13 +241,18 @@ def main() -> None:
               f"{os.cpu_count()} CPU(s), PostgreSQL {'given' if args.url else 'durable throwaway'}")
         print(f"{'workers':>7} {'msg/s wall':>10} {'msg/s steady':>12} {'db share':>8} "
               f"{'db ms/msg':>9} {'db calls/msg':>12} {'pg cpu s/1k':>11}  load avg (1, 5, 15)")
+        results = []
         for k in (int(x) for x in args.workers.split(",")):
             r = one_run(url, home, port, args.contacts, k, args.lanes, base)
             assert r["sent"] == args.contacts, r
+            results.append(r)
             print(f"{k:>7} {r['rate_wall']:>10,.0f} {r['rate_steady']:>12,.0f} "
                   f"{r['db_share']:>8.0%} {r['db_ms_per_msg']:>9.2f} "
                   f"{r['db_calls_per_msg']:>12.2f} {r['server_cpu_s_per_1000']:>11.2f}  "
                   + ", ".join(f"{x:.2f}" for x in r["load"]), flush=True)
+        best = max(results, key=lambda r: r["rate_steady"])
+        print(f"fastest: {best['workers']} worker(s), {best['rate_steady']:,.0f} msg/s steady, "
+              f"{best['rate_wall']:,.0f} msg/s wall")
     finally:
         sink.terminate()
         sink.wait()
