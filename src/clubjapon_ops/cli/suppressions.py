@@ -93,7 +93,7 @@ def remove(app: App, email: str, why: str, force: bool) -> int:
             click.echo(f"{address} reported the club's mail as spam on "
                        f"{complaint.created_at:%Y-%m-%d}: lifting that needs --force", err=True)
             return EXIT_USAGE
-        removal = store.lift(conn, address, why.strip())
+        removal = store.lift(conn, address, why.strip(), complaints=force)
     if not removal.sources:
         click.echo(f"{address}: not suppressed, nothing to remove", err=True)
         return EXIT_FAILED
@@ -120,8 +120,8 @@ def import_command(app: App, file: Path, reason: str) -> int:
       clubjapon-ops suppressions import old-unsubscribes.csv
     """
     pairs, skipped = _read_import(file, reason)
-    with app.store.transaction() as conn:
-        added, known = store.import_suppressions(conn, pairs)
+    # Committed in chunks: a one-click unsubscribe never waits for the whole file.
+    added, known = store.import_in_chunks(app.store, pairs)
     click.echo(f"{file.name}: {added} added, {known} known already, {len(skipped)} skipped")
     for line, problem in skipped[:20]:
         click.echo(f"  line {line}: {problem}")
