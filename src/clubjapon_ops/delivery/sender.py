@@ -266,6 +266,7 @@ class CampaignSender:
                     # The previous group's answers and this group's hand-over commit together.
                     with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
+                        self._apply_kept_unsubscribes(conn)
                         mine = [row for row in group if hot.mark_sending(row.id, self.worker)]
                         if len(mine) < len(group):
                             self._skip_suppressed(conn, group, mine)
@@ -332,6 +333,7 @@ class CampaignSender:
         ids = [r.id for r in chunk]
         self.bucket.acquire(len(chunk))
         with self.store.transaction() as conn:
+            self._apply_kept_unsubscribes(conn)
             mine = ledger.hand_over(conn, ids, self.worker)
             if self.transport.idempotent and mine:
                 # Record the key with the hand-over: after a crash the same batch goes again
@@ -348,6 +350,13 @@ class CampaignSender:
         if len(mine) < len(ids):
             outgoing = [o for o in outgoing if o.id in mine]
         return self._hand_over(outgoing, key) if outgoing else []
+
+    def _apply_kept_unsubscribes(self, conn: Connection) -> None:
+        """Unsubscribes the public app answered but could not store at once (the store was
+        held) are stored now, before the hand-over's check: those readers are skipped."""
+        kept = self.store.pending
+        if kept is not None and kept.waiting():
+            kept.apply(conn)
 
     def _skip_suppressed(self, conn: Connection, rows: Sequence[ledger.Claimed],
                          mine: Sequence[ledger.Claimed]) -> None:
