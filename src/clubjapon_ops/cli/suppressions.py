@@ -79,6 +79,9 @@ def list_command(app: App, source: str | None, since: datetime | None) -> int:
 def remove(app: App, email: str, why: str, force: bool) -> int:
     """Lift every suppression of EMAIL, recording when and why.
 
+    Only the suppressions found when it starts are lifted: an unsubscribe arriving while it
+    runs stays.
+
     \b
     Example:
       clubjapon-ops suppressions remove jean.dupont@example.com --reason "asked by phone, 12/03"
@@ -114,6 +117,10 @@ def remove(app: App, email: str, why: str, force: bool) -> int:
 @click.pass_obj
 def import_command(app: App, file: Path, reason: str) -> int:
     """Suppress the addresses of a CSV file (an 'email' column, an optional 'reason' one).
+
+    Each address gets source 'import', also when it is suppressed for another reason (a CRM
+    opt-in lifts only 'crm'). Written 1,000 addresses per transaction, so unsubscribes and
+    sends never wait for the whole file; if it stops half-way, run it again.
 
     \b
     Example:
