@@ -34,9 +34,15 @@ def test_list_lift_and_import(store: Store) -> None:
         assert [(r.email, r.why) for r in recorded] == [("a@example.com", "came back")]
         assert "bounce: 550 no such user" in recorded[0].reasons
         assert s.import_suppressions(conn, [("b@example.com", "old list"),
-                                            ("c@example.com", "old list")]) == (1, 1)
+                                            ("c@example.com", "old list")]) == (2, 0)
+        # Suppressed already for another reason: the import's word is kept beside it, so
+        # lifting the other source alone never lifts the import.
         assert [(x.email, x.source) for x in s.suppressions_of(conn, "b@example.com")] == [
-            ("b@example.com", "complaint")]  # known already: keeps its own reason
+            ("b@example.com", "complaint"), ("b@example.com", "import")]
+        assert s.import_suppressions(conn, [("c@example.com", "again"),
+                                            ("d@example.com", "new"),
+                                            ("d@example.com", "twice")]) == (1, 2)
+        assert [x.reason for x in s.suppressions_of(conn, "c@example.com")] == ["old list"]
 
 
 def test_every_pending_event_is_processed_whatever_the_batch_size(store: Store) -> None:

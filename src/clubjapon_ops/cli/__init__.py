@@ -103,7 +103,10 @@ class App:
     def store(self) -> Store:
         """Open and migrate the database once."""
         if self._store is None:
+            from clubjapon_ops.store.pending import PendingUnsubscribes, pending_path
+
             self._store = open_store(self.settings.database_url)
+            self._store.pending = PendingUnsubscribes(pending_path(self.settings.root))
         return self._store
 
 

@@ -79,6 +79,9 @@ def list_command(app: App, source: str | None, since: datetime | None) -> int:
 def remove(app: App, email: str, why: str, force: bool) -> int:
     """Lift every suppression of EMAIL, recording when and why.
 
+    Only the suppressions found when it starts are lifted: an unsubscribe arriving while it
+    runs stays.
+
     \b
     Example:
       clubjapon-ops suppressions remove jean.dupont@example.com --reason "asked by phone, 12/03"
@@ -93,7 +96,7 @@ def remove(app: App, email: str, why: str, force: bool) -> int:
             click.echo(f"{address} reported the club's mail as spam on "
                        f"{complaint.created_at:%Y-%m-%d}: lifting that needs --force", err=True)
             return EXIT_USAGE
-        removal = store.lift(conn, address, why.strip())
+        removal = store.lift(conn, address, why.strip(), complaints=force)
     if not removal.sources:
         click.echo(f"{address}: not suppressed, nothing to remove", err=True)
         return EXIT_FAILED
@@ -115,13 +118,17 @@ def remove(app: App, email: str, why: str, force: bool) -> int:
 def import_command(app: App, file: Path, reason: str) -> int:
     """Suppress the addresses of a CSV file (an 'email' column, an optional 'reason' one).
 
+    Each address gets source 'import', also when it is suppressed for another reason (a CRM
+    opt-in lifts only 'crm'). Written 1,000 addresses per transaction, so unsubscribes and
+    sends never wait for the whole file; if it stops half-way, run it again.
+
     \b
     Example:
       clubjapon-ops suppressions import old-unsubscribes.csv
     """
     pairs, skipped = _read_import(file, reason)
-    with app.store.transaction() as conn:
-        added, known = store.import_suppressions(conn, pairs)
+    # Committed in chunks: a one-click unsubscribe never waits for the whole file.
+    added, known = store.import_in_chunks(app.store, pairs)
     click.echo(f"{file.name}: {added} added, {known} known already, {len(skipped)} skipped")
     for line, problem in skipped[:20]:
         click.echo(f"  line {line}: {problem}")

@@ -260,18 +260,20 @@ class CampaignSender:
                     for row in group:
                         if row.id not in built:
                             built[row.id] = self._outgoing(row)
+                    # Paced before the hand-over, not after: an unsubscribe answered while
+                    # this lane waits for its turn is seen by the check below.
+                    self.bucket.acquire(len(group))
                     # The previous group's answers and this group's hand-over commit together.
                     with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
+                        self._apply_kept_unsubscribes(conn)
                         mine = [row for row in group if hot.mark_sending(row.id, self.worker)]
+                        if len(mine) < len(group):
+                            self._skip_suppressed(conn, group, mine)
                     pending = []
-                    if len(mine) < len(group):
-                        log.warning("claimed rows taken back before sending; skipped",
-                                    extra={"skipped": len(group) - len(mine)})
                     # A group handed over is sent whole, even when a stop arrives meanwhile:
                     # its rows are 'sending' and must end with an answer.
                     for k, row in enumerate(mine):
-                        self.bucket.acquire()
                         current = built.pop(row.id)
                         # The row this lane sends next, so the transport can prepare it.
                         after = (mine[k + 1] if k + 1 < len(mine) else
@@ -331,6 +333,7 @@ class CampaignSender:
         ids = [r.id for r in chunk]
         self.bucket.acquire(len(chunk))
         with self.store.transaction() as conn:
+            self._apply_kept_unsubscribes(conn)
             mine = ledger.hand_over(conn, ids, self.worker)
             if self.transport.idempotent and mine:
                 # Record the key with the hand-over: after a crash the same batch goes again
@@ -342,12 +345,34 @@ class CampaignSender:
                     longest = timedelta(seconds=getattr(self.transport, "longest_call_s", 0.0))
                     ledger.set_batch_key(conn, sorted(mine), key,
                                          utcnow() + IDEMPOTENCY_VALIDITY - longest)
+            if len(mine) < len(ids):
+                self._skip_suppressed(conn, chunk, [r for r in chunk if r.id in mine])
         if len(mine) < len(ids):
-            # A row whose lease ran out went to another sender: never send it from here.
-            log.warning("claimed rows taken back before sending; skipped",
-                        extra={"skipped": len(ids) - len(mine)})
             outgoing = [o for o in outgoing if o.id in mine]
         return self._hand_over(outgoing, key) if outgoing else []
+
+    def _apply_kept_unsubscribes(self, conn: Connection) -> None:
+        """Unsubscribes the public app answered but could not store at once (the store was
+        held) are stored now, before the hand-over's check: those readers are skipped."""
+        kept = self.store.pending
+        if kept is not None and kept.waiting():
+            kept.apply(conn)
+
+    def _skip_suppressed(self, conn: Connection, rows: Sequence[ledger.Claimed],
+                         mine: Sequence[ledger.Claimed]) -> None:
+        """Rows not handed over: 'skipped' if their reader was suppressed since the claim
+        (an unsubscribe answered meanwhile is honoured), else taken back by another sender."""
+        handed = {row.id for row in mine}
+        left = [row.id for row in rows if row.id not in handed]
+        skipped = ledger.skip_suppressed_claimed(conn, left, self.worker)
+        with self._lock:
+            self._report.skipped_suppressed += skipped
+        if skipped:
+            log.info("suppressed after the claim: skipped, not sent", extra={"skipped": skipped})
+        if len(left) > skipped:
+            # A row whose lease ran out went to another sender: never send it from here.
+            log.warning("claimed rows taken back before sending; skipped",
+                        extra={"skipped": len(left) - skipped})
 
     def _hand_over(self, outgoing: Sequence[Outgoing], key: str | None = None,
                    then: Outgoing | None = None) -> list[Result]:

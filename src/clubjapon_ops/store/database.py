@@ -6,7 +6,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -19,6 +19,9 @@ from clubjapon_ops.store.failures import database_failure, first_line
 from clubjapon_ops.store.location import busy_timeout, creates_file, is_sqlite, sqlite_file
 from clubjapon_ops.store.migrations import migrate
 
+if TYPE_CHECKING:
+    from clubjapon_ops.store.pending import PendingUnsubscribes
+
 
 class Store:
     """The project's database: an engine plus short transactions."""
@@ -26,6 +29,9 @@ class Store:
     def __init__(self, engine: Engine, url: str | None = None) -> None:
         self.engine = engine
         self.url = url or engine.url.render_as_string(hide_password=False)
+        # Unsubscribes the public app kept aside while the store was held (store/pending.py):
+        # set by whoever knows the project's folder; a send applies them at each hand-over.
+        self.pending: PendingUnsubscribes | None = None
 
     @property
     def dialect(self) -> str:

@@ -404,12 +404,42 @@ def set_batch_key(conn: Connection, ids: Sequence[int], key: str, expires: datet
     )
 
 
+def _not_suppressed() -> Any:
+    """The row's address has no suppression: checked again at each hand-over, since a
+    reader may unsubscribe between the claim and the message going out."""
+    return ~exists().where(suppressions.c.email == deliveries.c.email)
+
+
+def skip_suppressed_claimed(conn: Connection, ids: Sequence[int], worker: str) -> int:
+    """Mark 'skipped', saying why, this worker's claimed rows among ``ids`` whose address is
+    suppressed now (an unsubscribe after the claim); return how many."""
+    rows = conn.execute(
+        select(deliveries.c.id, suppressions.c.source)
+        .join(suppressions, suppressions.c.email == deliveries.c.email)
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == CLAIMED,
+               deliveries.c.claimed_by == worker)
+        .order_by(deliveries.c.id, suppressions.c.source)
+    ).all()
+    sources: dict[int, list[str]] = {}
+    for row_id, source in rows:
+        sources.setdefault(row_id, []).append(source)
+    now = utcnow()
+    for row_id, found in sources.items():
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == row_id, deliveries.c.state == CLAIMED)
+            .values(state=SKIPPED, claimed_by=None, lease_expires_at=None, updated_at=now,
+                    last_error=f"suppressed after the claim, before sending ({', '.join(found)})"))
+    return len(sources)
+
+
 def hand_over(conn: Connection, ids: Sequence[int], worker: str) -> set[int]:
-    """Claimed rows are about to be handed over together; return those still this worker's."""
+    """Claimed rows are about to be handed over together; return those still this worker's
+    and not suppressed meanwhile (see :func:`skip_suppressed_claimed` for those)."""
     conn.execute(
         update(deliveries)
         .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == CLAIMED,
-               deliveries.c.claimed_by == worker)
+               deliveries.c.claimed_by == worker, _not_suppressed())
         .values(state=SENDING)
     )
     return set(conn.execute(
@@ -424,7 +454,7 @@ def hand_over(conn: Connection, ids: Sequence[int], worker: str) -> set[int]:
 _MARK_SENDING = (
     update(deliveries)
     .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == CLAIMED,
-           deliveries.c.claimed_by == bindparam("b_worker"))
+           deliveries.c.claimed_by == bindparam("b_worker"), _not_suppressed())
     .values(state=SENDING)
 )
 _RECORD = (
@@ -488,7 +518,8 @@ class LaneLedger:
             self._raw.commit()
 
     def mark_sending(self, row_id: int, worker: str) -> bool:
-        """A claimed row is about to be handed over; False if it is no longer this worker's.
+        """A claimed row is about to be handed over; False if it is no longer this worker's,
+        or its address was suppressed since the claim (:func:`skip_suppressed_claimed`).
 
         A row stops being the worker's when its lease ran out and another sender settled it
         (a slow worker under a shared rate limit): handing it over then could send it twice.

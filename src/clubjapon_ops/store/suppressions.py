@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
-from clubjapon_ops.store.contacts import add_suppression
 from clubjapon_ops.store.schema import deliveries, suppression_removals, suppressions
 from clubjapon_ops.store.types import utcnow
+
+if TYPE_CHECKING:
+    from clubjapon_ops.store.database import Store
 
 COMPLAINT = "complaint"  # a reader who reported spam: lifted only when forced
 IMPORTED = "import"
@@ -64,35 +67,82 @@ def suppressions_of(conn: Connection, email: str) -> list[Suppression]:
     return [Suppression(*row) for row in rows]
 
 
-def lift(conn: Connection, email: str, why: str) -> Removal:
-    """Remove every suppression of ``email`` and record when, why and what they said.
+def _held(conn: Connection, email: str, *, complaints: bool) -> list[Any]:
+    """The suppression rows of ``email`` that a lift may remove, with their ids."""
+    query = select(suppressions.c.id, suppressions.c.source, suppressions.c.reason).where(
+        suppressions.c.email == email)
+    if not complaints:
+        query = query.where(suppressions.c.source != COMPLAINT)
+    return list(conn.execute(query.order_by(suppressions.c.source)))
 
-    The caller decides whether a complaint may be lifted: see :data:`COMPLAINT`.
+
+def lift(conn: Connection, email: str, why: str, *, complaints: bool = True) -> Removal:
+    """Remove the suppressions of ``email`` (complaints only if ``complaints``) and record
+    when, why and what they said.
+
+    Only the rows read here are deleted, by id: a suppression added meanwhile (a reader's
+    one-click arriving during the removal) is a new word from the reader, and stays.
     """
-    found = suppressions_of(conn, email)
+    found = _held(conn, email, complaints=complaints)
     if not found:
         return Removal(email, ())
-    conn.execute(delete(suppressions).where(suppressions.c.email == email))
+    gone = sorted((str(source), str(reason)) for source, reason in conn.execute(
+        delete(suppressions).where(suppressions.c.id.in_([row.id for row in found]))
+        .returning(suppressions.c.source, suppressions.c.reason)))
+    if not gone:  # another removal took them first, and recorded them
+        return Removal(email, ())
     conn.execute(insert(suppression_removals).values(
-        email=email, sources=", ".join(s.source for s in found),
-        reasons="; ".join(f"{s.source}: {s.reason}" for s in found), why=why,
+        email=email, sources=", ".join(source for source, _ in gone),
+        reasons="; ".join(f"{source}: {reason}" for source, reason in gone), why=why,
         removed_at=utcnow()))
-    return Removal(email, tuple(s.source for s in found))
+    return Removal(email, tuple(source for source, _ in gone))
+
+
+# Addresses written per transaction by an import: a few milliseconds of work, so that a
+# reader's unsubscribe (or a send) never waits long for SQLite's one writer.
+IMPORT_CHUNK = 1000
 
 
 def import_suppressions(conn: Connection, rows: Iterable[tuple[str, str]]) -> tuple[int, int]:
     """Suppress (email, reason) pairs under the 'import' source; return (added, known).
 
-    An address suppressed already, whatever the source, is known: it keeps its own reason.
+    Known: the address has an 'import' suppression already (it keeps its reason). A
+    suppression of another source does not count: each source is lifted on its own (a CRM
+    opt-in lifts only 'crm'), so the import's word is recorded beside it.
+    """
+    reasons: dict[str, str] = {}
+    given = 0
+    for email, reason in rows:
+        reasons.setdefault(email, reason)
+        given += 1
+    known: set[str] = set()
+    emails = list(reasons)
+    for start in range(0, len(emails), IMPORT_CHUNK):
+        known.update(conn.execute(
+            select(suppressions.c.email).where(
+                suppressions.c.source == IMPORTED,
+                suppressions.c.email.in_(emails[start:start + IMPORT_CHUNK]))).scalars())
+    now = utcnow()
+    new = [{"email": e, "reason": r, "source": IMPORTED, "created_at": now}
+           for e, r in reasons.items() if e not in known]
+    if new:
+        conn.execute(insert(suppressions), new)
+    return len(new), given - len(new)  # an address twice in the rows is known the 2nd time
+
+
+def import_in_chunks(store: Store, rows: Sequence[tuple[str, str]],
+                     chunk: int = IMPORT_CHUNK) -> tuple[int, int]:
+    """As :func:`import_suppressions`, one transaction per ``chunk`` rows: a long file
+    never holds the store (and a reader's one-click unsubscribe) for more than a moment.
+
+    A chunk written stays written if a later one fails: running the import again finds
+    those known and adds the rest.
     """
     added = known = 0
-    for email, reason in rows:
-        suppressed = conn.execute(
-            select(suppressions.c.id).where(suppressions.c.email == email)).first()
-        if suppressed is None and add_suppression(conn, email, reason, IMPORTED):
-            added += 1
-        else:
-            known += 1
+    for start in range(0, len(rows), chunk):
+        with store.transaction() as conn:
+            a, k = import_suppressions(conn, rows[start:start + chunk])
+        added, known = added + a, known + k
     return added, known
 
 

@@ -28,6 +28,8 @@ def create_app(settings: Settings, store_factory: Callable[[], Store]) -> Flask:
     app.register_blueprint(health.blueprint)
     # The public edition pages (the editions issue) go in this blueprint, and only there.
     app.register_blueprint(editions.blueprint)
+    # Unsubscribes answered while the store was held, by an earlier run: applied now.
+    unsubscribe.start_retries(app)
     return app
 
 
