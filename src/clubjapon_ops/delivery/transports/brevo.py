@@ -30,7 +30,7 @@ from clubjapon_ops.delivery.transports.api import (
 )
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.errors import SourceError
-from clubjapon_ops.http.client import UncertainError
+from clubjapon_ops.http.client import GaveUp, UncertainError
 
 MAX_VERSIONS = 1000
 MAX_PARAMS_BYTES = 900 * 1024  # Brevo allows 1,000 KB of params in all; keep a margin
@@ -121,7 +121,17 @@ class BrevoTransport(ApiTransport):
                 resend_safe=key is not None,
             )
         except UncertainError as exc:
-            return [Result(i.id, Status.UNKNOWN, error=str(exc)) for i in group]
+            return [Result(i.id, Status.UNKNOWN, error=str(exc), cause="timeout")
+                    for i in group]
+        except GaveUp as exc:
+            # A 429 to the end (or no connection at all): Brevo took nothing, the batch goes
+            # again under a new key. A 5xx, a timeout or a lost connection may have been
+            # taken: again under this key while it lasts, else the operator decides.
+            if not exc.maybe_taken:
+                status = Status.REFUSED
+            else:
+                status = Status.RETRY if key else Status.UNKNOWN
+            return [Result(i.id, status, error=str(exc), cause=exc.cause) for i in group]
         except SourceError as exc:
             status = Status.RETRY if key else Status.UNKNOWN
             return [Result(i.id, status, error=str(exc)) for i in group]
@@ -146,11 +156,13 @@ class BrevoTransport(ApiTransport):
                 return [Result(i.id, Status.QUEUED, error="accepted earlier (same idempotency key)")
                         for i in group]
             error = f"Brevo HTTP {status}: {code or ''} {str(message or '')[:200]}".strip()
-            return [Result(i.id, Status.REJECTED, error=error) for i in group]
+            # The whole request refused (400 invalid_parameter, 422 ...): Brevo took none of
+            # it, so the rows try again later, under a new key, with the answer recorded.
+            return [Result(i.id, Status.REFUSED, error=error, cause=str(status)) for i in group]
         if status != ACCEPTED:
             # Not an answer Brevo documents for this call: whether it sent is unknown.
-            return [Result(i.id, Status.UNKNOWN, error=f"Brevo HTTP {status}: unexpected answer")
-                    for i in group]
+            return [Result(i.id, Status.UNKNOWN, error=f"Brevo HTTP {status}: unexpected answer",
+                           cause=str(status)) for i in group]
         return _accepted(document, group)
 
 
