@@ -83,7 +83,9 @@ class SendReport(Report):
             return "paused"
         if self.interrupted:
             return "stopped"
-        bad = sum(self.outcomes[s] for s in (ledger.FAILED, ledger.RETRY, ledger.UNKNOWN))
+        # A retry that this run sent again in the end is no failure; one still waiting is
+        # counted in ``waiting``.
+        bad = sum(self.outcomes[s] for s in (ledger.FAILED, ledger.UNKNOWN))
         # Unknown rows wait for the operator, retry rows for their time, whichever run left
         # them: the edition is not done, keep saying so.
         left = self.ledger.get(ledger.UNKNOWN, 0) + self.waiting
@@ -426,7 +428,8 @@ class CampaignSender:
             # Refused before anything was taken: stop, and keep these for the next run, which
             # this try does not count against (it said nothing about the messages).
             with self._lock:
-                self._report.paused = str(exc)
+                self._report.paused = (f"{exc}; the messages wait: run the same command with "
+                                       "--now once it is fixed")
                 self._credentials_refused = True
             status = getattr(exc, "status", None)
             return [Result(o.id, Status.REFUSED, error=str(exc),

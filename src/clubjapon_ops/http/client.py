@@ -64,10 +64,13 @@ class GaveUp(SourceError):
     call it a refusal.
     """
 
-    def __init__(self, message: str, *, cause: str, maybe_taken: bool) -> None:
+    def __init__(self, message: str, *, cause: str, maybe_taken: bool, reason: str = "",
+                 detail: str = "") -> None:
         super().__init__(message)
         self.cause = cause
         self.maybe_taken = maybe_taken
+        self.reason = reason  # the last attempt's failure: 'POST /v3/x: server error (HTTP 500)'
+        self.detail = detail  # how the call gave up: 'gave up after 6 attempts in 197.0 s'
 
 
 class CredentialsRefused(AuthError):
@@ -98,6 +101,10 @@ class MalformedPage(TransientError):
 
 class UncertainError(RetryableError):
     """The request may have reached the server, and it is not safe to send it again."""
+
+    def __init__(self, message: str, *, cause: str = "timeout") -> None:
+        super().__init__(message)
+        self.cause = cause  # 'timeout' or 'connection lost'
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,7 @@ class HttpClient:
                 self._redact(f"{self.api.name}: {exc} ({detail}); nothing from this call was "
                              "saved"),
                 cause=exc.cause, maybe_taken=maybe_taken or exc.maybe_taken,
+                reason=self._redact(str(exc)), detail=detail,
             ) from None
         raise AssertionError("unreachable: Retrying either returns or raises")
 
@@ -300,7 +308,7 @@ class HttpClient:
             refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
             if not resend_safe and not refused:
                 raise UncertainError(f"{method} {path}: connection lost ({kind}); the request "
-                                     "may have been taken") from None
+                                     "may have been taken", cause="connection lost") from None
             raise TransientError(
                 f"{method} {path}: connection {'refused' if refused else 'lost'} ({kind})",
                 cause="no connection" if refused else "connection lost",

@@ -23,6 +23,7 @@ import requests
 
 from clubjapon_ops.delivery.transports.api import (
     ApiTransport,
+    gave_up,
     recipient,
     send_in_parts,
     templated,
@@ -32,6 +33,7 @@ from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.errors import SourceError
 from clubjapon_ops.http.client import GaveUp, UncertainError
 
+PROVIDER = "Brevo"
 MAX_VERSIONS = 1000
 MAX_PARAMS_BYTES = 900 * 1024  # Brevo allows 1,000 KB of params in all; keep a margin
 PATH = "/v3/smtp/email"
@@ -121,7 +123,7 @@ class BrevoTransport(ApiTransport):
                 resend_safe=key is not None,
             )
         except UncertainError as exc:
-            return [Result(i.id, Status.UNKNOWN, error=str(exc), cause="timeout")
+            return [Result(i.id, Status.UNKNOWN, error=str(exc), cause=exc.cause)
                     for i in group]
         except GaveUp as exc:
             # A 429 to the end (or no connection at all): Brevo took nothing, the batch goes
@@ -131,7 +133,8 @@ class BrevoTransport(ApiTransport):
                 status = Status.REFUSED
             else:
                 status = Status.RETRY if key else Status.UNKNOWN
-            return [Result(i.id, status, error=str(exc), cause=exc.cause) for i in group]
+            error = gave_up(PROVIDER, exc, status, keyed=key is not None)
+            return [Result(i.id, status, error=error, cause=exc.cause) for i in group]
         except SourceError as exc:
             status = Status.RETRY if key else Status.UNKNOWN
             return [Result(i.id, status, error=str(exc)) for i in group]

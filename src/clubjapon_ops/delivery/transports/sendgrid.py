@@ -14,6 +14,7 @@ import requests
 
 from clubjapon_ops.delivery.transports.api import (
     ApiTransport,
+    gave_up,
     recipient,
     send_in_parts,
     templated,
@@ -23,6 +24,7 @@ from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.errors import SourceError
 from clubjapon_ops.http.client import GaveUp, UncertainError
 
+PROVIDER = "SendGrid"
 MAX_PERSONALIZATIONS = 1000
 PATH = "/v3/mail/send"
 
@@ -83,13 +85,14 @@ class SendGridTransport(ApiTransport):
                 decode=lambda response: self._decode(response, group), resend_safe=False,
             )
         except UncertainError as exc:
-            return [Result(i.id, Status.UNKNOWN, error=str(exc), cause="timeout")
+            return [Result(i.id, Status.UNKNOWN, error=str(exc), cause=exc.cause)
                     for i in group]
         except GaveUp as exc:
             # 5xx and 429 retried to the end without success: SendGrid did not take them (the
             # call retried its 5xx already, without a key: the same bet). A 429 is a refusal.
             status = Status.RETRY if exc.maybe_taken else Status.REFUSED
-            return [Result(i.id, status, error=str(exc), cause=exc.cause) for i in group]
+            error = gave_up(PROVIDER, exc, status, keyed=False)
+            return [Result(i.id, status, error=error, cause=exc.cause) for i in group]
         except SourceError as exc:
             return [Result(i.id, Status.RETRY, error=str(exc)) for i in group]
 
