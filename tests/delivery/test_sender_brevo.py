@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from clubjapon_ops.delivery.transports.brevo import BrevoTransport
 from clubjapon_ops.http.client import HttpClient, RetryPolicy
 from clubjapon_ops.http.vendors import brevo_api
 from clubjapon_ops.store import Store
+from clubjapon_ops.store import deliveries as ledger_module
 from clubjapon_ops.store.schema import deliveries
 from clubjapon_ops.store.types import utcnow
 from tests.adapters.conftest import bridge
@@ -119,3 +121,63 @@ def test_a_batch_key_is_trusted_for_resends_only_within_brevo_s_shortest_documen
         longest = timedelta(seconds=NO_WAIT.total_s + 30.0)
         assert expires.replace(tzinfo=UTC) - before <= IDEMPOTENCY_VALIDITY - longest \
             + timedelta(seconds=5)
+
+
+def stopping_sender(home: Path, store: Store, retry_delay: timedelta) -> CampaignSender:
+    """A sender that stops as soon as it would wait for the provider (no real waits)."""
+    stop = threading.Event()
+    client = HttpClient(brevo_api(API_KEY, BASE), retry=NO_WAIT, sleep=lambda _s: None)
+    transport = BrevoTransport(client, "Club Japon <club-japon@example.org>",
+                               "mailto:club-japon@example.org?subject=unsubscribe")
+    newsletter = jobs.newsletter_for_sending(make_settings(home), SLUG)
+    return CampaignSender(store, newsletter, transport, error_budget=10_000, stop=stop,
+                          retry_delay=retry_delay, waiting=lambda _w: stop.set())
+
+
+def test_a_batch_that_may_have_been_taken_is_due_again_before_its_key_lapses(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    # The outage of issue 21: the key lapsed at 01:25:19, the retry was due at 01:27:03.
+    sync(home, send_store, [(f"r{i}@example.com", f"Nom{i}", "fr") for i in range(3)])
+    fake.server_error(times=3)
+    sender = stopping_sender(home, send_store, retry_delay=timedelta(hours=1))
+    report = sender.run(sender.prepare())
+    assert report.outcomes == {"retry": 3}
+    with send_store.transaction() as conn:
+        found = conn.execute(select(deliveries.c.next_attempt_at,
+                                    deliveries.c.batch_key_expires_at,
+                                    deliveries.c.last_cause)).all()
+    for due, expires, cause in found:
+        assert due is not None and expires is not None and due <= expires
+        assert cause == "500"
+
+
+def test_a_refused_batch_gives_up_its_key_and_is_never_made_unknown(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    sync(home, send_store, [(f"r{i}@example.com", f"Nom{i}", "fr") for i in range(3)])
+    fake.rate_limit(times=3, retry_after=0)  # a 429 to the last attempt: nothing taken
+    sender = stopping_sender(home, send_store, retry_delay=timedelta(hours=1))
+    assert sender.run(sender.prepare()).outcomes == {"retry": 3}
+    later = utcnow() + timedelta(hours=2)
+    with send_store.transaction() as conn:
+        assert ledger_module.expire_keys(conn, SLUG, later) == 0
+        found = conn.execute(select(deliveries.c.state, deliveries.c.batch_key,
+                                    deliveries.c.last_cause)).all()
+    assert set(found) == {("retry", None, "429")}
+
+
+def test_a_lapsed_key_makes_the_batch_unknown_and_keeps_the_provider_s_cause(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    sync(home, send_store, [(f"r{i}@example.com", f"Nom{i}", "fr") for i in range(3)])
+    fake.server_error(times=3)
+    sender = stopping_sender(home, send_store, retry_delay=timedelta(hours=1))
+    sender.run(sender.prepare())
+    later = utcnow() + timedelta(hours=2)
+    with send_store.transaction() as conn:
+        assert ledger_module.expire_keys(conn, SLUG, later) == 3
+        found = conn.execute(select(deliveries.c.state, deliveries.c.last_cause,
+                                    deliveries.c.last_error)).all()
+    assert {(s, c) for s, c, _ in found} == {("unknown", "500")}
+    assert {e for _, _, e in found} == {ledger_module.KEY_LAPSED}

@@ -14,6 +14,7 @@ under it before it lapses.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -238,3 +239,25 @@ def test_sendgrid_without_a_key_leaves_a_batch_that_may_have_been_taken_unknown(
     cause = fault
     assert {after[e][1] for e in unknown} == {cause}
     assert f"unknown, last cause: {cause}" in status.stdout, status.stdout
+
+
+def test_times_shown_to_people_are_in_the_club_s_zone_with_the_zone_written(
+    home: Path,  # noqa: F811
+) -> None:
+    audience(home)
+    (home / "jobs").mkdir()
+    (home / "jobs" / "sync.toml").write_text(
+        'name = "sync"\nfunction = "crm_sync"\n\n[trigger]\ncron = "30 2 * * *"\n',
+        encoding="utf-8")
+    env = env_for(home, "brevo", "http://127.0.0.1:9", CLUBJAPON_TIMEZONE="Asia/Tokyo")
+    ran = cli(env, "--log-text", "run", "sync")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    # The scheduler's (and run's) lines on a terminal: Tokyo time, zone written.
+    assert re.search(r"^\d\d:\d\d:\d\d JST INFO +job started", ran.stderr, re.M), ran.stderr
+    status = cli(env, "status")
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d JST +success", status.stdout), \
+        status.stdout
+    assert "(UTC)" not in status.stdout
+    # JSON logs keep UTC.
+    logged = cli(env, "--log-json", "run", "sync")
+    assert re.search(r'"ts": "[^"]+\+00:00"', logged.stderr), logged.stderr

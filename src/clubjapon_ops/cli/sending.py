@@ -59,11 +59,13 @@ def reader_for(app: App, email: str | None, lang: str | None, newsletter: Newsle
     return SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
 
 
-def _print_plan(app: App, edition: str, problems: list[Any]) -> None:
+def _print_plan(app: App, edition: str, problems: list[Any], *, now: bool = False) -> None:
     settings = app.settings
     with app.store.transaction() as conn:
         summary = ledger.plan_summary(conn, edition)
         last_sync = last_success(conn, "crm_sync")
+    if now:  # --now: the rows waiting for a retry go at once
+        summary["to_send"] += summary["excluded"].pop("waiting for a retry (not due yet)", 0)
     by_lang = ", ".join(f"{k} {v}" for k, v in sorted(summary["new_by_language"].items()))
     click.echo(f"Edition {edition} via {settings.transport}"
                f" at {settings.send_rate or 'unlimited'} msg/s")
@@ -249,7 +251,7 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         return _already_running(exc)
     problems = jobs.lint_before_send(settings, newsletter)
     signer = builder_for(settings).signer  # a bad DKIM key stops here, before the plan
-    _print_plan(app, edition, problems)
+    _print_plan(app, edition, problems, now=now)
     if settings.transport in ("smtp", "outbox"):
         click.echo(f"  DKIM: {signer.domain}, selector {signer.selector}" if signer else
                    "  DKIM: not signed (CLUBJAPON_DKIM_* unset)")
