@@ -247,7 +247,7 @@ def test_times_shown_to_people_are_in_the_club_s_zone_with_the_zone_written(
     audience(home)
     (home / "jobs").mkdir()
     (home / "jobs" / "sync.toml").write_text(
-        'name = "sync"\nfunction = "crm_sync"\n\n[trigger]\ncron = "30 2 * * *"\n',
+        'name = "sync"\nfunction = "crm_sync"\nenabled = true\n\n[trigger]\ncron = "30 2 * * *"\n',
         encoding="utf-8")
     env = env_for(home, "brevo", "http://127.0.0.1:9", CLUBJAPON_TIMEZONE="Asia/Tokyo")
     ran = cli(env, "--log-text", "run", "sync")

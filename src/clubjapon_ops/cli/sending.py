@@ -163,6 +163,9 @@ def _print_summary(report: SendReport, zone: tzinfo) -> None:
         click.echo(f"  PAUSED: {report.paused}")
     if report.interrupted:
         click.echo("  interrupted: run the same command again to go on")
+    if o.get(ledger.RETRY, 0) and not report.waiting:
+        click.echo(f"  the {o[ledger.RETRY]} retry answer(s) above were sent again by this run: "
+                   "no message waits for a retry")
     if report.made_due:
         click.echo(f"  {report.made_due} message(s) waiting for a retry were sent at once "
                    "(--now)")

@@ -146,8 +146,10 @@ class CampaignSender:
         self.waiting = waiting
         self.retry_delay = retry_delay
         client = getattr(transport, "client", None)
+        # The provider as people know it ('Brevo'), from its API definition when it has one.
+        self.provider = str(getattr(getattr(client, "api", None), "name", transport.name))
         if waiting is not None and client is not None and hasattr(client, "on_retry"):
-            client.on_retry = lambda n: waiting(Waiting(transport.name, n.cause, n.next_try_at))
+            client.on_retry = lambda n: waiting(Waiting(self.provider, n.cause, n.next_try_at))
         self.worker = worker_id()
         self._lock = threading.Lock()
         self._last_cause: str | None = None
@@ -211,10 +213,10 @@ class CampaignSender:
             return
         cause = self._last_cause or "no answer"
         log.warning("waiting to resend a batch under its idempotency key",
-                    extra={"provider": self.transport.name, "cause": cause,
+                    extra={"provider": self.provider, "cause": cause,
                            "next_try_at": due.isoformat(timespec="seconds")})
         if self.waiting is not None:
-            self.waiting(Waiting(self.transport.name, cause, due))
+            self.waiting(Waiting(self.provider, cause, due))
         self.stop.wait(wait)
 
     def _run_once(self, report: SendReport, limit: int | None) -> SendReport:
