@@ -192,7 +192,7 @@ class CampaignSender:
         while True:
             self._run_once(report, None if limit is None else limit - sent_before)
             sent_before = sum(report.outcomes.values())
-            if (self.stop.is_set() or self._credentials_refused or self.worker_mode
+            if (self.stop.is_set() or self._credentials_refused
                     or (limit is not None and sent_before >= limit)):
                 break
             with self.store.transaction() as conn:
