@@ -122,7 +122,8 @@ def _progress(zone: tzinfo) -> tuple[Callable[[int, int], None], Callable[[Waiti
                     show_percent=True)
                 bar.__enter__()
             bar.label = f"sending {rate:,.0f}/s"
-            bar.update(done - bar.pos)
+            # A resend in the same run counts again from 0: the bar never goes back.
+            bar.update(max(0, done - bar.pos))
         elif time.monotonic() - state["last"] >= 5 and done < total:
             # Messages answered so far, sent or not; the summary says which (a last line
             # here would claim "done" for a run that sent nothing).
