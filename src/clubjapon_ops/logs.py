@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 REDACTED = "[redacted]"
 # Attributes every LogRecord has; anything else was passed with extra= and is kept as a field.
@@ -74,8 +74,15 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """Short human-readable lines, with extra fields appended as key=value."""
 
+    # The club's zone (CLUBJAPON_TIMEZONE), written after the time, once settings are read;
+    # until then the machine's own.
+    zone: tzinfo | None = None
+
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
+        when = datetime.fromtimestamp(record.created, self.zone or UTC)
+        stamp = (f"{when:%H:%M:%S %Z}" if self.zone is not None
+                 else self.formatTime(record, "%H:%M:%S"))
+        line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
         extras = [f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD]
         if extras:
             line += "  " + " ".join(extras)

@@ -11,6 +11,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
@@ -60,6 +61,13 @@ def _positive_int(raw: str) -> int:
     if value < 1:
         raise ValueError
     return value
+
+
+def _timezone(raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError from None
 
 
 def _positive_float(raw: str) -> float:
@@ -300,6 +308,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("mail_from", "CLUBJAPON_MAIL_FROM", _mailbox,
          "Club Japon des Hauts-de-France <club-japon@example.org>",
          "a mailbox such as 'Name <addr@example.org>'", "the From header of every message"),
+    Spec("timezone", "CLUBJAPON_TIMEZONE", _timezone, "Europe/Paris",
+         "an IANA time zone such as 'Europe/Paris'",
+         "the zone of the times shown to people (send summaries, status, the scheduler's "
+         "lines on a terminal); logs in JSON keep UTC"),
     Spec("public_url", "CLUBJAPON_PUBLIC_URL", _http_url, "https://club-japon.example.org",
          "an http(s) URL", "public base URL of the web app (unsubscribe links)"),
     Spec("postal_address", "CLUBJAPON_POSTAL_ADDRESS", _postal_address, "",
@@ -319,6 +331,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("send_retry_wait", "CLUBJAPON_SEND_RETRY_WAIT", _non_negative_float, "2",
          "seconds, a number >= 0",
          "first wait before retrying a transient failure (doubles, with jitter)"),
+    Spec("send_retry_delay", "CLUBJAPON_SEND_RETRY_DELAY", _non_negative_float, "300",
+         "seconds, a number >= 0",
+         "how long a message refused for now (a 429, a wrong API key) waits before a rerun "
+         "sends it again ('send --now' does at once); a batch that may have been taken "
+         "is resent by the same run, before its idempotency key lapses"),
     Spec("send_commit_every", "CLUBJAPON_SEND_COMMIT_EVERY", _positive_int, "1",
          "a whole number >= 1",
          "SMTP/outbox messages per ledger commit and connection (1: at most one uncertain "
@@ -435,6 +452,7 @@ class Settings:
     sendgrid_api_key: str | None
     sendgrid_base_url: str
     mail_from: str
+    timezone: ZoneInfo
     public_url: str
     postal_address: tuple[str, ...]
     secret: str | None
@@ -442,6 +460,7 @@ class Settings:
     smtp_connections: int
     send_attempts: int
     send_retry_wait: float
+    send_retry_delay: float
     send_commit_every: int
     error_budget: int
     brevo_webhook_secret: str | None

@@ -393,7 +393,7 @@ def test_brevo_duplicate_parameter_to_a_request_without_a_key_is_a_refusal(
     # Only a reused idempotencyKey makes duplicate_parameter mean "taken the first time".
     fake.inject(Reply(400, {"code": "duplicate_parameter", "message": "duplicate"}), path=SEND)
     results = brevo(brevo_api, sleeps).send(batch(newsletter, 2))
-    assert statuses(results) == ["rejected"] * 2
+    assert statuses(results) == ["refused"] * 2
     assert front.keys() == [None]
 
 
@@ -411,14 +411,16 @@ def test_brevo_duplicate_parameter_to_a_request_without_a_key_is_a_refusal(
     ids=["400-invalid-parameter", "400-missing-parameter", "400-not-json",
          "402-not-enough-credits"],
 )
-def test_brevo_other_4xx_rejects_the_batch_without_retrying(
+def test_brevo_other_4xx_refuses_the_batch_without_retrying_and_says_why(
     newsletter: Newsletter, brevo_api: Api, front: BrevoFront, fake: FakeBrevoEmail,
     sleeps: Sleeps, reply: Reply, error: str,
 ) -> None:
     fake.inject(reply, path=SEND)
     results = brevo(brevo_api, sleeps).send(batch(newsletter, 3), new_key())
-    assert statuses(results) == ["rejected"] * 3
+    # Brevo took nothing of the request: the rows wait for a later run, cause recorded.
+    assert statuses(results) == ["refused"] * 3
     assert all(r.error == error for r in results)
+    assert {r.cause for r in results} == {str(reply.status)}
     assert len(front.bodies()) == 1 and sleeps == []
 
 
@@ -683,12 +685,12 @@ def test_sendgrid_sends_a_long_recipient_name_whole(
     assert to == {"email": "reader0@example.com", "name": long + " Nom0"}
 
 
-def test_sendgrid_400_rejects_the_batch_after_one_call(
+def test_sendgrid_400_refuses_the_batch_after_one_call(
     newsletter: Newsletter, sendgrid_api: Api, sg: SendGridScript, sleeps: Sleeps
 ) -> None:
     sg.then(errors("The from address does not match a verified Sender Identity."))
     results = sendgrid(sendgrid_api, sleeps).send(batch(newsletter, 3))
-    assert statuses(results) == ["rejected"] * 3
+    assert statuses(results) == ["refused"] * 3 and results[0].cause == "400"
     assert results[0].error == ("SendGrid HTTP 400: The from address does not match a "
                                 "verified Sender Identity.")
     assert len(sg.bodies) == 1 and sleeps == []

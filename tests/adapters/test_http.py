@@ -108,7 +108,7 @@ def test_gives_up_after_the_attempts_with_a_clear_error(
     with pytest.raises(SourceError, match="gave up after 4 attempts") as info:
         client(sleeps).get("/things", as_dict)
     assert message in str(info.value)
-    assert "nothing from it was saved" in str(info.value)
+    assert "nothing from this call was saved" in str(info.value)
     assert len(mocked.calls) == FAST.attempts
 
 

@@ -193,7 +193,7 @@ def test_jobs_lists_next_runs_and_run_runs_a_job_as_the_scheduler_would(home: Pa
     (status, trigger, _counts, declared), = job_runs(home)
     assert (status, trigger, declared) == ("success", "run", "nightly-crm-sync")
     status = run(home, "status")
-    assert re.search(r"nightly-crm-sync\s+run\s+\S+ \S+\s+success", status.stdout)
+    assert re.search(r"nightly-crm-sync\s+run\s+\S+ \S+ [A-Z]+\s+success", status.stdout)
     listed = run(home, "jobs")
     assert re.search(r"nightly-crm-sync .* success \(run\)", listed.stdout)
 

@@ -32,7 +32,7 @@ def test_a_rerun_while_rows_wait_for_their_retry_exits_3_and_says_until_when(
     write_contacts(home / "contacts.csv", emails)
     # Greylisted for longer than the run's own attempts: those rows end the run in 'retry'.
     with smtp_server(Behaviour(tempfail_times={"greylist": 100})) as (port, server):
-        env = env_for(home, port, CLUBJAPON_SEND_ATTEMPTS="2")
+        env = env_for(home, port, CLUBJAPON_SEND_ATTEMPTS="2", CLUBJAPON_TIMEZONE="UTC")
         assert cli(env, "sync").returncode == 0
         first = cli(env, "send", SLUG, "--yes")
         assert first.returncode == 3, first.stdout + first.stderr
@@ -45,7 +45,7 @@ def test_a_rerun_while_rows_wait_for_their_retry_exits_3_and_says_until_when(
     assert "to send now: 0" in rerun.stdout, out
     assert "sent 0," in rerun.stdout, out
     assert rerun.returncode == 3, out
-    waiting = re.search(r"5 message\(s\) waiting for a retry until (\d\d:\d\d:\d\d) UTC", out)
+    waiting = re.search(r"5 message\(s\) wait for a retry until (\d\d:\d\d:\d\d) UTC", out)
     assert waiting, out
     # Five minutes after the first run's answers (RETRY_DELAY), on the clock of this machine.
     due = datetime.combine(finished.date(), datetime.strptime(waiting[1], "%H:%M:%S").time(),

@@ -108,6 +108,9 @@ class FakeBrevoEmail(FakeApi):
         # Answer every 201 with one messageId, as the example of Brevo's reference does
         # ({"messageId": "<201798300811.5787683@relay.domain.com>"}), versions or not.
         self.single_id_answers = False
+        # Answers given after a request was taken (recorded as delivered): the sender then
+        # cannot tell whether it went through.
+        self.after_taking: list[Reply] = []
         self.hold_at: int | None = None
         self.holding = threading.Event()  # set while a taken request is held open
         self.released = threading.Event()
@@ -126,6 +129,27 @@ class FakeBrevoEmail(FakeApi):
         """Answer the next ``times`` sends with a 5xx (nothing is taken)."""
         self.inject(*[_error(status, "internal_error", "Internal server error")
                       for _ in range(times)], path=SEND)
+
+    def refuse(self, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` sends with a 4xx refusal of the whole request (nothing is
+        taken): 400 invalid_parameter, 403 permission_denied, 422 unprocessable."""
+        code = {400: "invalid_parameter", 401: "unauthorized", 403: "permission_denied",
+                422: "unprocessable_entity"}.get(status, "bad_request")
+        self.inject(*[_error(status, code, f"refused for the test ({status})")
+                      for _ in range(times)], path=SEND)
+
+    def fail_after_taking(self, times: int = 1, status: int = 500) -> None:
+        """Take the next ``times`` sends, then answer them with a 5xx (status 0: drop the
+        connection without an answer)."""
+        with self.lock:
+            for _ in range(times):
+                self.after_taking.append(
+                    Reply(drop=True) if status == 0
+                    else _error(status, "internal_error", "Internal server error"))
+
+    def drop(self, times: int = 1) -> None:
+        """Close the connection of the next ``times`` sends without taking nor answering."""
+        self.inject(*[Reply(drop=True) for _ in range(times)], path=SEND)
 
     def slow(self, delay: float, times: int = 1) -> None:
         """Take the next ``times`` sends as usual, then answer only after ``delay`` s."""
@@ -184,6 +208,8 @@ class FakeBrevoEmail(FakeApi):
             ids = [self._deliver(body, version, headers, key) for version in versions]
             self.accepted += 1
             held = self.hold_at == self.accepted
+            if self.after_taking:
+                return self.after_taking.pop(0)
         if held:
             self.holding.set()
             self.released.wait(timeout=120)

@@ -49,6 +49,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None
     delay: float = 0.0
+    drop: bool = False  # close the connection without answering (a connection lost)
 
 
 @dataclass
@@ -147,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.api.dispatch(request)
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.drop:
+            self.close_connection = True  # the client reads no status line: connection lost
+            return
         payload = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
         try:
             self.send_response(reply.status)

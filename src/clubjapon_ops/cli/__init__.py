@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from clubjapon_ops import __version__
 from clubjapon_ops.errors import ClubJaponError, ConfigError
-from clubjapon_ops.logs import RedactFilter, setup_logging
+from clubjapon_ops.logs import RedactFilter, TextFormatter, setup_logging
 from clubjapon_ops.settings import Settings, find_root, load_settings
 from clubjapon_ops.store import Store, open_store
 from clubjapon_ops.store.failures import database_failure, first_line
@@ -97,6 +97,9 @@ class App:
                 for old in list(self.handler.filters):
                     self.handler.removeFilter(old)
                 self.handler.addFilter(self.redact)
+                if isinstance(self.handler.formatter, TextFormatter):
+                    # Lines a person reads on a terminal: in the club's zone, written out.
+                    self.handler.formatter.zone = self._settings.timezone
         return self._settings
 
     @property

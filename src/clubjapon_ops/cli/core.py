@@ -14,6 +14,7 @@ from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.jobs.push import PushReport
+from clubjapon_ops.localtime import shown
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
@@ -128,7 +129,7 @@ def status(app: App, edition: str | None, limit: int) -> int:
         click.echo("No job has run yet.")
         return EXIT_OK
     click.echo(
-        f"\n{'#':>5}  {'job':<20} {'trigger':<13} {'started (UTC)':<19}  {'status':<9} "
+        f"\n{'#':>5}  {'job':<20} {'trigger':<13} {'started':<23}  {'status':<9} "
         f"{'took':>7}  details"
     )
     for run in runs:
@@ -138,7 +139,8 @@ def status(app: App, edition: str | None, limit: int) -> int:
         job = run["declared_job"] or run["job"]
         trigger = run["trigger"] + (f" #{run['attempt']}" if (run["attempt"] or 1) > 1 else "")
         click.echo(
-            f"{run['id']:>5}  {job:<20} {trigger:<13} {run['started_at']:%Y-%m-%d %H:%M:%S}  "
+            f"{run['id']:>5}  {job:<20} {trigger:<13} "
+            f"{shown(run['started_at'], app.settings.timezone, date=True):<23}  "
             f"{run['status']:<9} {took:>7}  {details}"
         )
     return EXIT_OK
@@ -180,6 +182,10 @@ def _edition_status(app: App, edition: str) -> int:
         click.echo(f"  {lang}: " + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
     for error, n in report["errors"].items():
         click.echo(f"  {n:>5} × {error}")
+    # The provider's last answer per row (deliveries.last_cause), kept until another replaces
+    # it: a note added later (a key that lapsed) never hides a 401.
+    for (state, cause), n in sorted(report.get("causes", {}).items()):
+        click.echo(f"  {n:>5} {state}, last cause: {cause}")
     if by_state.get(ledger.UNKNOWN):
         click.echo(f"  {by_state[ledger.UNKNOWN]} unknown: check them, then "
                    f"'clubjapon-ops send {edition} --resend-unknown'")

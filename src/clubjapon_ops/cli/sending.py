@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import tzinfo
 from typing import Any
 
 import click
@@ -24,11 +25,12 @@ from clubjapon_ops.cli import (
     complete_edition,
 )
 from clubjapon_ops.contacts import Contact, normalise_email
-from clubjapon_ops.delivery.sender import SendReport
+from clubjapon_ops.delivery.sender import SendReport, Waiting
 from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.delivery.transports import builder_for
 from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
+from clubjapon_ops.localtime import shown
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.settings import check_web_settings
@@ -57,11 +59,13 @@ def reader_for(app: App, email: str | None, lang: str | None, newsletter: Newsle
     return SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
 
 
-def _print_plan(app: App, edition: str, problems: list[Any]) -> None:
+def _print_plan(app: App, edition: str, problems: list[Any], *, now: bool = False) -> None:
     settings = app.settings
     with app.store.transaction() as conn:
         summary = ledger.plan_summary(conn, edition)
         last_sync = last_success(conn, "crm_sync")
+    if now:  # --now: the rows waiting for a retry go at once
+        summary["to_send"] += summary["excluded"].pop("waiting for a retry (not due yet)", 0)
     by_lang = ", ".join(f"{k} {v}" for k, v in sorted(summary["new_by_language"].items()))
     click.echo(f"Edition {edition} via {settings.transport}"
                f" at {settings.send_rate or 'unlimited'} msg/s")
@@ -98,8 +102,10 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A progress bar with rate and ETA on a terminal, a log line every 5 s otherwise."""
+def _progress(zone: tzinfo) -> tuple[Callable[[int, int], None], Callable[[Waiting], None],
+                                     Callable[[], None]]:
+    """A progress bar with rate and ETA on a terminal, a log line every 5 s otherwise; and
+    a line that says so while the send waits for a provider."""
     started = time.monotonic()
     state: dict[str, Any] = {"last": 0.0, "bar": None}
     tty = sys.stderr.isatty()
@@ -116,20 +122,34 @@ def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:
                     show_percent=True)
                 bar.__enter__()
             bar.label = f"sending {rate:,.0f}/s"
-            bar.update(done - bar.pos)
-        elif time.monotonic() - state["last"] >= 5 or done == total:
+            # A resend in the same run counts again from 0: the bar never goes back.
+            bar.update(max(0, done - bar.pos))
+        elif time.monotonic() - state["last"] >= 5 and done < total:
+            # Messages answered so far, sent or not; the summary says which (a last line
+            # here would claim "done" for a run that sent nothing).
             state["last"] = time.monotonic()
-            log.info("send progress", extra={"done": done, "total": total,
+            log.info("send progress", extra={"answered": done, "total": total,
                                              "rate": round(rate, 1), "eta_s": round(eta)})
+
+    def waiting(wait: Waiting) -> None:
+        seconds = max(0, round((wait.next_try_at - utcnow()).total_seconds()))
+        text = (f"waiting for {wait.provider} ({wait.cause}) — next try in {seconds} s, "
+                f"at {shown(wait.next_try_at, zone)}")
+        bar = state["bar"]
+        if tty and bar is not None:
+            bar.label = text
+            bar.render_progress()
+        else:
+            click.echo(text, err=True)
 
     def close() -> None:
         if state["bar"] is not None:
             state["bar"].__exit__(None, None, None)
 
-    return update, close
+    return update, waiting, close
 
 
-def _print_summary(report: SendReport) -> None:
+def _print_summary(report: SendReport, zone: tzinfo) -> None:
     o = report.outcomes
     click.echo(
         f"{report.edition}: sent {o.get(ledger.SENT, 0)}, failed {o.get(ledger.FAILED, 0)}, "
@@ -144,12 +164,21 @@ def _print_summary(report: SendReport) -> None:
         click.echo(f"  PAUSED: {report.paused}")
     if report.interrupted:
         click.echo("  interrupted: run the same command again to go on")
+    if o.get(ledger.RETRY, 0) and not report.waiting:
+        click.echo(f"  the {o[ledger.RETRY]} retry answer(s) above were sent again by this run: "
+                   "no message waits for a retry")
+    if report.made_due:
+        click.echo(f"  {report.made_due} message(s) waiting for a retry were sent at once "
+                   "(--now)")
     if report.waiting:
         until = report.waiting_until
-        when = (f"until {until:%H:%M:%S} UTC" if until and until > utcnow()
-                else "due now")
-        click.echo(f"  {report.waiting} message(s) waiting for a retry {when}: run the same "
-                   "command again then")
+        if until and until > utcnow():
+            click.echo(f"  {report.waiting} message(s) wait for a retry until "
+                       f"{shown(until, zone)}: run the same command again then, or at once "
+                       "with --now once the cause is fixed")
+        else:
+            click.echo(f"  {report.waiting} message(s) wait for a retry, due now: run the "
+                       "same command again")
     unknown = report.ledger.get(ledger.UNKNOWN, 0)
     if unknown:
         click.echo(f"  {unknown} message(s) in an unknown state: check, then "
@@ -168,6 +197,8 @@ def _print_summary(report: SendReport) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages.")
 @click.option("--resend-unknown", is_flag=True,
               help="Send again messages whose outcome is unknown (may duplicate).")
+@click.option("--now", is_flag=True,
+              help="Send messages waiting for a retry at once (after fixing an API key, say).")
 @click.option("--force", is_flag=True, help="Send even if the lint finds errors.")
 @click.option("--worker", is_flag=True,
               help="Be one of several processes sending this edition together (PostgreSQL "
@@ -175,7 +206,7 @@ def _print_summary(report: SendReport) -> None:
 @click.pass_obj
 def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
          email: str | None, lang: str | None, limit: int | None, resend_unknown: bool,
-         force: bool, worker: bool) -> int:
+         now: bool, force: bool, worker: bool) -> int:
     """Send EDITION to its audience through CLUBJAPON_TRANSPORT, recording every outcome.
 
     Shows the plan first (audience by language, exclusions, transport, rate, lint) and asks
@@ -187,7 +218,14 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
       clubjapon-ops send 2025-11-04-lille --dry-run
       clubjapon-ops send 2025-11-04-lille --limit 100
       clubjapon-ops send 2025-11-04-lille --yes
+      clubjapon-ops send 2025-11-04-lille --yes --now  # retries at once, after a fixed key
       clubjapon-ops send 2025-11-04-lille --worker     # in N processes, on one host or several
+    \b
+    A provider that refuses a batch (a wrong API key, a 429 to the end, a 400) took none of
+    it: its messages wait for a retry (CLUBJAPON_SEND_RETRY_DELAY, or --now), a refused key
+    without using up one of their attempts. A batch that may have been taken (a 5xx, a
+    timeout) is sent again by the same run under its idempotency key before the key lapses;
+    'status EDITION' shows each message's last cause.
     \b
     With --worker, N processes share the campaign: each claims batches of rows the others
     have not locked, the rate limit is shared through the database, and a worker that finds
@@ -217,7 +255,7 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         return _already_running(exc)
     problems = jobs.lint_before_send(settings, newsletter)
     signer = builder_for(settings).signer  # a bad DKIM key stops here, before the plan
-    _print_plan(app, edition, problems)
+    _print_plan(app, edition, problems, now=now)
     if settings.transport in ("smtp", "outbox"):
         click.echo(f"  DKIM: {signer.domain}, selector {signer.selector}" if signer else
                    "  DKIM: not signed (CLUBJAPON_DKIM_* unset)")
@@ -229,19 +267,20 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         if not sys.stdin.isatty():
             raise click.UsageError("no terminal to confirm on: pass --yes")
         click.confirm("Send now?", abort=True)
-    update, close = _progress()
+    update, waiting, close = _progress(settings.timezone)
     with _stop_on_signals() as stop:
         try:
             report = jobs.send_campaign(
                 settings, app.store, edition, newsletter=newsletter, stop=stop, progress=update,
                 options=jobs.SendOptions(limit=limit, resend_unknown=resend_unknown, force=True,
-                                         worker=worker),
+                                         worker=worker, now=now),
+                waiting=waiting,
             )
         except AlreadyRunning as exc:
             return _already_running(exc)
         finally:
             close()
-    _print_summary(report)
+    _print_summary(report, settings.timezone)
     if settings.transport == "outbox":
         click.echo(f"  messages: {settings.outbox_dir / edition}/")
     if report.interrupted:

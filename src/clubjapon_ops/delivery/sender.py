@@ -45,7 +45,17 @@ RETRY_DELAY = timedelta(minutes=5)
 _STATE_OF = {
     Status.SENT: ledger.SENT, Status.QUEUED: ledger.SENT, Status.REJECTED: ledger.FAILED,
     Status.FAILED: ledger.FAILED, Status.RETRY: ledger.RETRY, Status.UNKNOWN: ledger.UNKNOWN,
+    Status.REFUSED: ledger.RETRY,
 }
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The send waits for a provider: who, why, and when it tries again."""
+
+    provider: str
+    cause: str
+    next_try_at: datetime
 
 
 @dataclass
@@ -64,6 +74,7 @@ class SendReport(Report):
     ledger: dict[str, int] = field(default_factory=dict)
     waiting: int = 0  # rows left in 'retry', due again later
     waiting_until: datetime | None = None  # when the last of them becomes due
+    made_due: int = 0  # retry rows made due at once (send --now)
 
     @property
     def status(self) -> str:
@@ -72,7 +83,9 @@ class SendReport(Report):
             return "paused"
         if self.interrupted:
             return "stopped"
-        bad = sum(self.outcomes[s] for s in (ledger.FAILED, ledger.RETRY, ledger.UNKNOWN))
+        # A retry that this run sent again in the end is no failure; one still waiting is
+        # counted in ``waiting``.
+        bad = sum(self.outcomes[s] for s in (ledger.FAILED, ledger.UNKNOWN))
         # Unknown rows wait for the operator, retry rows for their time, whichever run left
         # them: the edition is not done, keep saying so.
         left = self.ledger.get(ledger.UNKNOWN, 0) + self.waiting
@@ -106,6 +119,8 @@ class CampaignSender:
         progress: Callable[[int, int], None] | None = None,
         worker: bool = False,
         commit_every: int = 1,
+        retry_delay: timedelta = RETRY_DELAY,
+        waiting: Callable[[Waiting], None] | None = None,
     ) -> None:
         self.store = store
         # Messages per ledger transaction in a lane: 1 leaves at most one uncertain row per
@@ -126,8 +141,19 @@ class CampaignSender:
         self.error_budget = error_budget
         self.stop = stop or threading.Event()
         self.progress = progress
+        # Told when the send waits for a provider (an attempt that failed, a keyed batch
+        # waiting for its resend): the CLI shows it on the progress line.
+        self.waiting = waiting
+        self.retry_delay = retry_delay
+        client = getattr(transport, "client", None)
+        # The provider as people know it ('Brevo'), from its API definition when it has one.
+        self.provider = str(getattr(getattr(client, "api", None), "name", transport.name))
+        if waiting is not None and client is not None and hasattr(client, "on_retry"):
+            client.on_retry = lambda n: waiting(Waiting(self.provider, n.cause, n.next_try_at))
         self.worker = worker_id()
         self._lock = threading.Lock()
+        self._last_cause: str | None = None
+        self._credentials_refused = False
         self._report = SendReport(self.edition, transport.name)
         self._total = self._done = self._failures_in_a_row = 0
         self._lanes: ThreadPoolExecutor | None = None
@@ -137,21 +163,63 @@ class CampaignSender:
             threading.Lock() if store.dialect == "sqlite" else contextlib.nullcontext())
         self._shared: tuple[Connection, ledger.LaneLedger] | None = None
 
-    def prepare(self, *, resend_unknown: bool = False) -> SendReport:
-        """Settle rows of interrupted runs, then plan the audience into pending rows."""
+    def prepare(self, *, resend_unknown: bool = False, now: bool = False) -> SendReport:
+        """Settle rows of interrupted runs, then plan the audience into pending rows.
+
+        ``now``: rows waiting for a retry are due at once (after a fixed API key, say).
+        """
         report = SendReport(self.edition, self.transport.name)
         with self.store.transaction() as conn:
             ledger.lock_edition(conn, self.edition)
             report.recovered = ledger.recover(conn, self.edition, is_gone)
             if resend_unknown:
                 report.recovered["resent_unknown"] = ledger.resend_unknown(conn, self.edition)
+            if now:
+                report.made_due = ledger.make_due(conn, self.edition)
             report.planned = ledger.plan(conn, self.edition)
         if report.recovered:
             log.warning("rows from an interrupted send settled", extra=report.recovered)
         return report
 
     def run(self, report: SendReport, limit: int | None = None) -> SendReport:
-        """Send pending and retry rows until done, stopped, paused or at ``limit``."""
+        """Send pending and retry rows until done, stopped, paused or at ``limit``.
+
+        A keyed batch that failed with no sure answer (a 5xx, a timeout) is resent by this
+        same run, under its key, when due: waiting for a later run could let the key lapse.
+        """
+        self._report = report
+        sent_before = 0
+        while True:
+            self._run_once(report, None if limit is None else limit - sent_before)
+            sent_before = sum(report.outcomes.values())
+            if (self.stop.is_set() or self._credentials_refused
+                    or (limit is not None and sent_before >= limit)):
+                break
+            with self.store.transaction() as conn:
+                due = ledger.next_keyed_retry(conn, self.edition, utcnow())
+            if due is None:
+                break
+            self._wait_until(due)
+            # A pause for failures in a row does not stop this resend: it is the one chance
+            # of the batch under its key, and a provider still failing pauses it again.
+            report.paused = None
+        report.interrupted = self.stop.is_set()
+        return report
+
+    def _wait_until(self, due: datetime) -> None:
+        """Wait (a stop ends it) until a keyed batch may go again, saying so."""
+        wait = (due - utcnow()).total_seconds()
+        if wait <= 0:
+            return
+        cause = self._last_cause or "no answer"
+        log.warning("waiting to resend a batch under its idempotency key",
+                    extra={"provider": self.provider, "cause": cause,
+                           "next_try_at": due.isoformat(timespec="seconds")})
+        if self.waiting is not None:
+            self.waiting(Waiting(self.provider, cause, due))
+        self.stop.wait(wait)
+
+    def _run_once(self, report: SendReport, limit: int | None) -> SendReport:
         with self.store.transaction() as conn:
             total = min(limit or 10**12, sum(
                 n for s, n in ledger.ledger_counts(conn, self.edition).items()
@@ -180,9 +248,9 @@ class CampaignSender:
                     self._send_one_by_one(claimed)
                 else:
                     for chunk in self._chunks(claimed):
-                        results = self._send(chunk)
+                        results, key = self._send(chunk)
                         tries = {row.id: row.attempts for row in chunk}
-                        outcomes = [self._outcome(r, tries[r.id]) for r in results]
+                        outcomes = [self._outcome(r, tries[r.id], key) for r in results]
                         with self.store.transaction() as conn:
                             self._apply(conn, outcomes, results, chunk)
                         self._count(results)
@@ -197,9 +265,10 @@ class CampaignSender:
                 self._shared = None
             with self.store.transaction() as conn:
                 ledger.release(conn, self.edition, self.worker)
+                # A key that lapsed meanwhile shows now ('unknown'), not at the next run.
+                ledger.expire_keys(conn, self.edition, utcnow())
                 report.ledger = ledger.ledger_counts(conn, self.edition)
                 report.waiting, report.waiting_until = ledger.retry_window(conn, self.edition)
-        report.interrupted = self.stop.is_set()
         return report
 
     def _recover_peers(self, report: SendReport) -> bool:
@@ -327,9 +396,11 @@ class CampaignSender:
         return Outgoing(id=row.id, envelope_to=row.contact.email,
                         message=self.newsletter.personalise(row.contact), edition=self.edition)
 
-    def _send(self, chunk: Sequence[ledger.Claimed]) -> list[Result]:
+    def _send(self, chunk: Sequence[ledger.Claimed]) -> tuple[list[Result], _Key | None]:
+        """Hand a chunk over; its results, and the idempotency key it went under."""
         outgoing = [self._outgoing(row) for row in chunk]
         key = None
+        used: _Key | None = None
         ids = [r.id for r in chunk]
         self.bucket.acquire(len(chunk))
         with self.store.transaction() as conn:
@@ -339,17 +410,19 @@ class CampaignSender:
                 # Record the key with the hand-over: after a crash the same batch goes again
                 # under the same key, and the provider drops what it already took.
                 key = chunk[0].batch_key or str(uuid.uuid4())
-                if chunk[0].batch_key is None:
+                expires = chunk[0].key_expires
+                if chunk[0].batch_key is None or expires is None:
                     # Recorded is the last moment a resend may *start*: with its retries it
                     # must end within the key's validity.
                     longest = timedelta(seconds=getattr(self.transport, "longest_call_s", 0.0))
-                    ledger.set_batch_key(conn, sorted(mine), key,
-                                         utcnow() + IDEMPOTENCY_VALIDITY - longest)
+                    expires = utcnow() + IDEMPOTENCY_VALIDITY - longest
+                    ledger.set_batch_key(conn, sorted(mine), key, expires)
+                used = _Key(expires, fresh=chunk[0].batch_key is None)
             if len(mine) < len(ids):
                 self._skip_suppressed(conn, chunk, [r for r in chunk if r.id in mine])
         if len(mine) < len(ids):
             outgoing = [o for o in outgoing if o.id in mine]
-        return self._hand_over(outgoing, key) if outgoing else []
+        return (self._hand_over(outgoing, key) if outgoing else []), used
 
     def _apply_kept_unsubscribes(self, conn: Connection) -> None:
         """Unsubscribes the public app answered but could not store at once (the store was
@@ -379,31 +452,50 @@ class CampaignSender:
         try:
             return self.transport.send(outgoing, key, then=then)
         except AuthError as exc:
-            # Refused before anything was taken: stop, and keep these for the next run.
+            # Refused before anything was taken: stop, and keep these for the next run, which
+            # this try does not count against (it said nothing about the messages).
             with self._lock:
-                self._report.paused = str(exc)
-            return [Result(o.id, Status.RETRY, error=str(exc)) for o in outgoing]
+                self._report.paused = (f"{exc}; the messages wait: run the same command with "
+                                       "--now once it is fixed")
+                self._credentials_refused = True
+            status = getattr(exc, "status", None)
+            return [Result(o.id, Status.REFUSED, error=str(exc),
+                           cause=str(status) if status else "credentials refused",
+                           counts_attempt=False) for o in outgoing]
         except Exception as exc:  # the transport could not answer per message
             log.error("transport error", extra={"error": str(exc)})
             status = Status.RETRY if key else Status.UNKNOWN
             return [Result(o.id, status, error=f"transport error: {exc}") for o in outgoing]
 
-    def _outcome(self, result: Result, attempts_before: int) -> ledger.Outcome:
-        attempts = attempts_before + 1
+    def _outcome(self, result: Result, attempts_before: int,
+                 key: _Key | None = None) -> ledger.Outcome:
+        attempts = attempts_before + (1 if result.counts_attempt else 0)
         state = _STATE_OF[result.status]
         retry_at = None
+        # A refusal took nothing: a key made for this try is given up, and the batch goes
+        # again under a new one. A key that went out before (a resend of a batch that may
+        # have been taken) is kept whatever this try's answer: the first may count.
+        clear_key = result.status == Status.REFUSED and key is not None and key.fresh
         if state == ledger.RETRY:
             if attempts >= MAX_ATTEMPTS:
-                state = ledger.FAILED
+                # A batch that may have been taken is not known to have failed.
+                state = ledger.UNKNOWN if key is not None and not clear_key else ledger.FAILED
             else:
-                retry_at = utcnow() + RETRY_DELAY
+                retry_at = utcnow() + self.retry_delay
+                if key is not None and not clear_key:
+                    # Resent under its key, so due while the key may still be resent (its
+                    # expiry is already the last moment a resend may start).
+                    retry_at = min(retry_at, key.expires)
         with self._lock:
             self._report.outcomes[state] += 1
             if result.error:
                 self._report.errors[result.error[:120]] += 1
+            if result.cause:
+                self._last_cause = result.cause
         return ledger.Outcome(
             id=result.id, state=state, provider_status=result.status.value,
-            provider_message_id=result.provider_id, error=result.error, retry_at=retry_at)
+            provider_message_id=result.provider_id, error=result.error, retry_at=retry_at,
+            cause=result.cause, clear_key=clear_key, refund=not result.counts_attempt)
 
     def _apply_pending(
         self, conn: Connection, pending: list[tuple[ledger.Outcome, Result, ledger.Claimed]],
@@ -425,6 +517,15 @@ class CampaignSender:
         for result in results:
             if result.suppress:
                 add_suppression(conn, emails[result.id], result.suppress, "bounce")
+
+
+@dataclass(frozen=True)
+class _Key:
+    """The idempotency key a batch went under: until when it may be resent, and whether it
+    was made for this try (no earlier try may have been taken under it)."""
+
+    expires: datetime
+    fresh: bool
 
 
 def _check_recorded(written: int, answers: int) -> None:

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import requests
@@ -43,18 +43,68 @@ class TransientError(RetryableError):
     """A call failed in a way that the same call may not fail again (429, 5xx, timeout)."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self, message: str, *, status: int | None = None, retry_after: float | None = None,
+        cause: str | None = None, maybe_taken: bool = False,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.status = status
+        # Short words for a person and the ledger: '429', '500', 'timeout', 'connection lost'.
+        self.cause = cause or (str(status) if status else "error")
+        # True when the server may have acted on the request (a 5xx, no answer in time, a
+        # connection lost after the request left); False when it surely did not (a 429, a
+        # connection never made).
+        self.maybe_taken = maybe_taken
+
+
+class GaveUp(SourceError):
+    """Every attempt of one call failed transiently; says whether the server may have acted.
+
+    ``cause`` is the last attempt's ('500', '429', 'timeout', ...); ``maybe_taken`` is True
+    when any attempt may have been acted on, so a caller without an idempotency key must not
+    call it a refusal.
+    """
+
+    def __init__(self, message: str, *, cause: str, maybe_taken: bool, reason: str = "",
+                 detail: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.maybe_taken = maybe_taken
+        self.reason = reason  # the last attempt's failure: 'POST /v3/x: server error (HTTP 500)'
+        self.detail = detail  # how the call gave up: 'gave up after 6 attempts in 197.0 s'
+
+
+class CredentialsRefused(AuthError):
+    """A 401 or 403: the server took nothing; ``status`` says which."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """One failed attempt of a call, and when the next one goes (for a progress line)."""
+
+    service: str
+    cause: str
+    attempt: int
+    wait_s: float
+    next_try_at: datetime
 
 
 class MalformedPage(TransientError):
     """The answer is not JSON, or not shaped as the API documents: retried like a 5xx."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, status=status, cause="unreadable answer", maybe_taken=True)
+
 
 class UncertainError(RetryableError):
     """The request may have reached the server, and it is not safe to send it again."""
+
+    def __init__(self, message: str, *, cause: str = "timeout") -> None:
+        super().__init__(message)
+        self.cause = cause  # 'timeout' or 'connection lost'
 
 
 @dataclass(frozen=True)
@@ -141,6 +191,8 @@ class HttpClient:
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self.session.headers.update(api.auth_headers)
+        # Told of every failed attempt before its wait (a progress line); never retries itself.
+        self.on_retry: Callable[[RetryNotice], None] | None = None
 
     def close(self) -> None:
         """Release the pooled connections."""
@@ -189,11 +241,16 @@ class HttpClient:
             reraise=True,
         )
         started = time.monotonic()
+        maybe_taken = False
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._once(method, path, parse, params, body, pacer, decode,
-                                      headers, resend_safe)
+                    try:
+                        return self._once(method, path, parse, params, body, pacer, decode,
+                                          headers, resend_safe)
+                    except TransientError as exc:
+                        maybe_taken = maybe_taken or exc.maybe_taken
+                        raise
         except TransientError as exc:
             state = retrying.statistics
             took = time.monotonic() - started
@@ -204,8 +261,11 @@ class HttpClient:
                     f"{policy.total_s:.0f} s one call may spend retrying "
                     "(CLUBJAPON_HTTP_RETRY_SECONDS)"
                 )
-            raise SourceError(
-                self._redact(f"{self.api.name}: {exc} ({detail}); nothing from it was saved")
+            raise GaveUp(
+                self._redact(f"{self.api.name}: {exc} ({detail}); nothing from this call was "
+                             "saved"),
+                cause=exc.cause, maybe_taken=maybe_taken or exc.maybe_taken,
+                reason=self._redact(str(exc)), detail=detail,
             ) from None
         raise AssertionError("unreachable: Retrying either returns or raises")
 
@@ -235,19 +295,24 @@ class HttpClient:
             )
         except requests.ConnectTimeout:
             # Never connected: nothing was sent, so a retry is always safe.
-            raise TransientError(f"{method} {path}: could not connect in time") from None
+            raise TransientError(f"{method} {path}: could not connect in time",
+                                 cause="no connection") from None
         except requests.Timeout:
             if not resend_safe:
                 raise UncertainError(f"{method} {path}: no answer within {self.timeout:g} s; "
                                      "the request may have been taken") from None
-            raise TransientError(f"{method} {path}: no answer within {self.timeout:g} s") from None
+            raise TransientError(f"{method} {path}: no answer within {self.timeout:g} s",
+                                 cause="timeout", maybe_taken=True) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             kind = type(exc).__name__
             refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
             if not resend_safe and not refused:
                 raise UncertainError(f"{method} {path}: connection lost ({kind}); the request "
-                                     "may have been taken") from None
-            raise TransientError(f"{method} {path}: connection failed ({kind})") from None
+                                     "may have been taken", cause="connection lost") from None
+            raise TransientError(
+                f"{method} {path}: connection {'refused' if refused else 'lost'} ({kind})",
+                cause="no connection" if refused else "connection lost",
+                maybe_taken=not refused) from None
         except requests.RequestException as exc:
             raise SourceError(f"{name}: {method} {path} failed ({type(exc).__name__})") from None
         self.pacer.observe(self.api.rate_hint(response.headers))
@@ -263,11 +328,12 @@ class HttpClient:
             raise TransientError(f"{method} {path}: rate limited (HTTP 429)", status=429,
                                  retry_after=wait)
         if status >= 500:
-            raise TransientError(f"{method} {path}: server error (HTTP {status})", status=status)
+            raise TransientError(f"{method} {path}: server error (HTTP {status})", status=status,
+                                 maybe_taken=True)
         if status in (401, 403):
-            raise AuthError(
+            raise CredentialsRefused(
                 f"{name} refused our credentials (HTTP {status}): check "
-                f"{self.api.auth_setting}{self._excerpt(response)}"
+                f"{self.api.auth_setting}{self._excerpt(response)}", status=status,
             )
         if decode is not None:
             return decode(response)
@@ -294,16 +360,25 @@ class HttpClient:
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.stats.retries += 1
+        wait = state.upcoming_sleep
+        next_try = datetime.now(UTC) + timedelta(seconds=wait)
+        cause = getattr(exc, "cause", None) or "error"
+        # One line per failed attempt, with when the next one goes (UTC, as every log time).
         log.warning(
             "api call retried",
             extra={
                 "service": self.api.name,
                 "attempt": state.attempt_number,
                 "status": getattr(exc, "status", None),
-                "wait_s": round(state.upcoming_sleep, 3),
+                "cause": cause,
+                "wait_s": round(wait, 3),
+                "next_try_at": next_try.isoformat(timespec="seconds"),
                 "reason": self._redact(str(exc)),
             },
         )
+        if self.on_retry is not None:
+            self.on_retry(RetryNotice(self.api.name, cause, state.attempt_number, wait,
+                                      next_try))
 
     def _excerpt(self, response: requests.Response) -> str:
         """A short, redacted piece of an error answer: the API's own message when it has one."""

@@ -6,9 +6,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from clubjapon_ops.delivery.newsletter_check import check_newsletter
-from clubjapon_ops.delivery.sender import CampaignSender, SendReport
+from clubjapon_ops.delivery.sender import CampaignSender, SendReport, Waiting
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
 from clubjapon_ops.delivery.transports import builder_for, make_transport
 from clubjapon_ops.delivery.transports.base import Reachable
@@ -32,6 +33,7 @@ class SendOptions:
     resend_unknown: bool = False
     force: bool = False
     worker: bool = False  # one of several processes on the campaign (PostgreSQL only)
+    now: bool = False  # rows waiting for a retry go at once (send --now)
 
 
 def require_postal_address(settings: Settings) -> None:
@@ -101,6 +103,7 @@ def send_campaign(
     stop: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
     newsletter: Newsletter | None = None,
+    waiting: Callable[[Waiting], None] | None = None,
 ) -> SendReport:
     """Send an edition to its audience through the configured transport; record everything."""
     options = options or SendOptions()
@@ -123,11 +126,13 @@ def send_campaign(
             sender = CampaignSender(store, newsletter, transport, rate=settings.send_rate,
                                     error_budget=settings.error_budget, stop=stop,
                                     progress=progress, worker=options.worker,
-                                    commit_every=settings.send_commit_every)
+                                    commit_every=settings.send_commit_every,
+                                    retry_delay=timedelta(seconds=settings.send_retry_delay),
+                                    waiting=waiting)
             if isinstance(transport, Reachable):
                 # One session before planning: a wrong host or port stops here, at once.
                 transport.check()
-            report = sender.prepare(resend_unknown=options.resend_unknown)
+            report = sender.prepare(resend_unknown=options.resend_unknown, now=options.now)
             return sender.run(report, limit=options.limit)
         finally:
             transport.close()

@@ -15,11 +15,13 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
     literal,
     literal_column,
+    null,
     or_,
     select,
     update,
@@ -47,6 +49,8 @@ class Claimed:
     contact: Contact
     attempts: int
     batch_key: str | None
+    # Until when a resend under batch_key may start (None without a key).
+    key_expires: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class Outcome:
     provider_message_id: str | None = None
     error: str | None = None
     retry_at: datetime | None = None
+    # The provider's answer in a few words ('401', '429', '500', 'timeout'), kept in
+    # last_cause until another answer replaces it.
+    cause: str | None = None
+    # The provider took nothing under this batch's key: forget it, a resend takes a new one.
+    clear_key: bool = False
+    # The try told nothing about the message (credentials refused): give its attempt back.
+    refund: bool = False
 
 
 def _in_state(state: str) -> Any:
@@ -256,7 +267,8 @@ def _to_claimed(row: Any, now: datetime) -> Claimed:
     # A key past its validity protects nothing any more: the row goes out under a new one.
     valid = row.batch_key_expires_at is not None and row.batch_key_expires_at > now
     return Claimed(id=row.id, contact=contact, attempts=row.attempts,
-                   batch_key=row.batch_key if valid else None)
+                   batch_key=row.batch_key if valid else None,
+                   key_expires=row.batch_key_expires_at if valid else None)
 
 
 def expire_keys(conn: Connection, edition: str, now: datetime) -> int:
@@ -264,6 +276,8 @@ def expire_keys(conn: Connection, edition: str, now: datetime) -> int:
 
     Such a batch failed with no sure answer (the provider may have taken it): under a new key
     it could be delivered twice, so it waits for the operator, as an interrupted one does.
+    A batch the provider refused outright lost its key then (:func:`record`) and is not
+    touched; last_cause keeps the provider's own answer.
     """
     return conn.execute(
         update(deliveries)
@@ -387,6 +401,30 @@ def _take(
     return taken
 
 
+def make_due(conn: Connection, edition: str) -> int:
+    """Make every row waiting in 'retry' due now (``send --now``); return how many.
+
+    Safe for a keyed batch too: it goes again under its key while the key is valid, and
+    expire_keys() settles it as before once the key has lapsed.
+    """
+    return conn.execute(
+        update(deliveries)
+        .where(deliveries.c.edition == edition, _in_state(RETRY),
+               deliveries.c.next_attempt_at.is_not(None))
+        .values(next_attempt_at=None)
+    ).rowcount
+
+
+def next_keyed_retry(conn: Connection, edition: str, now: datetime) -> datetime | None:
+    """When the first keyed batch waiting in 'retry' is due, if its key still allows it."""
+    due = conn.execute(
+        select(func.min(func.coalesce(deliveries.c.next_attempt_at, literal(now, UTCDateTime))))
+        .where(deliveries.c.edition == edition, _in_state(RETRY),
+               deliveries.c.batch_key.is_not(None), deliveries.c.batch_key_expires_at > now)
+    ).scalar()
+    return due if isinstance(due, datetime) else None
+
+
 def retry_window(conn: Connection, edition: str) -> tuple[int, datetime | None]:
     """How many rows wait in 'retry', and when the last of them becomes due."""
     count, last = conn.execute(
@@ -465,8 +503,15 @@ _RECORD = (
         provider_message_id=bindparam("b_provider_message_id"),
         last_error=bindparam("b_last_error"), next_attempt_at=bindparam("b_next_attempt_at"),
         sent_at=bindparam("b_sent_at"), updated_at=bindparam("b_updated_at"),
+        last_cause=bindparam("b_last_cause"),
         # The batch key stays as a record of what the message went out under; a retry is
-        # resent under it while it is valid, and claim() ignores it once it has expired.
+        # resent under it while it is valid, and claim() ignores it once it has expired. A
+        # batch the provider refused outright gives it up: nothing was taken under it.
+        batch_key=case((bindparam("b_clear_key", type_=Integer) == 1, null()),
+                       else_=deliveries.c.batch_key),
+        batch_key_expires_at=case((bindparam("b_clear_key", type_=Integer) == 1, null()),
+                                  else_=deliveries.c.batch_key_expires_at),
+        attempts=deliveries.c.attempts - bindparam("b_refund", type_=Integer),
         claimed_by=None, lease_expires_at=None,
     )
 )
@@ -573,7 +618,8 @@ def _record_values(o: Outcome, now: Any, retry_at: Any) -> dict[str, Any]:
     return {"b_id": o.id, "b_state": o.state, "b_provider_status": o.provider_status,
             "b_provider_message_id": o.provider_message_id, "b_last_error": o.error,
             "b_next_attempt_at": retry_at, "b_sent_at": now if o.state == SENT else None,
-            "b_updated_at": now}
+            "b_updated_at": now, "b_last_cause": None if o.state == SENT else o.cause,
+            "b_clear_key": 1 if o.clear_key else 0, "b_refund": 1 if o.refund else 0}
 
 
 def release(conn: Connection, edition: str, worker: str) -> int:
@@ -629,7 +675,14 @@ def ledger_report(conn: Connection, edition: str) -> dict[str, Any]:
         .order_by(func.count().desc())
         .limit(10)
     ).all())
-    return {"by_state": ledger_counts(conn, edition), "by_language": by_lang, "errors": errors}
+    causes: dict[tuple[str, str], int] = {
+        (state, cause): n for state, cause, n in conn.execute(
+            select(deliveries.c.state, deliveries.c.last_cause, func.count())
+            .where(deliveries.c.edition == edition, deliveries.c.last_cause.is_not(None),
+                   deliveries.c.state.in_((FAILED, RETRY, UNKNOWN)))
+            .group_by(deliveries.c.state, deliveries.c.last_cause))}
+    return {"by_state": ledger_counts(conn, edition), "by_language": by_lang, "errors": errors,
+            "causes": causes}
 
 
 def editions_in_ledger(conn: Connection) -> list[str]:

@@ -222,6 +222,13 @@ def _v10_suppression_removals(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v13_last_cause(conn: Connection) -> None:
+    # Number 13: 11 and 12 are taken by branches built in parallel; the steps are independent.
+    # What the provider last answered for a row ('401', '429', '500', 'timeout'), kept
+    # apart from last_error so that a later note (a key that lapsed) never hides it.
+    conn.execute(text("ALTER TABLE deliveries ADD COLUMN last_cause VARCHAR(32)"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
@@ -233,6 +240,7 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (8, "deliveries: partial indexes of the rows still to send", _v8_sendable_indexes),
     (9, "job_runs.runner: the process that runs a job", _v9_job_run_runner),
     (10, "suppression_removals: suppressions lifted by hand", _v10_suppression_removals),
+    (13, "deliveries.last_cause: the provider's last answer for a row", _v13_last_cause),
 )
 HEAD = MIGRATIONS[-1][0]
 

@@ -109,6 +109,9 @@ deliveries = Table(
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
+    # Migration 13: the provider's last answer for this row ('401', '429', '500', 'timeout',
+    # 'connection lost'), kept until another answer replaces it; NULL once sent.
+    Column("last_cause", String(32)),
     Column("provider_status", String(16)),
     Column("provider_message_id", String(300)),
     Column("batch_key", String(64)),

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 
 from clubjapon_ops.delivery.message import header_safe
-from clubjapon_ops.delivery.transports.base import Outgoing, Result
-from clubjapon_ops.http.client import HttpClient
+from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
+from clubjapon_ops.http.client import GaveUp, HttpClient
 from clubjapon_ops.newsletter.render import SLOTS, RenderedLanguage
 
 
@@ -41,6 +41,19 @@ class ApiTransport:
     def close(self) -> None:
         """Release the HTTP session."""
         self.client.close()
+
+
+def gave_up(provider: str, exc: GaveUp, status: Status, *, keyed: bool) -> str:
+    """What a batch's rows record when every attempt of its request failed: what the provider
+    answered, and what becomes of the batch."""
+    then = {
+        Status.REFUSED: f"{provider} took none of the batch; it goes again at the next run",
+        Status.RETRY: ("the batch may have been taken; it goes again under its idempotency key"
+                       if keyed else "the batch goes again at the next run"),
+        Status.UNKNOWN: ("the batch may have been taken; check, then send with "
+                         "--resend-unknown"),
+    }.get(status, "")
+    return f"{provider}: {exc.reason} ({exc.detail}); {then}".rstrip("; ")
 
 
 def send_in_parts(

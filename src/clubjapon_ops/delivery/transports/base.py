@@ -24,6 +24,9 @@ class Status(StrEnum):
     REJECTED = "rejected"  # refused for this recipient (invalid, blocked): permanent
     FAILED = "failed"  # permanent failure for this message
     RETRY = "retry"  # transient failure: try again later
+    # The provider refused the whole request and took nothing of it (a 400, 401, 403, 422, or
+    # a 429 to the last attempt): try again later, under a new idempotency key if any.
+    REFUSED = "refused"
     UNKNOWN = "unknown"  # handed over, then no answer: may or may not have been delivered
 
 
@@ -56,6 +59,11 @@ class Result:
     error: str | None = None
     # Set when the answer proves the address is bad (hard bounce, invalid recipient).
     suppress: str | None = None
+    # The provider's answer in a few words, kept on the row ('401', '429', '500', 'timeout').
+    cause: str | None = None
+    # False when the answer says nothing about the message (our credentials were refused):
+    # the try does not count against the row's attempts.
+    counts_attempt: bool = True
 
 
 class Transport(Protocol):

@@ -23,6 +23,7 @@ import requests
 
 from clubjapon_ops.delivery.transports.api import (
     ApiTransport,
+    gave_up,
     recipient,
     send_in_parts,
     templated,
@@ -30,8 +31,9 @@ from clubjapon_ops.delivery.transports.api import (
 )
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.errors import SourceError
-from clubjapon_ops.http.client import UncertainError
+from clubjapon_ops.http.client import GaveUp, UncertainError
 
+PROVIDER = "Brevo"
 MAX_VERSIONS = 1000
 MAX_PARAMS_BYTES = 900 * 1024  # Brevo allows 1,000 KB of params in all; keep a margin
 PATH = "/v3/smtp/email"
@@ -121,7 +123,18 @@ class BrevoTransport(ApiTransport):
                 resend_safe=key is not None,
             )
         except UncertainError as exc:
-            return [Result(i.id, Status.UNKNOWN, error=str(exc)) for i in group]
+            return [Result(i.id, Status.UNKNOWN, error=str(exc), cause=exc.cause)
+                    for i in group]
+        except GaveUp as exc:
+            # A 429 to the end (or no connection at all): Brevo took nothing, the batch goes
+            # again under a new key. A 5xx, a timeout or a lost connection may have been
+            # taken: again under this key while it lasts, else the operator decides.
+            if not exc.maybe_taken:
+                status = Status.REFUSED
+            else:
+                status = Status.RETRY if key else Status.UNKNOWN
+            error = gave_up(PROVIDER, exc, status, keyed=key is not None)
+            return [Result(i.id, status, error=error, cause=exc.cause) for i in group]
         except SourceError as exc:
             status = Status.RETRY if key else Status.UNKNOWN
             return [Result(i.id, status, error=str(exc)) for i in group]
@@ -146,11 +159,13 @@ class BrevoTransport(ApiTransport):
                 return [Result(i.id, Status.QUEUED, error="accepted earlier (same idempotency key)")
                         for i in group]
             error = f"Brevo HTTP {status}: {code or ''} {str(message or '')[:200]}".strip()
-            return [Result(i.id, Status.REJECTED, error=error) for i in group]
+            # The whole request refused (400 invalid_parameter, 422 ...): Brevo took none of
+            # it, so the rows try again later, under a new key, with the answer recorded.
+            return [Result(i.id, Status.REFUSED, error=error, cause=str(status)) for i in group]
         if status != ACCEPTED:
             # Not an answer Brevo documents for this call: whether it sent is unknown.
-            return [Result(i.id, Status.UNKNOWN, error=f"Brevo HTTP {status}: unexpected answer")
-                    for i in group]
+            return [Result(i.id, Status.UNKNOWN, error=f"Brevo HTTP {status}: unexpected answer",
+                           cause=str(status)) for i in group]
         return _accepted(document, group)
 
 

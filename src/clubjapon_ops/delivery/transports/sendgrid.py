@@ -14,6 +14,7 @@ import requests
 
 from clubjapon_ops.delivery.transports.api import (
     ApiTransport,
+    gave_up,
     recipient,
     send_in_parts,
     templated,
@@ -21,8 +22,9 @@ from clubjapon_ops.delivery.transports.api import (
 )
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.errors import SourceError
-from clubjapon_ops.http.client import UncertainError
+from clubjapon_ops.http.client import GaveUp, UncertainError
 
+PROVIDER = "SendGrid"
 MAX_PERSONALIZATIONS = 1000
 PATH = "/v3/mail/send"
 
@@ -83,9 +85,15 @@ class SendGridTransport(ApiTransport):
                 decode=lambda response: self._decode(response, group), resend_safe=False,
             )
         except UncertainError as exc:
-            return [Result(i.id, Status.UNKNOWN, error=str(exc)) for i in group]
+            return [Result(i.id, Status.UNKNOWN, error=str(exc), cause=exc.cause)
+                    for i in group]
+        except GaveUp as exc:
+            # 5xx and 429 retried to the end without success: SendGrid did not take them (the
+            # call retried its 5xx already, without a key: the same bet). A 429 is a refusal.
+            status = Status.RETRY if exc.maybe_taken else Status.REFUSED
+            error = gave_up(PROVIDER, exc, status, keyed=False)
+            return [Result(i.id, status, error=error, cause=exc.cause) for i in group]
         except SourceError as exc:
-            # 5xx and 429 retried to the end without success: SendGrid did not take them.
             return [Result(i.id, Status.RETRY, error=str(exc)) for i in group]
 
     @staticmethod
@@ -101,5 +109,7 @@ class SendGridTransport(ApiTransport):
         errors = document.get("errors") if isinstance(document, dict) else None
         text = "; ".join(
             str(e.get("message", ""))[:120] for e in errors or [] if isinstance(e, dict))
-        return [Result(i.id, Status.REJECTED, error=f"SendGrid HTTP {status}: {text}".strip())
-                for i in group]
+        # The whole request refused (400, 413, 422 ...): nothing was taken; the rows try again
+        # later with the answer recorded.
+        return [Result(i.id, Status.REFUSED, error=f"SendGrid HTTP {status}: {text}".strip(),
+                       cause=str(status)) for i in group]
