@@ -163,6 +163,10 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _optional_bool(raw: str) -> bool | None:
+    return None if not raw.strip() else _bool(raw)
+
+
 def _optional(raw: str) -> str | None:
     return raw.strip() or None
 
@@ -338,9 +342,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("bounce_address", "CLUBJAPON_BOUNCE_ADDRESS", _optional_address, "",
          "an address such as bounces@example.org (empty: the address of CLUBJAPON_MAIL_FROM)",
          "the envelope sender (return path) of SMTP sends: where bounces go"),
-    Spec("bounce_verp", "CLUBJAPON_BOUNCE_VERP", _bool, "false", "true | false",
+    Spec("bounce_verp", "CLUBJAPON_BOUNCE_VERP", _optional_bool, "",
+         "true | false (empty: true when CLUBJAPON_BOUNCE_ADDRESS is set)",
          "SMTP sends use local+TOKEN@domain as envelope sender, TOKEN naming the ledger row "
-         "(signed with CLUBJAPON_SECRET): a bounce then names its message"),
+         "(signed with CLUBJAPON_SECRET): a bounce then names its message, and a forged "
+         "one names no one"),
     Spec("bounce_imap_host", "BOUNCE_IMAP_HOST", _optional, "",
          "a host name or address (empty: no bounce mailbox)",
          "IMAP server of the bounce mailbox read by 'bounces' and jobs/bounce-mailbox.toml"),
@@ -613,6 +619,10 @@ def load_settings(
         if path is not None and not path.is_absolute():
             values[attr] = root / path
     _check_dkim(values)
+    if values["bounce_verp"] is None:
+        # A return path of its own is a mailbox the club runs: it takes bounces+TOKEN@ too,
+        # and VERP is what keeps a forged DSN from suppressing readers (docs/ops.md).
+        values["bounce_verp"] = values["bounce_address"] is not None
     values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, **values)
 

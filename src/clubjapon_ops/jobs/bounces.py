@@ -3,7 +3,8 @@
 Each batch is one transaction (its events stored and processed into suppressions), then its
 messages leave the folder. A run killed between the two leaves them in place: the next run
 reads them again, and their events, keyed by the report and the address, are not stored
-twice. A message that cannot be classified stays, named by UID in the report.
+twice. A message that cannot be classified, or that ties no reader to a message we sent
+('unverified'), moves to the folder Review for a person: never read again by a run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from clubjapon_ops.delivery.tokens import TokenSigner, VerpSigner, signing_key
 from clubjapon_ops.errors import ConfigError, Interrupted
 from clubjapon_ops.jobs.records import Report as JobReport
 from clubjapon_ops.jobs.records import run_recorded
+from clubjapon_ops.printable import printable
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.events import process_pending, store_events
@@ -35,9 +37,14 @@ log = logging.getLogger(__name__)
 BATCH = 250  # messages fetched, classified and committed at once: memory stays flat
 PROGRESS_EVERY_S = 5.0
 _RECORDED = (c.HARD, c.SOFT, c.DELAYED, c.BLOCKED, c.COMPLAINT, c.OPT_OUT)
-# A report nothing we signed vouches for (bounces/match.py): left for a person, like junk.
+# A report that ties no reader to a message we sent (bounces/match.py): for a person, like junk.
 UNVERIFIED = "unverified"
 _LEFT_IN_PLACE = (c.UNCLASSIFIED, UNVERIFIED)
+VERP_OFF = ("CLUBJAPON_BOUNCE_VERP is off: a bounce counts only for the one reader whose "
+            "Message-ID or signed unsubscribe link it returns, and anyone who knows an "
+            "address and an edition can write such a Message-ID; set "
+            "CLUBJAPON_BOUNCE_VERP=true (the bounce mailbox must take local+anything@ "
+            "addresses, see docs/ops.md, 'Bounce mailbox')")
 # Called for each message: its UID, its verdict, its events (None when nothing is recorded).
 OnMessage = Callable[[int, c.Verdict, Matched | None], None]
 
@@ -56,9 +63,10 @@ class BounceReport(JobReport):
     opt_outs: int = 0
     auto_replies: int = 0
     other_reports: int = 0  # feedback reports that are no complaint (DMARC failure reports)
-    unclassified: list[int] = field(default_factory=list)  # UIDs, left in the folder
-    # Delivery reports without a valid VERP token while VERP is on: UIDs, left in the folder.
+    unclassified: list[int] = field(default_factory=list)  # UIDs, moved to Review
+    # Reports that tie no reader to a message we sent: UIDs, moved to Review.
     unverified: list[int] = field(default_factory=list)
+    review: str | None = None  # the folder they went to (a dry run moves nothing)
     unknown: list[str] = field(default_factory=list)  # addresses the store does not know
     events_new: int = 0
     suppressed: int = 0
@@ -66,7 +74,7 @@ class BounceReport(JobReport):
 
     @property
     def status(self) -> str:
-        """'partial' when some messages were left for a person (they stay in the folder)."""
+        """'partial' when some messages were left for a person (in the folder Review)."""
         return "partial" if self.unclassified or self.unverified else "success"
 
     def counts(self) -> dict[str, Any]:
@@ -81,8 +89,11 @@ class BounceReport(JobReport):
                 "filed": self.filed}
 
     def summary(self) -> str:
-        """The one line the CLI prints."""
-        unclassified = _uids(self.unclassified)
+        """The one line the CLI prints (control characters escaped: addresses are anyone's)."""
+        return printable(self._summary())
+
+    def _summary(self) -> str:
+        unclassified = _uids(self.unclassified, self.review)
         addresses = ", ".join(self.unknown[:10])
         if len(self.unknown) > 10:
             addresses += f" and {len(self.unknown) - 10} more"
@@ -93,7 +104,8 @@ class BounceReport(JobReport):
                 f"opt-outs {self.opt_outs}, "
                 f"auto-replies {self.auto_replies}, "
                 f"other reports {self.other_reports}, unclassified {unclassified}, "
-                + (f"unverified {_uids(self.unverified)}, " if self.unverified else "")
+                + (f"unverified {_uids(self.unverified, self.review)}, "
+                   if self.unverified else "")
                 + f"unknown addresses {unknown}")
 
     def count(self, kind: str, uid: int) -> None:
@@ -109,8 +121,10 @@ class BounceReport(JobReport):
         setattr(self, name, getattr(self, name) + 1)
 
 
-def _uids(uids: list[int]) -> str:
-    """'3 (UIDs 4, 9, 12)': a count and the first twenty UIDs."""
+def _uids(uids: list[int], moved_to: str | None = None) -> str:
+    """'3 (UIDs 4, 9, 12)': a count and the first twenty UIDs; '3 (moved to Review)'."""
+    if uids and moved_to:
+        return f"{len(uids)} (moved to {moved_to})"  # their UIDs there are new ones
     shown = ", ".join(map(str, uids[:20]))
     more = f" and {len(uids) - 20} more" if len(uids) > 20 else ""
     return f"{len(uids)}" + (f" (UIDs {shown}{more})" if shown else "")
@@ -142,6 +156,8 @@ def read_bounces(
     report = BounceReport(dry_run=dry_run)
     unknown: set[str] = set()
     started = last = time.monotonic()
+    if not matcher.require_verp:
+        log.warning(VERP_OFF)
     try:
         uids = box.uids()
         log.info("bounce mailbox opened", extra={"folder": box.config.folder,
@@ -172,7 +188,7 @@ def read_bounces(
                 found = matched.get(uid)
                 kind = verdict.kind
                 if found is not None and found.unverified:
-                    kind = UNVERIFIED  # stays: a person decides
+                    kind = UNVERIFIED  # to Review: a person decides
                 elif found is not None and not found.events:
                     kind = c.UNCLASSIFIED  # a complaint that names no one we can find
                     verdict = c.Verdict(c.UNCLASSIFIED, reason="a report naming no recipient")
@@ -189,6 +205,10 @@ def read_bounces(
             if not dry_run and handled:
                 box.finish(handled)
                 report.filed += len(handled)
+            filed_now = set(handled)
+            aside = [uid for uid, _ in verdicts if uid not in filed_now]
+            if not dry_run and aside:
+                report.review = box.set_aside(aside)
             if time.monotonic() - last >= PROGRESS_EVERY_S or start + batch_size >= len(uids):
                 last = time.monotonic()
                 elapsed = max(last - started, 1e-6)
