@@ -141,3 +141,40 @@ def add_ledger_row(store: Store, edition: str, email: str, *, days_ago: float = 
             sent_at=when if sent else None))
         return int(conn.execute(select(deliveries.c.id).where(
             deliveries.c.edition == edition, deliveries.c.email == email)).scalar_one())
+
+
+FORGED_DSN = """\
+From: MAILER-DAEMON@mx.example.net
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Date: Mon, 7 Dec 2026 10:00:00 +0000
+Message-ID: <forged-{n}@mx.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+{recipients}
+--b
+Content-Type: text/rfc822-headers
+
+From: Club Japon <club-japon@example.org>
+Subject: La lettre
+{returned}
+--b--
+"""
+
+
+def forged_dsn(n: int, readers: list[str], returned: str = "") -> bytes:
+    """A DSN anyone can write: 'these readers bounced', with what it claims we sent."""
+    blocks = "".join(f"Final-Recipient: rfc822; {r}\nAction: failed\nStatus: 5.1.1\n"
+                     f"Diagnostic-Code: smtp; 550 5.1.1 unknown user\n\n" for r in readers)
+    return FORGED_DSN.format(to=BOUNCES, n=n, recipients=blocks, returned=returned).encode()

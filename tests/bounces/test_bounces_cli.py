@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 
 from clubjapon_ops.bounces.mailbox import PROCESSED, REVIEW
-from tests.bounces.conftest import BOUNCES, EXPECTED, MAIL_FROM, SECRET, corpus, ours, tied_corpus
+from clubjapon_ops.delivery.message import message_id
+from tests.bounces.conftest import (
+    BOUNCES,
+    EXPECTED,
+    MAIL_FROM,
+    SECRET,
+    corpus,
+    forged_dsn,
+    ours,
+    tied_corpus,
+)
 from tests.conftest import REPO, free_port
 from tests.dovecot import Dovecot
 
@@ -222,3 +232,31 @@ def test_a_second_read_at_once_is_refused_naming_the_first(
     assert dovecot.count(mailbox_user, "INBOX") == 1  # nothing read, nothing filed
     after = cli(home, env, "bounces")
     assert after.returncode == 0 and dovecot.count(mailbox_user, PROCESSED) == 1
+
+
+def test_control_characters_of_a_forged_report_never_reach_the_terminal_nor_the_store(
+        home: Path, dovecot: Dovecot, mailbox_user: str) -> None:
+    # The review's forged DSN: BEL, ESC and TAB in Final-Recipient were stored and printed
+    # raw by the summary and 'suppressions list' (terminal escape injection).
+    env = _env(home, dovecot, mailbox_user)
+    reader = "reader@example.com"
+    ledger(home, env, [reader])
+    hostile = ["victim\x07\x1b]0;owned\x07@example.com", "a\tb@example.com",
+               "c\x1b[2Jd@example.com"]
+    ours_returned = f"Message-ID: {message_id('2025-11-04-lille', reader, 'example.org')}"
+    dovecot.append(mailbox_user, [forged_dsn(1, [*hostile, reader], ours_returned),
+                                  forged_dsn(2, hostile)])
+    raw = ("\x07", "\x1b", "\t", "\x9b")
+    dry = cli(home, env, "bounces", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert not any(c in dry.stdout + dry.stderr for c in raw), repr(dry.stdout)
+    lines = dry.stdout.splitlines()
+    assert lines[0] == f"UID 1: hard: {reader} (hard_bounce, row 1 by message-id)"
+    assert lines[1].startswith("UID 2: unclassified")  # no address left in it
+    done = cli(home, env, "bounces")
+    assert done.returncode == 0, done.stderr
+    assert not any(c in done.stdout + done.stderr for c in raw), repr(done.stdout)
+    assert [e[2] for e in events(home)] == [reader]
+    listed = cli(home, env, "suppressions", "list")
+    assert listed.returncode == 0 and reader in listed.stdout
+    assert not any(c in listed.stdout for c in raw)

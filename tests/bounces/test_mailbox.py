@@ -27,6 +27,7 @@ from tests.bounces.conftest import (
     add_ledger_row,
     bounce_settings,
     corpus,
+    forged_dsn,
     ours,
 )
 from tests.dovecot import Dovecot, running_dovecot
@@ -228,43 +229,6 @@ def test_a_report_counts_for_one_reader_tied_by_verp_token_or_message_id(
     assert report.hard == 2 and len(report.unverified) == 1 and not report.unknown
     got = [(e.email, e.delivery_id, e.raw["matched_by"]) for e in _events(store)]
     assert got == [(email, older, "message-id"), ("reader@example.net", forwarded, "verp")]
-
-
-FORGED_DSN = """\
-From: MAILER-DAEMON@mx.example.net
-To: {to}
-Subject: Undelivered Mail Returned to Sender
-Date: Mon, 7 Dec 2026 10:00:00 +0000
-Message-ID: <forged-{n}@mx.example.net>
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="b"
-
---b
-Content-Type: text/plain
-
-Your message could not be delivered.
-
---b
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-{recipients}
---b
-Content-Type: text/rfc822-headers
-
-From: Club Japon <club-japon@example.org>
-Subject: La lettre
-{returned}
---b--
-"""
-
-
-def forged_dsn(n: int, readers: list[str], returned: str = "") -> bytes:
-    """A DSN anyone can write: 'these readers bounced', with what it claims we sent."""
-    blocks = "".join(f"Final-Recipient: rfc822; {r}\nAction: failed\nStatus: 5.1.1\n"
-                     f"Diagnostic-Code: smtp; 550 5.1.1 unknown user\n\n" for r in readers)
-    return FORGED_DSN.format(to=BOUNCES, n=n, recipients=blocks, returned=returned).encode()
 
 
 @pytest.mark.parametrize("verp", ["false", "true"])
