@@ -363,6 +363,10 @@ SPECS: tuple[Spec, ...] = (
          "tls", "tls | starttls | none", "IMAP transport security of the bounce mailbox"),
     Spec("bounce_imap_delete", "BOUNCE_IMAP_DELETE", _bool, "false", "true | false",
          "delete handled messages instead of moving them to the folder Processed"),
+    Spec("bounce_imap_deadline", "BOUNCE_IMAP_DEADLINE", _positive_float, "600",
+         "seconds, a number > 0",
+         "the longest one read of the bounce mailbox may take (a server that never finishes "
+         "an answer included); then it stops, and the next run goes on"),
     Spec("hubspot_subscription_id", "HUBSPOT_SUBSCRIPTION_ID", _digits, "",
          "a HubSpot subscription type id (digits)",
          "the email subscription type that write-back unsubscribes addresses from"),
@@ -464,6 +468,7 @@ class Settings:
     bounce_imap_folder: str
     bounce_imap_security: str
     bounce_imap_delete: bool
+    bounce_imap_deadline: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:

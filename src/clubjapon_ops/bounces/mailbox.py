@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,12 @@ REVIEW = "Review"
 MAX_FETCH = 256 << 10
 _BODY = f"BODY.PEEK[]<0.{MAX_FETCH}>".encode()
 _BODY_KEYS = (b"BODY[]<0>", b"BODY[]")
+# What a server may send for one command besides the messages asked for (a SEARCH of a big
+# folder, a LIST, untagged chatter): beyond, it is stopped, never buffered (the review's
+# server answered a 256 KiB FETCH with a 400 MB literal, then with an endless stream).
+OTHER_BYTES = 16 << 20
+_DISCARD_CHUNK = 1 << 20
+_LITERAL = re.compile(rb"\{(\d+)\}\r?\n?$")  # a line announcing a literal of N bytes
 
 
 # Without these there is no mailbox to read (the scheduler leaves the job out).
@@ -52,6 +59,7 @@ class ImapConfig:
     security: str = "tls"  # tls | starttls | none
     delete: bool = False
     timeout: float = 60.0
+    deadline: float = 600.0  # seconds one run may take, BOUNCE_IMAP_DEADLINE
 
 
 def imap_config(settings: Settings) -> ImapConfig:
@@ -65,7 +73,60 @@ def imap_config(settings: Settings) -> ImapConfig:
     assert settings.bounce_imap_host and settings.bounce_imap_username  # checked above
     return ImapConfig(settings.bounce_imap_host, port, settings.bounce_imap_username,
                       settings.bounce_imap_password or "", settings.bounce_imap_folder,
-                      security, settings.bounce_imap_delete)
+                      security, settings.bounce_imap_delete,
+                      deadline=settings.bounce_imap_deadline)
+
+
+class TooMuchData(Exception):
+    """The server sent more than a command may bring back (raised inside imaplib)."""
+
+
+class _Guard:
+    """Counts and caps what the server sends: a literal past MAX_FETCH is read in chunks and
+    dropped (the message is classified on its first MAX_FETCH bytes, as asked), and a
+    command whose kept answer passes its budget stops with TooMuchData. Memory stays bounded
+    whatever the server sends; imaplib alone would buffer a literal of any size whole."""
+
+    def __init__(self, imap: Any) -> None:
+        self.budget = OTHER_BYTES
+        self.oversized = 0  # literals longer than asked, in this session
+        self._extra = 0  # bytes of the literal announced last that are read and dropped
+        self._read, self._readline = imap.read, imap.readline
+        imap.read, imap.readline = self.read, self.readline  # this session's object only
+
+    def allow(self, nbytes: int) -> None:
+        """What the next command may bring back, in bytes."""
+        self.budget = nbytes
+
+    def _spend(self, nbytes: int) -> None:
+        self.budget -= nbytes
+        if self.budget < 0:
+            raise TooMuchData
+
+    def readline(self) -> bytes:
+        """One response line (imaplib caps it at 1 MB), counted; a literal announced longer
+        than MAX_FETCH is announced as MAX_FETCH, and read() drops the rest of it."""
+        line: bytes = self._readline()
+        self._spend(len(line))
+        announced = _LITERAL.search(line)
+        if announced is not None and int(announced.group(1)) > MAX_FETCH:
+            self._extra = int(announced.group(1)) - MAX_FETCH
+            self.oversized += 1
+            line = line[:announced.start()] + b"{%d}\r\n" % MAX_FETCH
+        return line
+
+    def read(self, size: int) -> bytes:
+        """A literal (at most MAX_FETCH bytes, see readline), then what was cut off of it
+        read in chunks and dropped: memory stays flat, the run's deadline bounds the time."""
+        kept: bytes = self._read(size)
+        self._spend(len(kept))
+        left, self._extra = self._extra, 0
+        while left > 0:
+            chunk: bytes = self._read(min(left, _DISCARD_CHUNK))
+            if not chunk:
+                break  # the connection closed: imaplib says so on the next line
+            left -= len(chunk)
+        return kept
 
 
 @dataclass(frozen=True)
@@ -109,6 +170,9 @@ class Mailbox:
         except (OSError, IMAPClientError) as exc:
             self.close()
             raise RetryableError(f"{self._where} failed at login: {_why(exc)}") from None
+        # The private imaplib object: the only place where a literal's size is known before
+        # it is read. From here on what the server sends is counted and capped.
+        self._guard = _Guard(self.client._imap)
         self.use_move = self.client.has_capability("MOVE") if use_move is None else use_move
         try:
             # Read-only (EXAMINE) for a dry run: not even the \Recent flags change.
@@ -122,12 +186,23 @@ class Mailbox:
 
     def uids(self) -> list[int]:
         """Every message of the folder not marked deleted, oldest first."""
-        return sorted(int(u) for u in self.client.search(["UNDELETED"]))
+        self._guard.allow(OTHER_BYTES)
+        with self._capped("SEARCH"):
+            return sorted(int(u) for u in self.client.search(["UNDELETED"]))
 
     def fetch(self, uids: Sequence[int]) -> Iterator[Fetched]:
-        """The messages with these UIDs (those still there), in UID order."""
-        data: dict[int, dict[bytes, Any]] = self.client.fetch(
-            list(uids), [_BODY, b"INTERNALDATE"])
+        """The messages with these UIDs (those still there), in UID order; each cut at
+        MAX_FETCH bytes whatever the server sends."""
+        # As many messages as asked, each at most MAX_FETCH, and room for their framing.
+        self._guard.allow(len(uids) * (MAX_FETCH + 1024) + OTHER_BYTES)
+        oversized = self._guard.oversized
+        with self._capped("FETCH"):
+            data: dict[int, dict[bytes, Any]] = self.client.fetch(
+                list(uids), [_BODY, b"INTERNALDATE"])
+        if self._guard.oversized > oversized:
+            log.warning(f"{self._where} sent messages longer than the {MAX_FETCH >> 10} KiB "
+                        "asked for: only their first part was read",
+                        extra={"messages": self._guard.oversized - oversized})
         for uid in sorted(data):
             item = data[uid]
             raw = next((item[k] for k in _BODY_KEYS if k in item), b"") or b""
@@ -138,6 +213,21 @@ class Mailbox:
             else:
                 received = datetime.now(UTC)
             yield Fetched(int(uid), bytes(raw), received)
+
+    @contextlib.contextmanager
+    def _capped(self, command: str) -> Iterator[None]:
+        """TooMuchData as the StopRun a person reads (the session cannot go on after it)."""
+        try:
+            yield
+        except TooMuchData:
+            raise StopRun(f"{self._where} answered {command} with more data than was asked "
+                          f"for (over {OTHER_BYTES >> 20} MiB past the messages' "
+                          f"{MAX_FETCH >> 10} KiB each): stopped; check that server") from None
+
+    def abort(self) -> None:
+        """Cut the connection from another thread: a read blocked on it ends at once."""
+        with contextlib.suppress(OSError, AttributeError):
+            self.client.socket().shutdown(socket.SHUT_RDWR)
 
     def processed_folder(self, name: str = PROCESSED) -> str:
         """Processed (or another folder of ours), under the server's personal namespace
@@ -157,6 +247,7 @@ class Mailbox:
         return f"{prefix}{name}"
 
     def _ensure(self, name: str) -> str:
+        self._guard.allow(OTHER_BYTES)
         if name in self._folders:
             return self._folders[name]
         folder = self.processed_folder(name)
@@ -178,6 +269,7 @@ class Mailbox:
         """Move handled messages to Processed, or delete them with BOUNCE_IMAP_DELETE."""
         if not uids:
             return
+        self._guard.allow(OTHER_BYTES)
         if self.config.delete:
             self.client.delete_messages(list(uids))
             self._expunge(uids)
@@ -188,6 +280,7 @@ class Mailbox:
         """Move messages left for a person to Review (never deleted); return the folder."""
         folder = self._ensure(REVIEW)
         if uids:
+            self._guard.allow(OTHER_BYTES)
             self._move(uids, folder)
         return folder
 

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any
 
+from imapclient.exceptions import IMAPClientError
+
 from clubjapon_ops.bounces import classify as c
 from clubjapon_ops.bounces.mailbox import Mailbox, imap_config
 from clubjapon_ops.bounces.match import Matched, Matcher, Report
 from clubjapon_ops.delivery.message import message_id
 from clubjapon_ops.delivery.returnpath import bounce_address
 from clubjapon_ops.delivery.tokens import TokenSigner, VerpSigner, signing_key
-from clubjapon_ops.errors import ConfigError, Interrupted
+from clubjapon_ops.errors import ConfigError, Interrupted, RetryableError, StopRun
 from clubjapon_ops.jobs.records import Report as JobReport
 from clubjapon_ops.jobs.records import run_recorded
 from clubjapon_ops.printable import printable
@@ -36,6 +38,7 @@ from clubjapon_ops.store.lock import bounce_lock
 log = logging.getLogger(__name__)
 BATCH = 250  # messages fetched, classified and committed at once: memory stays flat
 PROGRESS_EVERY_S = 5.0
+WATCH_EVERY_S = 0.1  # how often the watchdog looks at the stop flag and the clock
 _RECORDED = (c.HARD, c.SOFT, c.DELAYED, c.BLOCKED, c.COMPLAINT, c.OPT_OUT)
 # A report that ties no reader to a message we sent (bounces/match.py): for a person, like junk.
 UNVERIFIED = "unverified"
@@ -67,6 +70,7 @@ class BounceReport(JobReport):
     # Reports that tie no reader to a message we sent: UIDs, moved to Review.
     unverified: list[int] = field(default_factory=list)
     review: str | None = None  # the folder they went to (a dry run moves nothing)
+    out_of_time: bool = False  # stopped at BOUNCE_IMAP_DEADLINE between batches
     unknown: list[str] = field(default_factory=list)  # addresses the store does not know
     events_new: int = 0
     suppressed: int = 0
@@ -75,7 +79,8 @@ class BounceReport(JobReport):
     @property
     def status(self) -> str:
         """'partial' when some messages were left for a person (in the folder Review)."""
-        return "partial" if self.unclassified or self.unverified else "success"
+        return ("partial" if self.unclassified or self.unverified or self.out_of_time
+                else "success")
 
     def counts(self) -> dict[str, Any]:
         """Return the figures to record and print."""
@@ -106,7 +111,9 @@ class BounceReport(JobReport):
                 f"other reports {self.other_reports}, unclassified {unclassified}, "
                 + (f"unverified {_uids(self.unverified, self.review)}, "
                    if self.unverified else "")
-                + f"unknown addresses {unknown}")
+                + f"unknown addresses {unknown}"
+                + ("; stopped at BOUNCE_IMAP_DEADLINE, the next run reads the rest"
+                   if self.out_of_time else ""))
 
     def count(self, kind: str, uid: int) -> None:
         """Count one message under its kind."""
@@ -144,6 +151,42 @@ def _raw_id(verdict: c.Verdict, raw: bytes) -> str:
     return verdict.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+class _Watchdog:
+    """Cuts the IMAP connection once the run is asked to stop or passes its deadline.
+
+    A blocked read sees nothing else: a server that sends an untagged OK every 0.2 s and
+    never finishes its FETCH held the run for ever, SIGTERM included (the review).
+    """
+
+    def __init__(self, box: Mailbox, stop: threading.Event | None, seconds: float) -> None:
+        self.fired: str | None = None  # "stop" or "deadline"
+        self.deadline = time.monotonic() + seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(box, stop),
+                                        name="bounce-mailbox-watchdog", daemon=True)
+        self._thread.start()
+
+    def _watch(self, box: Mailbox, stop: threading.Event | None) -> None:
+        while not self._done.wait(WATCH_EVERY_S):
+            if stop is not None and stop.is_set():
+                self.fired = "stop"
+            elif time.monotonic() >= self.deadline:
+                self.fired = "deadline"
+            else:
+                continue
+            box.abort()
+            return
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return time.monotonic() >= self.deadline
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._done.set()
+        self._thread.join()
+
+
 def read_bounces(
     settings: Settings, store: Store, *, dry_run: bool = False,
     stop: threading.Event | None = None, mailbox: Mailbox | None = None,
@@ -151,6 +194,34 @@ def read_bounces(
 ) -> BounceReport:
     """Read the bounce mailbox once: record what it says, file what was handled."""
     box = mailbox or Mailbox(imap_config(settings), readonly=dry_run)
+    watchdog = _Watchdog(box, stop, box.config.deadline)
+    try:
+        return _read(settings, store, box, watchdog, dry_run=dry_run, stop=stop,
+                     on_message=on_message, batch_size=batch_size)
+    except (OSError, IMAPClientError, StopRun) as exc:
+        if watchdog.fired == "stop":
+            raise Interrupted("bounce mailbox stopped") from None
+        if watchdog.fired == "deadline":
+            raise StopRun(
+                f"the bounce mailbox was still being read after BOUNCE_IMAP_DEADLINE="
+                f"{box.config.deadline:g} s ({box.config.host}:{box.config.port} never "
+                "finished its answer): what was read is recorded, the next run goes on"
+            ) from None
+        if isinstance(exc, StopRun):
+            raise
+        raise RetryableError(f"the IMAP server at {box.config.host}:{box.config.port} "
+                             "(BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT) failed in the middle of "
+                             "the run: what was read is recorded, the next run goes "
+                             "on") from None
+    finally:
+        watchdog.close()
+        if mailbox is None:
+            box.close()
+
+
+def _read(settings: Settings, store: Store, box: Mailbox, watchdog: _Watchdog, *,
+          dry_run: bool, stop: threading.Event | None, on_message: OnMessage | None,
+          batch_size: int) -> BounceReport:
     matcher = _matcher(settings)
     domain = matcher.domain
     report = BounceReport(dry_run=dry_run)
@@ -158,66 +229,67 @@ def read_bounces(
     started = last = time.monotonic()
     if not matcher.require_verp:
         log.warning(VERP_OFF)
-    try:
-        uids = box.uids()
-        log.info("bounce mailbox opened", extra={"folder": box.config.folder,
-                                                 "messages": len(uids), "dry_run": dry_run})
-        for start in range(0, len(uids), batch_size):
-            if stop is not None and stop.is_set():
-                raise Interrupted("bounce mailbox stopped", report.counts())
-            reports: list[Report] = []
-            verdicts: list[tuple[int, c.Verdict]] = []
-            for fetched in box.fetch(uids[start:start + batch_size]):
-                verdict = c.classify(fetched.raw)
-                verdicts.append((fetched.uid, verdict))
-                if verdict.kind in _RECORDED:
-                    reports.append(Report(fetched.uid, _raw_id(verdict, fetched.raw), verdict,
-                                          fetched.received))
-            with store.transaction() as conn:
-                matched = dict(zip([r.uid for r in reports], matcher.match(conn, reports),
-                                   strict=True))
-                events = [e for m in matched.values() for e in m.events]
-                if not dry_run and events:
-                    report.events_new += store_events(
-                        conn, events, lambda edition, email: message_id(edition, email, domain))
-                    done = process_pending(conn, settings.soft_bounce_limit)
-                    report.suppressed += sum(v for k, v in done.items()
-                                             if k.startswith("suppressed_"))
-            handled: list[int] = []
-            for uid, verdict in verdicts:
-                found = matched.get(uid)
-                kind = verdict.kind
-                if found is not None and found.unverified:
-                    kind = UNVERIFIED  # to Review: a person decides
-                elif found is not None and not found.events:
-                    kind = c.UNCLASSIFIED  # a complaint that names no one we can find
-                    verdict = c.Verdict(c.UNCLASSIFIED, reason="a report naming no recipient")
-                report.count(kind, uid)
-                if kind not in _LEFT_IN_PLACE:
-                    handled.append(uid)
-                if found is not None:
-                    for address in found.unknown:
-                        if address not in unknown:
-                            unknown.add(address)
-                            report.unknown.append(address)
-                if on_message is not None:
-                    on_message(uid, verdict, found)
-            if not dry_run and handled:
-                box.finish(handled)
-                report.filed += len(handled)
-            filed_now = set(handled)
-            aside = [uid for uid, _ in verdicts if uid not in filed_now]
-            if not dry_run and aside:
-                report.review = box.set_aside(aside)
-            if time.monotonic() - last >= PROGRESS_EVERY_S or start + batch_size >= len(uids):
-                last = time.monotonic()
-                elapsed = max(last - started, 1e-6)
-                log.info("bounce mailbox progress", extra={
-                    "done": report.read, "total": len(uids),
-                    "rate": round(report.read / elapsed, 1)})
-    finally:
-        if mailbox is None:
-            box.close()
+    uids = box.uids()
+    log.info("bounce mailbox opened", extra={"folder": box.config.folder,
+                                             "messages": len(uids), "dry_run": dry_run})
+    for start in range(0, len(uids), batch_size):
+        if stop is not None and stop.is_set():
+            raise Interrupted("bounce mailbox stopped", report.counts())
+        if watchdog.expired():
+            log.warning("the bounce mailbox run reached BOUNCE_IMAP_DEADLINE: the next "
+                        "run reads the rest", extra={"left": len(uids) - start})
+            report.out_of_time = True
+            break
+        reports: list[Report] = []
+        verdicts: list[tuple[int, c.Verdict]] = []
+        for fetched in box.fetch(uids[start:start + batch_size]):
+            verdict = c.classify(fetched.raw)
+            verdicts.append((fetched.uid, verdict))
+            if verdict.kind in _RECORDED:
+                reports.append(Report(fetched.uid, _raw_id(verdict, fetched.raw), verdict,
+                                      fetched.received))
+        with store.transaction() as conn:
+            matched = dict(zip([r.uid for r in reports], matcher.match(conn, reports),
+                               strict=True))
+            events = [e for m in matched.values() for e in m.events]
+            if not dry_run and events:
+                report.events_new += store_events(
+                    conn, events, lambda edition, email: message_id(edition, email, domain))
+                done = process_pending(conn, settings.soft_bounce_limit)
+                report.suppressed += sum(v for k, v in done.items()
+                                         if k.startswith("suppressed_"))
+        handled: list[int] = []
+        for uid, verdict in verdicts:
+            found = matched.get(uid)
+            kind = verdict.kind
+            if found is not None and found.unverified:
+                kind = UNVERIFIED  # to Review: a person decides
+            elif found is not None and not found.events:
+                kind = c.UNCLASSIFIED  # a complaint that names no one we can find
+                verdict = c.Verdict(c.UNCLASSIFIED, reason="a report naming no recipient")
+            report.count(kind, uid)
+            if kind not in _LEFT_IN_PLACE:
+                handled.append(uid)
+            if found is not None:
+                for address in found.unknown:
+                    if address not in unknown:
+                        unknown.add(address)
+                        report.unknown.append(address)
+            if on_message is not None:
+                on_message(uid, verdict, found)
+        if not dry_run and handled:
+            box.finish(handled)
+            report.filed += len(handled)
+        filed_now = set(handled)
+        aside = [uid for uid, _ in verdicts if uid not in filed_now]
+        if not dry_run and aside:
+            report.review = box.set_aside(aside)
+        if time.monotonic() - last >= PROGRESS_EVERY_S or start + batch_size >= len(uids):
+            last = time.monotonic()
+            elapsed = max(last - started, 1e-6)
+            log.info("bounce mailbox progress", extra={
+                "done": report.read, "total": len(uids),
+                "rate": round(report.read / elapsed, 1)})
     log.info("bounce mailbox read", extra={"report": report.counts()})
     return report
 
