@@ -60,8 +60,11 @@ def test_a_literal_far_bigger_than_asked_is_never_buffered_whole(home: Path) -> 
     assert run["out"].startswith("read 1, ") and "unclassified 1 (moved to Review)" in run["out"]
 
 
-def test_a_fetch_that_never_ends_stops_at_the_deadline(home: Path) -> None:
-    with hostile_imap(Hostility(endless=True)) as port:
+@pytest.mark.parametrize("hostility", [Hostility(endless=True), Hostility(endless_login=True)],
+                         ids=["fetch", "login"])
+def test_an_answer_that_never_ends_stops_at_the_deadline(home: Path,
+                                                         hostility: Hostility) -> None:
+    with hostile_imap(hostility) as port:
         done = subprocess.run([sys.executable, "-m", "clubjapon_ops", "bounces"],
                               env=_env(home, port, BOUNCE_IMAP_DEADLINE="1"),
                               capture_output=True, text=True, timeout=120, check=False)
@@ -71,8 +74,9 @@ def test_a_fetch_that_never_ends_stops_at_the_deadline(home: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_sigterm_stops_a_fetch_that_never_ends(home: Path) -> None:
-    hostility = Hostility(endless=True)
+@pytest.mark.parametrize("hostility", [Hostility(endless=True), Hostility(endless_login=True)],
+                         ids=["fetch", "login"])
+def test_sigterm_stops_an_answer_that_never_ends(home: Path, hostility: Hostility) -> None:
     with hostile_imap(hostility) as port:
         proc = subprocess.Popen([sys.executable, "-m", "clubjapon_ops", "bounces"],
                                 env=_env(home, port), stdout=subprocess.PIPE,

@@ -1,5 +1,6 @@
 """A hostile IMAP server on 127.0.0.1: it logs anyone in, shows one message, and answers the
-FETCH of it with a literal far bigger than was asked, or with untagged OKs that never end.
+FETCH of it with a literal far bigger than was asked, or with untagged OKs that never end (or
+answers LOGIN so).
 
 Just enough IMAP4rev1 for imapclient (CAPABILITY, LOGIN, SELECT/EXAMINE, UID SEARCH, UID
 FETCH, LIST, CREATE, UID MOVE, LOGOUT); anything else is answered OK.
@@ -24,7 +25,9 @@ class Hostility:
 
     literal_bytes: int = 0  # > 0: a literal of this many bytes, whatever was asked
     endless: bool = False  # an untagged OK after another, for as long as the client listens
-    fetching: threading.Event = field(default_factory=threading.Event)  # a FETCH came
+    endless_login: bool = False  # the same, in answer to LOGIN
+    # The command it answers without end came (a FETCH, or LOGIN with endless_login).
+    fetching: threading.Event = field(default_factory=threading.Event)
     sent: int = 0  # bytes of literal sent
 
 
@@ -45,6 +48,10 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 tag, _, rest = line.rstrip(b"\r\n").partition(b" ")
                 command = rest.upper()
+                if command.startswith(b"LOGIN") and how.endless_login:
+                    how.fetching.set()
+                    self._endless()
+                    return
                 if command.startswith(b"CAPABILITY"):
                     self.send(b"* CAPABILITY " + CAPABILITIES + b"\r\n")
                 elif command.startswith((b"SELECT", b"EXAMINE")):

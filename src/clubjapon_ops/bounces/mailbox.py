@@ -11,12 +11,12 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, imap4, tls
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from clubjapon_ops.errors import AuthError, ConfigError, RetryableError, StopRun
@@ -75,6 +75,37 @@ def imap_config(settings: Settings) -> ImapConfig:
                       settings.bounce_imap_password or "", settings.bounce_imap_folder,
                       security, settings.bounce_imap_delete,
                       deadline=settings.bounce_imap_deadline)
+
+
+OnSocket = Callable[[socket.socket], None]
+
+
+class _Client(IMAPClient):  # type: ignore[misc]  # imapclient is untyped
+    """IMAPClient that hands its socket over as soon as it exists, before the greeting: a
+    server can stall or flood the login as well as a FETCH, and the run's watchdog must be
+    able to cut it there too."""
+
+    def __init__(self, *args: Any, on_socket: OnSocket | None = None, **kwargs: Any) -> None:
+        self._on_socket = on_socket
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self) -> Any:
+        # imapclient's own choice of class (we never use its 'stream' mode), each made to
+        # report its socket.
+        on_socket = self._on_socket
+        connect_timeout = getattr(self._timeout, "connect", None)
+        base: Any = tls.IMAP4_TLS if self.ssl else imap4.IMAP4WithTimeout
+
+        class Reporting(base):  # type: ignore[misc]
+            def _create_socket(self, timeout: float | None = None) -> socket.socket:
+                sock: socket.socket = super()._create_socket(timeout)
+                if on_socket is not None:
+                    on_socket(sock)
+                return sock
+
+        if self.ssl:
+            return Reporting(self.host, self.port, self.ssl_context, connect_timeout)
+        return Reporting(self.host, self.port, connect_timeout)
 
 
 class TooMuchData(Exception):
@@ -142,7 +173,8 @@ class Mailbox:
     """One IMAP session on the bounce folder."""
 
     def __init__(self, config: ImapConfig, *, use_move: bool | None = None,
-                 ssl_context: ssl.SSLContext | None = None, readonly: bool = False) -> None:
+                 ssl_context: ssl.SSLContext | None = None, readonly: bool = False,
+                 on_socket: OnSocket | None = None) -> None:
         self.config = config
         self._where = (f"the IMAP server at {config.host}:{config.port} "
                        "(BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT)")
@@ -151,8 +183,9 @@ class Mailbox:
             log.warning("BOUNCE_IMAP_SECURITY=none: the IMAP password travels in clear text",
                         extra={"host": config.host})
         try:
-            self.client = IMAPClient(config.host, config.port, ssl=config.security == "tls",
-                                     ssl_context=context, timeout=config.timeout)
+            self.client = _Client(config.host, config.port, ssl=config.security == "tls",
+                                  ssl_context=context, timeout=config.timeout,
+                                  on_socket=on_socket)
             if config.security == "starttls":
                 self.client.starttls(context)
         except ssl.SSLError as exc:
@@ -223,11 +256,6 @@ class Mailbox:
             raise StopRun(f"{self._where} answered {command} with more data than was asked "
                           f"for (over {OTHER_BYTES >> 20} MiB past the messages' "
                           f"{MAX_FETCH >> 10} KiB each): stopped; check that server") from None
-
-    def abort(self) -> None:
-        """Cut the connection from another thread: a read blocked on it ends at once."""
-        with contextlib.suppress(OSError, AttributeError):
-            self.client.socket().shutdown(socket.SHUT_RDWR)
 
     def processed_folder(self, name: str = PROCESSED) -> str:
         """Processed (or another folder of ours), under the server's personal namespace

@@ -9,8 +9,10 @@ twice. A message that cannot be classified, or that ties no reader to a message 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +28,13 @@ from clubjapon_ops.bounces.match import Matched, Matcher, Report
 from clubjapon_ops.delivery.message import message_id
 from clubjapon_ops.delivery.returnpath import bounce_address
 from clubjapon_ops.delivery.tokens import TokenSigner, VerpSigner, signing_key
-from clubjapon_ops.errors import ConfigError, Interrupted, RetryableError, StopRun
+from clubjapon_ops.errors import (
+    ClubJaponError,
+    ConfigError,
+    Interrupted,
+    RetryableError,
+    StopRun,
+)
 from clubjapon_ops.jobs.records import Report as JobReport
 from clubjapon_ops.jobs.records import run_recorded
 from clubjapon_ops.printable import printable
@@ -155,26 +163,40 @@ class _Watchdog:
     """Cuts the IMAP connection once the run is asked to stop or passes its deadline.
 
     A blocked read sees nothing else: a server that sends an untagged OK every 0.2 s and
-    never finishes its FETCH held the run for ever, SIGTERM included (the review).
+    never finishes its FETCH held the run for ever, SIGTERM included (the review). Watching
+    starts before the connection, so a login that never ends is cut too.
     """
 
-    def __init__(self, box: Mailbox, stop: threading.Event | None, seconds: float) -> None:
+    def __init__(self, stop: threading.Event | None, seconds: float) -> None:
         self.fired: str | None = None  # "stop" or "deadline"
         self.deadline = time.monotonic() + seconds
+        self._stop = stop
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, args=(box, stop),
-                                        name="bounce-mailbox-watchdog", daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="bounce-mailbox-watchdog",
+                                        daemon=True)
         self._thread.start()
 
-    def _watch(self, box: Mailbox, stop: threading.Event | None) -> None:
+    def attach(self, sock: socket.socket) -> None:
+        """The connection to cut (cut at once if the time has come already)."""
+        with self._lock:
+            self._sock = sock
+            if self.fired is not None:
+                _cut(sock)
+
+    def _watch(self) -> None:
         while not self._done.wait(WATCH_EVERY_S):
-            if stop is not None and stop.is_set():
-                self.fired = "stop"
+            if self._stop is not None and self._stop.is_set():
+                fired = "stop"
             elif time.monotonic() >= self.deadline:
-                self.fired = "deadline"
+                fired = "deadline"
             else:
                 continue
-            box.abort()
+            with self._lock:
+                self.fired = fired
+                if self._sock is not None:
+                    _cut(self._sock)
             return
 
     def expired(self) -> bool:
@@ -187,35 +209,48 @@ class _Watchdog:
         self._thread.join()
 
 
+def _cut(sock: socket.socket) -> None:
+    """Shut a connection down from another thread: a read blocked on it ends at once."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def read_bounces(
     settings: Settings, store: Store, *, dry_run: bool = False,
     stop: threading.Event | None = None, mailbox: Mailbox | None = None,
     on_message: OnMessage | None = None, batch_size: int = BATCH,
 ) -> BounceReport:
     """Read the bounce mailbox once: record what it says, file what was handled."""
-    box = mailbox or Mailbox(imap_config(settings), readonly=dry_run)
-    watchdog = _Watchdog(box, stop, box.config.deadline)
+    config = mailbox.config if mailbox is not None else imap_config(settings)
+    watchdog = _Watchdog(stop, config.deadline)
+    box = mailbox
     try:
+        if box is None:
+            box = Mailbox(config, readonly=dry_run, on_socket=watchdog.attach)
+        else:
+            watchdog.attach(box.client.socket())
         return _read(settings, store, box, watchdog, dry_run=dry_run, stop=stop,
                      on_message=on_message, batch_size=batch_size)
-    except (OSError, IMAPClientError, StopRun) as exc:
+    except (OSError, IMAPClientError, ClubJaponError) as exc:
+        if isinstance(exc, Interrupted):
+            raise
         if watchdog.fired == "stop":
             raise Interrupted("bounce mailbox stopped") from None
         if watchdog.fired == "deadline":
             raise StopRun(
                 f"the bounce mailbox was still being read after BOUNCE_IMAP_DEADLINE="
-                f"{box.config.deadline:g} s ({box.config.host}:{box.config.port} never "
+                f"{config.deadline:g} s ({config.host}:{config.port} never "
                 "finished its answer): what was read is recorded, the next run goes on"
             ) from None
-        if isinstance(exc, StopRun):
+        if isinstance(exc, ClubJaponError):
             raise
-        raise RetryableError(f"the IMAP server at {box.config.host}:{box.config.port} "
+        raise RetryableError(f"the IMAP server at {config.host}:{config.port} "
                              "(BOUNCE_IMAP_HOST, BOUNCE_IMAP_PORT) failed in the middle of "
                              "the run: what was read is recorded, the next run goes "
                              "on") from None
     finally:
         watchdog.close()
-        if mailbox is None:
+        if mailbox is None and box is not None:
             box.close()
 
 
