@@ -92,3 +92,57 @@ def test_sigterm_stops_an_answer_that_never_ends(home: Path, hostility: Hostilit
                 proc.communicate()
     assert proc.returncode == 130, err
     assert "bounces: stopped: bounce mailbox stopped; run it again to finish" in err
+
+
+@pytest.mark.parametrize("hostility", [Hostility(endless=True, padding=500_000),
+                                       Hostility(endless_login=True, padding=500_000)],
+                         ids=["fetch", "login"])
+def test_a_flood_of_long_lines_stops_the_run_naming_the_server(home: Path,
+                                                               hostility: Hostility) -> None:
+    # Lines of 500 KB as fast as the server can write them: imaplib keeps every untagged
+    # line until the command ends; past 16 MiB more than was asked, the run stops.
+    with hostile_imap(hostility) as port:
+        done = subprocess.run([sys.executable, "-m", "clubjapon_ops", "bounces"],
+                              env=_env(home, port), capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "with more data than was asked for" in last and "127.0.0.1" in last, last
+
+
+class _Wire:
+    """What imaplib reads from: the bytes a server sent, as its read() and readline() see them."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def read(self, size: int) -> bytes:
+        chunk = self.data[self.at:self.at + size]
+        self.at += len(chunk)
+        return chunk
+
+    def readline(self) -> bytes:
+        end = self.data.find(b"\n", self.at) + 1 or len(self.data)
+        line = self.data[self.at:end]
+        self.at = end
+        return line
+
+
+def test_the_guard_keeps_what_was_asked_and_drops_the_rest_of_a_literal() -> None:
+    from clubjapon_ops.bounces.mailbox import MAX_FETCH, _Guard
+
+    body = b"a" * MAX_FETCH + b"b" * 1000
+    wire = _Wire(b"* 1 FETCH (BODY[]<0> {%d}\r\n" % len(body) + body + b")\r\n")
+    guard = _Guard(wire)
+    assert wire.readline() == b"* 1 FETCH (BODY[]<0> {%d}\r\n" % MAX_FETCH
+    assert wire.read(MAX_FETCH) == b"a" * MAX_FETCH  # the 1,000 b's read and dropped
+    assert wire.readline() == b")\r\n" and guard.oversized == 1
+
+
+def test_the_guard_refuses_a_literal_too_big_to_name() -> None:
+    from clubjapon_ops.bounces.mailbox import TooMuchData, _Guard
+
+    wire = _Wire(b"* 1 FETCH (BODY[]<0> {" + b"9" * 5000 + b"}\r\n")
+    _Guard(wire)
+    with pytest.raises(TooMuchData):
+        wire.readline()

@@ -26,6 +26,7 @@ class Hostility:
     literal_bytes: int = 0  # > 0: a literal of this many bytes, whatever was asked
     endless: bool = False  # an untagged OK after another, for as long as the client listens
     endless_login: bool = False  # the same, in answer to LOGIN
+    padding: int = 0  # bytes of text in each of those OKs
     # The command it answers without end came (a FETCH, or LOGIN with endless_login).
     fetching: threading.Event = field(default_factory=threading.Event)
     sent: int = 0  # bytes of literal sent
@@ -73,8 +74,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _endless(self) -> None:
         stop = self.server.closing
-        while not stop.wait(0.05):
-            self.send(b"* OK still working on it\r\n")
+        line = b"* OK still working on it" + b"." * self.server.hostility.padding + b"\r\n"
+        while not stop.wait(0 if self.server.hostility.padding else 0.05):
+            self.send(line)
 
     def _literal(self, how: Hostility) -> None:
         size = how.literal_bytes

@@ -81,9 +81,9 @@ OnSocket = Callable[[socket.socket], None]
 
 
 class _Client(IMAPClient):  # type: ignore[misc]  # imapclient is untyped
-    """IMAPClient that hands its socket over as soon as it exists, before the greeting: a
-    server can stall or flood the login as well as a FETCH, and the run's watchdog must be
-    able to cut it there too."""
+    """IMAPClient that hands its socket over as soon as it exists, before the greeting, and
+    counts what the server sends from then on (_Guard): a server can stall or flood the login
+    as well as a FETCH, and the run's watchdog must be able to cut it there too."""
 
     def __init__(self, *args: Any, on_socket: OnSocket | None = None, **kwargs: Any) -> None:
         self._on_socket = on_socket
@@ -101,6 +101,8 @@ class _Client(IMAPClient):  # type: ignore[misc]  # imapclient is untyped
                 sock: socket.socket = super()._create_socket(timeout)
                 if on_socket is not None:
                     on_socket(sock)
+                # Counted and capped from the greeting on (imaplib reads it next).
+                self.guard = _Guard(self)
                 return sock
 
         if self.ssl:
@@ -140,6 +142,8 @@ class _Guard:
         line: bytes = self._readline()
         self._spend(len(line))
         announced = _LITERAL.search(line)
+        if announced is not None and len(announced.group(1)) > 15:
+            raise TooMuchData  # a literal of a petabyte or more (and int() of 5,000 digits fails)
         if announced is not None and int(announced.group(1)) > MAX_FETCH:
             self._extra = int(announced.group(1)) - MAX_FETCH
             self.oversized += 1
@@ -182,12 +186,22 @@ class Mailbox:
         if config.security == "none" and not is_loopback(config.host):
             log.warning("BOUNCE_IMAP_SECURITY=none: the IMAP password travels in clear text",
                         extra={"host": config.host})
+        with self._capped("the login"):
+            self._open(config, context, readonly, on_socket)
+        self.use_move = self.client.has_capability("MOVE") if use_move is None else use_move
+        self._folders: dict[str, str] = {}  # our folders known to exist, by name
+
+    def _open(self, config: ImapConfig, context: ssl.SSLContext, readonly: bool,
+              on_socket: OnSocket | None) -> None:
+        """Connect, log in and open the folder; each failure one of the project's errors."""
         try:
             self.client = _Client(config.host, config.port, ssl=config.security == "tls",
                                   ssl_context=context, timeout=config.timeout,
                                   on_socket=on_socket)
             if config.security == "starttls":
                 self.client.starttls(context)
+                if on_socket is not None:
+                    on_socket(self.client.socket())  # the TLS socket took the old one's place
         except ssl.SSLError as exc:
             raise StopRun(f"TLS with {self._where} failed (BOUNCE_IMAP_SECURITY="
                           f"{config.security}): {exc.reason or exc}") from None
@@ -203,10 +217,9 @@ class Mailbox:
         except (OSError, IMAPClientError) as exc:
             self.close()
             raise RetryableError(f"{self._where} failed at login: {_why(exc)}") from None
-        # The private imaplib object: the only place where a literal's size is known before
-        # it is read. From here on what the server sends is counted and capped.
-        self._guard = _Guard(self.client._imap)
-        self.use_move = self.client.has_capability("MOVE") if use_move is None else use_move
+        # On the private imaplib object: the only place where a literal's size is known
+        # before it is read.
+        self._guard: _Guard = self.client._imap.guard
         try:
             # Read-only (EXAMINE) for a dry run: not even the \Recent flags change.
             status = self.client.select_folder(config.folder, readonly=readonly)
@@ -215,7 +228,6 @@ class Mailbox:
             raise StopRun(f"BOUNCE_IMAP_FOLDER={config.folder!r}: cannot be opened on "
                           f"{self._where}: {_why(exc)}") from None
         self.uidvalidity = int(status.get(b"UIDVALIDITY", 0))
-        self._folders: dict[str, str] = {}  # our folders known to exist, by name
 
     def uids(self) -> list[int]:
         """Every message of the folder not marked deleted, oldest first."""
@@ -329,10 +341,10 @@ class Mailbox:
             self.client.expunge()
 
     def close(self) -> None:
-        """Log out, ignoring a connection already gone."""
+        """Log out, ignoring a connection already gone (or a server still flooding it)."""
         try:
             self.client.logout()
-        except (OSError, IMAPClientError, AttributeError):
+        except (OSError, IMAPClientError, AttributeError, TooMuchData):
             with contextlib.suppress(OSError, IMAPClientError, AttributeError):
                 self.client.shutdown()
 
