@@ -5,9 +5,11 @@
 
 For each size: a fresh dovecot mailbox (tests/dovecot.py, 127.0.0.1) is loaded with that many
 real reports (the vendored corpus's bounces and complaints, each copy with its own
-Message-ID and its own recipients, who all have a ledger row in a fresh SQLite store), then
-`clubjapon-ops bounces` runs in a child process: fetched in batches, classified, matched,
-recorded as events, suppressed, moved to Processed. Printed: wall time, messages/s and the
+Message-ID and its own recipients, who all have a ledger row in a fresh SQLite store; a
+bounce that quotes a Message-ID returns ours, to its first recipient, as a real one would),
+then `clubjapon-ops bounces` runs in a child process: fetched in batches, classified,
+matched, recorded as events, suppressed, moved to Processed (or, a report that ties no
+reader, to Review). Printed: wall time, messages/s and the
 child's peak RSS. Target (issue 16): 10,000 messages in under a minute, memory flat (peak
 RSS about the same at 1,000 and 10,000).
 """
@@ -27,9 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.dovecot and the corpus table
 
 from sqlalchemy import insert  # noqa: E402
-from tests.bounces.conftest import EXPECTED, corpus  # noqa: E402
+from tests.bounces.conftest import EXPECTED, corpus, ours  # noqa: E402
 from tests.dovecot import HOW_TO, dovecot_available, running_dovecot  # noqa: E402
 
+from clubjapon_ops.bounces.classify import classify  # noqa: E402
 from clubjapon_ops.settings import load_settings  # noqa: E402
 from clubjapon_ops.store import open_store  # noqa: E402
 from clubjapon_ops.store.schema import deliveries  # noqa: E402
@@ -51,6 +54,8 @@ def messages(count: int) -> tuple[list[bytes], list[str]]:
             mine = f"r{n}.{k}@bench.example.org"
             raw = raw.replace(address.encode(), mine.encode())
             emails.append(mine)
+        if EXPECTED[name][0] != "complaint" and classify(raw).returned_message_id:
+            raw = ours(raw, "2025-11-04-lille", f"r{n}.0@bench.example.org")
         # Its own Message-ID, first among the headers: another report, not a copy.
         out.append(f"Message-ID: <bench-{n}@mx.example.net>\r\n".encode() + raw)
     return out, emails
@@ -133,6 +138,7 @@ def main() -> None:
                   f"peak RSS {peak / 1024:.0f} MB")
             print(f"        {result.stdout.strip()[:160]}")
             print(f"        in Processed: {server.count(user, 'Processed')}, "
+                  f"in Review: {server.count(user, 'Review')}, "
                   f"left in INBOX: {server.count(user, 'INBOX')}")
 
 

@@ -171,6 +171,10 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _optional_bool(raw: str) -> bool | None:
+    return None if not raw.strip() else _bool(raw)
+
+
 def _optional(raw: str) -> str | None:
     return raw.strip() or None
 
@@ -355,9 +359,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("bounce_address", "CLUBJAPON_BOUNCE_ADDRESS", _optional_address, "",
          "an address such as bounces@example.org (empty: the address of CLUBJAPON_MAIL_FROM)",
          "the envelope sender (return path) of SMTP sends: where bounces go"),
-    Spec("bounce_verp", "CLUBJAPON_BOUNCE_VERP", _bool, "false", "true | false",
+    Spec("bounce_verp", "CLUBJAPON_BOUNCE_VERP", _optional_bool, "",
+         "true | false (empty: true when CLUBJAPON_BOUNCE_ADDRESS is set)",
          "SMTP sends use local+TOKEN@domain as envelope sender, TOKEN naming the ledger row "
-         "(signed with CLUBJAPON_SECRET): a bounce then names its message"),
+         "(signed with CLUBJAPON_SECRET): a bounce then names its message, and a forged "
+         "one names no one"),
     Spec("bounce_imap_host", "BOUNCE_IMAP_HOST", _optional, "",
          "a host name or address (empty: no bounce mailbox)",
          "IMAP server of the bounce mailbox read by 'bounces' and jobs/bounce-mailbox.toml"),
@@ -374,6 +380,10 @@ SPECS: tuple[Spec, ...] = (
          "tls", "tls | starttls | none", "IMAP transport security of the bounce mailbox"),
     Spec("bounce_imap_delete", "BOUNCE_IMAP_DELETE", _bool, "false", "true | false",
          "delete handled messages instead of moving them to the folder Processed"),
+    Spec("bounce_imap_deadline", "BOUNCE_IMAP_DEADLINE", _positive_float, "600",
+         "seconds, a number > 0",
+         "the longest one read of the bounce mailbox may take (a server that never finishes "
+         "an answer included); then it stops, and the next run goes on"),
     Spec("hubspot_subscription_id", "HUBSPOT_SUBSCRIPTION_ID", _digits, "",
          "a HubSpot subscription type id (digits)",
          "the email subscription type that write-back unsubscribes addresses from"),
@@ -477,6 +487,7 @@ class Settings:
     bounce_imap_folder: str
     bounce_imap_security: str
     bounce_imap_delete: bool
+    bounce_imap_deadline: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:
@@ -632,6 +643,10 @@ def load_settings(
         if path is not None and not path.is_absolute():
             values[attr] = root / path
     _check_dkim(values)
+    if values["bounce_verp"] is None:
+        # A return path of its own is a mailbox the club runs: it takes bounces+TOKEN@ too,
+        # and VERP is what keeps a forged DSN from suppressing readers (docs/ops.md).
+        values["bounce_verp"] = values["bounce_address"] is not None
     values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, **values)
 

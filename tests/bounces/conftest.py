@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
+from clubjapon_ops.bounces.classify import classify
+from clubjapon_ops.delivery.message import message_id
 from clubjapon_ops.settings import Settings, load_settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.schema import deliveries
@@ -76,6 +78,29 @@ def corpus(name: str) -> bytes:
     return (CORPUS / name).read_bytes()
 
 
+def ours(raw: bytes, edition: str, email: str) -> bytes:
+    """A real report returning our message to ``email`` of ``edition``: the Message-ID it
+    quotes replaced by ours (what ties a report to one reader while VERP is off)."""
+    returned = classify(raw).returned_message_id
+    assert returned, "this report quotes no Message-ID"
+    return raw.replace(returned.encode(), message_id(edition, email, "example.org").encode())
+
+
+def tied_corpus(edition: str) -> tuple[list[bytes], list[str]]:
+    """Every corpus message, each delivery report that quotes a Message-ID made to return our
+    message to its first recipient; and those recipients (each needs a ledger row)."""
+    messages: list[bytes] = []
+    readers: list[str] = []
+    for name in sorted(EXPECTED):
+        raw = corpus(name)
+        kind, addresses = EXPECTED[name]
+        if kind in ("hard", "soft", "delayed") and classify(raw).returned_message_id:
+            raw = ours(raw, edition, addresses[0])
+            readers.append(addresses[0])
+        messages.append(raw)
+    return messages, readers
+
+
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
     """One dovecot for the whole session; each test takes a user (a mailbox) of its own."""
@@ -92,7 +117,8 @@ def mailbox_user(dovecot: Dovecot) -> str:
 def bounce_settings(root: Path, dovecot: Dovecot, user: str, **env: str) -> Settings:
     """Settings reading ``user``'s mailbox, with a signing key and our bounce address."""
     base = {"CLUBJAPON_SECRET": SECRET, "CLUBJAPON_MAIL_FROM": MAIL_FROM,
-            "CLUBJAPON_BOUNCE_ADDRESS": BOUNCES, **dovecot.env(user)}
+            "CLUBJAPON_BOUNCE_ADDRESS": BOUNCES, "CLUBJAPON_BOUNCE_VERP": "false",
+            **dovecot.env(user)}
     return load_settings(root, environ={**base, **env}, use_dotenv=True)
 
 
@@ -115,3 +141,40 @@ def add_ledger_row(store: Store, edition: str, email: str, *, days_ago: float = 
             sent_at=when if sent else None))
         return int(conn.execute(select(deliveries.c.id).where(
             deliveries.c.edition == edition, deliveries.c.email == email)).scalar_one())
+
+
+FORGED_DSN = """\
+From: MAILER-DAEMON@mx.example.net
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Date: Mon, 7 Dec 2026 10:00:00 +0000
+Message-ID: <forged-{n}@mx.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+{recipients}
+--b
+Content-Type: text/rfc822-headers
+
+From: Club Japon <club-japon@example.org>
+Subject: La lettre
+{returned}
+--b--
+"""
+
+
+def forged_dsn(n: int, readers: list[str], returned: str = "") -> bytes:
+    """A DSN anyone can write: 'these readers bounced', with what it claims we sent."""
+    blocks = "".join(f"Final-Recipient: rfc822; {r}\nAction: failed\nStatus: 5.1.1\n"
+                     f"Diagnostic-Code: smtp; 550 5.1.1 unknown user\n\n" for r in readers)
+    return FORGED_DSN.format(to=BOUNCES, n=n, recipients=blocks, returned=returned).encode()

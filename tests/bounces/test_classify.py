@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clubjapon_ops.bounces.classify import MAX_RECIPIENTS, UNCLASSIFIED, classify
-from tests.bounces.conftest import CORPUS, EXPECTED, corpus
+from tests.bounces.conftest import CORPUS, EXPECTED, corpus, forged_dsn
 
 
 def test_the_corpus_table_names_every_vendored_message() -> None:
@@ -99,3 +99,10 @@ def test_only_a_readers_own_report_is_a_complaint(feedback: bytes, kind: str) ->
     raw = corpus("sisimai/arf-02.eml").replace(b"Feedback-Type: abuse",
                                                b"Feedback-Type: " + feedback, 1)
     assert classify(raw).kind == kind
+
+
+def test_an_address_with_a_control_character_is_no_recipient() -> None:
+    hostile = ["victim\x07@example.com", "a\tb@example.com", "c\x1b[2Jd@example.com",
+               "e\x9b31m@example.com", "f\x7f@example.com"]
+    verdict = classify(forged_dsn(1, [*hostile, "reader@example.com"]))
+    assert [f.address for f in verdict.failures] == ["reader@example.com"]

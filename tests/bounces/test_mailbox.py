@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from clubjapon_ops.bounces.mailbox import PROCESSED, Mailbox, imap_config
+from clubjapon_ops.bounces.mailbox import PROCESSED, REVIEW, Mailbox, imap_config
 from clubjapon_ops.delivery.message import message_id
 from clubjapon_ops.delivery.tokens import TokenSigner, VerpSigner, verp_address
 from clubjapon_ops.errors import AuthError, ConfigError, StopRun
@@ -27,6 +27,8 @@ from tests.bounces.conftest import (
     add_ledger_row,
     bounce_settings,
     corpus,
+    forged_dsn,
+    ours,
 )
 from tests.dovecot import Dovecot, running_dovecot
 
@@ -53,49 +55,53 @@ def test_real_reports_are_recorded_filed_and_summed_up(
     known_delayed = add_ledger_row(store, EDITION, "userx@example.cz")
     known_soft = add_ledger_row(store, EDITION, "kijitora@example.edu")
     add_ledger_row(store, EDITION, "this-local-part-does-not-exist-on-yahoo@yahoo.com")
-    dovecot.append(mailbox_user, [corpus(name) for name in sorted(EXPECTED)] + JUNK)
+    add_ledger_row(store, EDITION, "userunknown@bouncehammer.jp")
+    # Three reports return our message to one reader (our Message-ID); the corpus's others
+    # return messages we did not send, whatever addresses they name.
+    tied = {"sisimai/lhost-postfix-04.eml": "kijitora@example.co.jp",
+            "sisimai/lhost-exchange2007-02.eml": "kijitora@example.edu",
+            "flufl/dsn_05.eml": "userx@example.cz"}
+    dovecot.append(mailbox_user, [ours(corpus(n), EDITION, tied[n]) if n in tied else corpus(n)
+                                  for n in sorted(EXPECTED)] + JUNK)
 
     report = read_bounces(imap_settings, store)
 
     kinds = Counter(kind for kind, _ in EXPECTED.values())
     assert report.read == len(EXPECTED) + len(JUNK)
-    assert (report.hard, report.soft) == (kinds["hard"], kinds["soft"])
-    assert report.delayed == kinds["delayed"] == 3
-    # The corpus's feedback reports return messages we did not send: nothing signed by us
-    # names who complained, so they stay, unverified (see the test after this one).
+    assert (report.hard, report.soft, report.delayed, report.blocked) == (1, 1, 1, 0)
+    # Every other report ties no reader to a message we sent: unverified, nothing recorded
+    # (the corpus's feedback reports too: see the complaint test after this one).
     assert report.complaints == report.opt_outs == 0
-    assert len(report.unverified) == kinds["complaint"] + kinds["opt_out"] == 6
+    reports = sum(kinds[k] for k in ("hard", "soft", "delayed", "complaint", "opt_out"))
+    assert len(report.unverified) == reports - len(tied)
     assert report.auto_replies == kinds["auto_reply"] == 6
     assert report.other_reports == 1  # a DMARC failure report is no complaint
-    # Left in place: an ordinary message and the junk, and the unverified reports.
     assert len(report.unclassified) == 1 + len(JUNK)
+    # What is left for a person moved to Review: the folder read is empty.
     left = len(report.unclassified) + len(report.unverified)
-    assert dovecot.count(mailbox_user, "INBOX") == left
+    assert dovecot.count(mailbox_user, "INBOX") == 0
+    assert dovecot.count(mailbox_user, REVIEW) == left
     assert dovecot.count(mailbox_user, PROCESSED) == report.read - left
-    assert report.filed == report.read - left
+    assert report.filed == report.read - left and report.status == "partial"
 
     recorded = _events(store)
-    assert len(recorded) == report.events_new
+    assert len(recorded) == report.events_new == len(tied)
     rows = {(e.email, e.type): e for e in recorded}
     assert rows[("kijitora@example.co.jp", "hard_bounce")].delivery_id == known_hard
+    assert rows[("kijitora@example.co.jp", "hard_bounce")].reason.startswith("5.1.1")
     assert rows[("kijitora@example.edu", "soft_bounce")].delivery_id == known_soft
     assert rows[("userx@example.cz", "deferred")].delivery_id == known_delayed
-    assert rows[("filtered@example.co.jp", "hard_bounce")].reason.startswith("5.2.1")
-    suppressed = _suppressed(store)
-    assert suppressed["kijitora@example.co.jp"] == "bounce"
-    assert "this-local-part-does-not-exist-on-yahoo@yahoo.com" not in suppressed
-    assert "kijitora@example.edu" not in suppressed  # one soft bounce: below the limit of 3
-    assert "userx@example.cz" not in suppressed  # a delay warning never suppresses
-    # Addresses the store does not know are recorded and reported, never an error.
-    assert "userunknown@bouncehammer.jp" in report.unknown
-    assert ("userunknown@bouncehammer.jp", "hard_bounce") in rows
-    assert "kijitora@example.co.jp" not in report.unknown
-    assert report.summary().startswith(f"read {report.read}, hard {report.hard}")
-    assert f"UIDs {report.unclassified[0]}" in report.summary()
+    assert {e.raw["matched_by"] for e in recorded} == {"message-id"}
+    # One hard bounce tied to its reader: suppressed; no address a report merely names.
+    assert _suppressed(store) == {"kijitora@example.co.jp": "bounce"}
+    assert report.unknown == []
+    assert report.summary().startswith(f"read {report.read}, hard 1, soft 1")
+    assert f"unclassified 3 (moved to {REVIEW})" in report.summary()
 
+    # Junk and unverified reports are not parsed again, run after run (the review: 23 s of
+    # CPU every 15 minutes, forever).
     again = read_bounces(imap_settings, store)
-    assert again.read == left
-    assert again.unclassified == report.unclassified and again.events_new == 0
+    assert again.read == 0 and again.events_new == 0 and again.status == "success"
     assert len(_events(store)) == len(recorded)
 
 
@@ -118,7 +124,8 @@ def test_soft_bounces_suppress_after_the_limit_in_a_row_delays_never(
         add_ledger_row(store, edition, email, days_ago=30 - n * 10)
         # Three reports, one per edition, each written a day after its send.
         written = format_datetime(datetime.now(UTC) - timedelta(days=29 - n * 10))
-        copies.append(raw.replace(own, f"Message-ID: <copy{n}@example.net>".encode(), 1)
+        copies.append(ours(raw, edition, email)
+                      .replace(own, f"Message-ID: <copy{n}@example.net>".encode(), 1)
                       .replace(date, f"Date: {written}".encode(), 1))
     dovecot.append(mailbox_user, copies[:2])
     read_bounces(imap_settings, store)
@@ -147,7 +154,8 @@ def test_an_edition_that_reached_the_reader_breaks_the_soft_bounce_streak(
         if edition == "2025-10-01-lille":
             continue  # no report: it reached the reader
         written = format_datetime(datetime.now(UTC) - timedelta(days=days - 1))
-        copies.append(raw.replace(own, f"Message-ID: <streak{n}@example.net>".encode(), 1)
+        copies.append(ours(raw, edition, email)
+                      .replace(own, f"Message-ID: <streak{n}@example.net>".encode(), 1)
                       .replace(date, f"Date: {written}".encode(), 1))
     dovecot.append(mailbox_user, copies)
     report = read_bounces(imap_settings, store)
@@ -194,19 +202,18 @@ def test_a_complaint_counts_only_for_the_reader_our_signed_link_names(
     assert set(_suppressed(store)) == {reader}  # none of the seven addresses the report names
 
 
-def test_rows_are_matched_by_verp_token_message_id_then_recipient(
+def test_a_report_counts_for_one_reader_tied_by_verp_token_or_message_id(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
     email = "kijitora@example.co.jp"
     older = add_ledger_row(store, "2025-10-01-lille", email, days_ago=30)
-    latest = add_ledger_row(store, EDITION, email, days_ago=2)
+    add_ledger_row(store, EDITION, email, days_ago=2)
     forwarded = add_ledger_row(store, EDITION, "reader@example.net")
     raw = corpus("sisimai/lhost-postfix-04.eml")
-    # The same real DSN three ways: as it is (matched by recipient: the latest edition) ...
+    # The same real DSN three ways: as it is (it names our reader but returns a message we
+    # did not send: it ties no one) ...
     by_recipient = raw
     # ... returning our Message-ID of the older edition (matched by it) ...
-    ours = message_id("2025-10-01-lille", email, "example.org")
-    by_message_id = (raw.replace(b"<A8F82EDD-E518-4F5C-8C70-BC4EFF24AB9F@example.ne.jp>",
-                                 ours.encode())
+    by_message_id = (ours(raw, "2025-10-01-lille", email)
                      .replace(b"<20100524100650.7FE851AC10D@mv-osn-hcb007.ocn.ad.jp>",
                               b"<dsn-2@mv-osn-hcb007.ocn.ad.jp>"))
     # ... and sent to the VERP return path of another row (a reader whose mail was
@@ -219,10 +226,54 @@ def test_rows_are_matched_by_verp_token_message_id_then_recipient(
 
     report = read_bounces(imap_settings, store)
 
-    assert report.hard == 3 and not report.unclassified and not report.unknown
+    assert report.hard == 2 and len(report.unverified) == 1 and not report.unknown
     got = [(e.email, e.delivery_id, e.raw["matched_by"]) for e in _events(store)]
-    assert got == [(email, latest, "recipient"), (email, older, "message-id"),
-                   ("reader@example.net", forwarded, "verp")]
+    assert got == [(email, older, "message-id"), ("reader@example.net", forwarded, "verp")]
+
+
+@pytest.mark.parametrize("verp", ["false", "true"])
+def test_forged_dsns_cannot_empty_the_list(
+        root: Any, store: Store, dovecot: Dovecot, mailbox_user: str, verp: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The review, VERP off (the default then): three forged DSNs, one naming 44 readers and
+    # no Message-ID, suppressed 46 of 50 contacts, and nothing said VERP was off.
+    settings = bounce_settings(root, dovecot, mailbox_user, CLUBJAPON_BOUNCE_VERP=verp)
+    readers = [f"reader{n:02d}@example.com" for n in range(50)]
+    for reader in readers:
+        add_ledger_row(store, EDITION, reader)
+    dovecot.append(mailbox_user, [
+        forged_dsn(1, readers[:44]),
+        # Our Message-ID of reader 44's message (a hash of public words), naming six.
+        forged_dsn(2, readers[44:],
+                   f"Message-ID: {message_id(EDITION, readers[44], 'example.org')}"),
+        forged_dsn(3, readers[45:46], "Message-ID: <someone-else@example.net>"),
+    ])
+
+    with caplog.at_level("WARNING", logger="clubjapon_ops.jobs.bounces"):
+        report = read_bounces(settings, store)
+
+    suppressed = _suppressed(store)
+    if verp == "false":
+        # At most one reader per report, and only the one it ties to a message we sent.
+        assert suppressed == {readers[44]: "bounce"}
+        assert (report.hard, len(report.unverified)) == (1, 2)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "CLUBJAPON_BOUNCE_VERP" in warnings[0]
+    else:
+        # VERP on: a Message-ID anyone can compute ties no one; nothing is suppressed.
+        assert suppressed == {}
+        assert (report.hard, len(report.unverified)) == (0, 3)
+        assert "CLUBJAPON_BOUNCE_VERP" not in caplog.text
+    assert dovecot.count(mailbox_user, REVIEW) == len(report.unverified)
+
+
+def test_verp_is_on_by_default_with_a_bounce_address_of_its_own(root: Any) -> None:
+    from clubjapon_ops.settings import load_settings
+
+    assert load_settings(root, environ={"CLUBJAPON_BOUNCE_ADDRESS": BOUNCES}).bounce_verp
+    assert not load_settings(root, environ={}).bounce_verp
+    assert not load_settings(root, environ={"CLUBJAPON_BOUNCE_ADDRESS": BOUNCES,
+                                            "CLUBJAPON_BOUNCE_VERP": "false"}).bounce_verp
 
 
 def test_with_verp_on_only_a_signed_return_path_is_believed(
@@ -251,16 +302,12 @@ def test_with_verp_on_only_a_signed_return_path_is_believed(
     report = read_bounces(settings, store)
 
     assert report.hard == 1 and len(report.unverified) == 2 and report.status == "partial"
-    assert "unverified 2 (UIDs " in report.summary()
+    assert f"unverified 2 (moved to {REVIEW})" in report.summary()
     assert [(e.email, e.delivery_id, e.raw["matched_by"]) for e in _events(store)] == [
         ("reader@example.net", reader, "verp")]
     assert victim not in _suppressed(store)
-    # The two it did not believe are still in the folder, for a person to look at.
-    box = Mailbox(imap_config(settings))
-    try:
-        assert len(box.uids()) == 2
-    finally:
-        box.close()
+    # The two it did not believe are in Review, for a person to look at.
+    assert dovecot.count(mailbox_user, REVIEW) == 2
 
 
 @pytest.mark.parametrize("diagnostic", [
@@ -280,7 +327,8 @@ def test_a_policy_refusal_is_blocked_never_a_suppression(
     eol = b"\r\n" if b"\r\n" in raw else b"\n"
     start = raw.index(b"Status: 5.1.1")
     end = raw.index(eol, raw.index(b"Diagnostic-Code:", start))
-    dovecot.append(mailbox_user, [raw[:start] + diagnostic.replace(b"\n", eol) + raw[end:]])
+    dovecot.append(mailbox_user, [ours(raw[:start] + diagnostic.replace(b"\n", eol) + raw[end:],
+                                       EDITION, email)])
 
     report = read_bounces(imap_settings, store)
 
@@ -297,11 +345,14 @@ def test_processed_goes_under_the_servers_namespace_prefix(root: Any, store: Sto
     with running_dovecot(prefix="INBOX.") as server:
         user = server.new_user()
         add_ledger_row(store, EDITION, "kijitora@example.co.jp")
-        server.append(user, [corpus("sisimai/lhost-postfix-04.eml")])
+        server.append(user, [ours(corpus("sisimai/lhost-postfix-04.eml"), EDITION,
+                                  "kijitora@example.co.jp"),
+                             corpus("sisimai/is-not-bounce-01.eml")])
         settings = bounce_settings(root, server, user)
         report = read_bounces(settings, store)
         assert report.hard == 1 and report.filed == 1
         assert server.count(user, "INBOX.Processed") == 1
+        assert server.count(user, "INBOX.Review") == 1
         assert server.count(user, "INBOX") == 0
 
 
@@ -309,7 +360,7 @@ def test_a_report_dated_in_the_future_counts_from_when_it_arrived(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
     # Anyone can write any Date: one of 2099 would sort first in a soft-bounce streak for ever.
     add_ledger_row(store, EDITION, "kijitora@example.co.jp")
-    raw = corpus("sisimai/lhost-postfix-04.eml")
+    raw = ours(corpus("sisimai/lhost-postfix-04.eml"), EDITION, "kijitora@example.co.jp")
     first_date = raw.index(b"Date: ")
     end = raw.index(b"\n", first_date)
     dovecot.append(mailbox_user, [raw[:first_date] + b"Date: Thu, 01 Jan 2099 00:00:00 +0000"
@@ -323,7 +374,8 @@ def test_a_report_dated_in_the_future_counts_from_when_it_arrived(
 
 def test_undecodable_header_bytes_are_stored_on_every_engine(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
-    raw = corpus("sisimai/lhost-postfix-04.eml")
+    add_ledger_row(store, EDITION, "kijitora@example.co.jp")
+    raw = ours(corpus("sisimai/lhost-postfix-04.eml"), EDITION, "kijitora@example.co.jp")
     dovecot.append(mailbox_user, [raw.replace(b"Subject:", b"Subject: \x00\xff\xfe\xed\xa0\x80", 1)
                                   .replace(b"From:", b"From: \xc3(", 1)])
     report = read_bounces(imap_settings, store)
@@ -334,7 +386,9 @@ def test_a_dry_run_classifies_and_changes_nothing(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str) -> None:
     names = ["sisimai/lhost-exim-02.eml", "sisimai/arf-02.eml", "sisimai/rfc3834-01.eml",
              "sisimai/is-not-bounce-01.eml"]
-    dovecot.append(mailbox_user, [corpus(n) for n in names])
+    add_ledger_row(store, EDITION, "kijitora@example.jp")
+    dovecot.append(mailbox_user, [ours(corpus(names[0]), EDITION, "kijitora@example.jp")]
+                   + [corpus(n) for n in names[1:]])
     seen: list[tuple[int, str]] = []
     report = read_bounces(imap_settings, store, dry_run=True,
                           on_message=lambda uid, verdict, _: seen.append((uid, verdict.kind)))
@@ -342,10 +396,15 @@ def test_a_dry_run_classifies_and_changes_nothing(
     # arf-02 returns a message we did not send (no link of ours): unverified, even dry.
     assert (report.hard, report.complaints, report.auto_replies) == (1, 0, 1)
     assert len(report.unverified) == 1
-    assert report.unknown  # reported, though nothing is recorded
     assert _events(store) == [] and _suppressed(store) == {}
     assert dovecot.count(mailbox_user, "INBOX") == 4
-    assert dovecot.count(mailbox_user, PROCESSED) == 0
+    assert dovecot.count(mailbox_user, PROCESSED) == dovecot.count(mailbox_user, REVIEW) == 0
+
+
+def _qmail(store: Store) -> bytes:
+    """A real qmail bounce returning our message to a reader of the ledger."""
+    add_ledger_row(store, EDITION, "kijitora@example.org")
+    return ours(corpus("sisimai/lhost-qmail-03.eml"), EDITION, "kijitora@example.org")
 
 
 @pytest.mark.sqlite_only
@@ -353,27 +412,27 @@ def test_a_dry_run_classifies_and_changes_nothing(
 def test_messages_are_filed_with_or_without_move(
         imap_settings: Settings, store: Store, dovecot: Dovecot, mailbox_user: str,
         move: bool) -> None:
-    dovecot.append(mailbox_user, [corpus("sisimai/lhost-qmail-03.eml"),
-                                  corpus("sisimai/is-not-bounce-01.eml")])
+    dovecot.append(mailbox_user, [_qmail(store), corpus("sisimai/is-not-bounce-01.eml")])
     box = Mailbox(imap_config(imap_settings), use_move=move)
     try:
         report = read_bounces(imap_settings, store, mailbox=box)
     finally:
         box.close()
     assert report.filed == 1
-    assert dovecot.count(mailbox_user, "INBOX") == 1
-    assert dovecot.count(mailbox_user, PROCESSED) == 1
+    assert dovecot.count(mailbox_user, "INBOX") == 0
+    assert dovecot.count(mailbox_user, PROCESSED) == dovecot.count(mailbox_user, REVIEW) == 1
 
 
 @pytest.mark.sqlite_only
 def test_delete_only_when_asked(root: Any, store: Store, dovecot: Dovecot,
                                 mailbox_user: str) -> None:
     settings = bounce_settings(root, dovecot, mailbox_user, BOUNCE_IMAP_DELETE="true")
-    dovecot.append(mailbox_user, [corpus("sisimai/lhost-qmail-03.eml")])
+    dovecot.append(mailbox_user, [_qmail(store), corpus("sisimai/is-not-bounce-01.eml")])
     report = read_bounces(settings, store)
     assert report.filed == 1
     assert dovecot.count(mailbox_user, "INBOX") == 0
     assert dovecot.count(mailbox_user, PROCESSED) == 0
+    assert dovecot.count(mailbox_user, REVIEW) == 1  # what it did not handle: never deleted
 
 
 @pytest.mark.sqlite_only
@@ -401,7 +460,7 @@ def test_tls_and_starttls_reach_the_mailbox(root: Any, store: Store, dovecot: Do
     port = dovecot.tls_port if security == "tls" else dovecot.port
     settings = bounce_settings(root, dovecot, mailbox_user, BOUNCE_IMAP_SECURITY=security,
                                BOUNCE_IMAP_PORT=str(port))
-    dovecot.append(mailbox_user, [corpus("sisimai/lhost-qmail-03.eml")])
+    dovecot.append(mailbox_user, [_qmail(store)])
     trusted = ssl.create_default_context(cafile=str(dovecot.cert))
     box = Mailbox(imap_config(settings), ssl_context=trusted)
     try:

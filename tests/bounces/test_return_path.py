@@ -82,9 +82,20 @@ def test_smtp_sends_use_the_from_address_by_default(home: Path, outgoing) -> Non
 
 def test_smtp_sends_use_the_bounce_address(home: Path, outgoing) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     settings = make_settings(home, CLUBJAPON_TRANSPORT="smtp", SMTP_HOST="127.0.0.1",
-                             CLUBJAPON_BOUNCE_ADDRESS="bounces@example.org")
+                             CLUBJAPON_BOUNCE_ADDRESS="bounces@example.org",
+                             CLUBJAPON_BOUNCE_VERP="false")
     got = _smtp_send(settings, [outgoing(1, "a@example.com"), outgoing(2, "b@example.com")])
     assert got == {"a@example.com": "bounces@example.org", "b@example.com": "bounces@example.org"}
+
+
+def test_a_bounce_address_of_its_own_turns_verp_on(home: Path, outgoing) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    # VERP off, anyone could forge a DSN returning a reader's Message-ID (a hash of public
+    # words); a return path the club runs takes bounces+TOKEN@ too, so VERP is the default.
+    settings = make_settings(home, CLUBJAPON_TRANSPORT="smtp", SMTP_HOST="127.0.0.1",
+                             CLUBJAPON_BOUNCE_ADDRESS="bounces@example.org")
+    got = _smtp_send(settings, [outgoing(1, "a@example.com")])
+    assert got["a@example.com"].startswith("bounces+")
+    assert got["a@example.com"].endswith("@example.org")
 
 
 def test_with_verp_each_message_names_its_row_pipelined_envelopes_included(

@@ -220,6 +220,25 @@ def test_a_bad_key_stops_a_send_before_anything_goes(home: Path, send_store: Sto
     assert not (home / "var" / "outbox" / SLUG).exists()
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620])
+def test_a_key_file_other_users_can_read_stops_a_send(
+        home: Path, send_store: Store,  # noqa: F811
+        key_file: Path, key_pem: bytes, mode: int) -> None:
+    sync(home, send_store, 3)
+    key_file.chmod(mode)
+    (home / ".env").write_text("".join(f"{k}={v}\n" for k, v in dkim_env(key_file).items())
+                               + "CLUBJAPON_SECRET=test-secret-0123456789abcdef\n"
+                               f"CLUBJAPON_CSV_PATH={home / 'contacts.csv'}\n")
+    result = run_cli(home, "send", SLUG, "--yes")
+    assert result.returncode == 2, result.stderr
+    assert "CLUBJAPON_DKIM_KEY_FILE" in result.stderr
+    assert f"chmod 600 {key_file}" in result.stderr and f"mode {mode:04o}" in result.stderr
+    assert key_pem.decode().splitlines()[1] not in result.stderr + result.stdout
+    assert not (home / "var" / "outbox" / SLUG).exists()
+    key_file.chmod(0o640)  # readable by a group (the sender's): accepted, as 0600 is
+    assert make_signer(key_file, SELECTOR, DOMAIN, "club-japon@example.org") is not None
+
+
 def test_a_domain_that_is_not_the_senders_is_a_warning(
         key_file: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="clubjapon_ops.delivery.dkim"):

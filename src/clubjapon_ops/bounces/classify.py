@@ -23,6 +23,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
+from clubjapon_ops.printable import has_control
+
 HARD, SOFT, DELAYED, COMPLAINT, OPT_OUT = "hard", "soft", "delayed", "complaint", "opt_out"
 BLOCKED = "blocked"  # refused for a policy (x.7.x: a blocklist, DMARC): not the address
 AUTO_REPLY, OTHER_REPORT, UNCLASSIFIED = "auto_reply", "other_report", "unclassified"
@@ -95,7 +97,11 @@ def _address(value: object) -> str | None:
     text = _text(value).strip().strip("<>").strip().lower()
     if text.startswith(("rfc822;", "rfc822 ;")):
         text = text.split(";", 1)[1].strip().strip("<>")
-    return text if "@" in text and " " not in text and len(text) <= 320 else None
+    # No space nor control character (a forged Final-Recipient carried BEL, ESC, TAB): no
+    # real address has one, and stored, it would reach a terminal raw.
+    if "@" not in text or " " in text or has_control(text) or len(text) > 320:
+        return None
+    return text
 
 
 def _addresses(values: list[str]) -> list[str]:

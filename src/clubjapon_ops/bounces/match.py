@@ -1,9 +1,11 @@
-"""From a classified report to events: which ledger row and address each failure is about.
+"""From a classified report to events: which ledger row and reader a report is about.
 
-In order: the VERP token of the return path (it names the row, whatever the report quotes),
-the returned Message-ID (ours is the same for one edition and reader), else the recipient
-and the edition it was last sent before the report (the latest ledger row of that address
-sent before the report's Date).
+Anyone can write a report naming any addresses, so a report counts only for a reader it
+ties to a message we sent them, and for one reader at most: the VERP token of its return
+path (it names the row, whatever the report quotes), else the signed unsubscribe link of
+the message it returns, else (VERP off only: anyone who knows an address and an edition can
+compute it) the returned Message-ID, ours for one edition and reader. A report tied to no
+one is 'unverified': nothing is recorded, a person looks at it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
@@ -35,11 +37,8 @@ PROVIDER = "mailbox"  # events.provider of what the bounce mailbox reports
 # A delay warning is recorded as 'deferred': it never suppresses, nor breaks a soft streak.
 EVENT_TYPES = {HARD: t.HARD_BOUNCE, SOFT: t.SOFT_BOUNCE, DELAYED: t.DEFERRED,
                BLOCKED: t.BLOCKED, COMPLAINT: t.COMPLAINT, OPT_OUT: t.UNSUBSCRIBE}
-VERP, MESSAGE_ID, RECIPIENT, NONE = "verp", "message-id", "recipient", "none"
+VERP, MESSAGE_ID = "verp", "message-id"
 UNSUBSCRIBE_TOKEN = "unsubscribe-token"
-# What comes back to the return path (a feedback loop's complaint goes to another address).
-_DELIVERY_REPORTS = (HARD, SOFT, DELAYED, BLOCKED)
-_SKEW = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Matched:
     events: tuple[Event, ...]
     matched_by: tuple[str, ...]
     unknown: tuple[str, ...]
-    # A delivery report without a valid VERP token while VERP is on: anyone can write one.
+    # A report that ties no reader to a message we sent: anyone can write one.
     unverified: bool = False
 
 
@@ -79,9 +78,9 @@ class Matcher:
         self.tokens = tokens
         self.bounce_address = bounce_address
         self.domain = domain
-        # Our Message-IDs are a hash of the edition and the address, both public: without a
-        # token, a forged DSN ("backscatter", or someone's malice) could suppress any reader.
-        # With VERP on, every real DSN comes back to a signed return path; the others wait.
+        # Our Message-IDs are a hash of the edition and the address, both public: a forged
+        # DSN "returning" one can name any reader. With VERP on, every real DSN comes back to
+        # a signed return path and a Message-ID ties no one; VERP off, it ties one reader.
         self.require_verp = require_verp and signer is not None
 
     def _verp_row(self, verdict: Verdict) -> int | None:
@@ -109,19 +108,41 @@ class Matcher:
     def _one(self, report: Report, verp_row: LedgerRow | None, signed: TokenData | None,
              by_email: dict[str, list[LedgerRow]], known: set[str]) -> Matched:
         verdict = report.verdict
-        if verp_row is None and self.require_verp and verdict.kind in _DELIVERY_REPORTS:
-            return Matched((), (), (), unverified=True)
         if verdict.kind in (COMPLAINT, OPT_OUT):
             return self._feedback(report, verp_row, signed, by_email, known)
         if verp_row is not None:
             # The token names the message: its reader, whatever address the report gives.
-            pairs: list[tuple[Failure, LedgerRow | None, str]] = [
-                (_failure_of(verdict, verp_row.email), verp_row, VERP)]
+            tied: tuple[Failure, LedgerRow | None, str] | None = (
+                _failure_of(verdict, verp_row.email), verp_row, VERP)
         else:
-            pairs = [(f, *self._row(f.address, verdict, by_email)) for f in verdict.failures]
-        events = tuple(self._event(report, failure, row, how) for failure, row, how in pairs)
-        unknown = tuple(f.address for f, row, _ in pairs if f.address not in known)
-        return Matched(events, tuple(how for _, _, how in pairs), unknown)
+            tied = self._tied(verdict, signed, by_email)
+        if tied is None:
+            # The addresses a report lists are anyone's words (the review's forged DSN named
+            # 44 readers): none is recorded, the report waits for a person.
+            return Matched((), (), (), unverified=True)
+        failure, row, how = tied
+        event = self._event(report, failure, row, how)
+        return Matched((event,), (how,), () if failure.address in known
+                       else (failure.address,))
+
+    def _tied(self, verdict: Verdict, signed: TokenData | None,
+              by_email: dict[str, list[LedgerRow]]) -> tuple[Failure, LedgerRow | None,
+                                                                   str] | None:
+        """The one reader a report without a VERP token ties to a message we sent them."""
+        if signed is not None:
+            failure = next((f for f in verdict.failures if f.address == signed.email),
+                           None) or _failure_of(verdict, signed.email)
+            row = next((r for r in by_email.get(signed.email, [])
+                        if r.edition == signed.edition), None)
+            return failure, row, UNSUBSCRIBE_TOKEN
+        wanted = (verdict.returned_message_id or "").strip().lower()
+        if self.require_verp or not wanted:
+            return None
+        for failure in verdict.failures:
+            for row in by_email.get(failure.address, []):
+                if message_id(row.edition, failure.address, self.domain).lower() == wanted:
+                    return failure, row, MESSAGE_ID
+        return None
 
     def _feedback(self, report: Report, verp_row: LedgerRow | None, signed: TokenData | None,
                   by_email: dict[str, list[LedgerRow]], known: set[str]) -> Matched:
@@ -154,24 +175,6 @@ class Matcher:
             if data is not None and not data.test:
                 return data
         return None
-
-    def _row(self, email: str, verdict: Verdict,
-             by_email: dict[str, list[LedgerRow]]) -> tuple[LedgerRow | None, str]:
-        rows = by_email.get(email, [])
-        wanted = (verdict.returned_message_id or "").strip().lower()
-        if wanted:
-            for row in rows:
-                if message_id(row.edition, email, self.domain).lower() == wanted:
-                    return row, MESSAGE_ID
-        # The latest message sent before the report was written (clocks differ a little):
-        # a report about an older edition read late still lands on its own row.
-        when = verdict.date
-        sent = [row for row in rows if row.sent_at is not None
-                and (when is None or row.sent_at <= when + _SKEW)]
-        sent = sent or [row for row in rows if row.sent_at is not None]
-        if sent:
-            return sent[0], RECIPIENT
-        return None, NONE
 
     def _event(self, report: Report, failure: Failure, row: LedgerRow | None,
                how: str) -> Event:

@@ -12,17 +12,20 @@ from clubjapon_ops.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, App, cli
 from clubjapon_ops.cli.scheduling import _stop_on_signals
 from clubjapon_ops.errors import AlreadyRunning, Interrupted
 from clubjapon_ops.jobs.bounces import bounce_mailbox
+from clubjapon_ops.printable import printable
 
 
 def _line(uid: int, verdict: Verdict, matched: Matched | None) -> None:
     detail = verdict.reason or ""
     if matched is not None and matched.unverified:
-        detail = "no valid VERP token: left in the folder, nothing recorded"
+        detail = ("ties no reader to a message we sent (VERP token, signed link or "
+                  "Message-ID): nothing recorded, for a person")
     elif matched is not None and matched.events:
         detail = "; ".join(
             f"{e.email} ({e.type}, row {e.delivery_hint or '-'} by {how})"
             for e, how in zip(matched.events, matched.matched_by, strict=True))
-    click.echo(f"UID {uid}: {verdict.kind}" + (f": {detail}" if detail else ""))
+    # Addresses and reasons are anyone's words: no control character reaches the terminal.
+    click.echo(printable(f"UID {uid}: {verdict.kind}" + (f": {detail}" if detail else "")))
 
 
 @cli.command("bounces")
@@ -35,10 +38,13 @@ def bounces(app: App, dry_run: bool) -> int:
     \b
     Reads BOUNCE_IMAP_FOLDER on BOUNCE_IMAP_HOST. Hard bounces and complaints
     suppress the address at once, soft bounces after CLUBJAPON_SOFT_BOUNCE_LIMIT
-    in a row. Handled messages move to the folder Processed (or are deleted with
-    BOUNCE_IMAP_DELETE=true); one it cannot classify stays, named by UID. With
-    CLUBJAPON_BOUNCE_VERP=true a delivery report without a valid token stays too
-    ('unverified': anyone can write one).
+    in a row. A report counts for one reader, the one it ties to a message we
+    sent: its VERP token, else the signed link of the returned message, else
+    (CLUBJAPON_BOUNCE_VERP off, with a warning) the returned Message-ID.
+    Handled messages move to the folder Processed (or are deleted with
+    BOUNCE_IMAP_DELETE=true); one it cannot classify, or that ties no reader
+    ('unverified': anyone can write one), moves to the folder Review for a
+    person, and is not read again. A run stops after BOUNCE_IMAP_DEADLINE.
     jobs/bounce-mailbox.toml runs the same every 15 minutes.
 
     \b

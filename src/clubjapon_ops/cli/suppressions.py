@@ -14,6 +14,7 @@ import click
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, App, cli
 from clubjapon_ops.contacts import normalise_email
 from clubjapon_ops.errors import InvalidContact
+from clubjapon_ops.printable import printable
 from clubjapon_ops.store import suppressions as store
 from clubjapon_ops.store.pushes import PUSHED_SOURCES
 
@@ -65,8 +66,8 @@ def list_command(app: App, source: str | None, since: datetime | None) -> int:
         rows = store.list_suppressions(
             conn, source=source, since=since)
     for row in rows:
-        click.echo(f"{row.created_at:%Y-%m-%d %H:%M}  {row.source:<11}  {row.email}  "
-                   f"({row.reason})")
+        click.echo(f"{row.created_at:%Y-%m-%d %H:%M}  {row.source:<11}  "
+                   f"{printable(row.email)}  ({printable(row.reason or '')})")
     click.echo(f"{len(rows)} suppression(s)")
     return EXIT_OK
 
@@ -186,7 +187,7 @@ def _read_import(file: Path, default_reason: str) -> tuple[list[tuple[str, str]]
             for record in reader:
                 line = reader.line_num
                 try:
-                    email = normalise_email(record.get(fields["email"]))
+                    email = normalise_email(_uncell(record.get(fields["email"])))
                 except InvalidContact as exc:
                     skipped.append((line, exc.reason))
                     continue
@@ -199,9 +200,28 @@ def _read_import(file: Path, default_reason: str) -> tuple[list[tuple[str, str]]
     return pairs, skipped
 
 
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +SUM,
+# @SUM, -1+1, =cmd|...): addresses and reasons come from anyone (an unsubscribe, a forged
+# bounce, an import). OWASP's CSV-injection advice: a single quote in front, which the
+# spreadsheet shows as text and does not evaluate.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _cell(value: str) -> str:
+    """``value`` as a spreadsheet reads it as text, never as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _uncell(value: str | None) -> str | None:
+    """An exported cell as it was: the quote _cell put in front of a formula goes."""
+    if value and value.startswith("'") and value[1:].startswith(_FORMULA_START):
+        return value[1:]
+    return value
+
+
 def _write_csv(handle: IO[str], rows: list[store.Suppression]) -> None:
     writer = csv.writer(handle)
     writer.writerow(EXPORT_COLUMNS)
     for row in rows:
-        writer.writerow([row.email, row.source, row.reason,
-                         row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")])
+        writer.writerow([_cell(str(v or "")) for v in (
+            row.email, row.source, row.reason, row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"))])

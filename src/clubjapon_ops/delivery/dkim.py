@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,9 @@ from clubjapon_ops.errors import ConfigError
 log = logging.getLogger(__name__)
 
 KEY_SETTING = "CLUBJAPON_DKIM_KEY_FILE"
+# Other users may neither read nor write the key; its group may read it (a root-owned key
+# shared with the sender's group, 0640), never write it.
+_TOO_OPEN = stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP
 MIN_KEY_BITS = 1024  # RFC 8301: verifiers ignore smaller keys; 2048 is what to generate
 SIGNED_HEADERS: tuple[bytes, ...] = (
     b"From", b"To", b"Subject", b"Date", b"Message-ID", b"MIME-Version", b"Content-Type",
@@ -130,9 +135,18 @@ class DkimSigner:
 def read_private_key(path: Path) -> bytes:
     """The PEM RSA private key in ``path``; ConfigError naming the setting, never the key."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode  # the file read, not one swapped in
+            data = handle.read()
     except OSError as exc:
         raise ConfigError(f"{KEY_SETTING}={path}: cannot read it ({exc.strerror})") from None
+    if mode & _TOO_OPEN:
+        # As ssh does with an identity file: a key others can read signs mail as the club
+        # for whoever copied it; refused before it is used, never silently accepted.
+        raise ConfigError(
+            f"{KEY_SETTING}={path}: the key file can be read or changed by other users of "
+            f"this machine (mode {stat.S_IMODE(mode):04o}): run 'chmod 600 {path}' (or 640 "
+            "with a group only the sender is in)")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):

@@ -1,9 +1,10 @@
 """The envelope sender (return path) of each message: where its bounces go.
 
-CLUBJAPON_BOUNCE_ADDRESS, else the From address. With CLUBJAPON_BOUNCE_VERP=true each real
-message gets local+TOKEN@domain, TOKEN naming its ledger row (delivery.tokens.VerpSigner), so
-a bounce names its row even when the report quotes nothing of the message. A test copy has
-no ledger row: it keeps the plain address.
+CLUBJAPON_BOUNCE_ADDRESS, else the From address. With VERP (CLUBJAPON_BOUNCE_VERP, on by
+default once CLUBJAPON_BOUNCE_ADDRESS is set) each real message gets local+TOKEN@domain, TOKEN
+naming its ledger row (delivery.tokens.VerpSigner), so a bounce names its row even when the
+report quotes nothing of the message, and a forged one names no one. A test copy has no
+ledger row: it keeps the plain address.
 """
 
 from __future__ import annotations
