@@ -330,6 +330,7 @@ def web(app: App, host: str, port: int, threads: int, connection_limit: int,
     """Serve the public web app: unsubscribe pages (one-click), provider webhooks, /healthz.
 
     Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL (deploy/nginx.conf).
+    It answers only to that URL's host, loopback names and --host (any other Host: 421).
     The preview is not served here: see 'preview --serve'.
 
     \b
@@ -340,7 +341,7 @@ def web(app: App, host: str, port: int, threads: int, connection_limit: int,
     from clubjapon_ops.web.serving import serve
 
     check_web_settings(app.settings)
-    application = create_app(app.settings, lambda: app.store)
+    application = create_app(app.settings, lambda: app.store, served_on=host)
     app.store  # noqa: B018 - open and migrate before the first request, not during it
     click.echo(f"Serving on http://{host}:{port} (public URL {app.settings.public_url})")
     serve(application, host, port, Limits(threads=threads, connection_limit=connection_limit,
