@@ -12,6 +12,8 @@ from urllib.parse import quote, unquote, urlsplit
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.util import asbool
 
+from clubjapon_ops.masking import mask_secrets
+
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -82,4 +84,4 @@ def shown(url: str) -> str:
     if is_sqlite(parsed):
         path = sqlite_file(parsed)
         return str(path) if path is not None else "an in-memory SQLite database"
-    return parsed.render_as_string(hide_password=True)
+    return mask_secrets(url)  # every form of password: the userinfo's, ?password=, ...

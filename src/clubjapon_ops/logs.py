@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 
+from clubjapon_ops.masking import mask_secrets
+
 REDACTED = "[redacted]"
 # Attributes every LogRecord has; anything else was passed with extra= and is kept as a field.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -37,19 +39,24 @@ class RedactFilter(logging.Filter):
                          if self.secrets else None)
 
     def redact(self, text: str) -> str:
-        """Return text with every secret replaced."""
+        """Return text with every secret replaced, and the secret part of any URL or
+        connection string masked (a password this filter was not told of included)."""
         # Most lines hold no secret: a plain search rules them out far faster than the pattern.
-        if self._pattern is None or not any(s in text for s in self.secrets):
-            return text
-        return self._pattern.sub(REDACTED, text)
+        if self._pattern is not None and any(s in text for s in self.secrets):
+            text = self._pattern.sub(REDACTED, text)
+        return mask_secrets(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            for key, value in list(vars(record).items()):
-                if key not in _STANDARD and isinstance(value, str):
-                    setattr(record, key, self.redact(value))
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        if record.exc_info and not record.exc_text:
+            # The traceback too: a driver's exception may carry the URL it was given.
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 
@@ -67,7 +74,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD:
                 data[key] = value
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            data["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
@@ -87,7 +94,7 @@ class TextFormatter(logging.Formatter):
         if extras:
             line += "  " + " ".join(extras)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from clubjapon_ops.database_location import anchor_sqlite, check_sqlite_url
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.masking import mask_secrets, url_secrets
 
 CONFIG_FILE = Path("config") / "clubjapon.toml"
 MASK = "********"
@@ -491,12 +492,14 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:
-        """Return the secret values in use, so log output can redact them."""
+        """Return the secret values in use, so log output can redact them: secret settings,
+        and the secret parts of every other (a URL's password, ?password=, password=...)."""
         values = [getattr(self, s.attr) for s in SPECS if s.secret]
-        password = make_url(self.database_url).password
-        if password:
-            values.append(str(password))
-        return [v for v in values if v]
+        for spec in SPECS:
+            value = getattr(self, spec.attr)
+            if not spec.secret and isinstance(value, str):
+                values += url_secrets(value)
+        return list(dict.fromkeys(v for v in values if v))
 
     @property
     def leaves_this_machine(self) -> bool:
@@ -513,8 +516,8 @@ class Settings:
         return rows
 
     def masked_database_url(self) -> str:
-        """Return the database URL with any password masked."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        """Return the database URL with any password masked, wherever the URL holds it."""
+        return mask_secrets(self.database_url)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with some attributes replaced (for tests and CLI flags)."""
@@ -556,19 +559,13 @@ def _show(spec: Spec, value: Any) -> str:
         return MASK
     if isinstance(value, bool):
         return "true" if value else "false"
-    if spec.attr == "database_url":
-        return make_url(str(value)).render_as_string(hide_password=True)
     if spec.attr == "postal_address":
         return "; ".join(value) or "(not set)"
     if isinstance(value, tuple):
         items = [i if isinstance(i, str) else "=".join(i) for i in value]
         return ",".join(items) or "(not set)"
-    return str(value)
-
-
-def _hide_password(raw: str) -> str:
-    """Mask a password in anything shaped like scheme://user:password@host."""
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", rf"\g<1>{MASK}@", raw)
+    # Any setting may be a URL with a password in it, the database's above all.
+    return mask_secrets(str(value))
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -631,7 +628,7 @@ def load_settings(
         try:
             value = spec.parse(raw)
         except ValueError:
-            shown = MASK if spec.secret else repr(_hide_password(raw))
+            shown = MASK if spec.secret else repr(mask_secrets(raw))
             raise ConfigError(
                 f"{spec.env}={shown} (from {origin}) is invalid: expected {spec.accepts}"
             ) from None

@@ -106,6 +106,32 @@ def test_serving_beyond_loopback_without_a_password_exits_2(home: Path) -> None:
     assert "CLUBJAPON_PREVIEW_PASSWORD" in result.stderr
 
 
+def test_a_page_that_rebinds_its_name_to_loopback_reads_nothing(served: Server) -> None:
+    port = served.base.rsplit(":", 1)[1]
+    for path in ("/", f"/preview/{SLUG}?lang=ja&contact={STORED}", f"/preview/{SLUG}/email.txt"):
+        for host in ("evil.example", f"evil.example:{port}"):
+            answer = requests.get(served.base + path, headers={"Host": host}, timeout=10)
+            assert answer.status_code == 421, (host, path)
+            assert STORED not in answer.text and SLUG not in answer.text
+        own = requests.get(served.base + path, headers={"Host": f"localhost:{port}"}, timeout=10)
+        assert own.status_code == 200
+    assert STORED in requests.get(f"{served.base}/preview/{SLUG}?lang=ja&contact={STORED}",
+                                  timeout=10).text  # Host 127.0.0.1:PORT, as the URL says
+
+
+def test_web_answers_only_to_its_public_host_and_loopback(home: Path) -> None:
+    server = start(home, "web", CLUBJAPON_PUBLIC_URL="https://news.club.example")
+    try:
+        for host in ("evil.example", "news.club.example.evil.example"):
+            answer = requests.get(server.base + "/healthz", headers={"Host": host}, timeout=10)
+            assert answer.status_code == 421 and "/healthz" not in answer.text
+        for host in ("news.club.example", server.base.removeprefix("http://")):
+            answer = requests.get(server.base + "/healthz", headers={"Host": host}, timeout=10)
+            assert answer.status_code == 200
+    finally:
+        server.stop()
+
+
 def test_with_a_password_every_page_asks_for_it(home: Path) -> None:
     server = start(home, "preview", SLUG, "--serve", CLUBJAPON_PREVIEW_PASSWORD=PASSWORD)
     try:

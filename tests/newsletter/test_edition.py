@@ -119,16 +119,27 @@ def test_invalid_yaml_names_the_line(project: Path) -> None:
         load_edition(path)
 
 
-@pytest.mark.parametrize("text", [
-    "number: " + "[" * 5000 + "]" * 5000 + "\n",  # deeper than Python's stack
-    "number: 3\nvenue: &v [*v]\n",  # an alias inside itself: a list that holds itself
-    "number: 3\nvenue: &v {fr: *v}\n",
-])
-def test_a_file_too_deep_or_holding_itself_is_a_config_error(project: Path, text: str) -> None:
+def test_a_file_too_deep_is_a_config_error(project: Path) -> None:
     path = project / "config" / "editions" / f"{SLUG}.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text("number: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"nested too deeply"):
         load_edition(path)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("number: 3\nvenue: &v [*v]\n", 2),  # an alias inside itself: a list that holds itself
+    ("number: 3\nvenue: &v {fr: *v}\n", 2),
+    ("number: 3\ntitle: {fr: a}\n\nvenue: {fr: b, en: &x b}\n", 4),  # an anchor alone
+    ("number: 3\nbase: {fr: a}\nvenue:\n  <<: *base\n", 4),  # a merge key is an alias too
+])
+def test_an_anchor_or_alias_is_refused_naming_its_line(
+    project: Path, text: str, line: int
+) -> None:
+    path = project / "config" / "editions" / f"{SLUG}.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_edition(path)
+    assert str(info.value).startswith(f"{path}:{line}: YAML anchors and aliases")
 
 
 @pytest.mark.parametrize(

@@ -115,3 +115,58 @@ def test_list_counts_the_ledger(home: Path) -> None:
     lille = next(line for line in result.stdout.splitlines() if line.startswith(SLUG))
     planned, done = lille.split()[4].split("/")
     assert int(done) == 5 and int(planned) > 5
+
+
+def bomb(levels: int = 12) -> str:
+    """The review's alias bomb: each level lists the one before ten times (10^levels strings),
+    written as an edition that is otherwise fine up to its first anchor."""
+    lines = ["number: 9", "date: 2026-01-01", 'a0: &a0 ["lol"]']
+    for level in range(1, levels + 1):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]")
+    return "\n".join(lines) + "\n"
+
+
+BOMB = "2026-01-01-bomb"
+
+
+def test_an_alias_bomb_is_refused_at_once_and_the_others_still_list(home: Path) -> None:
+    (home / "config" / "editions" / f"{BOMB}.yaml").write_text(bomb(), encoding="utf-8")
+    result = run_cli(home, "edition", "list")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith(BOMB))
+    # The file and the line of the first anchor, in one sentence.
+    assert "invalid" in line and f"config/editions/{BOMB}.yaml:3: YAML anchors" in line
+    lille = next(line for line in result.stdout.splitlines() if line.startswith(SLUG))
+    assert lille.split()[1:4] == ["2025-11-04", "ready", "fr,en,ja"]
+    ready = run_cli(home, "edition", "ready")
+    assert ready.returncode == 0 and ready.stdout.strip() == SLUG
+
+
+def test_new_from_an_alias_bomb_refuses_and_writes_nothing(home: Path) -> None:
+    (home / "config" / "editions" / f"{BOMB}.yaml").write_text(bomb(), encoding="utf-8")
+    result = run_cli(home, "edition", "new", NEW, "--from", BOMB)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and f"{BOMB}.yaml:3: YAML anchors" in result.stderr
+    assert not (home / "config" / "editions" / f"{NEW}.yaml").exists()
+    # The bomb is no edition to number from either: the next one is still the fourth.
+    assert run_cli(home, "edition", "new", NEW).returncode == 0
+    assert load_edition(home / "config" / "editions" / f"{NEW}.yaml").number == 4
+
+
+def test_new_refuses_a_name_too_long_for_the_ledger_and_a_file(home: Path) -> None:
+    name = "2026-06-18-" + "a" * 300
+    result = run_cli(home, "edition", "new", name)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "at most 120" in result.stderr
+    assert "OSError" not in result.stderr and "a" * 40 not in result.stderr
+    longest = "2026-06-18-" + "a" * (120 - 11)
+    assert run_cli(home, "edition", "new", longest).returncode == 0
+    assert load_edition(home / "config" / "editions" / f"{longest}.yaml").slug == longest
+
+
+@pytest.mark.parametrize("name", ["2026-99-99-x", "2026-02-30-lille", "2026-00-10-lille"])
+def test_new_refuses_a_date_that_is_no_day(home: Path, name: str) -> None:
+    result = run_cli(home, "edition", "new", name)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and f"{name[:10]} is no day" in result.stderr
+    assert not (home / "config" / "editions" / f"{name}.yaml").exists()

@@ -101,7 +101,7 @@ def test_an_edition_page_holds_nothing_of_a_reader(
 @pytest.mark.parametrize("path", [
     "/editions/2031-01-01-nowhere/fr", f"/editions/{SLUG}/xx", f"/editions/{SLUG}/FR",
     "/editions/..%2Fconfig/fr", "/editions/lille/fr", f"/editions/{SLUG}", "/editions/x/y/z",
-    "/editions/2026-06-18-arras/fr",
+    "/editions/2026-06-18-arras/fr", "/editions/2026-06-18-" + "a" * 300 + "/fr",
 ])
 def test_drafts_unknown_and_invalid_names_are_404_and_not_cached(
     public: FlaskClient, web_store: Store, home: Path, path: str
@@ -136,6 +136,24 @@ def test_a_malformed_sent_edition_is_404_not_500(
     answer = public.get("/editions/2026-10-01-douai/fr")
     assert answer.status_code == 404
     assert_no_absolute_path(answer.get_data(as_text=True), home)
+
+
+def test_a_sent_alias_bomb_is_skipped_at_once_and_the_others_still_list(
+    public: FlaskClient, web_store: Store, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bomb = "2026-01-01-bomb"
+    levels = [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 13)]
+    (home / "config/editions" / f"{bomb}.yaml").write_text(
+        "\n".join(["number: 9", 'a0: &a0 ["lol"]', *levels]) + "\n", encoding="utf-8")
+    for slug in (SLUG, bomb):
+        mark_sent(web_store, slug)
+    with caplog.at_level(logging.WARNING):
+        index = public.get("/editions/")
+    assert index.status_code == 200 and f"/editions/{SLUG}/fr" in index.get_data(as_text=True)
+    assert "bomb" not in index.get_data(as_text=True)
+    skipped = [r.getMessage() for r in caplog.records if bomb in r.getMessage()]
+    assert skipped and f"{bomb}.yaml:2: YAML anchors and aliases" in skipped[0]
+    assert public.get(f"/editions/{bomb}/fr").status_code == 404
 
 
 def test_archive_pages_have_the_email_policy_and_the_rest_stays_none(

@@ -10,8 +10,10 @@ import pytest
 
 from clubjapon_ops import jobs
 from clubjapon_ops.delivery.tokens import TokenSigner
+from clubjapon_ops.logs import setup_logging
 from clubjapon_ops.store import open_store
 from clubjapon_ops.web import create_app
+from tests.conftest import free_port
 from tests.web.conftest import SECRET, SLUG, STORED, make_settings
 
 BREVO_SECRET = "brevo-webhook-secret-0123456789"
@@ -49,3 +51,24 @@ def test_a_read_only_store_answers_503_and_logs_no_address_nor_sql(
         for r in caplog.records)
     assert "read-only" in logged or "read only" in logged
     assert STORED not in logged and "INSERT" not in logged and token not in logged
+
+
+def test_a_store_that_cannot_open_logs_json_without_the_database_password(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As 'web --log-json' runs: the CLI's log setup, taught the settings' secrets, and a store
+    # opened on first use; nothing listens on the port, so every request finds it closed.
+    secret = "Pg-S3cret-9f1c"
+    url = (f"postgresql+psycopg://club@127.0.0.1:{free_port()}/club?sslmode=prefer"
+           f"&pass%77ord={secret}&sslpassword={secret}2")
+    settings = make_settings(home, CLUBJAPON_DATABASE_URL=url)
+    setup_logging(json_lines=True, secrets=settings.secrets())
+    client = create_app(settings, lambda: open_store(settings.database_url)).test_client()
+    token = TokenSigner(SECRET).make(SLUG, STORED, "fr")
+    answer = client.post(f"/unsubscribe/{token}", data="List-Unsubscribe=One-Click",
+                         content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 503
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    logged = next(line for line in lines if line["msg"].startswith("database unavailable"))
+    assert "127.0.0.1" in logged["msg"] and "pass%77ord=***" in logged["msg"], logged
+    assert secret not in json.dumps(lines) and secret[4:] not in json.dumps(lines)

@@ -57,6 +57,7 @@ def new(app: App, slug: str, source: str | None) -> int:
 
     Without --from it is a commented template of every section type. Its texts are
     placeholders («À COMPLÉTER» / TO COMPLETE / 要記入) that the lint reports until replaced.
+    SLUG starts with the edition's real date (YYYY-MM-DD) and has at most 120 characters.
 
     \b
     Examples:

@@ -28,7 +28,8 @@ from clubjapon_ops.newsletter.service import load_newsletter
 @click.option("--serve", is_flag=True, help="Serve the preview page for marketing.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to serve on; beyond loopback only with CLUBJAPON_PREVIEW_PASSWORD "
-                   "set, behind a TLS proxy (docs/deploy.md).")
+                   "set, behind a TLS proxy (docs/deploy.md). Only loopback names and this "
+                   "address are answered (any other Host: 421).")
 @click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_obj
 def preview(
@@ -93,7 +94,7 @@ def _serve(app: App, host: str, port: int, edition: str) -> int:
     if not is_loopback(host):
         click.echo(f"serving on {host} behind a password: put a TLS proxy in front (basic "
                    "auth over plain HTTP shows the password to the network)", err=True)
-    web = create_preview_app(settings, lambda: app.store)
+    web = create_preview_app(settings, lambda: app.store, served_on=host)
     click.echo(f"Preview of {edition}: http://{host}:{port}/preview/{edition}  (Ctrl-C to stop)")
     # waitress, as for 'web': Flask's development server logs every path, tokens included.
     serve(web, host, port, Limits(threads=4, connection_limit=100), ident="clubjapon-ops preview")

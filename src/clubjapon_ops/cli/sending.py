@@ -31,6 +31,7 @@ from clubjapon_ops.delivery.transports import builder_for
 from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
 from clubjapon_ops.localtime import shown
+from clubjapon_ops.masking import mask_secrets
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.settings import check_web_settings
@@ -369,6 +370,7 @@ def web(app: App, host: str, port: int, threads: int, connection_limit: int,
     """Serve the public web app: unsubscribe pages (one-click), provider webhooks, /healthz.
 
     Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL (deploy/nginx.conf).
+    It answers only to that URL's host, loopback names and --host (any other Host: 421).
     The preview is not served here: see 'preview --serve'.
 
     \b
@@ -379,9 +381,10 @@ def web(app: App, host: str, port: int, threads: int, connection_limit: int,
     from clubjapon_ops.web.serving import serve
 
     check_web_settings(app.settings)
-    application = create_app(app.settings, lambda: app.store)
+    application = create_app(app.settings, lambda: app.store, served_on=host)
     app.store  # noqa: B018 - open and migrate before the first request, not during it
-    click.echo(f"Serving on http://{host}:{port} (public URL {app.settings.public_url})")
+    click.echo(f"Serving on http://{host}:{port} "
+               f"(public URL {mask_secrets(app.settings.public_url)})")
     serve(application, host, port, Limits(threads=threads, connection_limit=connection_limit,
                                           channel_timeout=channel_timeout), ident="clubjapon-ops")
     return EXIT_OK

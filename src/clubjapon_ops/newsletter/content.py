@@ -22,11 +22,36 @@ from clubjapon_ops.newsletter.model import Lang as Lang
 EDITIONS_DIR = Path("config") / "editions"
 # An edition's name: its date, then lower-case words; never a path, a suffix or a space.
 SLUG = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[a-z0-9-]+")
+# The ledger keeps an edition's name in 120 characters (store.schema), and a longer name
+# would soon pass what a file name may be (255 bytes): no name beyond this is an edition.
+MAX_SLUG = 120
 
+
+class AliasRefused(yaml.YAMLError):
+    """A YAML anchor (&name) or alias (*name): refused before anything is built from it."""
+
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__("anchor or alias")
+        self.mark = mark
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as text, so the schema reports a bad date with its line."""
+    """SafeLoader that leaves dates as text, so the schema reports a bad date with its line,
+    and that refuses anchors and aliases.
+
+    An alias repeats a whole subtree: ten nested ones in a 10 KB file make 10^9 strings for
+    the walks below (texts_in, the lint, a draft's copy), hours of CPU and gigabytes. No
+    edition needs one, so the composer refuses the first anchor or alias it meets, before
+    any node is shared, let alone expanded.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Refuse an anchor or an alias, else compose the node as SafeLoader does."""
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise AliasRefused(event.start_mark)
+        node: yaml.Node | None = super().compose_node(parent, index)
+        return node
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -144,9 +169,9 @@ def texts_in(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             yield from texts_in(item, (*loc, i))
 
 
-# Lists thousands deep, or an alias inside itself (venue: &v [*v]) that never ends: either
-# would exhaust the stack of the parser or of the walks below, and no edition is like that.
-_TOO_DEEP = "nested too deeply (or an alias that contains itself): not an edition"
+# Lists thousands deep would exhaust the stack of the parser or of the walks below, and no
+# edition is like that (an alias inside itself, venue: &v [*v], is refused as an alias).
+_TOO_DEEP = "nested too deeply: not an edition"
 
 
 def _text(path: Path) -> str:
@@ -168,6 +193,11 @@ def _read(path: Path, text: str | None = None) -> tuple[yaml.Node, dict[str, Any
         # Parsed once: the node tree gives the lines, and the data is built from it.
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except AliasRefused as exc:
+        raise ConfigError(
+            f"{path}:{exc.mark.line + 1}: YAML anchors and aliases (&name, *name) are not "
+            "allowed in an edition: write the value out in full where it is repeated"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -253,8 +283,9 @@ def locate_fields(path: Path) -> Callable[[Loc], int]:
 
 
 def is_slug(name: str) -> bool:
-    """True for a well-formed edition name: 'YYYY-MM-DD-place', lower case, no path."""
-    return SLUG.fullmatch(name) is not None
+    """True for a well-formed edition name: 'YYYY-MM-DD-place', lower case, no path, at most
+    MAX_SLUG characters (checked first: a longer name never reaches the file system)."""
+    return len(name) <= MAX_SLUG and SLUG.fullmatch(name) is not None
 
 
 def project_relative(text: str, root: Path) -> str:

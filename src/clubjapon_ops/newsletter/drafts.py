@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import (
     EDITIONS_DIR,
     LANGS,
+    MAX_SLUG,
     edition_path,
     is_slug,
     list_editions,
@@ -64,11 +66,27 @@ def draft_text(root: Path, slug: str, source: str | None) -> str:
     return _HEADER.format(source=source, slug=slug) + body
 
 
-def new_edition(root: Path, slug: str, source: str | None = None) -> Path:
-    """Write config/editions/SLUG.yaml as a draft; ConfigError if the name or file is taken."""
+def check_new_name(slug: str) -> None:
+    """ConfigError, one sentence, unless slug can name a new edition that will load."""
+    if len(slug) > MAX_SLUG:
+        # Checked first, and the name cut short: it is no file name and no message line.
+        raise ConfigError(f"the edition name {slug[:30]!r}... is {len(slug)} characters long: "
+                          f"an edition name has at most {MAX_SLUG}, like 2026-06-18-amiens")
     if not is_slug(slug):
         raise ConfigError(f"{slug!r} is not an edition name: expected YYYY-MM-DD-place in "
                           "lower case, like 2026-06-18-amiens")
+    try:
+        date.fromisoformat(slug[:10])
+    except ValueError:
+        # The draft's date is the name's: a draft dated 2026-99-99 could never load.
+        raise ConfigError(f"{slug!r} does not start with a real date: {slug[:10]} is no day "
+                          "of the calendar; name the edition after its date, like "
+                          "2026-06-18-amiens") from None
+
+
+def new_edition(root: Path, slug: str, source: str | None = None) -> Path:
+    """Write config/editions/SLUG.yaml as a draft; ConfigError if the name or file is taken."""
+    check_new_name(slug)
     path = root / EDITIONS_DIR / f"{slug}.yaml"
     text = draft_text(root, slug, source)
     path.parent.mkdir(parents=True, exist_ok=True)  # the first edition of a fresh project

@@ -15,6 +15,7 @@ from sqlalchemy.pool import SingletonThreadPool
 
 from clubjapon_ops.errors import StoreError
 from clubjapon_ops.files import make_private, private_folder
+from clubjapon_ops.masking import mask_secrets
 from clubjapon_ops.store.failures import database_failure, first_line
 from clubjapon_ops.store.location import busy_timeout, creates_file, is_sqlite, sqlite_file
 from clubjapon_ops.store.migrations import migrate
@@ -120,7 +121,7 @@ def make_engine(url: str) -> Engine:
 
 def open_store(url: str, *, migrate_schema: bool = True) -> Store:
     """Open (and by default migrate) the database; raise StoreError with a clear reason."""
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = mask_secrets(url)  # the password in any form libpq and SQLAlchemy read
     try:
         engine = make_engine(url)
         if migrate_schema:
