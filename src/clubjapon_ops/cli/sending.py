@@ -351,19 +351,21 @@ def web(app: App, host: str, port: int, threads: int, connection_limit: int,
     """Serve the public web app: unsubscribe pages (one-click), provider webhooks, /healthz.
 
     Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL (deploy/nginx.conf).
-    The preview is not served here: see 'preview --serve'.
+    The preview is not served here: see 'preview --serve'. A port already in use exits 2
+    naming it and, when it is one of ours, the command holding it.
 
     \b
     Example:
       clubjapon-ops web --host 127.0.0.1 --port 8025
     """
     from clubjapon_ops.web import create_app
-    from clubjapon_ops.web.serving import serve
+    from clubjapon_ops.web.serving import WEB_IDENT, listen, serve
 
     check_web_settings(app.settings)
     application = create_app(app.settings, lambda: app.store)
     app.store  # noqa: B018 - open and migrate before the first request, not during it
+    sock = listen(host, port)  # a busy port stops here, before 'Serving on'
     click.echo(f"Serving on http://{host}:{port} (public URL {app.settings.public_url})")
-    serve(application, host, port, Limits(threads=threads, connection_limit=connection_limit,
-                                          channel_timeout=channel_timeout), ident="clubjapon-ops")
+    serve(application, sock, Limits(threads=threads, connection_limit=connection_limit,
+                                    channel_timeout=channel_timeout), ident=WEB_IDENT)
     return EXIT_OK
