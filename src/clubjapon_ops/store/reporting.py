@@ -83,7 +83,8 @@ def smtp_refusals(conn: Connection, edition: str, limit: int = 15) -> list[tuple
     counted: Counter[str] = Counter()
     for reply, n in rows:
         if _SMTP_REFUSAL.match(reply):
-            counted[reply[:120]] += int(n)
+            # A multi-line reply is stored with its line breaks: one line for a table cell.
+            counted[" ".join(reply.split())[:120]] += int(n)
     return counted.most_common(limit)
 
 
