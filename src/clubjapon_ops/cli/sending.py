@@ -213,16 +213,16 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     if email or lang:
         raise click.UsageError("--contact and --lang go with --test-to")
     jobs.refuse_draft(newsletter)  # before the plan: a draft has no audience yet
-    with app.store.transaction() as conn:
-        if not has_contacts(conn):  # a plan of 0 and exit 0 would look like a send
-            click.echo("error: no contacts: run clubjapon-ops sync first", err=True)
-            return EXIT_USAGE
     try:
         jobs.ensure_no_send_running(app.store, edition)
     except AlreadyRunning as exc:
         return _already_running(exc)
     problems = jobs.lint_before_send(settings, newsletter)
     signer = builder_for(settings).signer  # a bad DKIM key stops here, before the plan
+    with app.store.transaction() as conn:  # after the settings' checks, before the plan
+        if not has_contacts(conn):  # a plan of 0 and exit 0 would look like a send
+            click.echo("error: no contacts: run clubjapon-ops sync first", err=True)
+            return EXIT_USAGE
     _print_plan(app, edition, problems)
     if settings.transport in ("smtp", "outbox"):
         click.echo(f"  DKIM: {signer.domain}, selector {signer.selector}" if signer else
