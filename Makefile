@@ -14,6 +14,8 @@ DEMO_ENV := CLUBJAPON_CRM=csv CLUBJAPON_CSV_PATH=config/sample/contacts.csv \
 	CLUBJAPON_TRANSPORT=outbox CLUBJAPON_OUTBOX_DIR=$(DEMO)/outbox \
 	CLUBJAPON_POSTAL_ADDRESS='Club Japon des Hauts-de-France (exemple); 1 rue Exemple; 59000 Lille'
 CLI := $(DEMO_ENV) $(BIN)/clubjapon-ops --log-text -q
+# What the commands printed after the demo need to read its store rather than .env's.
+DEMO_READ := CLUBJAPON_DATABASE_URL=sqlite:///$(DEMO)/clubjapon.sqlite3
 
 ## Set up, then run the whole pipeline on the embedded default: sync the sample CSV into
 ## SQLite, send the newest ready edition (status: ready, passes the lint) to the local outbox, write a
@@ -24,7 +26,10 @@ run: $(VENV)/.installed-run
 	$(CLI) send "$$edition" --yes && \
 	$(CLI) preview "$$edition" --lang ja && \
 	$(CLI) status "$$edition" && \
-	echo "Messages: $(DEMO)/outbox/$$edition/   Preview page: $(BIN)/clubjapon-ops preview $$edition --serve"
+	echo "Messages: $(DEMO)/outbox/$$edition/" && \
+	echo "The demo keeps its own store, $(DEMO)/clubjapon.sqlite3; paste these to read it:" && \
+	echo "  $(DEMO_READ) $(BIN)/clubjapon-ops preview $$edition --serve" && \
+	echo "  $(DEMO_READ) $(BIN)/clubjapon-ops status $$edition"
 
 ## Set up, then run the linters, the type checker and the whole test suite.
 test: $(VENV)/.installed-test

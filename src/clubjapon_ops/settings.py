@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -490,6 +491,8 @@ class Settings:
     bounce_imap_delete: bool
     bounce_imap_deadline: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # attr -> the raw TOML value that .env or the environment overrides with a different one
+    shadowed: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def secrets(self) -> list[str]:
         """Return the secret values in use, so log output can redact them: secret settings,
@@ -514,6 +517,18 @@ class Settings:
             shown = _show(spec, value)
             rows.append((spec.env, shown, self.sources.get(spec.attr, "default")))
         return rows
+
+    def shadows(self) -> dict[str, str]:
+        """(variable -> the TOML value shown, secrets masked) for each value from .env or the
+        environment that differs from the one config/clubjapon.toml gives."""
+        shown = {}
+        for attr, raw in self.shadowed.items():
+            spec = SPEC_BY_ATTR[attr]
+            try:
+                shown[spec.env] = _show(spec, spec.parse(raw))
+            except ValueError:
+                shown[spec.env] = MASK if spec.secret else repr(mask_secrets(raw))
+        return shown
 
     def masked_database_url(self) -> str:
         """Return the database URL with any password masked, wherever the URL holds it."""
@@ -591,14 +606,29 @@ def _read_toml(path: Path) -> dict[str, str]:
     for key, value in data.get("settings", {}).items():
         spec = SPEC_BY_ATTR.get(key)
         if spec is None:
-            known = ", ".join(sorted(SPEC_BY_ATTR))
-            raise ConfigError(f"{path}: unknown setting [settings].{key} (known: {known})")
+            raise ConfigError(f"{path}: unknown setting [settings].{key}: {_meant(key)}")
         if spec.secret:
             raise ConfigError(
                 f"{path}: {key} is a secret; put it in .env or the environment ({spec.env})"
             )
         values[spec.env] = str(value).lower() if isinstance(value, bool) else str(value)
     return values
+
+
+def _meant(key: str) -> str:
+    """What to do about an unknown TOML key: the name it is closest to, never the whole list
+    (it would name the secrets, which have no business in that file)."""
+    wanted = key.strip().lower()
+    by_env = SPEC_BY_ENV.get(key.strip().upper())  # CLUBJAPON_SEND_RATE written as the key
+    close = [by_env.attr] if by_env else difflib.get_close_matches(
+        wanted, list(SPEC_BY_ATTR), n=1, cutoff=0.75)
+    if not close:
+        return f"no setting has a name like it: see {REFERENCE_FILE} for the names"
+    spec = SPEC_BY_ATTR[close[0]]
+    if spec.secret:
+        return (f"did you mean {spec.attr}? It is a secret: put it in .env or the environment "
+                f"({spec.env}), never in this file")
+    return f"did you mean {spec.attr}?"
 
 
 def load_settings(
@@ -619,12 +649,16 @@ def load_settings(
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    shadowed: dict[str, str] = {}
     for spec in SPECS:
         raw, origin = spec.default, "default"
         for name, layer in layers:
             candidate = layer.get(spec.env)
             if candidate is not None:
                 raw, origin = candidate, name
+        in_toml = layers[0][1].get(spec.env)
+        if in_toml is not None and origin != layers[0][0] and _differs(spec, in_toml, raw):
+            shadowed[spec.attr] = in_toml
         try:
             value = spec.parse(raw)
         except ValueError:
@@ -645,7 +679,15 @@ def load_settings(
         # and VERP is what keeps a forged DSN from suppressing readers (docs/ops.md).
         values["bounce_verp"] = values["bounce_address"] is not None
     values["database_url"] = anchor_sqlite(values["database_url"], root)
-    return Settings(root=root, sources=sources, **values)
+    return Settings(root=root, sources=sources, shadowed=shadowed, **values)
+
+
+def _differs(spec: Spec, one: str | None, other: str | None) -> bool:
+    """Whether two raw values of a setting mean different things ('5' and '5.0' do not)."""
+    try:
+        return bool(spec.parse(one or "") != spec.parse(other or ""))
+    except ValueError:
+        return one != other
 
 
 if __name__ == "__main__":

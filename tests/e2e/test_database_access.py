@@ -95,7 +95,7 @@ def test_a_sqlite_uri_opens_the_file_it_names_read_only(home: Path) -> None:
         assert status.returncode == 0, status.stderr
         assert "Contacts: 50 in all" in status.stdout
 
-        refused = run(home, "unsubscribe", "someone@example.com",
+        refused = run(home, "unsubscribe", "someone@example.com", "--anyway",
                       env={"CLUBJAPON_DATABASE_URL": url})
         assert refused.returncode == 1
         assert "unsubscribed" not in refused.stdout
@@ -116,7 +116,7 @@ def test_a_uri_flag_without_a_file_uri_is_a_configuration_error(home: Path) -> N
 def test_a_read_only_database_file_gives_one_clear_line(home: Path) -> None:
     db = synced(home)
     with unwritable(db):  # its folder stays writable
-        result = run(home, "unsubscribe", "someone@example.com")
+        result = run(home, "unsubscribe", "someone@example.com", "--anyway")
     assert result.returncode == 1
     line = one_clean_line(result)
     assert f"database {db} is read-only" in line
@@ -128,7 +128,7 @@ def test_a_read_only_database_file_gives_one_clear_line(home: Path) -> None:
 def test_a_read_only_folder_gives_one_clear_line(home: Path) -> None:
     db = synced(home)
     with unwritable(home / "var"):
-        result = run(home, "unsubscribe", "someone@example.com")
+        result = run(home, "unsubscribe", "someone@example.com", "--anyway")
     assert result.returncode == 1
     line = one_clean_line(result)
     assert f"cannot open database {db}: check that its folder {home / 'var'} exists" in line
@@ -140,7 +140,7 @@ def test_a_database_locked_past_the_busy_timeout_gives_one_clear_line(home: Path
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process writing, and not letting go
     try:
-        result = run(home, "unsubscribe", "someone@example.com",
+        result = run(home, "unsubscribe", "someone@example.com", "--anyway",
                      env={"CLUBJAPON_DATABASE_URL": "sqlite:///var/clubjapon.sqlite3?timeout=0.5"})
     finally:
         holder.execute("ROLLBACK")

@@ -62,6 +62,17 @@ def test_make_run_sends_the_newest_ready_edition_to_the_outbox_only(project: Pat
     # The operator's store is never touched: the demo has its own.
     assert not (project / "var" / "production.sqlite3").exists()
     assert (project / "var" / "demo" / "clubjapon.sqlite3").is_file()
+    # The commands it prints read the demo's store, not the operator's: pasted as they are,
+    # status shows the messages just sent.
+    pasted = [line.strip() for line in result.stdout.splitlines()
+              if line.strip().startswith("CLUBJAPON_DATABASE_URL=")]
+    assert [line.split()[-2:] for line in pasted] == [[LILLE, "--serve"], ["status", LILLE]]
+    status = subprocess.run(["sh", "-c", pasted[1]], cwd=project, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert status.returncode == 0, status.stderr
+    assert f"{LILLE}: 46 recipient(s) in the ledger" in status.stdout
+    assert "sent 46" in status.stdout
+    assert not (project / "var" / "production.sqlite3").exists()
     # The demo shows a footer as a real send must: the sample postal address, both parts.
     parsed = email.message_from_bytes(sent[0].read_bytes(), policy=email.policy.default)
     for part in parsed.walk():

@@ -23,6 +23,7 @@ class Behaviour:
     tempfail_times: dict[str, int] = field(default_factory=dict)  # prefix -> 451 this many times
     reject: tuple[str, ...] = ()  # prefixes answered 550 5.1.1 at RCPT
     drop_data_once: tuple[str, ...] = ()  # prefixes whose first DATA drops the connection
+    reject_data: tuple[str, ...] = ()  # prefixes whose message is refused 554 after DATA
     data_delay: float = 0.0  # seconds per message, to make a send last
     pipelining: bool = False  # advertise PIPELINING (RFC 2920), as Postfix does
     eight_bit_mime: bool = True  # advertise 8BITMIME (RFC 6152), as aiosmtpd does by default
@@ -68,6 +69,9 @@ class RecordingHandler:
                 self.dropped.add(address)
                 server.transport.close()  # hang up without an answer
                 return "421 closing"
+        if self.behaviour.reject_data and any(
+                a.startswith(self.behaviour.reject_data) for a in envelope.rcpt_tos):
+            return "554 5.7.1 Message refused: content looks like spam"
         if self.behaviour.data_delay:
             time.sleep(self.behaviour.data_delay)
         with self.lock:

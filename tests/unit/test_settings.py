@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.settings import MASK, SPECS, load_settings
+from clubjapon_ops.settings import MASK, SPEC_BY_ATTR, SPECS, load_settings
 from clubjapon_ops.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,10 +109,62 @@ def test_toml_refuses_secrets_and_unknown_keys(root: Path) -> None:
         load_settings(root, environ={})
 
 
-def test_env_example_documents_every_setting() -> None:
+# What .env.example may set besides the secrets: what differs from one machine to the next.
+PER_MACHINE = {"CLUBJAPON_DATABASE_URL", "CLUBJAPON_DKIM_KEY_FILE"}
+
+
+def test_env_example_sets_only_secrets_and_the_toml_lists_every_other_setting() -> None:
     example = (REPO / ".env.example").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^([A-Z_]+)=", example, flags=re.M))
-    assert documented == {spec.env for spec in SPECS}
+    assert "config/clubjapon.toml" in example
+    set_there = set(re.findall(r"^([A-Z_]+)=", example, flags=re.M))
+    assert set_there == {spec.env for spec in SPECS if spec.secret}
+    mentioned = set(re.findall(r"^# ([A-Z_]+)=", example, flags=re.M))
+    assert mentioned == PER_MACHINE
+    toml = (REPO / "config" / "clubjapon.toml").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^(?:# )?([a-z_]+) = ", toml, flags=re.M))
+    assert listed == {spec.attr for spec in SPECS if not spec.secret}
+
+
+def test_a_copied_env_example_leaves_the_toml_in_charge(root: Path) -> None:
+    write(root / ".env", (REPO / ".env.example").read_text(encoding="utf-8"))
+    toml = (REPO / "config" / "clubjapon.toml").read_text(encoding="utf-8")
+    write(root / "config/clubjapon.toml", toml.replace("send_rate = 0", "send_rate = 12")
+          .replace('# smtp_host = "127.0.0.1"', 'smtp_host = "relay.example.org"'))
+    s = load_settings(root, environ={})
+    assert (s.send_rate, s.sources["send_rate"]) == (12, "config/clubjapon.toml")
+    assert (s.smtp_host, s.sources["smtp_host"]) == ("relay.example.org", "config/clubjapon.toml")
+    assert {origin for attr, origin in s.sources.items()
+            if not SPEC_BY_ATTR[attr].secret} <= {"default", "config/clubjapon.toml"}
+    assert s.shadows() == {}
+
+
+def test_a_value_that_shadows_the_tomls_is_told_apart(root: Path) -> None:
+    write(root / "config/clubjapon.toml",
+          '[settings]\nsend_rate = 3\nsmtp_port = 2525\nsmtp_host = "same"\n')
+    write(root / ".env", "CLUBJAPON_SEND_RATE=5\nSMTP_HOST=same\n")
+    s = load_settings(root, environ={"SMTP_PORT": "2525"})
+    assert s.shadows() == {"CLUBJAPON_SEND_RATE": "3.0"}
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("sendrate", "did you mean send_rate?"),
+    ("smtp_hots", "did you mean smtp_host?"),
+    ("CLUBJAPON_SEND_RATE", "did you mean send_rate?"),
+    ("smtp_pasword", "did you mean smtp_password? It is a secret: put it in .env or the "
+                     "environment (SMTP_PASSWORD)"),
+    ("colour", "no setting has a name like it: see docs/reference/settings.md"),
+])
+def test_a_misspelt_toml_key_names_the_one_meant_and_never_the_list(
+        root: Path, key: str, meant: str) -> None:
+    write(root / "config/clubjapon.toml", f'[settings]\n{key} = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(root, environ={})
+    message = str(info.value)
+    assert f"unknown setting [settings].{key}: {meant}" in message
+    named = {s.attr for s in SPECS if re.search(rf"(?<!\w){s.attr}(?!\w)", message)}
+    assert len(named) <= 2, named  # the one meant (and 'secret' in its words), never the list
+    if "a secret" not in meant:
+        assert not any(s.attr in named for s in SPECS if s.secret)
 
 
 @pytest.mark.parametrize("folder", ["plain", "with space", "per%cent", "what?", "hash#"])

@@ -32,6 +32,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "send": "Send an edition (or test copies), recording every outcome",
         "status": "Contacts and latest job runs, or an edition's ledger",
         "unsubscribe": "Suppress an address by hand",
+        "contacts": "Look a contact up: details, ledger, events",
         "sync": "Pull contacts from the CRM, write unsubscribes back",
         "suppressions": "List, remove, import or export suppressed addresses",
         "bounces": "Read the bounce mailbox: bounces and complaints",
@@ -148,6 +149,7 @@ def _register_commands() -> None:
     # Each module adds its commands to the group when imported; one line per module here.
     from clubjapon_ops.cli import (  # noqa: F401
         bounces,
+        contacts,
         core,
         editions,
         newsletter,

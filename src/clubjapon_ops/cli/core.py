@@ -15,6 +15,7 @@ from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.jobs.push import PushReport
 from clubjapon_ops.localtime import shown
+from clubjapon_ops.settings import CONFIG_FILE
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
@@ -155,6 +156,9 @@ def _summary(counts: dict[str, Any]) -> str:
 def show_config(app: App) -> int:
     """Print the effective settings, secrets masked, and where each value came from.
 
+    A value from .env or the environment that overrides a different one in
+    config/clubjapon.toml is marked '(overrides config/clubjapon.toml's ...)'.
+
     \b
     Example:
       SMTP_PORT=2525 clubjapon-ops config
@@ -162,9 +166,14 @@ def show_config(app: App) -> int:
     settings = app.settings
     click.echo(f"Project root: {settings.root}")
     rows = settings.describe()
+    shadows = settings.shadows()
     width = max(len(name) for name, _, _ in rows)
     for name, value, origin in rows:
-        click.echo(f"{name:<{width}}  {value}  [{origin}]")
+        # A value the TOML file sets in vain: editing the file would change nothing.
+        where = ".env" if origin == ".env" else "the environment"
+        shadow = (f"  (overrides {CONFIG_FILE}'s {shadows[name]}: change or remove it in "
+                  f"{where})" if name in shadows else "")
+        click.echo(f"{name:<{width}}  {value}  [{origin}]{shadow}")
     return EXIT_OK
 
 

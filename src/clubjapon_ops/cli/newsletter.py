@@ -83,7 +83,7 @@ def preview(
 
 def _serve(app: App, host: str, port: int, edition: str) -> int:
     from clubjapon_ops.web import create_preview_app
-    from clubjapon_ops.web.serving import Limits, serve
+    from clubjapon_ops.web.serving import PREVIEW_IDENT, Limits, listen, serve
 
     settings = app.settings
     if not is_loopback(host) and not settings.preview_password:
@@ -95,9 +95,10 @@ def _serve(app: App, host: str, port: int, edition: str) -> int:
         click.echo(f"serving on {host} behind a password: put a TLS proxy in front (basic "
                    "auth over plain HTTP shows the password to the network)", err=True)
     web = create_preview_app(settings, lambda: app.store, served_on=host)
+    sock = listen(host, port)  # a busy port stops here, before the address is printed
     click.echo(f"Preview of {edition}: http://{host}:{port}/preview/{edition}  (Ctrl-C to stop)")
     # waitress, as for 'web': Flask's development server logs every path, tokens included.
-    serve(web, host, port, Limits(threads=4, connection_limit=100), ident="clubjapon-ops preview")
+    serve(web, sock, Limits(threads=4, connection_limit=100), ident=PREVIEW_IDENT)
     return EXIT_OK
 
 

@@ -41,8 +41,13 @@ def report(app: App, edition: str, html_path: Path | None) -> int:
       clubjapon-ops report 2025-11-04-lille --html var/reports/2025-11-04-lille.html
 
     \b
-    Opens, clicks, bounces and complaints come from the providers' webhooks
-    (Brevo, SendGrid); the outbox and SMTP report none of them.
+    Where the figures come from:
+      opens, clicks, deliveries   Brevo's and SendGrid's webhooks (the outbox
+                                  and SMTP report none)
+      bounces and complaints      those webhooks; for SMTP sends, the bounce
+                                  mailbox ('clubjapon-ops bounces'), and the
+                                  5xx refusals of the SMTP server while sending
+                                  ("refused (SMTP)", with the server's words)
     """
     figures = build_report(app.store, edition_for_reading(app, edition))
     click.echo(render_text(figures), nl=False)

@@ -24,6 +24,7 @@ from clubjapon_ops.cli import (
     cli,
     complete_edition,
 )
+from clubjapon_ops.cli.contacts import not_a_contact
 from clubjapon_ops.contacts import Contact, normalise_email
 from clubjapon_ops.delivery.sender import SendReport, Waiting
 from clubjapon_ops.delivery.testcopies import send_test_copies
@@ -36,7 +37,7 @@ from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.settings import check_web_settings
 from clubjapon_ops.store import deliveries as ledger
-from clubjapon_ops.store.contacts import add_suppression, find_contact
+from clubjapon_ops.store.contacts import add_suppression, find_contact, has_contacts
 from clubjapon_ops.store.runs import last_success
 from clubjapon_ops.store.types import utcnow
 from clubjapon_ops.web.serving import Limits
@@ -234,7 +235,8 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     \b
     Exit codes: 0 all sent, 3 some failed, wait for a retry or are unknown (or the send
     paused), 1 the send could not run, 2 EDITION is a draft (status: draft; --test-to
-    still sends test copies of it) or another send of it is running (SQLite),
+    still sends test copies of it), the store has no contacts (run 'sync' first) or
+    another send of it is running (SQLite),
     130 stopped by Ctrl-C or SIGTERM (run it again to go on).
     """
     settings = app.settings
@@ -256,6 +258,10 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         return _already_running(exc)
     problems = jobs.lint_before_send(settings, newsletter)
     signer = builder_for(settings).signer  # a bad DKIM key stops here, before the plan
+    with app.store.transaction() as conn:  # after the settings' checks, before the plan
+        if not has_contacts(conn):  # a plan of 0 and exit 0 would look like a send
+            click.echo("error: no contacts: run clubjapon-ops sync first", err=True)
+            return EXIT_USAGE
     _print_plan(app, edition, problems, now=now)
     if settings.transport in ("smtp", "outbox"):
         click.echo(f"  DKIM: {signer.domain}, selector {signer.selector}" if signer else
@@ -337,18 +343,33 @@ def _test_send(app: App, newsletter: Newsletter, test_to: str, email: str | None
 @cli.command()
 @click.argument("email")
 @click.option("--reason", default="asked by hand", show_default=True)
+@click.option("--anyway", is_flag=True,
+              help="Suppress EMAIL even though it is not a contact (not synced yet, say).")
 @click.pass_obj
-def unsubscribe(app: App, email: str, reason: str) -> int:
+def unsubscribe(app: App, email: str, reason: str, anyway: bool) -> int:
     """Suppress EMAIL now: every later send skips it.
 
+    EMAIL must be a contact: a mistyped address would be suppressed while the reader
+    kept getting the letter. An address that is not a contact names the closest ones
+    and exits 2; --anyway suppresses it all the same.
+
     \b
-    Example:
+    Examples:
       clubjapon-ops unsubscribe jean.dupont@example.com --reason "phone call"
+      clubjapon-ops unsubscribe new.reader@example.com --anyway
     """
     try:
         address = normalise_email(email)
     except InvalidContact as exc:
         raise click.BadParameter(exc.reason, param_hint="EMAIL") from None
+    if not anyway:
+        with app.store.transaction() as conn:
+            known = find_contact(conn, address) is not None
+        if not known:
+            click.echo(f"error: {not_a_contact(app, address)} Nothing was suppressed: "
+                       "check the address ('clubjapon-ops contacts find TEXT'), or add "
+                       "--anyway to suppress it all the same", err=True)
+            return EXIT_USAGE
     with app.store.transaction() as conn:
         added = add_suppression(conn, address, reason, "unsubscribe")
     click.echo(f"{address}: {'unsubscribed' if added else 'was already unsubscribed'}")
@@ -371,20 +392,22 @@ def web(app: App, host: str, port: int, threads: int, connection_limit: int,
 
     Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL (deploy/nginx.conf).
     It answers only to that URL's host, loopback names and --host (any other Host: 421).
-    The preview is not served here: see 'preview --serve'.
+    The preview is not served here: see 'preview --serve'. A port already in use exits 2
+    naming it and, when it is one of ours, the command holding it.
 
     \b
     Example:
       clubjapon-ops web --host 127.0.0.1 --port 8025
     """
     from clubjapon_ops.web import create_app
-    from clubjapon_ops.web.serving import serve
+    from clubjapon_ops.web.serving import WEB_IDENT, listen, serve
 
     check_web_settings(app.settings)
     application = create_app(app.settings, lambda: app.store, served_on=host)
     app.store  # noqa: B018 - open and migrate before the first request, not during it
+    sock = listen(host, port)  # a busy port stops here, before 'Serving on'
     click.echo(f"Serving on http://{host}:{port} "
                f"(public URL {mask_secrets(app.settings.public_url)})")
-    serve(application, host, port, Limits(threads=threads, connection_limit=connection_limit,
-                                          channel_timeout=channel_timeout), ident="clubjapon-ops")
+    serve(application, sock, Limits(threads=threads, connection_limit=connection_limit,
+                                    channel_timeout=channel_timeout), ident=WEB_IDENT)
     return EXIT_OK

@@ -13,6 +13,7 @@ from clubjapon_ops.store import reporting as q
 from clubjapon_ops.store.suppressions import suppressed_recipients
 
 FAILURES = (t.HARD_BOUNCE, t.SOFT_BOUNCE, t.INVALID, t.BLOCKED, t.COMPLAINT)
+SMTP_REFUSAL = "refused (SMTP)"  # a 5xx while sending: no event, the ledger has the reply
 
 
 @dataclass
@@ -55,6 +56,13 @@ def per_hour(times: list[datetime]) -> list[tuple[datetime, int]]:
     return sorted(counted.items())
 
 
+def _with_refusals(failures: list[tuple[str, str, int]],
+                   refusals: list[tuple[str, int]]) -> list[tuple[str, str, int]]:
+    """Bounces and complaints from events, and SMTP refusals, the most frequent first."""
+    merged = failures + [(SMTP_REFUSAL, reply, n) for reply, n in refusals]
+    return sorted(merged, key=lambda row: -row[2])
+
+
 def build_report(store: Store, edition: str) -> CampaignReport:
     """Read the edition's figures in one transaction."""
     with store.transaction() as conn:
@@ -66,7 +74,8 @@ def build_report(store: Store, edition: str) -> CampaignReport:
             by_language=summary["by_language"],
             errors=summary["errors"],
             events=q.event_counts(conn, edition),
-            failures=q.failure_reasons(conn, edition, FAILURES),
+            failures=_with_refusals(q.failure_reasons(conn, edition, FAILURES),
+                                    q.smtp_refusals(conn, edition)),
             unsubscribed=len(unsubscribed),
             suppressed=suppressed_recipients(conn, edition),
             sent_per_hour=per_hour(q.sent_times(conn, edition)),

@@ -129,7 +129,8 @@ def _row(cells: list[str], tag: str = "td") -> str:
 def _key_figures(report: CampaignReport) -> list[tuple[str, str]]:
     key = [("recipients", str(report.total)), ("handed over", str(report.handed_over))]
     for label, kind in (("delivered", t.DELIVERED), ("opened", t.OPEN), ("clicked", t.CLICK)):
-        # No event at all: the outbox and SMTP report none (and a provider none yet). A 0
+        # No event at all: the outbox reports none (nor SMTP without a bounce mailbox, nor a
+        # provider yet). A 0
         # would say nobody opened it, which nobody knows.
         key.append((label, str(report.people(kind)) if report.events else NOT_REPORTED))
     key.append(("unsubscribed", str(report.unsubscribed)))
@@ -179,7 +180,9 @@ svg {{ display: block; width: 100%; height: auto; margin: 1.5rem 0; }}
 {"<h2>Recipients suppressed since, by source</h2><table>" + "".join(suppressed) + "</table>"
  if report.suppressed else ""}
 {"".join(charts)}
-<p><small>Deliveries, opens and clicks are as the provider reports them: the outbox and SMTP
-report none. Shares are of the messages handed over.</small></p>
+<p><small>Deliveries, opens and clicks are as Brevo or SendGrid report them (webhooks); the
+outbox and SMTP report none. Bounces come from those webhooks, from the bounce mailbox (SMTP
+sends), and from SMTP servers that refused a message while it was sent ("refused (SMTP)").
+Shares are of the messages handed over.</small></p>
 </body></html>
 """

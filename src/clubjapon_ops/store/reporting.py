@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime
 
@@ -60,6 +61,31 @@ def failure_reasons(
     for kind, reason, n in rows:
         counted[(kind, (reason or "no reason given")[:120])] += int(n)
     return [(kind, reason, n) for (kind, reason), n in counted.most_common(limit)]
+
+
+# How an SMTP server's reply is stored (delivery/transports/smtp.py): the code, then its text.
+_SMTP_REFUSAL = re.compile(r"^5\d\d(?: |$)")
+
+
+def smtp_refusals(conn: Connection, edition: str, limit: int = 15) -> list[tuple[str, int]]:
+    """(the server's reply, recipients) for the edition's messages an SMTP server refused
+    with a 5xx (at RCPT, or at DATA), most frequent first.
+
+    They never reach a bounce mailbox or a webhook: the server said no while we spoke to it,
+    and only the ledger keeps its words.
+    """
+    rows = conn.execute(
+        select(deliveries.c.last_error, func.count())
+        .where(deliveries.c.edition == edition, deliveries.c.state == "failed",
+               deliveries.c.last_error.like("5%"))
+        .group_by(deliveries.c.last_error)
+    ).all()
+    counted: Counter[str] = Counter()
+    for reply, n in rows:
+        if _SMTP_REFUSAL.match(reply):
+            # A multi-line reply is stored with its line breaks: one line for a table cell.
+            counted[" ".join(reply.split())[:120]] += int(n)
+    return counted.most_common(limit)
 
 
 def link_unsubscribes(conn: Connection, edition: str) -> set[str]:
