@@ -222,6 +222,30 @@ def _v10_suppression_removals(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v15_lists(conn: Connection) -> None:
+    # Number 15: 11 to 14 are taken by branches built in parallel; the steps are independent.
+    md = MetaData()
+    Table(
+        "lists", md,
+        Column("id", Integer, primary_key=True),
+        Column("source", String(32), nullable=False),
+        Column("crm_list_id", String(200)),
+        Column("name", String(200), nullable=False),
+        Column("name_key", String(200), nullable=False),
+        Column("synced_at", UTCDateTime, nullable=False),
+        Column("missing_since", UTCDateTime),
+        UniqueConstraint("source", "name_key", name="uq_lists_source_key"),
+        Index("ix_lists_name_key", "name_key"),
+    )
+    Table(
+        "list_members", md,
+        Column("list_id", Integer, primary_key=True, autoincrement=False),
+        Column("contact_id", Integer, primary_key=True, autoincrement=False),
+        Index("ix_list_members_contact", "contact_id"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
@@ -233,6 +257,7 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (8, "deliveries: partial indexes of the rows still to send", _v8_sendable_indexes),
     (9, "job_runs.runner: the process that runs a job", _v9_job_run_runner),
     (10, "suppression_removals: suppressions lifted by hand", _v10_suppression_removals),
+    (15, "lists and list_members: the CRM's lists and who is on them", _v15_lists),
 )
 HEAD = MIGRATIONS[-1][0]
 
