@@ -8,6 +8,8 @@ import unicodedata
 # A list name is a few words; a cell of thousands of characters is a pasted note or garbage.
 MAX_LIST_NAME = 200
 MAX_LISTS_CELL = 2000
+# How a sync notes a record whose lists it could not read (the contact itself is kept).
+LISTS_SKIPPED = "lists skipped"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
 _SEPARATORS = re.compile(r"[|;,]")

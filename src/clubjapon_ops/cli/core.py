@@ -14,6 +14,7 @@ from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.jobs.push import PushReport
+from clubjapon_ops.jobs.sync_lists import ListsReport
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.contacts import contact_counts
 from clubjapon_ops.store.runs import recent_runs
@@ -60,9 +61,20 @@ def sync(app: App, full: bool, push: bool) -> int:
         click.echo(f"  skipped {n:>4} × {reason}")
     for reason, n in sorted(report.dropped_fields.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  dropped {n:>4} × {reason} (contact kept)")
+    _show_lists(report.lists)
     if report.push is not None:
         return _show_push(report.push)
     return EXIT_OK
+
+
+def _show_lists(lists: ListsReport) -> None:
+    """The lists a sync saw, the cells it could not read, and the lists the CRM lost."""
+    if lists.seen:
+        click.echo(f"  lists: {len(lists.seen)} synced ('clubjapon-ops lists' shows them)")
+    for skipped in lists.cells_skipped:
+        click.echo(f"  {skipped} (contact kept, its lists unchanged)")
+    for warning in lists.warnings:
+        click.echo(f"  warning: {warning}")
 
 
 @contextmanager

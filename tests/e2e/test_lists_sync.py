@@ -1,0 +1,90 @@
+"""Lists from a CSV export end to end: the CLI's sync, then `lists`, on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import run
+
+pytestmark = pytest.mark.e2e
+
+HEADER = "Email;Prénom;Langue;Listes\n"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "config").mkdir()
+    return tmp_path
+
+
+def _export(home: Path, rows: list[str]) -> dict[str, str]:
+    path = home / "export.csv"
+    path.write_text(HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return {"CLUBJAPON_CSV_PATH": str(path)}
+
+
+def memberships(home: Path) -> set[tuple[str, str]]:
+    with sqlite3.connect(home / "var" / "clubjapon.sqlite3") as conn:
+        return set(conn.execute(
+            "SELECT c.email, l.name FROM list_members m JOIN contacts c ON c.id = m.contact_id "
+            "JOIN lists l ON l.id = m.list_id"))
+
+
+def test_csv_lists_are_synced_replaced_and_shown(home: Path) -> None:
+    env = _export(home, [
+        "ana@example.org;Ana;fr;Membres|Partenaires",
+        "ben@example.org;Ben;en;membres, Presse",
+        "chie@example.org;Chie;ja;",
+    ])
+    first = run(home, "sync", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "lists: 3 synced" in first.stdout
+    # Names as first written; 'membres' is the same list as 'Membres'.
+    assert memberships(home) == {("ana@example.org", "Membres"),
+                                 ("ana@example.org", "Partenaires"),
+                                 ("ben@example.org", "Membres"), ("ben@example.org", "Presse")}
+
+    env = _export(home, [
+        "ana@example.org;Ana;fr;Membres",
+        'ben@example.org;Ben;en;"Membres;Presse"',
+        "chie@example.org;Chie;ja;Partenaires",
+    ])
+    second = run(home, "sync", env=env)
+    assert second.returncode == 0, second.stderr
+    assert memberships(home) == {("ana@example.org", "Membres"), ("ben@example.org", "Membres"),
+                                 ("ben@example.org", "Presse"),
+                                 ("chie@example.org", "Partenaires")}
+
+    shown = run(home, "lists")
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line.split()[1:4] for line in shown.stdout.splitlines()[1:]}
+    assert lines == {"Membres": ["csv", "2", "0"], "Partenaires": ["csv", "1", "0"],
+                     "Presse": ["csv", "1", "0"]}
+
+
+def test_a_bad_lists_cell_is_skipped_by_line_and_the_contact_kept(home: Path) -> None:
+    env = _export(home, [
+        "ana@example.org;Ana;fr;Membres",
+        "ben@example.org;Ben;en;" + "Membres|" * 1250,
+        "chie@example.org;Chie;ja;Mem\x07bres",
+    ])
+    result = run(home, "sync", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "line 3: lists skipped: lists cell longer than" in result.stdout
+    assert "line 4: lists skipped: list name contains control characters" in result.stdout
+    assert "3 created" in result.stdout  # both contacts kept
+    assert memberships(home) == {("ana@example.org", "Membres")}
+
+
+def test_a_list_gone_from_the_export_is_named_by_the_next_sync(home: Path) -> None:
+    run(home, "sync", env=_export(home, ["ana@example.org;Ana;fr;Membres|Presse"]))
+    result = run(home, "sync", env=_export(home, ["ana@example.org;Ana;fr;Membres"]))
+    assert result.returncode == 0, result.stderr
+    assert "warning: the csv list 'Presse' is no longer in the CRM" in result.stdout
+    assert memberships(home) == {("ana@example.org", "Membres")}
+    shown = run(home, "lists")
+    assert "gone from the CRM since" in next(
+        line for line in shown.stdout.splitlines() if line.startswith("Presse"))
