@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import run
+from tests.fakes.brevo_crm import API_KEY, FakeBrevo
+from tests.fakes.server import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -88,3 +90,27 @@ def test_a_list_gone_from_the_export_is_named_by_the_next_sync(home: Path) -> No
     shown = run(home, "lists")
     assert "gone from the CRM since" in next(
         line for line in shown.stdout.splitlines() if line.startswith("Presse"))
+
+
+def test_brevo_list_ids_are_named_replaced_and_a_renamed_list_reported(home: Path) -> None:
+    api = FakeBrevo()
+    api.lists = {3: "Membres", 4: "Presse", 5: "Partenaires"}
+    ana = api.add("ana@example.org", FIRSTNAME="Ana")
+    ben = api.add("ben@example.org", FIRSTNAME="Ben")
+    api.set_lists(ana, [3, 5])
+    api.set_lists(ben, [4])
+    with serving(api) as server:
+        env = {"CLUBJAPON_CRM": "brevo", "BREVO_API_KEY": API_KEY, "BREVO_BASE_URL": server.url}
+        first = run(home, "sync", env=env)
+        assert first.returncode == 0, first.stderr
+        assert memberships(home) == {("ana@example.org", "Membres"),
+                                     ("ana@example.org", "Partenaires"),
+                                     ("ben@example.org", "Presse")}
+        api.lists = {3: "Adhérents", 5: "Partenaires"}  # 3 renamed, 4 deleted
+        api.set_lists(ana, [3])
+        api.set_lists(ben, [])
+        second = run(home, "sync", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "warning: the brevo list 'Membres' is now called 'Adhérents'" in second.stdout
+    assert "warning: the brevo list 'Presse' is no longer in the CRM" in second.stdout
+    assert memberships(home) == {("ana@example.org", "Adhérents")}
