@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.test_cli import run
 from tests.fakes.brevo_crm import API_KEY, FakeBrevo
+from tests.fakes.hubspot_crm import TOKEN, FakeHubSpot
 from tests.fakes.server import serving
 
 pytestmark = pytest.mark.e2e
@@ -114,3 +115,29 @@ def test_brevo_list_ids_are_named_replaced_and_a_renamed_list_reported(home: Pat
     assert "warning: the brevo list 'Membres' is now called 'Adhérents'" in second.stdout
     assert "warning: the brevo list 'Presse' is no longer in the CRM" in second.stdout
     assert memberships(home) == {("ana@example.org", "Adhérents")}
+
+
+def test_hubspot_memberships_are_read_whole_on_an_incremental_sync(home: Path) -> None:
+    api = FakeHubSpot()
+    ana = api.add("ana@example.org", firstname="Ana")
+    ben = api.add("ben@example.org", firstname="Ben")
+    api.add_list("11", "Membres", [ana, ben])
+    api.add_list("12", "Presse", [ben])
+    api.add_list("13", "Entreprises partenaires", [ana], object_type_id="0-2")  # companies
+    with serving(api) as server:
+        env = {"CLUBJAPON_CRM": "hubspot", "HUBSPOT_TOKEN": TOKEN,
+               "HUBSPOT_BASE_URL": server.url}
+        first = run(home, "sync", env=env)
+        assert first.returncode == 0, first.stderr
+        assert memberships(home) == {("ana@example.org", "Membres"),
+                                     ("ben@example.org", "Membres"),
+                                     ("ben@example.org", "Presse")}
+        # Taken off a list, and a list renamed: no contact's lastmodifieddate moves.
+        api.add_list("11", "Membres", [ana])
+        api.add_list("12", "Journalistes", [ben])
+        second = run(home, "sync", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "(incremental)" in second.stdout
+    assert "warning: the hubspot list 'Presse' is now called 'Journalistes'" in second.stdout
+    assert memberships(home) == {("ana@example.org", "Membres"),
+                                 ("ben@example.org", "Journalistes")}
