@@ -23,12 +23,15 @@ from clubjapon_ops.cli import (
     cli,
     complete_edition,
 )
+from clubjapon_ops.cli.audience import print_audience, with_lists
 from clubjapon_ops.contacts import Contact, normalise_email
+from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.delivery.sender import SendReport
 from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.delivery.transports import builder_for
 from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
+from clubjapon_ops.jobs.audience import check_audience
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.settings import check_web_settings
@@ -57,15 +60,16 @@ def reader_for(app: App, email: str | None, lang: str | None, newsletter: Newsle
     return SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
 
 
-def _print_plan(app: App, edition: str, problems: list[Any]) -> None:
-    settings = app.settings
+def _print_plan(app: App, newsletter: Newsletter, problems: list[Any], audience: Any) -> None:
+    settings, edition = app.settings, newsletter.edition.slug
     with app.store.transaction() as conn:
-        summary = ledger.plan_summary(conn, edition)
+        summary = ledger.plan_summary(conn, edition, audience)
         last_sync = last_success(conn, "crm_sync")
     by_lang = ", ".join(f"{k} {v}" for k, v in sorted(summary["new_by_language"].items()))
     click.echo(f"Edition {edition} via {settings.transport}"
                f" at {settings.send_rate or 'unlimited'} msg/s")
     click.echo(f"  to send now: {summary['to_send']}  (new: {by_lang or 'none'})")
+    print_audience(app, newsletter.edition)
     for reason, n in summary["excluded"].items():
         if n:
             click.echo(f"  excluded, {reason}: {n}")
@@ -215,14 +219,16 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         jobs.ensure_no_send_running(app.store, edition)
     except AlreadyRunning as exc:
         return _already_running(exc)
+    check_audience(app.store, newsletter.edition)  # exit 2 before planning
+    gate = AudienceGate(newsletter.edition)
     problems = jobs.lint_before_send(settings, newsletter)
     signer = builder_for(settings).signer  # a bad DKIM key stops here, before the plan
-    _print_plan(app, edition, problems)
+    _print_plan(app, newsletter, problems, gate.where)
     if settings.transport in ("smtp", "outbox"):
         click.echo(f"  DKIM: {signer.domain}, selector {signer.selector}" if signer else
                    "  DKIM: not signed (CLUBJAPON_DKIM_* unset)")
     if dry_run:
-        return _dry_run(app, newsletter)
+        return _dry_run(app, newsletter, gate)
     if any(p.level == "error" for p in problems) and not force:
         raise StopRun("the lint found errors: fix them, or send with --force")
     if not yes:
@@ -255,15 +261,16 @@ def _already_running(exc: AlreadyRunning) -> int:
     return EXIT_USAGE
 
 
-def _dry_run(app: App, newsletter: Newsletter) -> int:
+def _dry_run(app: App, newsletter: Newsletter, gate: AudienceGate) -> int:
     builder = builder_for(app.settings)  # signing included: it is part of the cost
     started, count, size, unsendable = time.perf_counter(), 0, 0, 0
     with app.store.transaction() as conn:
-        for contact in ledger.iter_audience(conn, newsletter.edition.slug):
+        for contact, lists in with_lists(conn, gate, ledger.iter_audience(
+                conn, newsletter.edition.slug, gate.where)):
             if not contact.email.isascii():
                 unsendable += 1  # a real send records it 'failed', as the transports do
                 continue
-            size += len(builder.build(newsletter.personalise(contact),
+            size += len(builder.build(newsletter.personalise(contact, lists),
                                       edition=newsletter.edition.slug))
             count += 1
     elapsed = time.perf_counter() - started

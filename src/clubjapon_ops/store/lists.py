@@ -12,7 +12,13 @@ from sqlalchemy.engine import Connection
 
 from clubjapon_ops.listnames import list_key
 from clubjapon_ops.store.deliveries import in_chunks
-from clubjapon_ops.store.schema import contacts, list_members, lists, suppressions
+from clubjapon_ops.store.schema import contacts, deliveries, list_members, lists, suppressions
+from clubjapon_ops.store.types import utcnow
+
+# A ledger row whose reader left the edition's audience before the message went out: not
+# sent, and counted apart (a state of its own, beside the ledger's; see store.deliveries).
+LEFT = "left"
+LEFT_WHY = "left the audience before sending"
 
 
 @dataclass(frozen=True)
@@ -241,3 +247,41 @@ def audience_by_list(conn: Connection, keys: Sequence[str], where: Any) -> dict[
                      .join(lists, lists.c.id == list_members.c.list_id))
         .where(lists.c.name_key.in_(list(keys)), where)
         .group_by(lists.c.name_key)).all())
+
+
+def leave_audience(conn: Connection, ids: Sequence[int], audience: Any) -> set[int]:
+    """Mark 'left' the claimed rows whose reader is no longer in the audience; their ids."""
+    if not ids:
+        return set()
+    stays = exists().where(contacts.c.email == deliveries.c.email, audience)
+    return set(conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(list(ids)), ~stays)
+        .values(state=LEFT, claimed_by=None, lease_expires_at=None, last_error=LEFT_WHY,
+                updated_at=utcnow())
+        .returning(deliveries.c.id)).scalars())
+
+
+def audience_size(conn: Connection, audience: Any) -> int:
+    """How many contacts may receive an edition with this audience (planned or not)."""
+    return int(conn.execute(select(func.count()).select_from(contacts).where(
+        contacts.c.archived_at.is_(None), contacts.c.opted_out.is_(False),
+        ~exists().where(suppressions.c.email == contacts.c.email), audience)).scalar_one())
+
+
+def ledger_by_list(conn: Connection, edition: str,
+                   keys: Sequence[str]) -> dict[str, dict[str, int]]:
+    """An edition's ledger rows by state, for the readers on each of these lists (by key)."""
+    found: dict[str, dict[str, int]] = {}
+    if not keys:
+        return found
+    for key, state, n in conn.execute(
+        select(lists.c.name_key, deliveries.c.state, func.count(func.distinct(deliveries.c.id)))
+        .select_from(deliveries.join(contacts, contacts.c.email == deliveries.c.email)
+                     .join(list_members, list_members.c.contact_id == contacts.c.id)
+                     .join(lists, lists.c.id == list_members.c.list_id))
+        .where(deliveries.c.edition == edition, lists.c.name_key.in_(list(keys)))
+        .group_by(lists.c.name_key, deliveries.c.state)
+    ):
+        found.setdefault(key, {})[state] = n
+    return found

@@ -1,0 +1,57 @@
+"""Printing an edition's audience (the plan by list), and the lists of the readers a dry
+run builds, looked up a chunk at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import click
+from sqlalchemy.engine import Connection
+
+from clubjapon_ops.cli import App
+from clubjapon_ops.contacts import Contact
+from clubjapon_ops.delivery.audience import AudienceGate
+from clubjapon_ops.jobs.audience import audience_plan
+from clubjapon_ops.newsletter.audience import is_conditional
+from clubjapon_ops.newsletter.model import Edition
+from clubjapon_ops.store.lists import memberships_of
+
+CHUNK = 1000
+
+
+def print_audience(app: App, edition: Edition) -> None:
+    """The audience block and the new readers on each list it (or a section) names."""
+    if edition.audience is None and not is_conditional(edition):
+        return
+    plan = audience_plan(app.store, edition)
+    click.echo(f"  audience: {plan.described}")
+    if plan.by_list:
+        click.echo("    new, by list: " + ", ".join(f"{k} {v}" for k, v in plan.by_list.items())
+                   + ("  (a reader on two lists counts in both)" if len(plan.by_list) > 1
+                      else ""))
+    if plan.conditional:
+        click.echo("    sections for part of it, new readers on: "
+                   + ", ".join(f"{k} {v}" for k, v in plan.conditional.items()))
+
+
+def with_lists(conn: Connection, gate: AudienceGate,
+               contacts: Iterable[Contact]) -> Iterator[tuple[Contact, frozenset[str]]]:
+    """Each contact with the condition lists (keys) it is on; one query per chunk."""
+    if not gate.conditions:
+        for contact in contacts:
+            yield contact, frozenset()
+        return
+    chunk: list[Contact] = []
+    for contact in contacts:
+        chunk.append(contact)
+        if len(chunk) >= CHUNK:
+            yield from _looked_up(conn, gate, chunk)
+            chunk = []
+    yield from _looked_up(conn, gate, chunk)
+
+
+def _looked_up(conn: Connection, gate: AudienceGate,
+               chunk: list[Contact]) -> Iterator[tuple[Contact, frozenset[str]]]:
+    found = memberships_of(conn, [c.email for c in chunk], gate.conditions)
+    for contact in chunk:
+        yield contact, found.get(contact.email, frozenset())
