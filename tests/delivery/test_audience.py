@@ -122,7 +122,7 @@ def test_unknown_lists_and_an_empty_audience_stop_the_send_before_planning(
     sync(home, send_store, READERS)
     edition_with(home, "\naudience:\n  lists: [Membrs]\n", conditional=False)
     settings = make_settings(home)
-    with pytest.raises(ConfigError, match="no list 'Membrs' .* did you mean 'Membres'"):
+    with pytest.raises(ConfigError, match=r"no list 'Membrs' .* did you mean 'Membres'"):
         jobs.send_campaign(settings, send_store, SLUG)
     path = home / "config" / "editions" / f"{SLUG}.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace(
