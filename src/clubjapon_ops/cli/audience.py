@@ -14,7 +14,7 @@ from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.jobs.audience import audience_plan
 from clubjapon_ops.newsletter.audience import is_conditional
 from clubjapon_ops.newsletter.model import Edition
-from clubjapon_ops.store.lists import memberships_of
+from clubjapon_ops.store.lists import list_report, memberships_of
 
 CHUNK = 1000
 
@@ -55,3 +55,20 @@ def _looked_up(conn: Connection, gate: AudienceGate,
     found = memberships_of(conn, [c.email for c in chunk], gate.conditions)
     for contact in chunk:
         yield contact, found.get(contact.email, frozenset())
+
+
+def print_by_list(app: App, edition: str, left: int) -> None:
+    """An edition's status by list, and the readers who left its audience before sending."""
+    if left:
+        click.echo(f"  {left} left the audience before their message went out (taken off its "
+                   "lists, or excluded, since it was planned): not sent")
+    with app.store.transaction() as conn:
+        lines = list_report(conn, edition)
+    if not lines:
+        return
+    width = max(len(line.name) for line in lines)
+    click.echo("  by list (lists as synced now; a reader on two lists counts in both):")
+    click.echo(f"    {'list':<{width}}  planned  sent  bounced  unsubscribed  left")
+    for line in lines:
+        click.echo(f"    {line.name:<{width}}  {line.planned:>7}  {line.sent:>4}  "
+                   f"{line.bounced:>7}  {line.unsubscribed:>12}  {line.left:>4}")

@@ -12,6 +12,7 @@ import click
 
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
+from clubjapon_ops.cli.audience import print_by_list
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.jobs.push import PushReport
 from clubjapon_ops.jobs.sync_lists import ListsReport
@@ -192,6 +193,7 @@ def _edition_status(app: App, edition: str) -> int:
         click.echo(f"  {lang}: " + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
     for error, n in report["errors"].items():
         click.echo(f"  {n:>5} × {error}")
+    print_by_list(app, edition, by_state.get(ledger.LEFT, 0))
     if by_state.get(ledger.UNKNOWN):
         click.echo(f"  {by_state[ledger.UNKNOWN]} unknown: check them, then "
                    f"'clubjapon-ops send {edition} --resend-unknown'")

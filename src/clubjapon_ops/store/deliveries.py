@@ -36,7 +36,9 @@ PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED = (
     "pending", "claimed", "sending", "sent", "failed", "retry", "unknown", "skipped")
 # claimed: reserved by a sender, not handed over yet (safe to give back);
 # sending: handed over, answer not recorded yet (uncertain if the sender dies).
-STATES = (PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED)
+# left: the reader left the edition's audience before it went out (not sent, counted apart).
+LEFT = "left"
+STATES = (PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED, LEFT)
 SENDABLE = (PENDING, RETRY)
 
 

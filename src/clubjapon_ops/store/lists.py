@@ -11,13 +11,17 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.listnames import list_key
-from clubjapon_ops.store.deliveries import in_chunks
-from clubjapon_ops.store.schema import contacts, deliveries, list_members, lists, suppressions
+from clubjapon_ops.store.deliveries import LEFT, in_chunks
+from clubjapon_ops.store.schema import (
+    contacts,
+    deliveries,
+    events,
+    list_members,
+    lists,
+    suppressions,
+)
 from clubjapon_ops.store.types import utcnow
 
-# A ledger row whose reader left the edition's audience before the message went out: not
-# sent, and counted apart (a state of its own, beside the ledger's; see store.deliveries).
-LEFT = "left"
 LEFT_WHY = "left the audience before sending"
 
 
@@ -199,11 +203,13 @@ class AudienceQuery:
 
 
 def _on_any(keys: Sequence[str]) -> Any:
+    """The contact is on one of these lists. Aliases of their own: a query that joins the
+    lists itself (counts by list) must not have them correlated with its own rows."""
+    member, named = list_members.alias(), lists.alias()
     return exists().where(
-        list_members.c.contact_id == contacts.c.id,
-        list_members.c.list_id.in_(
-            select(lists.c.id).where(lists.c.name_key.in_(list(keys)))
-            .scalar_subquery()))
+        member.c.contact_id == contacts.c.id,
+        member.c.list_id.in_(
+            select(named.c.id).where(named.c.name_key.in_(list(keys))).scalar_subquery()))
 
 
 def in_audience(query: AudienceQuery | None) -> Any:
@@ -285,3 +291,55 @@ def ledger_by_list(conn: Connection, edition: str,
     ):
         found.setdefault(key, {})[state] = n
     return found
+
+
+@dataclass(frozen=True)
+class ListLine:
+    """An edition's figures for the readers on one list (a reader on two lists is in both)."""
+
+    name: str
+    planned: int
+    sent: int
+    bounced: int
+    unsubscribed: int
+    left: int
+
+
+BOUNCES = ("hard_bounce", "soft_bounce", "invalid", "blocked")  # events.types, by name
+
+
+def list_report(conn: Connection, edition: str) -> list[ListLine]:
+    """Planned, sent, bounced and unsubscribed by list, for the lists the edition's
+    readers are on now (memberships as the last sync left them)."""
+    on_list = (deliveries.join(contacts, contacts.c.email == deliveries.c.email)
+               .join(list_members, list_members.c.contact_id == contacts.c.id)
+               .join(lists, lists.c.id == list_members.c.list_id))
+    states: dict[tuple[int, str], int] = {
+        (list_id, state): n for list_id, state, n in conn.execute(
+            select(lists.c.id, deliveries.c.state, func.count(func.distinct(deliveries.c.id)))
+            .select_from(on_list).where(deliveries.c.edition == edition)
+            .group_by(lists.c.id, deliveries.c.state))}
+    if not states:
+        return []
+
+    def people(condition: Any, source: Any) -> dict[int, int]:
+        return dict(conn.execute(
+            select(lists.c.id, func.count(func.distinct(deliveries.c.email)))
+            .select_from(source).where(deliveries.c.edition == edition, condition)
+            .group_by(lists.c.id)).all())
+
+    with_events = on_list.join(events, events.c.delivery_id == deliveries.c.id)
+    bounced = people(events.c.type.in_(BOUNCES), with_events)
+    unsubscribed = people(or_(
+        exists().where(events.c.delivery_id == deliveries.c.id, events.c.type == "unsubscribe"),
+        exists().where(suppressions.c.email == deliveries.c.email,
+                       suppressions.c.source == "unsubscribe",
+                       suppressions.c.reason == f"unsubscribe link, edition {edition}")),
+        on_list)
+    ids = sorted({list_id for list_id, _ in states})
+    names = dict(conn.execute(select(lists.c.id, lists.c.name).where(lists.c.id.in_(ids))).all())
+    return sorted((
+        ListLine(names[i], sum(n for (j, _), n in states.items() if j == i),
+                 states.get((i, "sent"), 0), bounced.get(i, 0), unsubscribed.get(i, 0),
+                 states.get((i, LEFT), 0))
+        for i in ids), key=lambda line: list_key(line.name))
