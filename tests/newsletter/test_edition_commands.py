@@ -115,3 +115,20 @@ def test_list_counts_the_ledger(home: Path) -> None:
     lille = next(line for line in result.stdout.splitlines() if line.startswith(SLUG))
     planned, done = lille.split()[4].split("/")
     assert int(done) == 5 and int(planned) > 5
+
+
+def test_new_writes_a_commented_audience_block_that_loads_when_uncommented(
+    home: Path,
+) -> None:
+    assert run_cli(home, "edition", "new", NEW).returncode == 0
+    path = home / "config" / "editions" / f"{NEW}.yaml"
+    text = path.read_text("utf-8")
+    assert "# audience:\n#   lists: [Membres, Partenaires]" in text
+    assert load_edition(path).audience is None  # commented out: every subscribed reader
+    block = text[text.index("# audience:"):text.index("\n\n", text.index("# audience:"))]
+    path.write_text(text.replace(block, "\n".join(
+        line.removeprefix("# ") for line in block.splitlines())), encoding="utf-8")
+    audience = load_edition(path).audience
+    assert audience is not None
+    assert (audience.lists, audience.exclude_lists, audience.languages) == (
+        ["Membres", "Partenaires"], ["Presse"], ["fr", "en"])
