@@ -139,3 +139,17 @@ def describe_variant(edition: Edition, variant: Variant) -> str:
     parts = ([f"shows {', '.join(shown)}"] if shown else []) + (
         [f"hides {', '.join(hidden)}"] if hidden else [])
     return "; ".join(parts) or "every section"
+
+
+def variant_choices(edition: Edition) -> list[tuple[str, frozenset[str]]]:
+    """Each variant for the preview: a label (who gets it, what it shows) and a set of list
+    keys that gives it; one entry, 'every reader', when no section has a condition."""
+    if not is_conditional(edition):
+        return [("every reader", frozenset())]
+    names = {list_key(n): n for _, n in named_lists(edition)}
+    choices = []
+    for variant, keys in all_variants(edition).items():
+        who = ("a reader on " + " and ".join(sorted(names[k] for k in keys)) if keys
+               else "a reader on none of these lists")
+        choices.append((f"{who}: {describe_variant(edition, variant)}", keys))
+    return choices

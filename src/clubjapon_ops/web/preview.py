@@ -20,6 +20,7 @@ from flask import (
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ClubJaponError, ConfigError
+from clubjapon_ops.newsletter.audience import describe_audience, variant_choices
 from clubjapon_ops.newsletter.content import LANGS, list_editions, project_relative
 from clubjapon_ops.newsletter.edition_lint import lint_edition
 from clubjapon_ops.newsletter.lint import lint_messages
@@ -100,7 +101,20 @@ def _message(slug: str) -> tuple[Newsletter, PersonalMessage, str]:
     contact = _contact(request.args.get("contact"), lang)
     # Preview in the language asked for, whatever the contact's own preference.
     shown = Contact(**{**vars(contact), "language": lang}) if contact.language != lang else contact
-    return newsletter, newsletter.personalise(shown), lang
+    _, on_lists = _variant(newsletter)
+    return newsletter, newsletter.personalise(shown, on_lists), lang
+
+
+def _variant(newsletter: Newsletter) -> tuple[int, frozenset[str]]:
+    """The variant asked for (?variant=N, sections for part of the audience) and its lists."""
+    choices = variant_choices(newsletter.edition)
+    try:
+        index = int(request.args.get("variant", "0"))
+    except ValueError:
+        abort(400, "variant must be a number")
+    if not 0 <= index < len(choices):
+        abort(400, f"this edition has {len(choices)} variant(s)")
+    return index, choices[index][1]
 
 
 @blueprint.get("/")
@@ -122,7 +136,8 @@ def page(slug: str) -> Any:
     # The edition's own lint too: placeholders left and copies are what marketing fixes here.
     problems = lint_edition(_settings().root, newsletter.edition) + lint_messages(
         {message.lang: message})
-    params = {"lang": lang, "contact": message.email}
+    variant, _ = _variant(newsletter)
+    params = {"lang": lang, "contact": message.email, "variant": variant}
     return render_template(
         "preview.html.j2",
         error=None,
@@ -138,6 +153,9 @@ def page(slug: str) -> Any:
         frame_width=WIDTHS[width],
         params=params,
         sender=_settings().mail_from,
+        audience=describe_audience(newsletter.edition),
+        variants=[label for label, _ in variant_choices(newsletter.edition)],
+        variant=variant,
     )
 
 
