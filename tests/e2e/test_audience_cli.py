@@ -100,3 +100,13 @@ def test_an_unknown_list_or_an_empty_audience_exits_2_and_sends_nothing(
     assert empty.returncode == 2, empty.stdout + empty.stderr
     assert "no reader in this audience: on Partenaires; reading ja" in empty.stderr
     assert ledger(home) == {}
+
+
+def test_the_lint_names_an_unknown_list_with_a_did_you_mean(home: Path) -> None:  # noqa: F811
+    (home / "contacts.csv").write_text(CSV, encoding="utf-8")
+    assert cli(home, "sync").returncode == 0
+    set_audience(home, "\naudience:\n  exclude_lists: [Prese]\n")
+    check = cli(home, "preview", SLUG, "--check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert ("error: config/editions/2025-11-04-lille.yaml audience.exclude_lists: no list "
+            "'Prese' in the CRM's synced lists: did you mean 'Presse'? [lists]") in check.stdout

@@ -3,6 +3,7 @@ audience refused, and the plan by language and by list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_
@@ -10,7 +11,13 @@ from sqlalchemy import and_
 from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.listnames import list_key
-from clubjapon_ops.newsletter.audience import describe_audience, named_lists, unknown_lists
+from clubjapon_ops.newsletter.audience import (
+    describe_audience,
+    named_lists,
+    unknown_list_problems,
+    unknown_lists,
+)
+from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.model import Edition
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.deliveries import new_in_audience
@@ -58,3 +65,15 @@ def audience_plan(store: Store, edition: Edition) -> AudiencePlan:
         elif key in gate.conditions:
             plan.conditional[name] = counts.get(key, 0)
     return plan
+
+
+def audience_problems(store: Callable[[], Store], edition: Edition) -> list[Problem]:
+    """Lint errors for the list names no sync has seen (rule 'lists'), did-you-mean included;
+    the store is opened only when the edition names a list."""
+    if not any(True for _ in named_lists(edition)):
+        return []
+    with store().transaction() as conn:
+        known = known_lists(conn)
+    path = f"config/editions/{edition.slug}.yaml"
+    return [Problem("error", "lists", f"{path} {where}", message)
+            for where, message in unknown_list_problems(edition, known)]

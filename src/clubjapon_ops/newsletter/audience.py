@@ -67,6 +67,12 @@ def named_lists(edition: Edition) -> Iterator[tuple[str, str]]:
 def unknown_lists(edition: Edition, known: Mapping[str, str]) -> list[str]:
     """One sentence per list name the edition uses that no sync has seen, with a
     did-you-mean from the synced lists (``known``: {key: name as the CRM writes it})."""
+    return [f"{where}: {message}" for where, message in unknown_list_problems(edition, known)]
+
+
+def unknown_list_problems(edition: Edition,
+                          known: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(where, what) for each list name the edition uses that no sync has seen."""
     problems = []
     for where, name in named_lists(edition):
         if list_key(name) in known:
@@ -74,7 +80,7 @@ def unknown_lists(edition: Edition, known: Mapping[str, str]) -> list[str]:
         close = difflib.get_close_matches(list_key(name), list(known), n=1, cutoff=0.6)
         hint = (f"did you mean '{known[close[0]]}'?" if close else
                 "'clubjapon-ops lists' shows the synced lists")
-        problems.append(f"{where}: no list '{name}' in the CRM's synced lists: {hint}")
+        problems.append((where, f"no list '{name}' in the CRM's synced lists: {hint}"))
     return problems
 
 
