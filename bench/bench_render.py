@@ -53,13 +53,15 @@ def peak_rss_mb() -> float:
 def measure(name: str, build: Callable[[Contact], bytes], n: int) -> float:
     """Build n messages, print the rate and bytes; return messages per second."""
     gc.collect()
-    start, size = time.perf_counter(), 0
+    start, cpu, size = time.perf_counter(), time.process_time(), 0
     for contact in contacts(n):
         size += len(build(contact))
     elapsed = time.perf_counter() - start
     rate = n / elapsed
+    # Per CPU-second too: on a shared machine the wall clock counts other people's work.
+    per_cpu = n / max(time.process_time() - cpu, 1e-9)
     print(f"  {name:<34} {rate:>9,.0f} msg/s  {elapsed:6.2f} s  avg {size / n / 1024:5.1f} KB"
-          f"  peak RSS {peak_rss_mb():6.1f} MB")
+          f"  peak RSS {peak_rss_mb():6.1f} MB  {per_cpu:>9,.0f} msg/CPU-s")
     return rate
 
 
@@ -67,6 +69,7 @@ def main() -> None:
     """Run both approaches and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--skip-plain", action="store_true", help="leave out the slow baseline")
     args = parser.parse_args()
     settings = load_settings(ROOT, environ={})
     newsletter = load_newsletter(
@@ -105,8 +108,9 @@ def main() -> None:
     rss_small = peak_rss_mb()
     ours = measure("render once + slots", fast, args.contacts)
     rss_full = peak_rss_mb()
-    base = measure("plain Jinja2 + EmailMessage", plain, max(1000, args.contacts // 5))
-    print(f"speed-up: {ours / base:.1f}x  (target >= 5,000 msg/s and 10x)")
+    if not args.skip_plain:
+        base = measure("plain Jinja2 + EmailMessage", plain, max(1000, args.contacts // 5))
+        print(f"speed-up: {ours / base:.1f}x  (target >= 5,000 msg/s and 10x)")
     print(f"peak RSS: start {rss_start:.1f} MB, after {args.contacts // 10:,} {rss_small:.1f} MB, "
           f"after {args.contacts:,} {rss_full:.1f} MB (flat: messages are not kept)")
     conditional(settings, newsletter, builder, args.contacts)

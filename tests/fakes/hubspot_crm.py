@@ -178,6 +178,16 @@ class FakeHubSpot(FakeApi):
                 self.update(ident, firstname=f"Changed{ident}")
             return chosen
 
+    def generate_lists(self, n: int) -> None:
+        """Make n contact lists, each live contact on two of them (one when n is 1)."""
+        with self.lock:
+            members: list[list[int]] = [[] for _ in range(n)]
+            for i, ident in enumerate(self._ids if n else ()):
+                for k in {i % n, (i * 7 + 3) % n}:
+                    members[k].append(ident)
+            for k in range(n):
+                self.add_list(str(5000 + k), f"Liste {k + 1}", members[k])
+
     def add_list(self, list_id: str, name: str, members: list[int],
                  object_type_id: str = "0-1") -> None:
         """Create (or replace) a list with these members."""
@@ -380,9 +390,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-window", type=int, default=None,
                         help="rolling limit, e.g. 100 (per --window-s seconds)")
     parser.add_argument("--window-s", type=float, default=10.0)
+    parser.add_argument("--lists", type=int, default=0,
+                        help="contact lists to make, each contact on two of them")
     args = parser.parse_args(argv)
     api = FakeHubSpot(limits=Limits(per_window=args.per_window, window_s=args.window_s))
     api.generate(args.contacts)
+    api.generate_lists(args.lists)
     server = FakeServer(api)
     print(server.url, flush=True)
     server.httpd.serve_forever()  # until the benchmark terminates us
