@@ -314,7 +314,7 @@ def hubspot_source(settings: Settings) -> HubSpotSource:
     if not token:
         raise ConfigError(
             "HUBSPOT_TOKEN is not set: create a HubSpot private app with the "
-            "crm.objects.contacts.read scope and put its token in .env"
+            "crm.objects.contacts.read and crm.lists.read scopes and put its token in .env"
         )
     client = HttpClient(
         hubspot_api(token, settings.hubspot_base_url),
