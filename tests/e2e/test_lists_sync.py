@@ -10,7 +10,7 @@ import pytest
 from tests.e2e.test_cli import run
 from tests.fakes.brevo_crm import API_KEY, FakeBrevo
 from tests.fakes.hubspot_crm import TOKEN, FakeHubSpot
-from tests.fakes.server import serving
+from tests.fakes.server import Reply, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +141,19 @@ def test_hubspot_memberships_are_read_whole_on_an_incremental_sync(home: Path) -
     assert "warning: the hubspot list 'Presse' is now called 'Journalistes'" in second.stdout
     assert memberships(home) == {("ana@example.org", "Membres"),
                                  ("ben@example.org", "Journalistes")}
+
+
+def test_a_hubspot_app_without_the_lists_scope_still_syncs_its_contacts(home: Path) -> None:
+    api = FakeHubSpot()
+    api.add("ana@example.org", firstname="Ana")
+    api.add_list("11", "Membres", [])
+    api.inject(Reply(403, {"status": "error", "category": "MISSING_SCOPES",
+                           "message": "This app hasn't been granted all required scopes"}),
+               path="/crm/v3/lists/search")
+    with serving(api) as server:
+        result = run(home, "sync", env={"CLUBJAPON_CRM": "hubspot", "HUBSPOT_TOKEN": TOKEN,
+                                        "HUBSPOT_BASE_URL": server.url})
+    assert result.returncode == 0, result.stderr
+    assert "1 created" in result.stdout
+    assert "warning: hubspot lists were not read, and stay as they were" in result.stdout
+    assert "crm.lists.read" in result.stdout

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.crm.base import CrmList
+from clubjapon_ops.errors import AuthError
 from clubjapon_ops.listnames import LISTS_SKIPPED, BadListName, clean_list_name, list_key
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.lists import (
@@ -79,15 +80,16 @@ def finish_lists(store: Store, source: Any, report: ListsReport) -> None:
         catalogue = [CrmList(name) for name in report.seen.values()]
     memberships = getattr(source, "list_memberships", None)
     if memberships is not None:
-        for crm_list, members in _usable(memberships()):
-            with store.transaction() as conn:
-                key = list_key(crm_list.name)
-                ids = save_lists(conn, source.name, [SeenList(crm_list.name, crm_list.crm_id)],
-                                 now)
-                replace_list_members(conn, ids[key],
-                                     crm_contact_ids(conn, source.name, members))
-            report.seen[key] = crm_list.name
-            report.memberships += len(members)
+        try:
+            _store_list_members(store, source, report, memberships(), now)
+        except AuthError as exc:
+            # A private app made before lists (no crm.lists.read scope): the contacts are
+            # synced and sound; the lists stay as they were, and the sync says why.
+            message = (f"{source.name} lists were not read, and stay as they were: {exc} "
+                       "(the private app needs the crm.lists.read scope)")
+            log.warning(message)
+            report.warnings.append(message)
+            return
         catalogue = getattr(source, "list_catalogue", None)
     if catalogue is None:
         return
@@ -100,6 +102,18 @@ def finish_lists(store: Store, source: Any, report: ListsReport) -> None:
         message = lost.warning(source.name)
         log.warning(message)
         report.warnings.append(message)
+
+
+def _store_list_members(store: Store, source: Any, report: ListsReport,
+                        found: Iterable[tuple[CrmList, list[str]]], now: datetime) -> None:
+    """Each list's members become those the CRM gave, a list per transaction."""
+    for crm_list, members in _usable(found):
+        with store.transaction() as conn:
+            key = list_key(crm_list.name)
+            ids = save_lists(conn, source.name, [SeenList(crm_list.name, crm_list.crm_id)], now)
+            replace_list_members(conn, ids[key], crm_contact_ids(conn, source.name, members))
+        report.seen[key] = crm_list.name
+        report.memberships += len(members)
 
 
 def _usable(found: Iterable[tuple[CrmList, list[str]]]) -> Iterator[tuple[CrmList, list[str]]]:
