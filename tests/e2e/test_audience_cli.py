@@ -60,6 +60,11 @@ def test_members_and_partners_only_with_a_section_for_the_opera(home: Path) -> N
     set_audience(home, "\naudience:\n  lists: [membres, Partenaires]\n"
                        "  exclude_lists: [Presse]\n")
 
+    before = cli(home, "status", SLUG)
+    assert before.returncode == 0, before.stderr
+    assert "a send now would plan 2 (en 1, fr 1)" in before.stdout
+    assert "new, by list: membres 1, Partenaires 1" in before.stdout
+
     plan = cli(home, "send", SLUG, "--dry-run")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "to send now: 2  (new: en 1, fr 1)" in plan.stdout  # eve is suppressed

@@ -11,9 +11,12 @@ from sqlalchemy.engine import Connection
 from clubjapon_ops.cli import App
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.delivery.audience import AudienceGate
+from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.jobs.audience import audience_plan
 from clubjapon_ops.newsletter.audience import is_conditional
 from clubjapon_ops.newsletter.model import Edition
+from clubjapon_ops.newsletter.service import find_edition
+from clubjapon_ops.store.deliveries import plan_summary
 from clubjapon_ops.store.lists import list_report, memberships_of
 
 CHUNK = 1000
@@ -72,3 +75,20 @@ def print_by_list(app: App, edition: str, left: int) -> None:
     for line in lines:
         click.echo(f"    {line.name:<{width}}  {line.planned:>7}  {line.sent:>4}  "
                    f"{line.bounced:>7}  {line.unsubscribed:>12}  {line.left:>4}")
+
+
+def print_unplanned_audience(app: App, slug: str) -> None:
+    """Before anything is planned: who the edition's audience would be, by language and list."""
+    try:
+        edition = find_edition(app.settings, slug)
+    except ConfigError:
+        return  # a broken or removed file: status still shows the ledger, which is empty
+    if edition.audience is None and not is_conditional(edition):
+        return
+    gate = AudienceGate(edition)
+    with app.store.transaction() as conn:
+        summary = plan_summary(conn, slug, gate.where)
+    by_lang = ", ".join(f"{k} {v}" for k, v in sorted(summary["new_by_language"].items()))
+    click.echo(f"  a send now would plan {sum(summary['new_by_language'].values())} "
+               f"({by_lang or 'nobody'})")
+    print_audience(app, edition)

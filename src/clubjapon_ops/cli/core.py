@@ -12,7 +12,7 @@ import click
 
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
-from clubjapon_ops.cli.audience import print_by_list
+from clubjapon_ops.cli.audience import print_by_list, print_unplanned_audience
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.jobs.push import PushReport
 from clubjapon_ops.jobs.sync_lists import ListsReport
@@ -185,6 +185,7 @@ def _edition_status(app: App, edition: str) -> int:
     by_state = report["by_state"]
     if not by_state:
         click.echo(f"{edition}: nothing planned or sent yet")
+        print_unplanned_audience(app, edition)
         return EXIT_OK
     total = sum(by_state.values())
     click.echo(f"{edition}: {total} recipient(s) in the ledger")
