@@ -16,6 +16,7 @@ def test_each_variant_is_shown_with_who_gets_it(preview: FlaskClient, home: Path
                     + "\naudience:\n  lists: [Membres]\n", encoding="utf-8")
     body = preview.get(f"/preview/{SLUG}?lang=fr").get_data(as_text=True)
     assert "on Membres" in body  # the audience, before anything is sent
+    assert 'id="audience-counts"' in body  # and who a send would plan, from the store
     assert 'id="variant-0"' in body and 'id="variant-1"' in body
     assert "a reader on Opéra 2025: shows section 2" in body
     assert "a reader on none of these lists: hides section 2" in body

@@ -19,7 +19,9 @@ from flask import (
 )
 
 from clubjapon_ops.contacts import Contact
+from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.errors import ClubJaponError, ConfigError
+from clubjapon_ops.jobs.audience import audience_plan
 from clubjapon_ops.newsletter.audience import describe_audience, variant_choices
 from clubjapon_ops.newsletter.content import LANGS, list_editions, project_relative
 from clubjapon_ops.newsletter.edition_lint import lint_edition
@@ -28,6 +30,7 @@ from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.contacts import contacts_by_language, find_contact
+from clubjapon_ops.store.deliveries import plan_summary
 from clubjapon_ops.web.edition_index import index_rows
 from clubjapon_ops.web.headers import EMAIL_CSP
 
@@ -105,6 +108,25 @@ def _message(slug: str) -> tuple[Newsletter, PersonalMessage, str]:
     return newsletter, newsletter.personalise(shown, on_lists), lang
 
 
+def _audience_counts(newsletter: Newsletter) -> str:
+    """Who a send would plan now, by language and by list ('' without a store or a block)."""
+    edition = newsletter.edition
+    if edition.audience is None:
+        return ""
+    try:
+        store = current_app.config["CLUBJAPON_STORE_FACTORY"]()
+        gate = AudienceGate(edition)
+        with store.transaction() as conn:
+            by_lang = plan_summary(conn, edition.slug, gate.where)["new_by_language"]
+        plan = audience_plan(store, edition)
+    except ClubJaponError:
+        return ""  # no store yet: the audience is described, not counted
+    langs = ", ".join(f"{k} {v}" for k, v in sorted(by_lang.items())) or "nobody"
+    lists = ", ".join(f"{k} {v}" for k, v in plan.by_list.items())
+    return f"a send now would plan {sum(by_lang.values())} ({langs})" + (
+        f"; by list: {lists}" if lists else "")
+
+
 def _variant(newsletter: Newsletter) -> tuple[int, frozenset[str]]:
     """The variant asked for (?variant=N, sections for part of the audience) and its lists."""
     choices = variant_choices(newsletter.edition)
@@ -154,6 +176,7 @@ def page(slug: str) -> Any:
         params=params,
         sender=_settings().mail_from,
         audience=describe_audience(newsletter.edition),
+        audience_counts=_audience_counts(newsletter),
         variants=[label for label, _ in variant_choices(newsletter.edition)],
         variant=variant,
     )
