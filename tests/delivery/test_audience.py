@@ -107,13 +107,18 @@ def test_a_reader_added_later_is_sent_next_time_and_one_removed_is_counted_apart
     assert states(send_store) == {"ana@example.com": "sent", "ben@example.com": LEFT,
                                   "eve@example.com": "sent"}
     # fay joins Membres: the next send plans and sends her, and only her.
-    sync(home, send_store, {**READERS, "fay@example.com": "Membres"})
+    sync(home, send_store, {**READERS, "ben@example.com": "", "fay@example.com": "Membres"})
     again = make_sender(home, send_store, ScriptedTransport())
     second = again.run(again.prepare())
     assert second.planned == 1 and states(send_store)["fay@example.com"] == "sent"
     with send_store.transaction() as conn:
         by_list = ledger_by_list(conn, SLUG, ["membres", "partenaires"])
     assert by_list["membres"] == {"sent": 3}
+    # ben is put back on Partenaires: the next send sends him after all.
+    sync(home, send_store, {**READERS, "fay@example.com": "Membres"})
+    third = make_sender(home, send_store, ScriptedTransport())
+    assert third.run(third.prepare()).planned == 1
+    assert states(send_store)["ben@example.com"] == "sent"
 
 
 def test_unknown_lists_and_an_empty_audience_stop_the_send_before_planning(

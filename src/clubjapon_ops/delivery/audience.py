@@ -8,7 +8,13 @@ from sqlalchemy.engine import Connection
 from clubjapon_ops.newsletter.audience import audience_keys, condition_keys
 from clubjapon_ops.newsletter.model import Edition
 from clubjapon_ops.store.deliveries import Claimed
-from clubjapon_ops.store.lists import AudienceQuery, in_audience, leave_audience, memberships_of
+from clubjapon_ops.store.lists import (
+    AudienceQuery,
+    in_audience,
+    leave_audience,
+    memberships_of,
+    rejoin_audience,
+)
 
 
 def audience_query(edition: Edition) -> AudienceQuery | None:
@@ -35,6 +41,10 @@ class AudienceGate:
         self._on_lists = (memberships_of(conn, [c.contact.email for c in claimed],
                                          self.conditions) if self.conditions else {})
         return claimed
+
+    def rejoin(self, conn: Connection, edition: str) -> int:
+        """Rows left earlier whose reader is back in the audience: pending again."""
+        return rejoin_audience(conn, edition, self.where) if self.query is not None else 0
 
     def lists_of(self, email: str) -> frozenset[str]:
         """The condition lists (keys) a claimed reader is on."""

@@ -147,7 +147,8 @@ class CampaignSender:
             report.recovered = ledger.recover(conn, self.edition, is_gone)
             if resend_unknown:
                 report.recovered["resent_unknown"] = ledger.resend_unknown(conn, self.edition)
-            report.planned = ledger.plan(conn, self.edition, self.audience.where)
+            report.planned = (ledger.plan(conn, self.edition, self.audience.where)
+                              + self.audience.rejoin(conn, self.edition))
         if report.recovered:
             log.warning("rows from an interrupted send settled", extra=report.recovered)
         return report

@@ -268,6 +268,16 @@ def leave_audience(conn: Connection, ids: Sequence[int], audience: Any) -> set[i
         .returning(deliveries.c.id)).scalars())
 
 
+def rejoin_audience(conn: Connection, edition: str, audience: Any) -> int:
+    """Put back to 'pending' the 'left' rows whose reader is in the audience again."""
+    back = exists().where(contacts.c.email == deliveries.c.email,
+                          contacts.c.archived_at.is_(None), ~_suppressed(), audience)
+    return int(conn.execute(
+        update(deliveries)
+        .where(deliveries.c.edition == edition, deliveries.c.state == LEFT, back)
+        .values(state="pending", last_error=None, updated_at=utcnow())).rowcount)
+
+
 def audience_size(conn: Connection, audience: Any) -> int:
     """How many contacts may receive an edition with this audience (planned or not)."""
     return int(conn.execute(select(func.count()).select_from(contacts).where(
