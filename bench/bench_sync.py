@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_sync.py                  # everything, about two minutes
     .venv/bin/python bench/bench_sync.py --skip-limited   # without the rate-limited run
+    .venv/bin/python bench/bench_sync.py --lists-only     # only the lists run (issue 22)
 
 For 10,000 and 100,000 contacts: a full sync into a fresh SQLite file, then 1% of the
 contacts change and an incremental sync runs. Then a full sync against a server that
@@ -10,6 +11,10 @@ pacing runs without a 429. The server runs in its own process, each sync in a fr
 process, so that peak RSS is the sync's own. Targets (issue 3): full >= 5,000 contacts/s;
 incremental of 1,000 changes < 3 s; peak RSS < 150 MB and at most 10% more at 100,000
 contacts than at 10,000; rate-limited run >= 90% of the limit with zero 429s.
+
+Lists (issue 22): 10,000 contacts in 20 lists (each contact on two) against the same
+enforced limit, a full sync then an incremental one (both read every list's members again):
+the requests each costs, by kind, and zero 429s.
 """
 
 from __future__ import annotations
@@ -64,14 +69,17 @@ def child(url: str, home: str, full: bool) -> None:
         "peak_rss_mb": peak_kb / 1024,
         "created": report.upserts.created,
         "updated": report.upserts.updated,
+        "lists": len(report.lists.seen),
+        "list_memberships": report.lists.memberships,
     }))
 
 
 class Server:
     """The fake HubSpot in a subprocess."""
 
-    def __init__(self, contacts: int, per_window: int | None = None) -> None:
-        args = [sys.executable, "-m", "tests.fakes.hubspot_crm", "--contacts", str(contacts)]
+    def __init__(self, contacts: int, per_window: int | None = None, lists: int = 0) -> None:
+        args = [sys.executable, "-m", "tests.fakes.hubspot_crm", "--contacts", str(contacts),
+                "--lists", str(lists)]
         if per_window:
             args += ["--per-window", str(per_window), "--window-s", "10"]
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -142,6 +150,28 @@ def limited(n: int) -> None:
           f"{r['paced_s']:.1f} s")
 
 
+def with_lists(n: int, lists: int) -> None:
+    """n contacts in ``lists`` lists, against 100 requests per 10 s: what lists cost."""
+    server = Server(n, per_window=100, lists=lists)
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            (Path(home) / "config").mkdir()
+            for full in (True, False):
+                before = server.call("/__fake/stats")
+                r = run_child(server.url, home, full=full)
+                after = server.call("/__fake/stats")
+                spent = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                on_lists = sum(v for k, v in spent.items() if k.startswith("GET /crm/v3/lists/"))
+                search = spent.get("POST /crm/v3/lists/search", 0)
+                show(f"{r['mode']} sync, {n:,} in {lists} lists", r)
+                print(f"  lists: {r['lists']} synced, {r['list_memberships']:,} memberships, "
+                      f"{search} search + {on_lists} memberships requests "
+                      f"(of {r['requests']} in all); server counted {spent.get('429', 0)} x 429, "
+                      f"client paced {r['paced_s']:.1f} s")
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,19 +183,27 @@ def main() -> None:
     parser.add_argument("--skip-limited", action="store_true")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, seconds: does the bench still work? (the suite runs it)")
+    parser.add_argument("--lists-contacts", type=int, default=10_000)
+    parser.add_argument("--lists", type=int, default=20)
+    parser.add_argument("--lists-only", action="store_true")
     args = parser.parse_args()
     if args.smoke:
         args.contacts, args.small, args.skip_limited = 300, 100, True
+        args.lists_contacts, args.lists = 200, 3
     if args.child:
         child(args.child[0], args.child[1], args.full)
         return
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f} (machine shared)")
+    if args.lists_only:
+        with_lists(args.lists_contacts, args.lists)
+        return
     small = sized(args.small)
     large = sized(args.contacts)
     growth = large["full"]["peak_rss_mb"] / small["full"]["peak_rss_mb"] - 1
     print(f"peak RSS growth {args.small:,} -> {args.contacts:,} contacts: {growth:+.1%}")
     if not args.skip_limited:
         limited(args.limited_contacts)
+    with_lists(args.lists_contacts, args.lists)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 

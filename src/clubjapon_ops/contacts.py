@@ -11,6 +11,13 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from clubjapon_ops.errors import FieldTooLong, InvalidContact
+from clubjapon_ops.listnames import (
+    LISTS_SKIPPED,
+    BadListName,
+    clean_list_name,
+    list_key,
+    split_list_cell,
+)
 
 LANGUAGES = ("fr", "en", "ja")
 DEFAULT_LANGUAGE = "fr"
@@ -46,6 +53,8 @@ class RawContact:
     created_at: Any = None
     updated_at: Any = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The lists the contact is on: a CSV cell, or names; None when the source says nothing.
+    lists: Any = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class Contact:
     crm_created_at: datetime | None = None
     crm_updated_at: datetime | None = None
     attributes: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # The names of the lists the contact is on; None: the source said nothing, keep them.
+    lists: tuple[str, ...] | None = field(default=None, hash=False, compare=False)
 
 
 def normalise_email(value: Any) -> str:
@@ -166,6 +177,24 @@ def _parse_text_timestamp(text: str) -> datetime | None:
     return None
 
 
+def _lists(value: Any, notes: list[str]) -> tuple[str, ...] | None:
+    """The list names a source gave; an unusable cell is noted and the lists left as they were."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            return tuple(split_list_cell(value))
+        names: dict[str, str] = {}
+        for item in value:
+            name = clean_list_name(item)
+            if name:
+                names.setdefault(list_key(name), name)
+        return tuple(names.values())
+    except BadListName as exc:
+        notes.append(f"{LISTS_SKIPPED}: {exc}")
+        return None
+
+
 def normalise(raw: RawContact, notes: list[str] | None = None) -> Contact:
     """Validate and normalise a raw record; raise InvalidContact naming the record.
 
@@ -186,6 +215,7 @@ def normalise(raw: RawContact, notes: list[str] | None = None) -> Contact:
             crm_created_at=parse_timestamp(raw.created_at, "created date"),
             crm_updated_at=parse_timestamp(raw.updated_at, "updated date"),
             attributes={k: v for k, v in raw.attributes.items() if v not in (None, "")},
+            lists=_lists(raw.lists, notes),
         )
     except InvalidContact as exc:
         raise InvalidContact(exc.reason, raw.ref) from None

@@ -278,10 +278,10 @@ def test_an_exhausted_window_is_waited_out_before_the_next_call(
     # The fake's window and the pacer share one virtual clock, moved by our waits only.
     fake = FakeBrevo(per_window=2, window_s=3.0, monotonic=sleeps.clock)
     mocked.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=bridge(fake))
-    fill(fake, 80)  # six calls of 20 (re-reading 5): three windows of two calls
+    fill(fake, 80)  # six calls of 20 (re-reading 5) and one for the lists: four windows
     client = HttpClient(brevo_api(API_KEY, BASE), retry=FAST, sleep=sleeps,
                         pacer=Pacer(sleep=sleeps, clock=sleeps.clock))
     list(BrevoSource(client, limit=20, overlap=5, clock=lambda: NOW_S).pages(None, full=True))
     assert fake.counts["429"] == 0
     # Each second call leaves 0 and says the window resets in 3 s: the pacer waits it out.
-    assert sleeps == [3.0, 3.0]
+    assert sleeps == [3.0, 3.0, 3.0]

@@ -6,6 +6,9 @@
 offset, as in Brevo. An optional fixed-window limit sends ``x-sib-ratelimit-*`` headers and
 answers 429 with ``x-sib-ratelimit-reset`` once the window is used up.
 
+``GET /v3/contacts/lists`` pages the lists (``limit`` up to 50, ``offset``), each contact
+carrying the ids of its lists in ``listIds`` (list 2, "Newsletter", unless a test says).
+
 Write-back and sending, minimally: ``PUT /v3/contacts/{email}`` sets ``emailBlacklisted``
 (404 for an unknown address, never a creation); ``POST /v3/smtp/email`` takes a batch of
 ``messageVersions`` and answers one message id per version, keeping what it was sent.
@@ -24,6 +27,7 @@ from tests.fakes.server import FakeApi, Reply, Request, iso, wall_ms
 
 API_KEY = "xkeysib-fake-0123456789abcdef"
 CONTACTS = "/v3/contacts"
+LISTS = "/v3/contacts/lists"
 SEND = "/v3/smtp/email"
 
 
@@ -37,6 +41,7 @@ class Contact:
     created_ms: int
     modified_ms: int
     blacklisted: bool = False
+    list_ids: list[int] = field(default_factory=lambda: [2])
     extra: dict[str, Any] = field(default_factory=dict)  # raw overrides, for malformed cases
 
     def document(self) -> dict[str, Any]:
@@ -48,7 +53,7 @@ class Contact:
             "smsBlacklisted": False,
             "createdAt": iso(self.created_ms),
             "modifiedAt": iso(self.modified_ms),
-            "listIds": [2],
+            "listIds": list(self.list_ids),
             "attributes": dict(self.attributes),
         }
         doc.update(self.extra)
@@ -76,6 +81,7 @@ class FakeBrevo(FakeApi):
         self._used = 0
         self._next_id = 1
         self.sent: list[tuple[str, str]] = []  # (recipient, message id) of POST /v3/smtp/email
+        self.lists: dict[int, str] = {2: "Newsletter"}  # id: name, in creation order
 
     def add(self, email: str | None, *, blacklisted: bool = False,
             modified_ms: int | None = None, **attributes: Any) -> int:
@@ -118,9 +124,12 @@ class FakeBrevo(FakeApi):
             return self._blacklist(unquote(request.path[len(CONTACTS) + 1:]), request.body)
         if request.method == "POST" and request.path == SEND:
             return self._send(request.body)
-        if request.method != "GET" or request.path != CONTACTS:
+        if request.method == "GET" and request.path == LISTS:
+            reply = self._lists(request.query)
+        elif request.method != "GET" or request.path != CONTACTS:
             return error(404, "not_found", "not found")
-        reply = self._contacts(request.query)
+        else:
+            reply = self._contacts(request.query)
         reply.headers.update(self._headers())
         return reply
 
@@ -165,6 +174,30 @@ class FakeBrevo(FakeApi):
                 "x-sib-ratelimit-remaining": str(max(0, self.per_window - self._used)),
                 "x-sib-ratelimit-reset": str(max(0, round(reset))),
             }
+
+    def set_lists(self, ident: int, list_ids: list[int]) -> None:
+        """Put a contact on exactly these lists now (Brevo changes its modifiedAt)."""
+        with self.lock:
+            contact = self.get(ident)
+            contact.list_ids = list(list_ids)
+            contact.modified_ms = self.clock()
+
+    def _lists(self, query: dict[str, str]) -> Reply:
+        try:
+            limit, offset = int(query.get("limit", 10)), int(query.get("offset", 0))
+        except ValueError:
+            return error(400, "invalid_parameter", "invalid query parameter")
+        if not 0 <= limit <= 50:
+            return error(400, "out_of_range", "Limit exceeds max value")
+        with self.lock:
+            ordered = list(self.lists.items())
+            if query.get("sort", "desc") != "asc":
+                ordered.reverse()
+            counts = {i: sum(i in c.list_ids for c in self.contacts) for i, _ in ordered}
+            page = [{"id": i, "name": name, "folderId": 1, "uniqueSubscribers": counts[i],
+                     "totalBlacklisted": 0, "totalSubscribers": 0}
+                    for i, name in ordered[offset:offset + limit]]
+        return Reply(body={"lists": page, "count": len(ordered)})
 
     def _contacts(self, query: dict[str, str]) -> Reply:
         try:

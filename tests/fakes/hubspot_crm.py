@@ -7,6 +7,10 @@ past ``cap`` results; archived contacts are listed by neither. Optional limits: 
 window (``X-HubSpot-RateLimit-*`` headers on non-search calls, 429 TEN_SECONDLY_ROLLING),
 search calls per second (429 SECONDLY) and a daily budget (429 DAILY).
 
+Lists (Lists API v3): ``POST /crm/v3/lists/search`` pages the lists by offset, and
+``GET /crm/v3/lists/{listId}/memberships`` pages a list's members by record id (``limit`` at
+most 250); a list's membership changes touch no contact's ``lastmodifieddate``, as in HubSpot.
+
 Write-back, minimally: ``POST /communication-preferences/v3/unsubscribe`` records (email,
 subscription id) for a live contact, 404 for an unknown address, 400 "already unsubscribed"
 the second time.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +37,8 @@ TOKEN = "pat-na1-fake-token-0123456789"
 LIST = "/crm/v3/objects/contacts"
 SEARCH = "/crm/v3/objects/contacts/search"
 UNSUBSCRIBE = "/communication-preferences/v3/unsubscribe"
+LISTS_SEARCH = "/crm/v3/lists/search"
+MEMBERSHIPS = re.compile(r"/crm/v3/lists/(?P<list_id>[^/]+)/memberships")
 DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
                       "lastname")
 BASE_MS = 1_704_067_200_000  # 2024-01-01: generated contacts were last changed long ago
@@ -60,6 +67,23 @@ class Contact:
             "updatedAt": iso(self.updated_ms),
             "archived": self.archived,
         }
+
+
+@dataclass
+class FakeList:
+    """One HubSpot list: its ILS id, name, object type and members' record ids."""
+
+    list_id: str
+    name: str
+    members: set[int]
+    object_type_id: str = "0-1"  # contacts
+
+    def result(self) -> dict[str, Any]:
+        """The list as lists search returns it (PublicObjectListSearchResult)."""
+        return {"listId": self.list_id, "name": self.name, "objectTypeId": self.object_type_id,
+                "processingType": "MANUAL", "processingStatus": "COMPLETE", "listVersion": 1,
+                "additionalProperties": {"hs_list_size": str(len(self.members))},
+                "createdAt": iso(BASE_MS), "updatedAt": iso(BASE_MS)}
 
 
 @dataclass
@@ -98,6 +122,7 @@ class FakeHubSpot(FakeApi):
         self.repeat_cursor: str | None = None  # answer this cursor forever (a HubSpot bug)
         self.unstable_ties = False  # search pages come reversed: equal dates in any order
         self.unsubscribed: list[tuple[str, str]] = []  # (email, subscription id) written back
+        self.lists: dict[str, FakeList] = {}  # by list id
 
     # -- data --------------------------------------------------------------------------
 
@@ -153,6 +178,22 @@ class FakeHubSpot(FakeApi):
                 self.update(ident, firstname=f"Changed{ident}")
             return chosen
 
+    def generate_lists(self, n: int) -> None:
+        """Make n contact lists, each live contact on two of them (one when n is 1)."""
+        with self.lock:
+            members: list[list[int]] = [[] for _ in range(n)]
+            for i, ident in enumerate(self._ids if n else ()):
+                for k in {i % n, (i * 7 + 3) % n}:
+                    members[k].append(ident)
+            for k in range(n):
+                self.add_list(str(5000 + k), f"Liste {k + 1}", members[k])
+
+    def add_list(self, list_id: str, name: str, members: list[int],
+                 object_type_id: str = "0-1") -> None:
+        """Create (or replace) a list with these members."""
+        with self.lock:
+            self.lists[list_id] = FakeList(list_id, name, set(members), object_type_id)
+
     def live(self) -> list[Contact]:
         """The contacts HubSpot would return, by id."""
         with self.lock:
@@ -175,6 +216,10 @@ class FakeHubSpot(FakeApi):
             reply = self._list(request.query)
         elif request.method == "POST" and request.path == SEARCH:
             reply = self._search(request.body)
+        elif request.method == "POST" and request.path == LISTS_SEARCH:
+            reply = self._lists_search(request.body)
+        elif request.method == "GET" and (found := MEMBERSHIPS.fullmatch(request.path)):
+            reply = self._memberships(found["list_id"], request.query)
         elif request.method == "POST" and request.path == UNSUBSCRIBE:
             reply = self._unsubscribe(request.body)
         else:
@@ -182,6 +227,37 @@ class FakeHubSpot(FakeApi):
         if request.path != SEARCH:
             reply.headers.update(self._headers())
         return reply
+
+    def _lists_search(self, body: Any) -> Reply:
+        offset, count = int(body.get("offset", 0)), int(body.get("count", 20))
+        if not 1 <= count <= 500:
+            return error(400, "count must be between 1 and 500", "VALIDATION_ERROR")
+        query = str(body.get("query") or "").casefold()
+        with self.lock:
+            found = [lst.result() for lst in self.lists.values()
+                     if query in lst.name.casefold()]
+        page = found[offset:offset + count]
+        return Reply(body={"lists": page, "offset": offset + len(page), "total": len(found),
+                           "hasMore": offset + len(page) < len(found)})
+
+    def _memberships(self, list_id: str, query: dict[str, str]) -> Reply:
+        limit = int(query.get("limit", 100))
+        if not 1 <= limit <= 250:
+            return error(400, "limit must be between 1 and 250", "VALIDATION_ERROR")
+        with self.lock:
+            found = self.lists.get(list_id)
+            if found is None:
+                return error(404, f"list {list_id} does not exist", "OBJECT_NOT_FOUND")
+            members = sorted(m for m in found.members
+                             if m in self.contacts and not self.contacts[m].archived)
+        start = bisect.bisect_right(members, int(query.get("after", 0)))
+        page = members[start:start + limit]
+        body: dict[str, Any] = {"results": [
+            {"recordId": str(m), "membershipTimestamp": iso(BASE_MS)} for m in page],
+            "total": len(members)}
+        if start + limit < len(members):
+            body["paging"] = {"next": {"after": str(page[-1])}}
+        return Reply(body=body)
 
     def _unsubscribe(self, body: Any) -> Reply:
         email, subscription = body.get("emailAddress"), body.get("subscriptionId")
@@ -314,9 +390,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-window", type=int, default=None,
                         help="rolling limit, e.g. 100 (per --window-s seconds)")
     parser.add_argument("--window-s", type=float, default=10.0)
+    parser.add_argument("--lists", type=int, default=0,
+                        help="contact lists to make, each contact on two of them")
     args = parser.parse_args(argv)
     api = FakeHubSpot(limits=Limits(per_window=args.per_window, window_s=args.window_s))
     api.generate(args.contacts)
+    api.generate_lists(args.lists)
     server = FakeServer(api)
     print(server.url, flush=True)
     server.httpd.serve_forever()  # until the benchmark terminates us

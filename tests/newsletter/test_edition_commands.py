@@ -170,3 +170,20 @@ def test_new_refuses_a_date_that_is_no_day(home: Path, name: str) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and f"{name[:10]} is no day" in result.stderr
     assert not (home / "config" / "editions" / f"{name}.yaml").exists()
+
+
+def test_new_writes_a_commented_audience_block_that_loads_when_uncommented(
+    home: Path,
+) -> None:
+    assert run_cli(home, "edition", "new", NEW).returncode == 0
+    path = home / "config" / "editions" / f"{NEW}.yaml"
+    text = path.read_text("utf-8")
+    assert "# audience:\n#   lists: [Membres, Partenaires]" in text
+    assert load_edition(path).audience is None  # commented out: every subscribed reader
+    block = text[text.index("# audience:"):text.index("\n\n", text.index("# audience:"))]
+    path.write_text(text.replace(block, "\n".join(
+        line.removeprefix("# ") for line in block.splitlines())), encoding="utf-8")
+    audience = load_edition(path).audience
+    assert audience is not None
+    assert (audience.lists, audience.exclude_lists, audience.languages) == (
+        ["Membres", "Partenaires"], ["Presse"], ["fr", "en"])

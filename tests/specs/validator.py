@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 # vendor -> (document, prefix of our request paths that the document's paths leave out)
 DOCUMENTS = {
     "hubspot": (HERE / "hubspot" / "contacts-v3.json", ""),
+    "hubspot-lists": (HERE / "hubspot" / "lists-v3.json", ""),
     "brevo": (HERE / "brevo" / "brevo-v3.json", "/v3"),  # its server URL ends in /v3
     "sendgrid": (HERE / "sendgrid" / "mail-send.json", ""),
 }

@@ -187,3 +187,16 @@ def test_the_payload_is_escaped_on_the_archive(
         # css-inline writes < and > unescaped inside quoted attribute values (HTML5 does):
         # inert there; the parser finds no element or handler the payload made.
         assert ESCAPED in body and injected(body) == []
+
+
+def test_an_edition_page_shows_what_a_reader_on_no_list_got(
+    public: FlaskClient, web_store: Store, home: Path
+) -> None:
+    path = home / "config" / "editions" / f"{SLUG}.yaml"
+    path.write_text(path.read_text("utf-8").replace(
+        "  - type: list\n    style: inline\n",
+        "  - type: list\n    only_for: [Opéra 2025]\n    style: inline\n"), encoding="utf-8")
+    mark_sent(web_store, SLUG)
+    body = without_phrase_breaks(public.get(f"/editions/{SLUG}/fr").get_data(as_text=True))
+    assert "Parmi les secteurs clés" not in body  # the Opéra's section stays with its readers
+    assert "Des liens toujours plus forts" in body

@@ -12,8 +12,10 @@ import click
 
 from clubjapon_ops import jobs
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
+from clubjapon_ops.cli.audience import print_by_list, print_unplanned_audience
 from clubjapon_ops.cli.reporting import edition_for_reading
 from clubjapon_ops.jobs.push import PushReport
+from clubjapon_ops.jobs.sync_lists import ListsReport
 from clubjapon_ops.localtime import shown
 from clubjapon_ops.settings import CONFIG_FILE
 from clubjapon_ops.store import deliveries as ledger
@@ -62,9 +64,20 @@ def sync(app: App, full: bool, push: bool) -> int:
         click.echo(f"  skipped {n:>4} × {reason}")
     for reason, n in sorted(report.dropped_fields.items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  dropped {n:>4} × {reason} (contact kept)")
+    _show_lists(report.lists)
     if report.push is not None:
         return _show_push(report.push)
     return EXIT_OK
+
+
+def _show_lists(lists: ListsReport) -> None:
+    """The lists a sync saw, the cells it could not read, and the lists the CRM lost."""
+    if lists.seen:
+        click.echo(f"  lists: {len(lists.seen)} synced ('clubjapon-ops lists' shows them)")
+    for skipped in lists.cells_skipped:
+        click.echo(f"  {skipped} (contact kept, its lists unchanged)")
+    for warning in lists.warnings:
+        click.echo(f"  warning: {warning}")
 
 
 @contextmanager
@@ -183,6 +196,7 @@ def _edition_status(app: App, edition: str) -> int:
     by_state = report["by_state"]
     if not by_state:
         click.echo(f"{edition}: nothing planned or sent yet")
+        print_unplanned_audience(app, edition)
         return EXIT_OK
     total = sum(by_state.values())
     click.echo(f"{edition}: {total} recipient(s) in the ledger")
@@ -195,6 +209,7 @@ def _edition_status(app: App, edition: str) -> int:
     # it: a note added later (a key that lapsed) never hides a 401.
     for (state, cause), n in sorted(report.get("causes", {}).items()):
         click.echo(f"  {n:>5} {state}, last cause: {cause}")
+    print_by_list(app, edition, by_state.get(ledger.LEFT, 0))
     if by_state.get(ledger.UNKNOWN):
         click.echo(f"  {by_state[ledger.UNKNOWN]} unknown: check them, then "
                    f"'clubjapon-ops send {edition} --resend-unknown'")

@@ -13,8 +13,9 @@ from clubjapon_ops.delivery.newsletter_check import check_newsletter
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.files import private_folder
 from clubjapon_ops.hosts import is_loopback
+from clubjapon_ops.jobs.audience import audience_problems
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
-from clubjapon_ops.newsletter.service import load_newsletter
+from clubjapon_ops.newsletter.service import find_edition, load_newsletter
 
 
 @cli.command()
@@ -51,6 +52,8 @@ def preview(
     edition = resolve_edition(settings.root, edition)  # before any path is built from it
     if check:
         problems = check_newsletter(settings, edition)
+        # The lists an audience or a section names, against those the last syncs saw.
+        problems += audience_problems(lambda: app.store, find_edition(settings, edition))
         for problem in problems:
             click.echo(str(problem))
         errors = sum(p.level == "error" for p in problems)

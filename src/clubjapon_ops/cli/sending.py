@@ -24,13 +24,16 @@ from clubjapon_ops.cli import (
     cli,
     complete_edition,
 )
+from clubjapon_ops.cli.audience import print_audience, with_lists
 from clubjapon_ops.cli.contacts import not_a_contact
 from clubjapon_ops.contacts import Contact, normalise_email
+from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.delivery.sender import SendReport, Waiting
 from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.delivery.transports import builder_for
 from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
+from clubjapon_ops.jobs.audience import check_audience
 from clubjapon_ops.localtime import shown
 from clubjapon_ops.masking import mask_secrets
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
@@ -61,10 +64,11 @@ def reader_for(app: App, email: str | None, lang: str | None, newsletter: Newsle
     return SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
 
 
-def _print_plan(app: App, edition: str, problems: list[Any], *, now: bool = False) -> None:
-    settings = app.settings
+def _print_plan(app: App, newsletter: Newsletter, problems: list[Any], audience: Any, *,
+                now: bool = False) -> None:
+    settings, edition = app.settings, newsletter.edition.slug
     with app.store.transaction() as conn:
-        summary = ledger.plan_summary(conn, edition)
+        summary = ledger.plan_summary(conn, edition, audience)
         last_sync = last_success(conn, "crm_sync")
     if now:  # --now: the rows waiting for a retry go at once
         summary["to_send"] += summary["excluded"].pop("waiting for a retry (not due yet)", 0)
@@ -72,6 +76,7 @@ def _print_plan(app: App, edition: str, problems: list[Any], *, now: bool = Fals
     click.echo(f"Edition {edition} via {settings.transport}"
                f" at {settings.send_rate or 'unlimited'} msg/s")
     click.echo(f"  to send now: {summary['to_send']}  (new: {by_lang or 'none'})")
+    print_audience(app, newsletter.edition)
     for reason, n in summary["excluded"].items():
         if n:
             click.echo(f"  excluded, {reason}: {n}")
@@ -256,18 +261,20 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         jobs.ensure_no_send_running(app.store, edition)
     except AlreadyRunning as exc:
         return _already_running(exc)
+    gate = AudienceGate(newsletter.edition)
     problems = jobs.lint_before_send(settings, newsletter)
     signer = builder_for(settings).signer  # a bad DKIM key stops here, before the plan
     with app.store.transaction() as conn:  # after the settings' checks, before the plan
         if not has_contacts(conn):  # a plan of 0 and exit 0 would look like a send
             click.echo("error: no contacts: run clubjapon-ops sync first", err=True)
             return EXIT_USAGE
-    _print_plan(app, edition, problems, now=now)
+    check_audience(app.store, newsletter.edition)  # exit 2 before planning
+    _print_plan(app, newsletter, problems, gate.where, now=now)
     if settings.transport in ("smtp", "outbox"):
         click.echo(f"  DKIM: {signer.domain}, selector {signer.selector}" if signer else
                    "  DKIM: not signed (CLUBJAPON_DKIM_* unset)")
     if dry_run:
-        return _dry_run(app, newsletter)
+        return _dry_run(app, newsletter, gate)
     if any(p.level == "error" for p in problems) and not force:
         raise StopRun("the lint found errors: fix them, or send with --force")
     if not yes:
@@ -301,15 +308,16 @@ def _already_running(exc: AlreadyRunning) -> int:
     return EXIT_USAGE
 
 
-def _dry_run(app: App, newsletter: Newsletter) -> int:
+def _dry_run(app: App, newsletter: Newsletter, gate: AudienceGate) -> int:
     builder = builder_for(app.settings)  # signing included: it is part of the cost
     started, count, size, unsendable = time.perf_counter(), 0, 0, 0
     with app.store.transaction() as conn:
-        for contact in ledger.iter_audience(conn, newsletter.edition.slug):
+        for contact, lists in with_lists(conn, gate, ledger.iter_audience(
+                conn, newsletter.edition.slug, gate.where)):
             if not contact.email.isascii():
                 unsendable += 1  # a real send records it 'failed', as the transports do
                 continue
-            size += len(builder.build(newsletter.personalise(contact),
+            size += len(builder.build(newsletter.personalise(contact, lists),
                                       edition=newsletter.edition.slug))
             count += 1
     elapsed = time.perf_counter() - started

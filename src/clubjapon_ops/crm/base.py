@@ -19,12 +19,25 @@ class Page:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class CrmList:
+    """A list as the CRM names it, with the CRM's id for it (none in a CSV export)."""
+
+    name: str
+    crm_id: str | None = None
+
+
 class CrmSource(Protocol):
     """A CRM or export that yields contacts page by page.
 
     A CRM source may also set ``archives_missing = True`` (a complete full sync archives the
     contacts it did not return) and ``full_sync_every`` (a timedelta: how often a full sync
     runs on its own); sources without them (the CSV export) get neither.
+
+    Lists: a record's ``lists`` names the lists it is on (None: the source does not say).
+    After a pass, ``list_catalogue`` may hold every list the CRM has (then the lists it no
+    longer has are retired), and ``list_memberships()`` may yield each list with the CRM ids
+    of its members (a source whose records do not carry their lists: HubSpot).
     """
 
     name: str

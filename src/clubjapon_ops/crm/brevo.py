@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clubjapon_ops.contacts import RawContact
-from clubjapon_ops.crm.base import Page, identified, record_id
+from clubjapon_ops.crm.base import CrmList, Page, identified, record_id
 from clubjapon_ops.errors import ConfigError, SourceError
 from clubjapon_ops.http.client import HttpClient, MalformedPage, RetryPolicy
 from clubjapon_ops.http.vendors import brevo_api
@@ -28,6 +28,8 @@ from clubjapon_ops.settings import BREVO_DEFAULT_ATTRIBUTES, Settings
 log = logging.getLogger(__name__)
 
 CONTACTS_PATH = "/v3/contacts"
+LISTS_PATH = "/v3/contacts/lists"
+LISTS_LIMIT = 50  # the most Brevo gives per page of lists
 LIMIT = 1000  # the most Brevo gives per page
 OVERLAP = 10  # contacts of the previous page re-read to line the next one up
 MAX_REALIGN = 20  # step-backs allowed per run before we call the paging unreliable
@@ -93,6 +95,16 @@ def brevo_time(ms: int) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
+def parse_lists(document: Any) -> tuple[list[Any], int]:
+    """Check the shape of a lists answer: its lists and the count of all of them."""
+    if not isinstance(document, dict):
+        raise MalformedPage("the answer is not an object")
+    found, count = document.get("lists", []), document.get("count", 0)
+    if not isinstance(found, list) or not isinstance(count, int) or isinstance(count, bool):
+        raise MalformedPage("the answer's 'lists' is not a list")
+    return found, count
+
+
 def parse_answer(document: Any) -> list[Any]:
     """Check the shape of a contacts answer; a wrong shape is retried like a 5xx."""
     if not isinstance(document, dict):
@@ -133,6 +145,9 @@ class BrevoSource:
         self.overlap = min(overlap, limit - 1)
         self.margin_ms = int(clock_margin_s * 1000)
         self._clock = clock
+        # Brevo's lists, read at the start of each pass: contacts name theirs by id.
+        self.list_catalogue: list[CrmList] | None = None
+        self._list_names: dict[int, str] = {}
 
     def pages(self, bookmark: str | None, *, full: bool) -> Iterator[Page]:
         """Yield pages of contacts: all of them when ``full``, else those changed since."""
@@ -145,7 +160,27 @@ class BrevoSource:
             log.info("resuming the Brevo pass", extra={"full": full, "offset": current.offset})
         return self._pass(state.since, current)
 
+    def _read_lists(self) -> None:
+        """Read every list (a request per 50 lists) to name the lists contacts carry."""
+        found: list[CrmList] = []
+        offset = 0
+        while True:
+            page, count = self.client.get(LISTS_PATH, parse_lists, params={
+                "limit": LISTS_LIMIT, "offset": offset, "sort": "asc"})
+            for item in page:
+                ident = record_id(item)
+                name = item.get("name") if isinstance(item, dict) else None
+                if ident is not None and isinstance(name, str) and name.strip():
+                    found.append(CrmList(name, ident))
+            offset += len(page)
+            if len(page) < LISTS_LIMIT or offset >= count:
+                break
+        self._list_names = {int(c.crm_id): c.name for c in found if c.crm_id is not None
+                            and c.crm_id.isdigit()}
+        self.list_catalogue = found
+
     def _pass(self, since: str | None, current: Pass) -> Iterator[Page]:
+        self.list_catalogue = None
         offset, tail = current.offset, list(current.tail)
         # Only a full pass read from its first page here can tell an attribute is never used.
         self._seen = set() if current.full and offset == 0 else None
@@ -156,6 +191,8 @@ class BrevoSource:
             if not current.full and since is not None:
                 params["modifiedSince"] = since
             contacts = self.client.get(CONTACTS_PATH, parse_answer, params=params)
+            if self.list_catalogue is None:
+                self._read_lists()  # once a pass, once Brevo has answered for its contacts
             fresh = contacts
             if back:
                 start = _after_anchor(contacts, tail[-back:])
@@ -203,10 +240,18 @@ class BrevoSource:
                 crm_id=ident,
                 created_at=item.get("createdAt"),
                 updated_at=item.get("modifiedAt"),
+                lists=self._lists_of(item.get("listIds")),
             )
             self._map(attributes, raw)
             records.append(raw)
         return records, rejected
+
+    def _lists_of(self, ids: Any) -> list[str] | None:
+        """The names of the lists a contact carries; None when it carries no listIds."""
+        if not isinstance(ids, list):
+            return None
+        # A list made after the lists were read waits for the next sync.
+        return [self._list_names[i] for i in ids if isinstance(i, int) and i in self._list_names]
 
     def _map(self, attributes: dict[Any, Any], raw: RawContact) -> None:
         """Fill the mapped fields from the first of their attributes with a value; keep the

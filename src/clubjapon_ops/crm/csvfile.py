@@ -39,6 +39,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
                   "unsubscribed", "desabonne", "desinscrit", "blacklisted", "email blacklisted"),
     "crm_id": ("id", "record id", "contact id", "crm id", "hs object id"),
     "created_at": ("created at", "created", "createdate", "create date", "date de creation"),
+    "lists": ("lists", "listes", "liste", "list memberships", "listes de diffusion"),
     "updated_at": ("updated at", "updated", "lastmodifieddate", "last modified date",
                    "last modified", "modified", "date de modification", "date de mise a jour"),
 }
@@ -85,6 +86,8 @@ class CsvSource:
         self.page_size = page_size
         # How the last read went, once its header is read: "read as cp1252, ';'-separated".
         self.detected: str | None = None
+        # With a lists column, every list is named in a whole read: the names met are all.
+        self.lists_complete = False
 
     def pages(self, bookmark: str | None, *, full: bool) -> Iterator[Page]:
         """Yield the file's rows in pages; a CSV export has no incremental mode."""
@@ -128,6 +131,7 @@ class CsvSource:
                               "characters: is this a CSV export?")
         delimiter, headers, mapping = self._columns(first, encoding)
         self.detected = describe(encoding, delimiter, len(headers))
+        self.lists_complete = "lists" in mapping.values()
         log.info("CSV export read", extra={"path": str(self.path), "how": self.detected})
         feed = LineFeed(handle)
         reader = csv.reader(feed, delimiter=delimiter)

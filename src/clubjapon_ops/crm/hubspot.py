@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from clubjapon_ops.contacts import RawContact, parse_timestamp
-from clubjapon_ops.crm.base import Page, identified, record_id
+from clubjapon_ops.crm.base import CrmList, Page, identified, record_id
 from clubjapon_ops.errors import ConfigError, InvalidContact, SourceError
 from clubjapon_ops.http.client import HttpClient, MalformedPage, RetryPolicy
 from clubjapon_ops.http.pacing import Pacer
@@ -138,6 +138,8 @@ class HubSpotSource:
         )
         self.index_lag_ms = int(index_lag_s * 1000)
         self._clock = clock
+        # Known once list_memberships() has run: every contact list HubSpot has.
+        self.list_catalogue: list[CrmList] | None = None
 
     def pages(self, bookmark: str | None, *, full: bool) -> Iterator[Page]:
         """Yield pages of contacts: all of them when ``full``, else those changed since."""
@@ -145,6 +147,19 @@ class HubSpotSource:
         if full or state.since_ms is None:
             return self._full(state)
         return self._incremental(state.since_ms)
+
+    def list_memberships(self) -> Iterator[tuple[CrmList, list[str]]]:
+        """Every contact list with its members' record ids (the Lists API v3), read whole
+        at each sync: a membership change leaves lastmodifieddate alone."""
+        from clubjapon_ops.crm.hubspot_lists import HubSpotLists  # it reads our answers
+
+        reader = HubSpotLists(self.client)
+        found: list[CrmList] = []
+        for crm_list, members in reader.memberships():
+            found.append(crm_list)
+            yield crm_list, members
+        self.list_catalogue = found
+        log.info("HubSpot lists read", extra={"lists": len(found), "requests": reader.requests})
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -299,7 +314,7 @@ def hubspot_source(settings: Settings) -> HubSpotSource:
     if not token:
         raise ConfigError(
             "HUBSPOT_TOKEN is not set: create a HubSpot private app with the "
-            "crm.objects.contacts.read scope and put its token in .env"
+            "crm.objects.contacts.read and crm.lists.read scopes and put its token in .env"
         )
     client = HttpClient(
         hubspot_api(token, settings.hubspot_base_url),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.delivery.ratelimit import SharedTokenBucket, TokenBucket
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status, Transport
 from clubjapon_ops.errors import AuthError
@@ -162,6 +163,7 @@ class CampaignSender:
         self._writing: threading.Lock | contextlib.nullcontext[None] = (
             threading.Lock() if store.dialect == "sqlite" else contextlib.nullcontext())
         self._shared: tuple[Connection, ledger.LaneLedger] | None = None
+        self.audience = AudienceGate(newsletter.edition)
 
     def prepare(self, *, resend_unknown: bool = False, now: bool = False) -> SendReport:
         """Settle rows of interrupted runs, then plan the audience into pending rows.
@@ -176,7 +178,8 @@ class CampaignSender:
                 report.recovered["resent_unknown"] = ledger.resend_unknown(conn, self.edition)
             if now:
                 report.made_due = ledger.make_due(conn, self.edition)
-            report.planned = ledger.plan(conn, self.edition)
+            report.planned = (ledger.plan(conn, self.edition, self.audience.where)
+                              + self.audience.rejoin(conn, self.edition))
         if report.recovered:
             log.warning("rows from an interrupted send settled", extra=report.recovered)
         return report
@@ -240,10 +243,15 @@ class CampaignSender:
                         conn, self.edition, self.worker,
                         min(self.transport.batch_size, cap - self._done), lease,
                         state=ledger.CLAIMED)
+                    # A reader taken off the audience's lists since planning is not sent it.
+                    admitted = self.audience.admit(conn, claimed)
                 if not claimed:
                     if self.worker_mode and self._recover_peers(report):
                         continue
                     break
+                claimed = admitted
+                if not claimed:
+                    continue
                 if per_message:
                     self._send_one_by_one(claimed)
                 else:
@@ -393,8 +401,10 @@ class CampaignSender:
         return [claimed[i:i + step] for i in range(0, len(claimed), step)]
 
     def _outgoing(self, row: ledger.Claimed) -> Outgoing:
-        return Outgoing(id=row.id, envelope_to=row.contact.email,
-                        message=self.newsletter.personalise(row.contact), edition=self.edition)
+        message = self.newsletter.personalise(row.contact,
+                                              self.audience.lists_of(row.contact.email))
+        return Outgoing(id=row.id, envelope_to=row.contact.email, message=message,
+                        edition=self.edition)
 
     def _send(self, chunk: Sequence[ledger.Claimed]) -> tuple[list[Result], _Key | None]:
         """Hand a chunk over; its results, and the idempotency key it went under."""

@@ -14,6 +14,7 @@ from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_
 from clubjapon_ops.delivery.transports import builder_for, make_transport
 from clubjapon_ops.delivery.transports.base import Reachable
 from clubjapon_ops.errors import ConfigError, StopRun
+from clubjapon_ops.jobs.audience import check_audience
 from clubjapon_ops.jobs.records import run_recorded
 from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.newsletter.lint import Problem
@@ -111,6 +112,7 @@ def send_campaign(
         refuse_workers_on(store.dialect)
     newsletter = newsletter or newsletter_for_sending(settings, edition)
     refuse_draft(newsletter)  # --force skips the lint, never this
+    check_audience(store, newsletter.edition)  # unknown lists, nobody in it: nothing planned
     # With force the lint decides nothing (the send command has already shown its result).
     errors = [] if options.force else [
         p for p in lint_before_send(settings, newsletter) if p.level == "error"]

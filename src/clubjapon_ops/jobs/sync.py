@@ -19,6 +19,7 @@ from clubjapon_ops.crm.writeback import Pusher, make_pusher
 from clubjapon_ops.errors import ConfigError, Interrupted, InvalidContact
 from clubjapon_ops.jobs.push import PushReport, push_suppressions
 from clubjapon_ops.jobs.records import Report, run_recorded
+from clubjapon_ops.jobs.sync_lists import ListsReport, finish_lists, store_memberships
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.contacts import (
@@ -60,6 +61,7 @@ class SyncReport(Report):
     bookmark: str | None = None
     push: PushReport | None = None  # the write-back after the pull, when there was one
     read_as: str | None = None  # how a CSV export was read: encoding and delimiter
+    lists: ListsReport = field(default_factory=ListsReport)
 
     @property
     def status(self) -> str:
@@ -84,6 +86,7 @@ class SyncReport(Report):
             "dropped_fields": sum(self.dropped_fields.values()),
             "dropped_field_reasons": dict(self.dropped_fields),
             **({"read_as": self.read_as} if self.read_as else {}),
+            **self.lists.counts(),
             **{f"push_{k}": v for k, v in push.items() if k != "crm"},
         }
 
@@ -197,6 +200,7 @@ def _sync(
     finally:
         pages.close()
     report.read_as = getattr(source, "detected", None)  # known once the file was opened
+    finish_lists(store, source, report.lists)
     if full:
         with store.transaction() as conn:
             if stamp is not None:
@@ -248,6 +252,7 @@ def _commit(
         return
     with store.transaction() as conn:
         counts = upsert_contacts(conn, batch.contacts)
+        store_memberships(conn, source, batch.contacts, report.lists, utcnow())
         if stamp is not None:
             # A record we could not use still exists in the CRM: keep its row active.
             mark_seen(conn, source, stamp, emails=[c.email for c in batch.contacts],
@@ -287,6 +292,7 @@ def _dropped(report: SyncReport, ref: str, notes: list[str]) -> None:
     for reason in notes:
         log.warning("contact field dropped", extra={"ref": ref, "reason": reason})
         report.dropped_fields[reason] += 1
+        report.lists.skipped(ref, reason)
     notes.clear()
 
 

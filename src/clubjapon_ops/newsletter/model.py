@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from clubjapon_ops.listnames import BadListName, clean_list_name
+
 Lang = Literal["fr", "en", "ja"]
 LANGS: tuple[Lang, ...] = ("fr", "en", "ja")
 Status = Literal["draft", "ready"]
@@ -43,7 +45,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TextSection(_Strict):
+def _list_name(name: str) -> str:
+    try:
+        cleaned = clean_list_name(name)
+    except BadListName as exc:
+        raise ValueError(str(exc)) from None
+    if not cleaned:
+        raise ValueError("expected a list name, found an empty one")
+    return cleaned
+
+
+# A CRM list as `clubjapon-ops lists` shows it; case and accents do not matter.
+ListName = Annotated[str, AfterValidator(_list_name)]
+ListNames = Annotated[list[ListName], Field(min_length=1)]
+
+
+class Audience(_Strict):
+    """Who gets the edition: on any of ``lists`` and on none of ``exclude_lists``, reading one
+    of ``languages``; every field may be left out. A suppressed reader is never in it."""
+
+    lists: list[ListName] = Field(
+        default=[], description="A reader on any of these CRM lists; left out: every reader.")
+    exclude_lists: list[ListName] = Field(
+        default=[], description="Readers on any of these lists are left out.")
+    languages: list[Lang] = Field(
+        default=[], description="Only readers of these languages; left out: every language.")
+
+
+class _Section(_Strict):
+    """What every section may say: the lists of readers who see it."""
+
+    only_for: ListNames | None = Field(
+        default=None, description="Shown only to readers on any of these CRM lists.")
+    except_for: ListNames | None = Field(
+        default=None, description="Hidden from readers on any of these CRM lists.")
+
+
+class TextSection(_Section):
     """A heading and one or more paragraphs."""
 
     type: Literal["text"]
@@ -58,7 +96,7 @@ class Figure(_Strict):
     label: Localized
 
 
-class FiguresSection(_Strict):
+class FiguresSection(_Section):
     """Value and label pairs side by side, under an optional heading."""
 
     type: Literal["figures"]
@@ -66,7 +104,7 @@ class FiguresSection(_Strict):
     items: list[Figure] = Field(min_length=1)
 
 
-class QuoteSection(_Strict):
+class QuoteSection(_Section):
     """A quotation, exact in its original language; the others say they are translations."""
 
     type: Literal["quote"]
@@ -94,7 +132,7 @@ class Panel(_Strict):
     speakers: list[Speaker] = []
 
 
-class PanelsSection(_Strict):
+class PanelsSection(_Section):
     """Numbered discussions (round tables, talks) under one heading."""
 
     type: Literal["panels"]
@@ -102,7 +140,7 @@ class PanelsSection(_Strict):
     items: list[Panel] = Field(min_length=1)
 
 
-class ListSection(_Strict):
+class ListSection(_Section):
     """A heading and short items: inline on one line, or one bullet per item."""
 
     type: Literal["list"]
@@ -111,7 +149,7 @@ class ListSection(_Strict):
     style: Literal["inline", "bullets"] = "bullets"
 
 
-class ImageSection(_Strict):
+class ImageSection(_Section):
     """An image: absolute https URL, alt text in every language, its size, an optional link."""
 
     type: Literal["image"]
@@ -122,7 +160,7 @@ class ImageSection(_Strict):
     link: HttpsUrl | None = None
 
 
-class CtaSection(_Strict):
+class CtaSection(_Section):
     """A button: an optional sentence, its label and where it leads."""
 
     type: Literal["cta"]
@@ -159,6 +197,9 @@ class EditionFile(_Strict):
     title: Localized
     summary: Localized
     sections: list[Section] = Field(min_length=1)
+    audience: Audience | None = Field(
+        default=None,
+        description="Who gets the edition; left out: every subscribed reader.")
 
 
 class Edition(EditionFile):

@@ -6,11 +6,13 @@ clubjapon_ops.delivery.newsletter_check.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 
 from clubjapon_ops.contacts import Contact
+from clubjapon_ops.newsletter.audience import Conditions, Variant, edition_variant
 from clubjapon_ops.newsletter.content import (
     Edition,
     Lang,
@@ -46,10 +48,35 @@ class Newsletter:
     renderer: Renderer
     rendered: dict[Lang, RenderedLanguage]
     personaliser: Personaliser
+    # Sections shown to part of the audience: one personaliser per variant, rendered once
+    # at its first reader (render once per language and combination of conditions).
+    _variants: dict[Variant, Personaliser] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    conditions: Conditions = field(init=False, repr=False)
 
-    def personalise(self, contact: Contact) -> PersonalMessage:
-        """The message for one contact."""
-        return self.personaliser.personalise(contact)
+    def __post_init__(self) -> None:
+        self.conditions = Conditions(self.edition)
+
+    def personalise(self, contact: Contact,
+                    on_lists: frozenset[str] = frozenset()) -> PersonalMessage:
+        """The message for one contact, who is on these lists (keys; none when not given)."""
+        if not self.conditions.rules:
+            return self.personaliser.personalise(contact)
+        return self.variant(self.conditions.variant(on_lists)).personalise(contact)
+
+    def variant(self, variant: Variant) -> Personaliser:
+        """The personaliser of one variant, its languages rendered on first use."""
+        found = self._variants.get(variant)
+        if found is None:
+            with self._lock:  # sending lanes are threads: render each variant once
+                found = self._variants.get(variant)
+                if found is None:
+                    edition = edition_variant(self.edition, variant)
+                    found = Personaliser(edition, render_edition(self.renderer, edition),
+                                         self.renderer.strings,
+                                         self.personaliser.unsubscribe_url)
+                    self._variants[variant] = found
+        return found
 
 
 def placeholder_unsubscribe_url(settings: Settings) -> Callable[[Contact], str]:

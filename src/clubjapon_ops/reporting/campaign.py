@@ -10,6 +10,7 @@ from clubjapon_ops.events import types as t
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store import reporting as q
+from clubjapon_ops.store.lists import ListLine, list_report
 from clubjapon_ops.store.suppressions import suppressed_recipients
 
 FAILURES = (t.HARD_BOUNCE, t.SOFT_BOUNCE, t.INVALID, t.BLOCKED, t.COMPLAINT)
@@ -30,6 +31,7 @@ class CampaignReport:
     suppressed: dict[str, int] = field(default_factory=dict)  # recipients now suppressed
     sent_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
     delivered_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
+    by_list: list[ListLine] = field(default_factory=list)  # the lists its readers are on
 
     @property
     def total(self) -> int:
@@ -80,4 +82,5 @@ def build_report(store: Store, edition: str) -> CampaignReport:
             suppressed=suppressed_recipients(conn, edition),
             sent_per_hour=per_hour(q.sent_times(conn, edition)),
             delivered_per_hour=per_hour(q.event_times(conn, edition, t.DELIVERED)),
+            by_list=list_report(conn, edition),
         )

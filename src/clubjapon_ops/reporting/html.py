@@ -17,7 +17,7 @@ from pygal.style import Style
 
 from clubjapon_ops.events import types as t
 from clubjapon_ops.reporting.campaign import CampaignReport
-from clubjapon_ops.reporting.text import ENGAGEMENT
+from clubjapon_ops.reporting.text import ENGAGEMENT, by_list_figures
 from clubjapon_ops.store import deliveries as ledger
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -148,6 +148,8 @@ def render_html(report: CampaignReport) -> str:
         for lang, by in sorted(report.by_language.items())]
     failures = [_row(["type", "reason", "recipients"], "th")] + [
         _row([kind, reason, str(n)]) for kind, reason, n in report.failures]
+    by_list = [_row(["list", "planned", "sent", "bounced", "unsubscribed", "left"], "th")] + [
+        _row([line.name, *(str(n) for n in by_list_figures(line))]) for line in report.by_list]
     suppressed = [_row(["source", "recipients"], "th")] + [
         _row([source, str(n)]) for source, n in sorted(report.suppressed.items())]
     title = f"Campaign report: {report.edition}"
@@ -175,6 +177,8 @@ svg {{ display: block; width: 100%; height: auto; margin: 1.5rem 0; }}
 <div class="key">{key}</div>
 <h2>Recipients by language and state</h2>
 <table>{"".join(table)}</table>
+{"<h2>Recipients by list</h2><table>" + "".join(by_list) + "</table>"
+ if report.by_list else ""}
 {"<h2>Bounces and complaints</h2><table>" + "".join(failures) + "</table>"
  if report.failures else ""}
 {"<h2>Recipients suppressed since, by source</h2><table>" + "".join(suppressed) + "</table>"

@@ -6,6 +6,7 @@ from clubjapon_ops.events import types as t
 from clubjapon_ops.newsletter.textwrap_cjk import display_width
 from clubjapon_ops.reporting.campaign import CampaignReport
 from clubjapon_ops.store import deliveries as ledger
+from clubjapon_ops.store.lists import ListLine
 
 ENGAGEMENT = (
     ("delivered", t.DELIVERED), ("opened", t.OPEN), ("clicked", t.CLICK),
@@ -29,6 +30,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
+def by_list_figures(line: ListLine) -> tuple[int, ...]:
+    """Planned, sent, bounced, unsubscribed and left for one list's readers."""
+    return line.planned, line.sent, line.bounced, line.unsubscribed, line.left
+
+
 def render_text(report: CampaignReport) -> str:
     """Tables by state and language, engagement, failures by reason."""
     if not report.total:
@@ -50,6 +56,11 @@ def render_text(report: CampaignReport) -> str:
         out.append("(no events for this edition yet: Brevo and SendGrid send them to the web "
                    "app's webhooks, SMTP bounces come through the bounce mailbox ('clubjapon-ops "
                    "bounces'); the outbox reports none)")
+    if report.by_list:
+        out.append("")
+        out += _table(["list", "planned", "sent", "bounced", "unsubscribed", "left"],
+                      [[line.name, *(str(n) for n in by_list_figures(line))]
+                       for line in report.by_list])
     if report.suppressed:
         out.append("")
         out += _table(["suppressed since, by source", "recipients"],

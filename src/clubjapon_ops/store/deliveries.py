@@ -24,6 +24,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -37,7 +38,9 @@ PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED = (
     "pending", "claimed", "sending", "sent", "failed", "retry", "unknown", "skipped")
 # claimed: reserved by a sender, not handed over yet (safe to give back);
 # sending: handed over, answer not recorded yet (uncertain if the sender dies).
-STATES = (PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED)
+# left: the reader left the edition's audience before it went out (not sent, counted apart).
+LEFT = "left"
+STATES = (PENDING, CLAIMED, SENDING, SENT, FAILED, RETRY, UNKNOWN, SKIPPED, LEFT)
 SENDABLE = (PENDING, RETRY)
 
 
@@ -72,6 +75,10 @@ class Outcome:
     refund: bool = False
 
 
+# The audience of an edition without an audience block: every eligible contact.
+EVERYONE = true()
+
+
 def _in_state(state: str) -> Any:
     """``state = 'pending'`` with the value written out, not bound: only then can the
     planner (SQLite's always, PostgreSQL's generic plans) use the partial index of that
@@ -96,12 +103,20 @@ def _not_planned(edition: str) -> Any:
     )
 
 
-def plan_summary(conn: Connection, edition: str) -> dict[str, Any]:
-    """Audience by language and exclusions by reason, without writing anything."""
+def new_in_audience(edition: str) -> Any:
+    """Contacts a send of this edition would plan now (before its audience is applied)."""
+    return and_(_eligible(), _not_planned(edition))
+
+
+def plan_summary(conn: Connection, edition: str, audience: Any = EVERYONE) -> dict[str, Any]:
+    """Audience by language and exclusions by reason, without writing anything.
+
+    ``audience``: the edition's audience as a condition on contacts (store.lists.in_audience).
+    """
     new_by_lang: dict[str, int] = dict(
         conn.execute(
             select(contacts.c.language, func.count())
-            .where(_eligible(), _not_planned(edition))
+            .where(_eligible(), _not_planned(edition), audience)
             .group_by(contacts.c.language)
         ).all()
     )
@@ -150,8 +165,8 @@ def lock_edition(conn: Connection, edition: str) -> None:
         xact_lock(conn, f"plan {edition}")
 
 
-def plan(conn: Connection, edition: str) -> int:
-    """Add a pending row for every eligible contact not yet in this edition's ledger.
+def plan(conn: Connection, edition: str, audience: Any = EVERYONE) -> int:
+    """Add a pending row for every eligible contact of the audience not yet in the ledger.
 
     One INSERT ... SELECT inside the database: nothing about the audience is held in memory.
     """
@@ -160,7 +175,7 @@ def plan(conn: Connection, edition: str) -> int:
         literal(edition, String), contacts.c.email, contacts.c.id, contacts.c.language,
         literal(PENDING, String), literal(0, Integer),
         literal(now, UTCDateTime), literal(now, UTCDateTime),
-    ).where(_eligible(), _not_planned(edition))
+    ).where(_eligible(), _not_planned(edition), audience)
     columns = ["edition", "email", "contact_id", "lang", "state", "attempts", "created_at",
                "updated_at"]
     # Counted around the insert: psycopg reports no rowcount for INSERT ... SELECT.
@@ -690,11 +705,11 @@ def editions_in_ledger(conn: Connection) -> list[str]:
     return list(conn.execute(select(deliveries.c.edition).distinct()).scalars())
 
 
-def iter_audience(conn: Connection, edition: str) -> Iterable[Contact]:
+def iter_audience(conn: Connection, edition: str, audience: Any = EVERYONE) -> Iterable[Contact]:
     """Stream who a send would reach now: new eligible contacts and rows still to send."""
     rows = conn.execution_options(yield_per=500).execute(
         select(contacts)
-        .where(_eligible())
+        .where(_eligible(), audience)
         .where(or_(
             _not_planned(edition),
             exists().where(and_(deliveries.c.edition == edition,

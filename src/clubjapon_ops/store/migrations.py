@@ -222,11 +222,33 @@ def _v10_suppression_removals(conn: Connection) -> None:
     md.create_all(conn)
 
 
-def _v13_last_cause(conn: Connection) -> None:
-    # Number 13: 11 and 12 are taken by branches built in parallel; the steps are independent.
+def _v11_last_cause(conn: Connection) -> None:
     # What the provider last answered for a row ('401', '429', '500', 'timeout'), kept
     # apart from last_error so that a later note (a key that lapsed) never hides it.
     conn.execute(text("ALTER TABLE deliveries ADD COLUMN last_cause VARCHAR(32)"))
+
+
+def _v12_lists(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "lists", md,
+        Column("id", Integer, primary_key=True),
+        Column("source", String(32), nullable=False),
+        Column("crm_list_id", String(200)),
+        Column("name", String(200), nullable=False),
+        Column("name_key", String(200), nullable=False),
+        Column("synced_at", UTCDateTime, nullable=False),
+        Column("missing_since", UTCDateTime),
+        UniqueConstraint("source", "name_key", name="uq_lists_source_key"),
+        Index("ix_lists_name_key", "name_key"),
+    )
+    Table(
+        "list_members", md,
+        Column("list_id", Integer, primary_key=True, autoincrement=False),
+        Column("contact_id", Integer, primary_key=True, autoincrement=False),
+        Index("ix_list_members_contact", "contact_id"),
+    )
+    md.create_all(conn)
 
 
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
@@ -240,7 +262,8 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (8, "deliveries: partial indexes of the rows still to send", _v8_sendable_indexes),
     (9, "job_runs.runner: the process that runs a job", _v9_job_run_runner),
     (10, "suppression_removals: suppressions lifted by hand", _v10_suppression_removals),
-    (13, "deliveries.last_cause: the provider's last answer for a row", _v13_last_cause),
+    (11, "deliveries.last_cause: the provider's last answer for a row", _v11_last_cause),
+    (12, "lists and list_members: the CRM's lists and who is on them", _v12_lists),
 )
 HEAD = MIGRATIONS[-1][0]
 

@@ -193,3 +193,27 @@ suppression_removals = Table(
     Column("removed_at", UTCDateTime, nullable=False),
     Index("ix_suppression_removals_email", "email"),
 )
+
+# Added by migration 15: the CRM's lists, one row per (source, name as matched), and who is
+# on each. A list the CRM no longer has keeps its row, with missing_since set, and no member.
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("crm_list_id", String(200)),  # the CRM's id (Brevo, HubSpot); none in a CSV export
+    Column("name", String(200), nullable=False),  # as the CRM writes it
+    Column("name_key", String(200), nullable=False),  # listnames.list_key(name)
+    Column("synced_at", UTCDateTime, nullable=False),
+    Column("missing_since", UTCDateTime),
+    UniqueConstraint("source", "name_key", name="uq_lists_source_key"),
+    Index("ix_lists_name_key", "name_key"),
+)
+
+list_members = Table(
+    "list_members",
+    metadata,
+    Column("list_id", Integer, primary_key=True, autoincrement=False),
+    Column("contact_id", Integer, primary_key=True, autoincrement=False),
+    Index("ix_list_members_contact", "contact_id"),
+)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, render_template, url_for
 
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.archive import published, published_edition
+from clubjapon_ops.newsletter.audience import edition_variant, variant_of
 from clubjapon_ops.newsletter.service import make_renderer
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.deliveries import sent_editions
@@ -73,7 +74,9 @@ def page(slug: str, lang: str) -> Any:
     settings = _settings()
     try:
         edition, code = published_edition(settings.root, slug, lang, _sent())
-        html = make_renderer(settings).render_web_page(edition, code)
+        # Sections for part of the audience: the public sees what a reader on no list saw.
+        public = edition_variant(edition, variant_of(edition, frozenset()))
+        html = make_renderer(settings).render_web_page(public, code)
     except ConfigError:  # UnknownEdition is one; a broken file is not found either
         return _not_found()
     return Response(html, mimetype="text/html",

@@ -19,7 +19,10 @@ from flask import (
 )
 
 from clubjapon_ops.contacts import Contact
+from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.errors import ClubJaponError, ConfigError
+from clubjapon_ops.jobs.audience import audience_plan
+from clubjapon_ops.newsletter.audience import describe_audience, variant_choices
 from clubjapon_ops.newsletter.content import LANGS, list_editions, project_relative
 from clubjapon_ops.newsletter.edition_lint import lint_edition
 from clubjapon_ops.newsletter.lint import lint_messages
@@ -27,6 +30,7 @@ from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.contacts import contacts_by_language, find_contact
+from clubjapon_ops.store.deliveries import plan_summary
 from clubjapon_ops.web.edition_index import index_rows
 from clubjapon_ops.web.headers import EMAIL_CSP
 
@@ -100,7 +104,39 @@ def _message(slug: str) -> tuple[Newsletter, PersonalMessage, str]:
     contact = _contact(request.args.get("contact"), lang)
     # Preview in the language asked for, whatever the contact's own preference.
     shown = Contact(**{**vars(contact), "language": lang}) if contact.language != lang else contact
-    return newsletter, newsletter.personalise(shown), lang
+    _, on_lists = _variant(newsletter)
+    return newsletter, newsletter.personalise(shown, on_lists), lang
+
+
+def _audience_counts(newsletter: Newsletter) -> str:
+    """Who a send would plan now, by language and by list ('' without a store or a block)."""
+    edition = newsletter.edition
+    if edition.audience is None:
+        return ""
+    try:
+        store = current_app.config["CLUBJAPON_STORE_FACTORY"]()
+        gate = AudienceGate(edition)
+        with store.transaction() as conn:
+            by_lang = plan_summary(conn, edition.slug, gate.where)["new_by_language"]
+        plan = audience_plan(store, edition)
+    except ClubJaponError:
+        return ""  # no store yet: the audience is described, not counted
+    langs = ", ".join(f"{k} {v}" for k, v in sorted(by_lang.items())) or "nobody"
+    lists = ", ".join(f"{k} {v}" for k, v in plan.by_list.items())
+    return f"a send now would plan {sum(by_lang.values())} ({langs})" + (
+        f"; by list: {lists}" if lists else "")
+
+
+def _variant(newsletter: Newsletter) -> tuple[int, frozenset[str]]:
+    """The variant asked for (?variant=N, sections for part of the audience) and its lists."""
+    choices = variant_choices(newsletter.edition)
+    try:
+        index = int(request.args.get("variant", "0"))
+    except ValueError:
+        abort(400, "variant must be a number")
+    if not 0 <= index < len(choices):
+        abort(400, f"this edition has {len(choices)} variant(s)")
+    return index, choices[index][1]
 
 
 @blueprint.get("/")
@@ -122,7 +158,8 @@ def page(slug: str) -> Any:
     # The edition's own lint too: placeholders left and copies are what marketing fixes here.
     problems = lint_edition(_settings().root, newsletter.edition) + lint_messages(
         {message.lang: message})
-    params = {"lang": lang, "contact": message.email}
+    variant, _ = _variant(newsletter)
+    params = {"lang": lang, "contact": message.email, "variant": variant}
     return render_template(
         "preview.html.j2",
         error=None,
@@ -138,6 +175,10 @@ def page(slug: str) -> Any:
         frame_width=WIDTHS[width],
         params=params,
         sender=_settings().mail_from,
+        audience=describe_audience(newsletter.edition),
+        audience_counts=_audience_counts(newsletter),
+        variants=[label for label, _ in variant_choices(newsletter.edition)],
+        variant=variant,
     )
 
 
