@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 
-# C0 controls, DEL and the C1 controls (U+0080-U+009F: some terminals read CSI as U+009B).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL and the C1 controls (U+0080-U+009F: some terminals read CSI as U+009B);
+# the line and paragraph separators and the bidirectional overrides and isolates, which can
+# make a printed line read in another order than it is stored.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def has_control(text: str) -> bool:

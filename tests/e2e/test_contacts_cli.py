@@ -16,11 +16,11 @@ pytestmark = pytest.mark.e2e
 HIROSHI = "hiroshi.yamamoto@example.jp"
 TYPO = "hiroshi.yamamto@example.jp"
 CSV = [
-    "email;first_name;last_name;company;language",
-    f"{HIROSHI};Hiroshi;Yamamoto;Tōhoku Denki;ja",
-    "jean.dupont@example.com;Jean;Dupont;Hokuto France;fr",
-    "anna.smith@example.org;Anna;Smith;;en",
-    "hiroko.yamada@example.jp;Hiroko;Yamada;Hokuto France;ja",
+    "email;first_name;last_name;company;language;lists",
+    f"{HIROSHI};Hiroshi;Yamamoto;Tōhoku Denki;ja;Presse|Membres",
+    "jean.dupont@example.com;Jean;Dupont;Hokuto France;fr;Membres",
+    "anna.smith@example.org;Anna;Smith;;en;",
+    "hiroko.yamada@example.jp;Hiroko;Yamada;Hokuto France;ja;",
 ]
 
 
@@ -81,15 +81,24 @@ def test_contacts_show_gives_the_contact_its_suppressions_editions_and_events(
     assert out.splitlines()[0] == HIROSHI
     assert "Hiroshi Yamamoto" in out and "Tōhoku Denki" in out and "language:    ja" in out
     assert "opted out:   no" in out
-    assert "unsubscribe" in out and "(phone call)" in out and " UTC" in out
+    assert "unsubscribe" in out and "(phone call)" in out
+    assert "lists:       Membres, Presse" in out
+    # Times in the club's zone (CLUBJAPON_TIMEZONE, Europe/Paris by default), zone written:
+    # the event stored at 08:00 UTC on 5 November is 09:00 CET.
+    assert "2025-11-05 09:00:00 CET  open" in out
     assert f"{SLUG}  sent " in out and "1 attempt(s)" in out
     assert "open" in out and "brevo" in out
     # A control character from a stored value never reaches the terminal as such.
     assert "\x1b" not in out and "seen \\x1b[2J on a phone" in out
 
+    with db(synced) as conn:  # a row the provider refused, as a 401 leaves it
+        conn.execute("UPDATE deliveries SET state = 'retry', last_cause = '401' "
+                     "WHERE email = 'anna.smith@example.org'")
     other = cli(synced, "contacts", "show", "anna.smith@example.org")
     assert other.returncode == 0 and "suppressed:  no" in other.stdout
-    assert f"{SLUG}  sent " in other.stdout
+    assert "lists:       none" in other.stdout
+    assert f"{SLUG}  retry, sent " in other.stdout
+    assert "provider's last answer: 401" in other.stdout
 
     unknown = cli(synced, "contacts", "show", TYPO)
     assert unknown.returncode == 1

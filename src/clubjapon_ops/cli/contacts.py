@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import click
 
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli
 from clubjapon_ops.contacts import Contact, normalise_email
 from clubjapon_ops.errors import InvalidContact
+from clubjapon_ops.localtime import shown as local_time
+from clubjapon_ops.printable import printable
 from clubjapon_ops.store import contacts as store
+from clubjapon_ops.store.lists import lists_of
 from clubjapon_ops.store.suppressions import suppressions_of
 
 FIND_LIMIT = 50  # lines 'contacts find' prints at most: a look-up, not an export
@@ -17,17 +20,12 @@ EVENTS_SHOWN = 20
 
 
 def shown(value: object) -> str:
-    """A stored value made safe for a terminal: control characters written as escapes.
-
-    Names come from a CRM or a CSV file: an escape sequence in one must not reach the
-    terminal (it could move the cursor, rewrite earlier lines or set the window title).
-    """
-    text = "" if value is None else str(value)
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    """A stored value made safe for a terminal (names come from a CRM or a CSV file)."""
+    return "" if value is None else printable(str(value))
 
 
-def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
+def _when(moment: datetime | None, zone: tzinfo) -> str:
+    return "-" if moment is None else local_time(moment, zone, date=True)
 
 
 def _name(contact: Contact) -> str:
@@ -55,8 +53,9 @@ def contacts() -> None:
 def show(app: App, email: str) -> int:
     """Show everything the store knows of one contact.
 
-    Language, names, company, opt-out, suppressions (source, date, reason), each edition's
-    ledger state with its last error, and the latest provider events. Times are UTC.
+    Language, names, company, the CRM lists it is on, opt-out, suppressions (source, date,
+    reason), each edition's ledger state with the provider's last answer and its last error,
+    and the latest provider events. Times are in CLUBJAPON_TIMEZONE, the zone written.
 
     \b
     Example:
@@ -68,6 +67,8 @@ def show(app: App, email: str) -> int:
         suppressed = suppressions_of(conn, address)
         editions = store.editions_of(conn, address)
         events = store.events_of(conn, address, EVENTS_SHOWN)
+        on_lists = lists_of(conn, address)
+    zone = app.settings.timezone
     if found is None and not (suppressed or editions or events):
         click.echo(f"error: {not_a_contact(app, address)} "
                    "(look for it with 'clubjapon-ops contacts find TEXT')", err=True)
@@ -82,30 +83,34 @@ def show(app: App, email: str) -> int:
         click.echo(f"  language:    {c.language}")
         click.echo(f"  from:        {shown(c.source)}"
                    + (f" (CRM id {shown(c.crm_id)})" if c.crm_id else "")
-                   + f", in the store since {_when(found.created_at)}, "
-                   f"changed {_when(found.updated_at)}")
+                   + f", in the store since {_when(found.created_at, zone)}, "
+                   f"changed {_when(found.updated_at, zone)}")
         click.echo(f"  opted out:   {'yes (in the CRM)' if c.opted_out else 'no'}")
+        click.echo("  lists:       " + (", ".join(shown(n) for n in on_lists) or "none"))
         if found.archived_at is not None:
-            click.echo(f"  archived:    {_when(found.archived_at)} (the CRM no longer has it)")
+            click.echo(f"  archived:    {_when(found.archived_at, zone)} "
+                       "(the CRM no longer has it)")
         if c.attributes:
             click.echo("  attributes:  " + ", ".join(
                 f"{shown(k)}={shown(v)}" for k, v in sorted(c.attributes.items())))
     if suppressed:
         click.echo("  suppressed:")
         for s in suppressed:
-            click.echo(f"    {s.source:<11} since {_when(s.created_at)}  ({shown(s.reason)})")
+            click.echo(f"    {s.source:<11} since {_when(s.created_at, zone)}  ({shown(s.reason)})")
     else:
         click.echo("  suppressed:  no")
     if editions:
         click.echo("  editions:")
         for e in editions:
-            detail = (f"sent {_when(e.sent_at)}" if e.sent_at is not None
-                      else f"{e.state} since {_when(e.updated_at)}")
+            detail = (f"sent {_when(e.sent_at, zone)}" if e.sent_at is not None
+                      else f"{e.state} since {_when(e.updated_at, zone)}")
             if e.state != "sent" and e.sent_at is not None:
-                detail = f"{e.state}, sent {_when(e.sent_at)}"
+                detail = f"{e.state}, sent {_when(e.sent_at, zone)}"
             if e.next_attempt_at is not None and e.state == "retry":
-                detail += f", next try after {_when(e.next_attempt_at)}"
+                detail += f", next try after {_when(e.next_attempt_at, zone)}"
             detail += f", {e.attempts} attempt(s)"
+            if e.last_cause:
+                detail += f"; provider's last answer: {shown(e.last_cause)}"
             if e.last_error:
                 detail += f"; last error: {shown(e.last_error)[:200]}"
             click.echo(f"    {shown(e.edition)}  {detail}")
@@ -116,7 +121,8 @@ def show(app: App, email: str) -> int:
         for ev in events:
             about = f"  {shown(ev.edition)}" if ev.edition else ""
             reason = f"  ({shown(ev.reason)[:160]})" if ev.reason else ""
-            click.echo(f"    {_when(ev.occurred_at)}  {ev.type:<12} {ev.provider}{about}{reason}")
+            click.echo(f"    {_when(ev.occurred_at, zone)}  {ev.type:<12} "
+                       f"{ev.provider}{about}{reason}")
     else:
         click.echo("  events:      none")
     return EXIT_OK

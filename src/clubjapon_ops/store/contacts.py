@@ -283,6 +283,7 @@ class EditionState:
     sent_at: datetime | None
     updated_at: datetime
     next_attempt_at: datetime | None
+    last_cause: str | None  # the provider's last answer ('401', '429', 'timeout'), if any
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def editions_of(conn: Connection, email: str) -> list[EditionState]:
     rows = conn.execute(
         select(deliveries.c.edition, deliveries.c.state, deliveries.c.attempts,
                deliveries.c.last_error, deliveries.c.provider_status, deliveries.c.sent_at,
-               deliveries.c.updated_at, deliveries.c.next_attempt_at)
+               deliveries.c.updated_at, deliveries.c.next_attempt_at, deliveries.c.last_cause)
         .where(deliveries.c.email == email)
         .order_by(deliveries.c.created_at.desc(), deliveries.c.edition.desc()))
     return [EditionState(*row) for row in rows]

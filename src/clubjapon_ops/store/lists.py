@@ -243,6 +243,16 @@ def memberships_of(conn: Connection, emails: Iterable[str],
     return {e: frozenset(k) for e, k in found.items()}
 
 
+def lists_of(conn: Connection, email: str) -> list[str]:
+    """The names of the lists an address is on, as the CRM writes them, by name."""
+    return list(conn.execute(
+        select(lists.c.name)
+        .select_from(contacts.join(list_members, list_members.c.contact_id == contacts.c.id)
+                     .join(lists, lists.c.id == list_members.c.list_id))
+        .where(contacts.c.email == email, lists.c.missing_since.is_(None))
+        .order_by(lists.c.name)).scalars())
+
+
 def audience_by_list(conn: Connection, keys: Sequence[str], where: Any) -> dict[str, int]:
     """How many contacts matching ``where`` are on each of these lists, by key."""
     if not keys:
