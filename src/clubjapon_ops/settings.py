@@ -197,7 +197,7 @@ def _ec_public_key(raw: str) -> str | None:
     value = "".join(raw.split())
     if not value:
         return None
-    from clubjapon_ops.events.signature import load_public_key
+    from clubjapon_ops.webhook_keys import load_public_key
 
     load_public_key(value)  # raises ValueError when it is not a P-256 public key
     return value

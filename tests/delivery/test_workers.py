@@ -7,16 +7,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
 
 from clubjapon_ops import jobs
 from clubjapon_ops.delivery.ratelimit import SharedTokenBucket
 from clubjapon_ops.errors import ConfigError
-from clubjapon_ops.store import Store, open_store
+from clubjapon_ops.store import Store, open_store, pacing
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.schema import deliveries
 from tests.delivery.conftest import SLUG, make_settings
@@ -98,28 +98,61 @@ def test_a_worker_leaves_a_live_peers_rows_alone(home: Path, send_store: Store) 
 
 
 @pytest.mark.postgres_only
-def test_the_rate_limit_is_shared_by_every_sender_on_the_store(send_store: Store) -> None:
+def test_the_rate_limit_is_shared_by_every_sender_on_the_store(
+    send_store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bucket's own record, not a stopwatch: each take is stamped by the server's clock
+    # (the row's updated_at) and told how long to wait; the moment each token may be used is
+    # the sum. However slow the machine, those moments never exceed the rate in any window.
     url = send_store.engine.url.render_as_string(hide_password=False)
     others = [open_store(url) for _ in range(2)]
-    buckets = [SharedTokenBucket(s, rate=20) for s in (send_store, *others)]
+    usable: list[tuple[float, float]] = []  # (when the tokens may be used, how many)
+    slept: list[float] = []
+    record = threading.Lock()
+    take = pacing.take_tokens
+
+    def stamped(conn: Connection, name: str, rate: float, capacity: float, n: float) -> float:
+        wait = take(conn, name, rate, capacity, n)
+        at = conn.execute(text("SELECT EXTRACT(EPOCH FROM updated_at) FROM send_rate"
+                               " WHERE name = :name"), {"name": name}).scalar_one()
+        with record:
+            usable.append((float(at) + wait, n))
+        return wait
+
+    def asleep(seconds: float) -> None:
+        with record:
+            slept.append(seconds)  # not slept: the record above is the proof
+
+    monkeypatch.setattr(pacing, "take_tokens", stamped)
+    # A slow rate, so that three buckets of their own would exceed it even on a machine
+    # that takes a second per round trip to the store (nobody sleeps: the test is quick).
+    rate = 2.0
+    buckets = [SharedTokenBucket(s, rate=rate, sleep=asleep) for s in (send_store, *others)]
     start = threading.Barrier(3)
+    waited: list[float] = []
 
     def spend(bucket: SharedTokenBucket) -> None:
         start.wait()
-        for _ in range(20):
-            bucket.acquire()
+        for _ in range(10):
+            waited.append(bucket.acquire())
 
-    began = time.monotonic()
     threads = [threading.Thread(target=spend, args=(b,)) for b in buckets]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - began
     for s in others:
         s.close()
-    # 60 messages at 20/s with a burst of 20: about 2 s together; apart, each would take ~0 s.
-    assert 1.8 <= elapsed < 4
+    assert sum(n for _, n in usable) == 30  # every token came from the store's one bucket
+    assert sorted(slept) == sorted(w for w in waited if w > 0)  # each sender waits its turn
+    # 30 messages at 2/s with a burst of 2: in any span of time, at most 2 + 2/s of it.
+    # Three buckets of their own would let 6 go at once, and three times the rate after.
+    moments = sorted(at for at, n in usable for _ in range(int(n)))
+    for i, first in enumerate(moments):
+        for j in range(i, len(moments)):
+            assert j - i + 1 <= buckets[0].capacity + (moments[j] - first) * rate + 0.01, \
+                (i, j, moments)
+    assert moments[-1] - moments[0] >= (30 - buckets[0].capacity) / rate - 0.01
 
 
 @pytest.mark.postgres_only

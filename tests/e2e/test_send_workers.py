@@ -94,7 +94,7 @@ def test_a_killed_worker_leaves_no_duplicate_and_at_most_one_unknown_per_lane(
     with smtp_server(Behaviour(data_delay=0.001)) as (port, server):
         env = synced(home, db_engine, port, n)
         workers = start_workers(env, 3)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         # Mid-run, a worker part-way through a batch: it has sent some and holds more. Which
         # one depends on who started first, so the victim is the first seen in that state.
         batch = CLAIM_PER_CONNECTION * LANES
@@ -103,14 +103,26 @@ def test_a_killed_worker_leaves_no_duplicate_and_at_most_one_unknown_per_lane(
             assert time.monotonic() < deadline, "no worker was ever caught mid-batch"
             assert any(w.poll() is None for w in workers), "all ended before one was killed"
             if count_sent(db) >= n // 10:
-                held = {w.pid: held_by(db, w.pid) if w.poll() is None else 0 for w in workers}
+                # Every worker stopped while we look and kill: what we see is what the
+                # survivors hold when the victim dies. A survivor that finished its rows and
+                # found the victim still alive would leave its rows alone and end, and nobody
+                # would settle them: a loaded machine leaves time for that between look and kill.
+                running = [w for w in workers if w.poll() is None]
+                for w in running:
+                    w.send_signal(signal.SIGSTOP)
+                held = {w.pid: held_by(db, w.pid) if w in running else 0 for w in workers}
                 # Another worker must be mid-batch too: it will look for work again after the
                 # kill, find the victim gone and settle its rows.
-                victim = next((w for w in workers if 0 < held[w.pid] < batch * 9 // 10
-                               and any(held[o.pid] for o in workers if o is not w)), None)
-            time.sleep(0.02)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()  # reaped: the survivors must see the process gone, not a zombie
+                victim = next((w for w in running if 0 < held[w.pid] < batch * 9 // 10
+                               and any(held[o.pid] for o in running if o is not w)), None)
+                if victim is not None:
+                    victim.send_signal(signal.SIGKILL)
+                    victim.wait()  # reaped: the survivors must see the process gone
+                for w in running:
+                    if w is not victim:
+                        w.send_signal(signal.SIGCONT)
+            if victim is None:
+                time.sleep(0.02)
         survivors = [w for w in workers if w is not victim]
         outputs = [w.communicate(timeout=180) for w in survivors]
         received = Counter(server.counts)

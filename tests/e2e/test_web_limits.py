@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import select
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 def idle_connections(base: str, count: int) -> Iterator[list[socket.socket]]:
     """Open ``count`` connections that send nothing, as slow clients do."""
     host, port = base.removeprefix("http://").split(":")
-    sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(count)]
+    sockets = [socket.create_connection((host, int(port)), timeout=60) for _ in range(count)]
     try:
         yield sockets
     finally:
@@ -28,19 +28,26 @@ def idle_connections(base: str, count: int) -> Iterator[list[socket.socket]]:
             s.close()
 
 
-def answered_in(base: str, timeout: float) -> float:
-    """Seconds a plain request took (it must be answered within ``timeout``)."""
-    started = time.monotonic()
-    answer = requests.get(f"{base}/unsubscribe/not-a-token", timeout=timeout)
+def answered(base: str) -> None:
+    """A plain request gets its answer (a generous timeout: the machine may be loaded)."""
+    answer = requests.get(f"{base}/unsubscribe/not-a-token", timeout=60)
     assert answer.status_code == 400
-    return time.monotonic() - started
+
+
+def closed_by_the_server(idle: list[socket.socket]) -> int:
+    """How many of ``idle`` the server has hung up on by now (looked at without waiting)."""
+    readable, _, _ = select.select(idle, [], [], 0)
+    return sum(1 for s in readable if s.recv(1) == b"")
 
 
 def test_a_hundred_idle_connections_do_not_block_web(home: Path) -> None:  # noqa: F811
-    server = start(home, "web")
+    # Idle connections are never dropped here: an answer that had to wait for them to be
+    # dropped would never come (the request times out instead: no stopwatch).
+    server = start(home, "web", "--channel-timeout", "3600")
     try:
-        with idle_connections(server.base, 110):
-            assert answered_in(server.base, timeout=3) < 3
+        with idle_connections(server.base, 110) as idle:
+            answered(server.base)
+            assert closed_by_the_server(idle) == 0
     finally:
         server.stop()
 
@@ -51,10 +58,10 @@ def test_idle_connections_beyond_the_limit_are_dropped_after_the_timeout(
     server = start(home, "web", "--connection-limit", "20", "--channel-timeout", "2")
     try:
         with idle_connections(server.base, 30) as idle:
-            # The limit is reached: the request waits until silent connections are closed.
-            took = answered_in(server.base, timeout=8)
-            assert 1 < took < 5, took
-            idle[0].settimeout(5)
+            # The limit is reached: the request is still answered, once the server has hung
+            # up on silent connections (its own timeout, not ours: we never close them).
+            answered(server.base)
+            idle[0].settimeout(60)
             assert idle[0].recv(1) == b""  # closed by the server, not by us
     finally:
         server.stop()

@@ -3,6 +3,7 @@ on cue: per-recipient 4xx and 5xx replies, and a dropped connection."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -27,6 +28,9 @@ class Behaviour:
     data_delay: float = 0.0  # seconds per message, to make a send last
     pipelining: bool = False  # advertise PIPELINING (RFC 2920), as Postfix does
     eight_bit_mime: bool = True  # advertise 8BITMIME (RFC 6152), as aiosmtpd does by default
+    # While this event is not set, each DATA is answered only after up to a second (well
+    # within a client's timeout): a send lasts until the test lets it go.
+    hold: threading.Event | None = None
 
 
 class RecordingHandler:
@@ -74,6 +78,8 @@ class RecordingHandler:
             return "554 5.7.1 Message refused: content looks like spam"
         if self.behaviour.data_delay:
             time.sleep(self.behaviour.data_delay)
+        if self.behaviour.hold is not None:
+            await asyncio.to_thread(self.behaviour.hold.wait, 1.0)  # the loop serves others
         with self.lock:
             for address in envelope.rcpt_tos:
                 self.received.append((address, envelope.content))

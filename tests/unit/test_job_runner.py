@@ -25,7 +25,7 @@ from clubjapon_ops.errors import ConfigError, Interrupted, RetryableError, Sourc
 from clubjapon_ops.jobfiles import JobSpec, RetryPolicy
 from clubjapon_ops.jobs.registry import JobFunction, execute
 from clubjapon_ops.processes import process_id
-from clubjapon_ops.scheduler import JobScheduler
+from clubjapon_ops.scheduler import JobScheduler, make_trigger
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.runs import finish_run, recent_runs, start_run
@@ -245,9 +245,18 @@ def test_a_scheduler_coalesces_the_runs_missed_while_down_into_one(
     scheduler = JobScheduler(settings, store, [hourly], registry=registry(flaky))
     thread = threading.Thread(target=scheduler.run)
     thread.start()
+    upcoming = make_trigger(hourly).get_next_fire_time(None, now)
+
+    def next_run() -> Any:
+        job = scheduler._aps.get_job(hourly.name) if scheduler._aps is not None else None
+        return job.next_run_time if job is not None else None
+
     try:
-        wait_for(lambda: len(runs(store)) == 2 and runs(store)[1][0] == "success")
-        time.sleep(0.3)  # a second catch-up run, if there were one, would have started
+        # Once the catch-up ran, the job's next start is the upcoming hour's: no second
+        # catch-up is queued behind it (a sleep could only hope to see one start).
+        wait_for(lambda: len(runs(store)) == 2 and runs(store)[1][0] == "success"
+                 and next_run() is not None and next_run() > utcnow())
+        assert next_run() == upcoming
     finally:
         scheduler.request_stop()
         thread.join(10)

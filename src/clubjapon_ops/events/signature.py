@@ -10,7 +10,9 @@ import time
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+# Read on the ground floor, where settings.py checks the key too; named here for events/.
+from clubjapon_ops.webhook_keys import load_public_key as load_public_key
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -19,17 +21,6 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_AGE_S = 600
 MAX_SKEW_S = 120  # clocks differ a little: a timestamp slightly ahead is fine
 _SECONDS = re.compile(r"[0-9]{1,12}")
-
-
-def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
-    """Read a base64 DER public key; ValueError unless it is an EC P-256 key."""
-    try:
-        key = load_der_public_key(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise ValueError("not a base64 DER public key") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ValueError("not an EC P-256 public key")
-    return key
 
 
 def verify(
