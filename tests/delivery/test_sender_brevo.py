@@ -20,6 +20,7 @@ from clubjapon_ops.http.client import HttpClient, RetryPolicy
 from clubjapon_ops.http.vendors import brevo_api
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger_module
+from clubjapon_ops.store.contacts import add_suppression
 from clubjapon_ops.store.schema import deliveries
 from clubjapon_ops.store.types import utcnow
 from tests.adapters.conftest import bridge
@@ -181,3 +182,49 @@ def test_a_lapsed_key_makes_the_batch_unknown_and_keeps_the_provider_s_cause(
                                     deliveries.c.last_error)).all()
     assert {(s, c) for s, c, _ in found} == {("unknown", "500")}
     assert {e for _, _, e in found} == {ledger_module.KEY_LAPSED}
+
+
+def test_a_keyed_batch_that_lost_a_reader_before_its_resend_is_never_sent_under_another_key(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    # Brevo took the batch, then answered 500: its three readers have the letter. The first
+    # (whose row named the part's key) unsubscribes before the same batch goes again.
+    people = [(f"r{i}@example.com", f"Nom{i}", "fr") for i in range(3)]
+    sync(home, send_store, people)
+    fake.fail_after_taking(times=1)
+    fake.server_error(times=2)
+    sender = stopping_sender(home, send_store, retry_delay=timedelta(hours=1))
+    assert sender.run(sender.prepare()).outcomes == {"retry": 3}
+    assert fake.received() == {e: 1 for e, _, _ in people}
+    with send_store.transaction() as conn:
+        add_suppression(conn, "r0@example.com", "one-click", "unsubscribe")
+
+    again = CampaignSender(send_store, jobs.newsletter_for_sending(make_settings(home), SLUG),
+                           stopping_sender(home, send_store, timedelta(0)).transport,
+                           error_budget=10_000)
+    again.run(again.prepare(now=True))
+    # Resent without r0, the part would have gone under another key and Brevo would have
+    # delivered it again to r1 and r2: the batch waits for the operator instead.
+    assert fake.received() == {e: 1 for e, _, _ in people}
+    assert ledger(send_store) == {"r0@example.com": "skipped", "r1@example.com": "unknown",
+                                  "r2@example.com": "unknown"}
+
+
+def test_rows_given_back_before_their_hand_over_keep_their_batch_and_key(
+    home: Path, send_store: Store, fake: FakeBrevoEmail
+) -> None:
+    sync(home, send_store, [(f"r{i}@example.com", f"Nom{i}", "fr") for i in range(3)])
+    fake.fail_after_taking(times=1)
+    fake.server_error(times=2)
+    sender = stopping_sender(home, send_store, retry_delay=timedelta(hours=1))
+    sender.run(sender.prepare())
+    with send_store.transaction() as conn:
+        (key,) = set(conn.execute(select(deliveries.c.batch_key)).scalars())
+        ledger_module.make_due(conn, SLUG)
+        claimed = ledger_module.claim(conn, SLUG, "w1", 10, lease=timedelta(minutes=5),
+                                      state=ledger_module.CLAIMED)
+        assert len(claimed) == 3
+        assert ledger_module.release(conn, SLUG, "w1") == 3
+        found = set(conn.execute(select(deliveries.c.state, deliveries.c.batch_key)).all())
+    # Back in 'pending' with its key, a row could go out with others under another key.
+    assert found == {("retry", key)}

@@ -395,10 +395,14 @@ class CampaignSender:
 
     def _chunks(self, claimed: list[ledger.Claimed]) -> list[list[ledger.Claimed]]:
         """Rows to hand over together: a keyed batch as it was, else about a second's worth."""
-        if self.rate <= 0 or claimed[0].batch_key is not None:
-            return [claimed]
-        step = max(1, int(self.rate))
-        return [claimed[i:i + step] for i in range(0, len(claimed), step)]
+        # Rows of two keys, or keyed and not, never share a hand-over: each keyed batch goes
+        # as it was, under its own key.
+        keyed: dict[str, list[ledger.Claimed]] = {}
+        plain: list[ledger.Claimed] = []
+        for row in claimed:
+            (keyed.setdefault(row.batch_key, []) if row.batch_key else plain).append(row)
+        step = max(1, len(plain) if self.rate <= 0 else int(self.rate))
+        return [*keyed.values(), *(plain[i:i + step] for i in range(0, len(plain), step))]
 
     def _outgoing(self, row: ledger.Claimed) -> Outgoing:
         message = self.newsletter.personalise(row.contact,
@@ -430,8 +434,17 @@ class CampaignSender:
                 used = _Key(expires, fresh=chunk[0].batch_key is None)
             if len(mine) < len(ids):
                 self._skip_suppressed(conn, chunk, [r for r in chunk if r.id in mine])
+            # A resend must carry its batch as it went: without some of its rows a part may
+            # go under another key (delivered twice) or under one it never had (dropped).
+            changed = (chunk[0].batch_key is not None and bool(mine)
+                       and ledger.batch_lost_rows(conn, chunk[0].batch_key) > 0)
         if len(mine) < len(ids):
             outgoing = [o for o in outgoing if o.id in mine]
+        if changed:
+            log.warning("keyed batch changed before its resend: its rows are unknown",
+                        extra={"rows": len(outgoing)})
+            return [Result(o.id, Status.UNKNOWN, error=ledger.BATCH_CHANGED)
+                    for o in outgoing], used
         return (self._hand_over(outgoing, key) if outgoing else []), used
 
     def _apply_kept_unsubscribes(self, conn: Connection) -> None:

@@ -638,14 +638,40 @@ def _record_values(o: Outcome, now: Any, retry_at: Any) -> dict[str, Any]:
 
 
 def release(conn: Connection, edition: str, worker: str) -> int:
-    """Give back this worker's claimed rows that were never handed over."""
-    return conn.execute(
-        update(deliveries)
-        .where(deliveries.c.edition == edition, deliveries.c.state == CLAIMED,
-               deliveries.c.claimed_by == worker)
-        .values(state=PENDING, claimed_by=None, lease_expires_at=None,
-                attempts=deliveries.c.attempts - 1, updated_at=utcnow())
-    ).rowcount
+    """Give back this worker's claimed rows that were never handed over.
+
+    A row of a keyed batch that went out before goes back to 'retry' with its key, due at
+    once, so that it goes again with its batch under that key (or becomes 'unknown' if the
+    key lapses: expire_keys); back in 'pending' with a key it could be sent under another.
+    """
+    now = utcnow()
+    mine = (deliveries.c.edition == edition, deliveries.c.state == CLAIMED,
+            deliveries.c.claimed_by == worker)
+    given_back = dict(claimed_by=None, lease_expires_at=None,
+                      attempts=deliveries.c.attempts - 1, updated_at=now)
+    keyed = conn.execute(
+        update(deliveries).where(*mine, deliveries.c.batch_key.is_not(None))
+        .values(state=RETRY, next_attempt_at=now, **given_back)).rowcount
+    return int(keyed) + int(conn.execute(
+        update(deliveries).where(*mine, deliveries.c.batch_key.is_(None))
+        .values(state=PENDING, **given_back)).rowcount)
+
+
+def batch_lost_rows(conn: Connection, batch_key: str) -> int:
+    """How many rows of a keyed batch were taken out of it (skipped, left the audience).
+
+    The provider names each part of a batch by its key: resent without some of its rows, a
+    part may go under another key (a duplicate if the first was taken) or share one with
+    messages it never carried (dropped as a duplicate, never delivered).
+    """
+    return int(conn.execute(
+        select(func.count()).select_from(deliveries)
+        .where(deliveries.c.batch_key == batch_key,
+               deliveries.c.state.in_((SKIPPED, LEFT)))).scalar_one())
+
+
+BATCH_CHANGED = ("readers of this batch unsubscribed or left the audience before its resend, "
+                 "and the provider may have taken the first try: check, then --resend-unknown")
 
 
 def record(conn: Connection, outcomes: Iterable[Outcome]) -> int:

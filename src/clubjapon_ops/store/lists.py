@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from clubjapon_ops.listnames import list_key
-from clubjapon_ops.store.deliveries import LEFT, in_chunks
+from clubjapon_ops.store.deliveries import LEFT, UNKNOWN, in_chunks
 from clubjapon_ops.store.schema import (
     contacts,
     deliveries,
@@ -23,6 +23,8 @@ from clubjapon_ops.store.schema import (
 from clubjapon_ops.store.types import utcnow
 
 LEFT_WHY = "left the audience before sending"
+REJOINED_WHY = ("back in the audience, but a try before it left may have reached this reader: "
+                "check, then --resend-unknown")
 
 
 @dataclass(frozen=True)
@@ -279,13 +281,24 @@ def leave_audience(conn: Connection, ids: Sequence[int], audience: Any) -> set[i
 
 
 def rejoin_audience(conn: Connection, edition: str, audience: Any) -> int:
-    """Put back to 'pending' the 'left' rows whose reader is in the audience again."""
+    """Put back to 'pending' the 'left' rows whose reader is in the audience again.
+
+    A row that left while its keyed batch waited for a resend may have been delivered by the
+    first try: it becomes 'unknown' (the operator decides), never 'pending' under its key.
+    """
     back = exists().where(contacts.c.email == deliveries.c.email,
                           contacts.c.archived_at.is_(None), ~_suppressed(), audience)
-    return int(conn.execute(
+    now = utcnow()
+    doubtful = conn.execute(
         update(deliveries)
-        .where(deliveries.c.edition == edition, deliveries.c.state == LEFT, back)
-        .values(state="pending", last_error=None, updated_at=utcnow())).rowcount)
+        .where(deliveries.c.edition == edition, deliveries.c.state == LEFT, back,
+               deliveries.c.batch_key.is_not(None))
+        .values(state=UNKNOWN, last_error=REJOINED_WHY, updated_at=now)).rowcount
+    return int(doubtful) + int(conn.execute(
+        update(deliveries)
+        .where(deliveries.c.edition == edition, deliveries.c.state == LEFT, back,
+               deliveries.c.batch_key.is_(None))
+        .values(state="pending", last_error=None, updated_at=now)).rowcount)
 
 
 def audience_size(conn: Connection, audience: Any) -> int:
