@@ -1,4 +1,5 @@
-"""A database the public app cannot write to: a 503 and one log line, no address, no SQL."""
+"""A database the public app cannot write to: a webhook gets a 503 and one log line, no
+address, no SQL; a one-click unsubscribe is kept aside and answered 200 (issue 26)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from clubjapon_ops import jobs
 from clubjapon_ops.delivery.tokens import TokenSigner
 from clubjapon_ops.logs import setup_logging
 from clubjapon_ops.store import open_store
+from clubjapon_ops.store.pending import pending_path
 from clubjapon_ops.web import create_app
 from tests.conftest import free_port
 from tests.web.conftest import SECRET, SLUG, STORED, make_settings
@@ -42,10 +44,13 @@ def test_a_read_only_store_answers_503_and_logs_no_address_nor_sql(
             ]
     finally:
         read_only.close()
-    for answer in answers:
-        # 503: the reader may try again; Brevo retries a webhook that got a 5xx.
-        assert answer.status_code == 503
-        assert answer.get_data(as_text=True) == "Service unavailable\n"
+    unsubscribe, webhook = answers
+    # The reader's unsubscribe is kept aside, to be stored when the database takes it: 200.
+    assert unsubscribe.status_code == 200
+    assert STORED in pending_path(home).read_text(encoding="utf-8")
+    # 503: Brevo retries a webhook that got a 5xx.
+    assert webhook.status_code == 503
+    assert webhook.get_data(as_text=True) == "Service unavailable\n"
     logged = "\n".join(
         r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "")
         for r in caplog.records)
@@ -61,12 +66,18 @@ def test_a_store_that_cannot_open_logs_json_without_the_database_password(
     secret = "Pg-S3cret-9f1c"
     url = (f"postgresql+psycopg://club@127.0.0.1:{free_port()}/club?sslmode=prefer"
            f"&pass%77ord={secret}&sslpassword={secret}2")
-    settings = make_settings(home, CLUBJAPON_DATABASE_URL=url)
+    settings = make_settings(home, CLUBJAPON_DATABASE_URL=url,
+                             BREVO_WEBHOOK_SECRET=BREVO_SECRET)
     setup_logging(json_lines=True, secrets=settings.secrets())
     client = create_app(settings, lambda: open_store(settings.database_url)).test_client()
     token = TokenSigner(SECRET).make(SLUG, STORED, "fr")
-    answer = client.post(f"/unsubscribe/{token}", data="List-Unsubscribe=One-Click",
-                         content_type="application/x-www-form-urlencoded")
+    kept = client.post(f"/unsubscribe/{token}", data="List-Unsubscribe=One-Click",
+                       content_type="application/x-www-form-urlencoded")
+    assert kept.status_code == 200  # kept aside until the database opens
+    event = {"event": "hard_bounce", "email": STORED, "id": 1, "date": "2025-11-05 10:00:00",
+             "message-id": "<x@example.org>", "ts_event": 1762333200, "tags": [SLUG]}
+    answer = client.post(f"/events/brevo/{BREVO_SECRET}", data=json.dumps(event),
+                         content_type="application/json")
     assert answer.status_code == 503
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     logged = next(line for line in lines if line["msg"].startswith("database unavailable"))
