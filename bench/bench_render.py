@@ -77,7 +77,7 @@ def main() -> None:
         args.contacts = 300
     settings = load_settings(ROOT, environ={})
     newsletter = load_newsletter(
-        settings, SLUG, lambda c: f"{settings.public_url}/unsubscribe/token-for-{c.email}")
+        settings, SLUG, lambda c, row: f"{settings.public_url}/unsubscribe/token-for-{c.email}")
     builder = MimeBuilder(settings.mail_from)
 
     def fast(contact: Contact) -> bytes:

@@ -183,13 +183,13 @@ def test_a_complaint_counts_only_for_the_reader_our_signed_link_names(
         add_ledger_row(store, EDITION, email)
     raw = corpus("sisimai/arf-16.eml")  # Return Path's FBL report, naming seven recipients
     signed = _with_our_link(raw, b"From: Neko <neko@example.jp>" + (
-        b"\r\n" if b"\r\n" in raw else b"\n"), tokens.make(EDITION, reader, "fr"))
+        b"\r\n" if b"\r\n" in raw else b"\n"), tokens.make_legacy(EDITION, reader, "fr"))
     forged = _with_our_link(raw, b"From: Neko <neko@example.jp>" + (
         b"\r\n" if b"\r\n" in raw else b"\n"), "ZmFrZQ.AAAAAAAAAAAAAAAAAAAAAA")
     forged = forged.replace(b"<20150429233445.0000000000@fbl-02.r.returnpath.example.net>",
                             b"<forged-1@example.net>")
     test_copy = _with_our_link(raw, b"From: Neko <neko@example.jp>" + (
-        b"\r\n" if b"\r\n" in raw else b"\n"), tokens.make(EDITION, reader, "fr", test=True))
+        b"\r\n" if b"\r\n" in raw else b"\n"), tokens.make_legacy(EDITION, reader, "fr", test=True))
     test_copy = test_copy.replace(
         b"<20150429233445.0000000000@fbl-02.r.returnpath.example.net>", b"<forged-2@example.net>")
     dovecot.append(mailbox_user, [signed, forged, test_copy])

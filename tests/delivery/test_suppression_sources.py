@@ -55,7 +55,7 @@ def sources(store: Store) -> dict[str, set[str]]:
 
 def one_click(home: Path, store: Store, email: str) -> None:
     web = create_app(make_settings(home), lambda: store).test_client()
-    answer = web.post(f"/unsubscribe/{TokenSigner(SECRET).make(SLUG, email, 'fr')}",
+    answer = web.post(f"/unsubscribe/{TokenSigner(SECRET).make_legacy(SLUG, email, 'fr')}",
                       data="List-Unsubscribe=One-Click",
                       content_type="application/x-www-form-urlencoded")
     assert answer.status_code == 200

@@ -65,17 +65,19 @@ def unsubscriber(home: Path, store: Store, *, by_cli: bool) -> Callable[[], list
 
     def unsubscribe_now() -> list[str]:
         with store.transaction() as conn:
-            claimed = list(conn.execute(
-                select(deliveries.c.email).where(deliveries.c.edition == SLUG,
-                                                 deliveries.c.state == ledger.CLAIMED)
-                .order_by(deliveries.c.id)).scalars())
+            ids = dict(conn.execute(
+                select(deliveries.c.email, deliveries.c.id).where(
+                    deliveries.c.edition == SLUG, deliveries.c.state == ledger.CLAIMED)
+                .order_by(deliveries.c.id)).all())
+        claimed = list(ids)
         # Every row was claimed at once, and lanes go in id order: the last rows are far
         # from any lane's next hand-over.
         assert len(claimed) >= 2 * LATE, claimed
         late = claimed[-LATE:]
         web_readers, cli_readers = (late[::2], late[1::2]) if by_cli else (late, [])
         for email in web_readers:
-            token = TokenSigner(SECRET).make(SLUG, email, "fr")
+            # The link of the reader's own message: it names their ledger row.
+            token = TokenSigner(SECRET).for_row(ids[email], "fr")
             answer = web.post(f"/unsubscribe/{token}", data="List-Unsubscribe=One-Click",
                               content_type="application/x-www-form-urlencoded")
             assert answer.status_code == 200

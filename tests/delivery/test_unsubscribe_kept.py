@@ -67,7 +67,7 @@ def test_a_one_click_while_the_store_is_held_is_kept_answered_and_applied(
     jobs.crm_sync(settings, send_store)
     client = create_app(settings, lambda: send_store).test_client()
     kept = pending_path(home)
-    token = TokenSigner(SECRET).make(SLUG, READERS[0], "ja")
+    token = TokenSigner(SECRET).make_legacy(SLUG, READERS[0], "ja")
     with store_held(send_store, home):
         answer = client.post(f"/unsubscribe/{token}", data="List-Unsubscribe=One-Click",
                              content_type="application/x-www-form-urlencoded")

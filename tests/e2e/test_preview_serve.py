@@ -153,7 +153,7 @@ def test_with_a_password_every_page_asks_for_it(home: Path) -> None:
 
 
 def test_the_server_logs_no_token_secret_or_address(served: Server) -> None:
-    token = TokenSigner(SECRET).make(SLUG, STORED, "ja")
+    token = TokenSigner(SECRET).make_legacy(SLUG, STORED, "ja")
     requests.post(f"{served.base}/events/brevo/{BREVO_SECRET}", json={}, timeout=10)
     requests.get(f"{served.base}/unsubscribe/{token}", timeout=10)
     requests.post(f"{served.base}/unsubscribe/{token}", timeout=10)

@@ -41,7 +41,7 @@ def sites(home: Path) -> Iterator[tuple[str, str]]:  # noqa: F811 - the fixture
 def test_the_payload_is_shown_and_never_run(sites: tuple[str, str]) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     preview, public = sites
-    token = TokenSigner(SECRET).make(SLUG, f"{PAYLOAD}@example.com", "fr")
+    token = TokenSigner(SECRET).make_legacy(SLUG, f"{PAYLOAD}@example.com", "fr")
     pages = [
         f"{preview}/preview/{SLUG}?lang=fr&contact={POISONED}",
         f"{preview}/preview/{SLUG}?lang=ja&contact={POISONED}&width={P}",
@@ -74,7 +74,7 @@ def test_the_payload_is_shown_and_never_run(sites: tuple[str, str]) -> None:
 def test_the_unsubscribe_page_works_under_its_policy(sites: tuple[str, str]) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     _, public = sites
-    token = TokenSigner(SECRET).make(SLUG, "camille.dubois@hokuto.example.com", "fr")
+    token = TokenSigner(SECRET).make_legacy(SLUG, "camille.dubois@hokuto.example.com", "fr")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
         try:

@@ -29,8 +29,8 @@ _STYLE = re.compile(r'<(\w+)[^>]*?\bclass="([^"]*)"[^>]*?\bstyle="([^"]*)"')
 
 def messages(project: Path, address: str = ADDRESS) -> dict[str, PersonalMessage]:
     settings = load_settings(project, environ={"CLUBJAPON_POSTAL_ADDRESS": address})
-    newsletter = load_newsletter(settings, SLUG,
-                                 lambda c: f"https://club-japon.example.org/unsubscribe/{'t' * 90}")
+    newsletter = load_newsletter(
+        settings, SLUG, lambda c, row: f"https://club-japon.example.org/unsubscribe/{'t' * 90}")
     return {lang: newsletter.personalise(Contact(
         email=LONG_ADDRESS, source="csv", first_name="Camille", last_name="佐藤", language=lang))
         for lang in LANGS}

@@ -22,7 +22,7 @@ FROM = "Club Japon des Hauts-de-France <club-japon@example.org>"
 
 @pytest.fixture
 def newsletter(project_settings: Settings) -> Newsletter:
-    return load_newsletter(project_settings, SLUG, lambda c: f"https://u.example/{c.email}?x=1&y=2")
+    return load_newsletter(project_settings, SLUG, lambda c, row: f"https://u.example/{c.email}?x=1&y=2")
 
 
 def reader(lang: str, first: str | None = "Camille", last: str | None = "Martin",

@@ -84,7 +84,7 @@ def test_an_edition_page_holds_nothing_of_a_reader(
     mark_sent(web_store, SLUG)
     settings = make_settings(home)
     newsletter = load_newsletter(settings, SLUG,
-                                 lambda c: unsubscribe_url(settings, TokenSigner(SECRET), SLUG,
+                                 lambda c, row: unsubscribe_url(settings, TokenSigner(SECRET), SLUG,
                                                                    c.email, c.language))
     for lang in ("fr", "en", "ja"):
         reader = Contact(email=f"zq-unique-{lang}@reader.example", source="csv",

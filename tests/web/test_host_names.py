@@ -77,7 +77,7 @@ def test_the_preview_answers_to_the_address_it_is_served_on(
 def test_the_public_app_refuses_a_host_it_does_not_serve(
     public: FlaskClient, web_store: Store, host: str
 ) -> None:
-    token = TokenSigner(SECRET).make(SLUG, STORED, "fr")
+    token = TokenSigner(SECRET).make_legacy(SLUG, STORED, "fr")
     for path, method in (("/healthz", "GET"), ("/editions/", "GET"),
                          (f"/unsubscribe/{token}", "GET"), (f"/unsubscribe/{token}", "POST"),
                          ("/events/sendgrid", "POST")):

@@ -214,7 +214,9 @@ def _envelope(msg: Message, returned: Message | None) -> tuple[str, ...]:
     return tuple(_addresses(values))
 
 
-_UNSUBSCRIBE_TOKEN = re.compile(r"/unsubscribe/([A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+)")
+# Today's tokens (lang-row-signature) and those of links sent before (payload.signature).
+_UNSUBSCRIBE_TOKEN = re.compile(
+    r"/unsubscribe/([a-z]{2,3}-[a-z2-7]{1,13}-[a-z2-7]{26}|[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+)")
 
 
 def _returned_tokens(returned: Message | None) -> tuple[str, ...]:

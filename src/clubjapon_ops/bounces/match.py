@@ -62,6 +62,14 @@ class Matched:
     unverified: bool = False
 
 
+def _through_row(data: TokenData | None, by_id: dict[int, LedgerRow]) -> TokenData | None:
+    """A row token as the edition and address its ledger row holds; others as they are."""
+    if data is None or data.row is None:
+        return data
+    row = by_id.get(data.row)
+    return None if row is None else TokenData(row.edition, row.email, data.lang, row=row.id)
+
+
 def _failure_of(verdict: Verdict, email: str) -> Failure:
     """The report's (first) failure, about the reader our signature names."""
     first = verdict.failures[0] if verdict.failures else None
@@ -97,7 +105,11 @@ class Matcher:
         """The events of every report of one batch, in a few queries."""
         verp_ids = {r.uid: self._verp_row(r.verdict) for r in reports}
         signed = {r.uid: self._signed_reader(r.verdict) for r in reports}
-        by_id = rows_by_id(conn, [i for i in verp_ids.values() if i is not None])
+        by_id = rows_by_id(conn, [i for i in verp_ids.values() if i is not None]
+                           + [d.row for d in signed.values() if d and d.row is not None])
+        # A token that names a ledger row names its reader through the row (a row that is
+        # not there names nobody).
+        signed = {uid: _through_row(d, by_id) for uid, d in signed.items()}
         emails = {f.address for r in reports for f in r.verdict.failures}
         emails |= {d.email for d in signed.values() if d is not None}
         by_email = rows_by_email(conn, emails)

@@ -6,15 +6,12 @@ of delivery/.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from clubjapon_ops.contacts import Contact
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import Lang, list_editions
 from clubjapon_ops.newsletter.edition_lint import lint_edition
 from clubjapon_ops.newsletter.lint import Problem, lint_messages
-from clubjapon_ops.newsletter.render import Personaliser, RenderedLanguage
+from clubjapon_ops.newsletter.render import Personaliser, RenderedLanguage, UnsubscribeLink
 from clubjapon_ops.newsletter.service import (
     SAMPLE_CONTACTS,
     find_edition,
@@ -25,7 +22,7 @@ from clubjapon_ops.settings import Settings
 
 
 def check_newsletter(
-    settings: Settings, slug: str, unsubscribe_url: Callable[[Contact], str] | None = None,
+    settings: Settings, slug: str, unsubscribe_url: UnsubscribeLink | None = None,
     *, for_send: bool = False,
 ) -> list[Problem]:
     """Render every language with a sample reader and lint the result (and the MIME

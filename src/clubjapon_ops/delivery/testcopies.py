@@ -43,7 +43,7 @@ def send_test_copies(settings: Settings, newsletter: Newsletter, reader: Contact
     # as a real reader, and their real link must never reach someone else's mailbox.
     personaliser = Personaliser(
         newsletter.edition, newsletter.rendered, newsletter.personaliser.strings,
-        lambda c: unsubscribe_url(settings, signer, edition, c.email, c.language, test=True))
+        lambda c, row: unsubscribe_url(settings, signer, None, c.language, test=True))
     message = personaliser.personalise(reader)
     if settings.transport == "outbox":
         settings = settings.with_overrides(outbox_dir=settings.outbox_dir / TEST_COPIES_DIR)

@@ -1,7 +1,14 @@
-"""Unsubscribe tokens: the edition, the address and the language, signed with HMAC-SHA256.
+"""Unsubscribe tokens: a ledger row and the page's language, signed with HMAC-SHA256.
 
-A test copy's token is signed for another purpose (domain separation): no one can turn a real
-token into a test one or back without the key, and a test token never unsubscribes anyone.
+A token names no one in words: ``<lang>-<row id in base32>-<signature>``. Whoever sees a link
+(a proxy's log, a link scanner, a forwarded message) learns nothing about its reader; only the
+database, given the row, knows the address. A test copy's token names only its language:
+``<lang>-<signature>``. Each kind is signed for its own purpose (domain separation): no one can
+turn a real token into a test one or back without the key, and a test token never unsubscribes
+anyone.
+
+Links sent before (``base64url(edition, address, language).signature``) keep working: they are
+read, never made, except by :meth:`TokenSigner.make_legacy` for the tests that prove it.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -23,6 +31,8 @@ _SIG_BYTES = 16  # 128 bits: beyond guessing, short enough for a tidy link
 _REAL = b"unsubscribe\x00"
 _TEST_COPY = b"unsubscribe-test-copy\x00"
 _VERP = b"verp\x00"
+_ROW = b"reader-row\x00"
+_TEST_LANG = b"test-copy-language\x00"
 # VERP tokens travel in an address's local part, which some servers lower-case: lower-case
 # base32 survives that. 13 characters carry 64 bits of signature: beyond guessing.
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -31,12 +41,14 @@ _VERP_SIG_CHARS = 13
 
 @dataclass(frozen=True)
 class TokenData:
-    """What a valid token names."""
+    """What a valid token names: a ledger row (``row``), or in a link sent before opaque
+    tokens, the edition and the address themselves (then ``row`` is None)."""
 
-    edition: str
-    email: str
+    edition: str  # "" when the token names a row: the row knows its edition
+    email: str  # "" when the token names a row (or is a test copy's)
     lang: str
     test: bool = False  # a test copy's link: it answers, and changes nothing
+    row: int | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -64,14 +76,50 @@ class TokenSigner:
         mac = hmac.new(self._key, purpose + payload, hashlib.sha256)
         return mac.digest()[:_SIG_BYTES]
 
-    def make(self, edition: str, email: str, lang: str, *, test: bool = False) -> str:
-        """Return the URL-safe token for one reader of one edition (of a test copy: test)."""
+    def for_row(self, row: int, lang: str) -> str:
+        """The token for ledger row ``row``, whose page speaks ``lang``."""
+        if row < 0:
+            raise ValueError("a ledger row id is never negative")
+        _check_lang(lang)
+        return f"{lang}-{_b32_int(row)}-{self._b32_sign(_ROW, _row_payload(row, lang))}"
+
+    def for_test_copy(self, lang: str) -> str:
+        """The token of a test copy's link: its language, and nobody."""
+        _check_lang(lang)
+        return f"{lang}-{self._b32_sign(_TEST_LANG, lang.encode())}"
+
+    def make_legacy(self, edition: str, email: str, lang: str, *, test: bool = False) -> str:
+        """A token as links sent before opaque tokens carry it (address inside): only for
+        proving that such links keep working. Nothing sent today uses it."""
         payload = f"{edition}\n{email}\n{lang}".encode()
         purpose = _TEST_COPY if test else _REAL
         return f"{_b64(payload)}.{_b64(self._sign(purpose, payload))}"
 
+    def _b32_sign(self, purpose: bytes, payload: bytes) -> str:
+        return base64.b32encode(self._sign(purpose, payload)).decode("ascii").rstrip(
+            "=").lower()
+
     def read(self, token: str) -> TokenData | None:
         """Return what the token names, or None when it is malformed or forged."""
+        if "." in token:
+            return self._read_legacy(token)
+        parts = token.lower().split("-")
+        if len(parts) == 2:
+            lang, sig = parts
+            if _LANG.fullmatch(lang) and _same(sig, self._b32_sign(_TEST_LANG, lang.encode())):
+                return TokenData("", "", lang, test=True)
+            return None
+        if len(parts) != 3:
+            return None
+        lang, body, sig = parts
+        row = _b32_read(body)
+        if row is None or not _LANG.fullmatch(lang):
+            return None
+        if not _same(sig, self._b32_sign(_ROW, _row_payload(row, lang))):
+            return None
+        return TokenData("", "", lang, row=row)
+
+    def _read_legacy(self, token: str) -> TokenData | None:
         try:
             body, sig = token.split(".", 1)
             payload = _unb64(body)
@@ -88,6 +136,32 @@ class TokenSigner:
         except (UnicodeDecodeError, ValueError):
             return None
         return TokenData(edition, email, lang, test=test)
+
+
+_LANG = re.compile(r"[a-z]{2,3}")
+
+
+def _row_payload(row: int, lang: str) -> bytes:
+    return f"{row}\n{lang}".encode("ascii")
+
+
+def _check_lang(lang: str) -> None:
+    if not _LANG.fullmatch(lang):
+        raise ValueError(f"not a language code: {lang!r}")
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("ascii", "replace"), expected.encode("ascii"))
+
+
+def _b32_read(body: str) -> int | None:
+    """The number a lower-case base32 body names, or None (at most 13 digits: 64 bits)."""
+    if not body or len(body) > 13 or any(c not in _B32 for c in body):
+        return None
+    number = 0
+    for char in body:
+        number = number * 32 + _B32.index(char)
+    return number
 
 
 def _b32_int(number: int) -> str:
@@ -122,13 +196,10 @@ class VerpSigner:
     def read(self, token: str) -> int | None:
         """The row id a token names, or None when it is malformed or forged."""
         body, dash, sig = token.strip().lower().partition("-")
-        if not dash or not body or len(body) > 13 or any(c not in _B32 for c in body):
+        row = _b32_read(body) if dash else None
+        if row is None:
             return None
-        row = 0
-        for char in body:
-            row = row * 32 + _B32.index(char)
-        return row if hmac.compare_digest(sig.encode("ascii", "replace"),
-                                          self._sign(row).encode("ascii")) else None
+        return row if _same(sig, self._sign(row)) else None
 
 
 def verp_address(base: str, token: str) -> str:
@@ -168,7 +239,13 @@ def signing_key(settings: Settings) -> str:
     return key
 
 
-def unsubscribe_url(settings: Settings, signer: TokenSigner, edition: str, email: str,
-                    lang: str, *, test: bool = False) -> str:
-    """The https link for one reader: CLUBJAPON_PUBLIC_URL/unsubscribe/<token>."""
-    return f"{settings.public_url}/unsubscribe/{signer.make(edition, email, lang, test=test)}"
+def unsubscribe_url(settings: Settings, signer: TokenSigner, row: int | None, lang: str, *,
+                    test: bool = False) -> str:
+    """The https link of ledger row ``row`` (of a test copy: test, no row):
+    CLUBJAPON_PUBLIC_URL/unsubscribe/<token>.
+
+    A message checked before it has a row (the lint before a send) gets row 0's link: the
+    same shape and length, and it names no one (ledger ids start at 1).
+    """
+    token = signer.for_test_copy(lang) if test else signer.for_row(row or 0, lang)
+    return f"{settings.public_url}/unsubscribe/{token}"

@@ -55,7 +55,7 @@ def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
     signer = TokenSigner(signing_key(settings))
     return load_newsletter(
         settings, slug,
-        lambda c: unsubscribe_url(settings, signer, slug, c.email, c.language),
+        lambda c, row: unsubscribe_url(settings, signer, row, c.language),
     )
 
 

@@ -374,6 +374,11 @@ def display_name(contact: Contact) -> str:
     return " ".join(p for p in parts if p)
 
 
+# The unsubscribe link of a contact and their ledger row (None before a row exists): the
+# link names the row, never the address (delivery/tokens.py).
+UnsubscribeLink = Callable[[Contact, int | None], str]
+
+
 class Personaliser:
     """Fill one edition's rendered languages for each contact."""
 
@@ -382,7 +387,7 @@ class Personaliser:
         edition: Edition,
         rendered: Mapping[Lang, RenderedLanguage],
         strings: Mapping[str, Mapping[str, Any]],
-        unsubscribe_url: Callable[[Contact], str],
+        unsubscribe_url: UnsubscribeLink,
     ) -> None:
         self.edition = edition
         self.rendered = rendered
@@ -395,11 +400,12 @@ class Personaliser:
         lang = contact.language
         return lang if lang in self.rendered else self.edition.primary_language  # type: ignore[return-value]
 
-    def personalise(self, contact: Contact) -> PersonalMessage:
-        """Build the subject and both parts for one contact."""
+    def personalise(self, contact: Contact, row: int | None = None) -> PersonalMessage:
+        """Build the subject and both parts for one contact, whose ledger row is ``row``
+        (None: a preview, a check or a test copy, before any row exists)."""
         lang = self.language_for(contact)
         part = self.rendered[lang]
-        url = self.unsubscribe_url(contact)
+        url = self.unsubscribe_url(contact, row)
         plain = {
             "greeting": greeting(self.strings[lang], contact, lang),
             "email": contact.email,

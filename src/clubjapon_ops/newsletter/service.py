@@ -7,7 +7,6 @@ clubjapon_ops.delivery.newsletter_check.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -25,6 +24,7 @@ from clubjapon_ops.newsletter.render import (
     PersonalMessage,
     RenderedLanguage,
     Renderer,
+    UnsubscribeLink,
     render_edition,
 )
 from clubjapon_ops.settings import Settings
@@ -57,12 +57,13 @@ class Newsletter:
     def __post_init__(self) -> None:
         self.conditions = Conditions(self.edition)
 
-    def personalise(self, contact: Contact,
-                    on_lists: frozenset[str] = frozenset()) -> PersonalMessage:
-        """The message for one contact, who is on these lists (keys; none when not given)."""
+    def personalise(self, contact: Contact, on_lists: frozenset[str] = frozenset(),
+                    row: int | None = None) -> PersonalMessage:
+        """The message for one contact, who is on these lists (keys; none when not given),
+        sent from ledger row ``row`` (None: not sent, a preview or a check)."""
         if not self.conditions.rules:
-            return self.personaliser.personalise(contact)
-        return self.variant(self.conditions.variant(on_lists)).personalise(contact)
+            return self.personaliser.personalise(contact, row)
+        return self.variant(self.conditions.variant(on_lists)).personalise(contact, row)
 
     def variant(self, variant: Variant) -> Personaliser:
         """The personaliser of one variant, its languages rendered on first use."""
@@ -79,9 +80,9 @@ class Newsletter:
         return found
 
 
-def placeholder_unsubscribe_url(settings: Settings) -> Callable[[Contact], str]:
+def placeholder_unsubscribe_url(settings: Settings) -> UnsubscribeLink:
     """The link shown where no signing key is configured: the unsubscribe page, no token."""
-    return lambda contact: f"{settings.public_url}/unsubscribe"
+    return lambda contact, row: f"{settings.public_url}/unsubscribe"
 
 
 def make_renderer(settings: Settings) -> Renderer:
@@ -102,7 +103,7 @@ def find_edition(settings: Settings, slug: str) -> Edition:
 def load_newsletter(
     settings: Settings,
     slug: str,
-    unsubscribe_url: Callable[[Contact], str] | None = None,
+    unsubscribe_url: UnsubscribeLink | None = None,
 ) -> Newsletter:
     """Load and render an edition by slug; ConfigError names what is wrong."""
     edition = find_edition(settings, slug)

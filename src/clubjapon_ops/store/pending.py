@@ -22,13 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
 from clubjapon_ops.files import private_folder
 from clubjapon_ops.store.database import Store
 from clubjapon_ops.store.location import busy_timeout
-from clubjapon_ops.store.schema import suppressions
+from clubjapon_ops.store.schema import deliveries, suppressions
 from clubjapon_ops.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,14 @@ class PendingUnsubscribes:
             finally:
                 os.close(fd)  # releases the lock
 
-    def add(self, email: str, reason: str, source: str) -> None:
-        """Keep one unsubscribe, on disk (fsync'd) before this returns."""
+    def add(self, email: str | None, reason: str, source: str, *,
+            row: int | None = None) -> None:
+        """Keep one unsubscribe, on disk (fsync'd) before this returns: of an address, or
+        of the reader of ledger row ``row`` (a link's token names the row, not the address:
+        the address is found when the database answers again)."""
         folder = private_folder(self.path.parent)
-        line = json.dumps({"email": email, "reason": reason, "source": source,
+        item: dict[str, Any] = {"email": email} if row is None else {"row": row}
+        line = json.dumps({**item, "reason": reason, "source": source,
                            "at": utcnow().isoformat()}, ensure_ascii=False) + "\n"
         with self._locked(os.O_WRONLY | os.O_APPEND | os.O_CREAT) as fd:
             os.fchmod(fd, 0o600)  # a list of addresses, whatever the umask
@@ -145,6 +150,7 @@ class PendingUnsubscribes:
 
 def _insert(conn: Connection, rows: list[dict[str, Any]]) -> int:
     """Insert the suppressions not stored yet (by email and source); return how many."""
+    rows = _with_addresses(conn, rows)
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -152,6 +158,30 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> int:
         index_elements=["email", "source"]).returning(suppressions.c.id)
     # Counted from RETURNING (the rows inserted): psycopg gives no rowcount for this form.
     return len(conn.execute(stmt).all())
+
+
+def _with_addresses(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries that name a ledger row, given the row's address (and edition in the
+    reason); an entry whose row is not there is left out, said once in the log."""
+    wanted = {int(r["row"]) for r in rows if "row" in r}
+    if not wanted:
+        return rows
+    found = {r.id: r for r in conn.execute(
+        select(deliveries.c.id, deliveries.c.email, deliveries.c.edition)
+        .where(deliveries.c.id.in_(sorted(wanted))))}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in rows:
+        if "row" in entry:
+            ledger = found.get(int(entry["row"]))
+            if ledger is None:
+                log.warning("a kept unsubscribe names a ledger row that is not there: "
+                            "left out")
+                continue
+            entry = {"email": ledger.email, "source": entry["source"],
+                     "reason": f"unsubscribe link, edition {ledger.edition}",
+                     "created_at": entry["created_at"]}
+        out.setdefault((entry["email"], entry["source"]), entry)
+    return list(out.values())
 
 
 def _read_all(fd: int) -> bytes:
@@ -171,7 +201,13 @@ def _entries(data: bytes) -> list[dict[str, Any]]:
             continue
         try:
             item = json.loads(line)
-            key = (str(item["email"]), str(item["source"]))
+            source = str(item["source"])
+            if "row" in item:  # the reader of a ledger row: found when applied
+                row = int(item["row"])
+                rows.setdefault((f"row {row}", source), {"row": row, "source": source,
+                                                          "created_at": now})
+                continue
+            key = (str(item["email"]), source)
         except (ValueError, KeyError, TypeError):
             log.warning("a line of the kept unsubscribes cannot be read: left out")
             continue

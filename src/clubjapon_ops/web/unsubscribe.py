@@ -14,6 +14,7 @@ from clubjapon_ops.delivery.tokens import TokenData, TokenSigner, signing_key
 from clubjapon_ops.errors import ConfigError, StoreError
 from clubjapon_ops.newsletter.render import load_strings
 from clubjapon_ops.settings import Settings
+from clubjapon_ops.store.bounces import rows_by_id
 from clubjapon_ops.store.contacts import add_suppression
 from clubjapon_ops.store.pending import PendingUnsubscribes, pending_path, quick_transaction
 
@@ -72,7 +73,8 @@ def one_click(token: str) -> Any:
         return _bad()
     if data.test:
         return _test_copy()
-    _unsubscribe(data.email, f"unsubscribe link, edition {data.edition}")
+    if not _unsubscribe(data):
+        return _bad()
     if request.form.get("List-Unsubscribe") == "One-Click" and not request.form.get("page"):
         return Response("Unsubscribed\n", status=200, mimetype="text/plain")
     return _page(data, done=True)
@@ -88,25 +90,38 @@ def _kept(settings: Settings) -> PendingUnsubscribes:
     return PendingUnsubscribes(pending_path(settings.root))
 
 
-def _unsubscribe(email: str, reason: str) -> None:
+def _unsubscribe(data: TokenData) -> bool:
     """Store the unsubscribe now; if the store cannot take it within STORE_WAIT_S, keep it
-    on disk (fsync'd) and apply it later: once answered 200, it is never lost."""
+    on disk (fsync'd) and apply it later: once answered 200, it is never lost. False when
+    the token's ledger row is not there (a link that names nobody: nothing to do)."""
     settings: Settings = current_app.config["CLUBJAPON_SETTINGS"]
     kept = _kept(settings)
+    reason = f"unsubscribe link, edition {data.edition}"
     try:
         store = current_app.config["CLUBJAPON_STORE_FACTORY"]()
         with quick_transaction(store, STORE_WAIT_S) as conn:
+            email = data.email
+            if data.row is not None:
+                # Today's links name a ledger row: the address is the one it was sent to.
+                row = rows_by_id(conn, [data.row]).get(data.row)
+                if row is None:
+                    return False
+                email, reason = row.email, f"unsubscribe link, edition {row.edition}"
             add_suppression(conn, email, reason, "unsubscribe")
     except (StoreError, SQLAlchemyError) as exc:
-        kept.add(email, reason, "unsubscribe")
+        if data.row is not None:
+            kept.add(None, "unsubscribe link", "unsubscribe", row=data.row)
+        else:
+            kept.add(data.email, reason, "unsubscribe")
         # One line, no address and no SQL (the driver's error may quote them).
         log.warning("unsubscribe kept aside, the database did not take it at once "
                     "(%s); it is applied as soon as it does", type(exc).__name__)
         start_retries(current_app._get_current_object(), kept)  # type: ignore[attr-defined]
-        return
+        return True
     if kept.waiting():
         # The store answers again: apply what waits now rather than at the next retry.
         start_retries(current_app._get_current_object(), kept)  # type: ignore[attr-defined]
+    return True
 
 
 _retrying: set[str] = set()
