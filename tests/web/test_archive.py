@@ -83,9 +83,9 @@ def test_an_edition_page_holds_nothing_of_a_reader(
 ) -> None:
     mark_sent(web_store, SLUG)
     settings = make_settings(home)
-    newsletter = load_newsletter(settings, SLUG,
-                                 lambda c, row: unsubscribe_url(settings, TokenSigner(SECRET), SLUG,
-                                                                   c.email, c.language))
+    newsletter = load_newsletter(
+        settings, SLUG,
+        lambda c, row: unsubscribe_url(settings, TokenSigner(SECRET), 7, c.language))
     for lang in ("fr", "en", "ja"):
         reader = Contact(email=f"zq-unique-{lang}@reader.example", source="csv",
                          first_name=f"Zqfirst{lang}", last_name=f"Zqlast{lang}",
