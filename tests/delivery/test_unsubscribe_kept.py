@@ -100,6 +100,20 @@ def test_a_send_skips_a_reader_whose_unsubscribe_waits_in_the_file(
     assert states[READERS[1]] == "skipped"
     assert states[READERS[0]] == states[READERS[2]] == "sent"
     assert READERS[1] in suppressed(send_store)
+    # Drained once by the send, not re-read and re-inserted at each later hand-over.
+    assert not PendingUnsubscribes(pending_path(home)).waiting()
+
+
+def test_a_drain_the_store_refuses_keeps_the_file_for_the_hand_over_to_apply(
+    home: Path, send_store: Store
+) -> None:
+    kept = PendingUnsubscribes(pending_path(home))
+    kept.add(READERS[2], "unsubscribe link", "unsubscribe")
+    with store_held(send_store, home):
+        assert kept.try_drain(send_store, 0.2) is False
+        assert kept.waiting()
+    assert kept.try_drain(send_store, 5.0) is True
+    assert suppressed(send_store) == {READERS[2]} and not kept.waiting()
 
 
 def test_the_file_keeps_what_came_during_a_drain_and_leaves_out_a_torn_line(

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
+# How long a send waits for the store to drain the kept unsubscribes before it applies them
+# in its hand-over's transaction instead (they are never skipped: only stored twice).
+KEPT_DRAIN_WAIT_S = 0.5
 
 # How long a batch may go again under its idempotency key. Brevo's guide says "The TTL for
 # idempotencyKey is 30 minutes" (developers.brevo.com/docs/heterogenous-versions-batch-emails);
@@ -340,6 +343,7 @@ class CampaignSender:
                     # Paced before the hand-over, not after: an unsubscribe answered while
                     # this lane waits for its turn is seen by the check below.
                     self.bucket.acquire(len(group))
+                    self._drain_kept_unsubscribes()
                     # The previous group's answers and this group's hand-over commit together.
                     with self._writing, hot.transaction():
                         self._apply_pending(conn, pending, hot)
@@ -418,6 +422,7 @@ class CampaignSender:
         used: _Key | None = None
         ids = [r.id for r in chunk]
         self.bucket.acquire(len(chunk))
+        self._drain_kept_unsubscribes()
         with self.store.transaction() as conn:
             self._apply_kept_unsubscribes(conn)
             mine = ledger.hand_over(conn, ids, self.worker)
@@ -448,9 +453,18 @@ class CampaignSender:
                     for o in outgoing], used
         return (self._hand_over(outgoing, key) if outgoing else []), used
 
-    def _apply_kept_unsubscribes(self, conn: Connection) -> None:
+    def _drain_kept_unsubscribes(self) -> None:
         """Unsubscribes the public app answered but could not store at once (the store was
-        held) are stored now, before the hand-over's check: those readers are skipped."""
+        held) are stored, and removed from their file, in a short transaction of their own
+        before a hand-over: once, rather than re-read and re-inserted at every hand-over."""
+        kept = self.store.pending
+        if kept is not None and kept.waiting():
+            kept.try_drain(self.store, KEPT_DRAIN_WAIT_S)
+
+    def _apply_kept_unsubscribes(self, conn: Connection) -> None:
+        """What :meth:`_drain_kept_unsubscribes` could not store (the store was held) is
+        stored in the hand-over's own transaction, before its check: those readers are
+        skipped, never mailed. The file keeps them until a drain succeeds."""
         kept = self.store.pending
         if kept is not None and kept.waiting():
             kept.apply(conn)

@@ -25,7 +25,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from clubjapon_ops.errors import StoreError
 from clubjapon_ops.files import private_folder
 from clubjapon_ops.store.database import Store
 from clubjapon_ops.store.location import busy_timeout
@@ -123,6 +125,16 @@ class PendingUnsubscribes:
         if rows:
             log.info("kept unsubscribes applied", extra={"applied": len(rows), "new": added})
         return added
+
+    def try_drain(self, store: Store, wait_s: float) -> bool:
+        """:meth:`drain`, answering False instead of raising when the store does not take
+        them within ``wait_s``: the caller then applies them in its own transaction."""
+        try:
+            self.drain(store, wait_s)
+        except (StoreError, SQLAlchemyError) as exc:
+            log.info("kept unsubscribes not drained yet (%s)", type(exc).__name__)
+            return False
+        return True
 
     def _forget(self, seen: bytes) -> None:
         """Remove from the file what was applied: the lines ``seen``, kept before any later."""
