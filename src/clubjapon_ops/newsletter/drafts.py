@@ -41,7 +41,9 @@ _NEWS_FIELDS = ("subject", "preheader", "title", "summary")
 _NEWS_IN_SECTION: dict[str, tuple[str, ...] | None] = {
     "text": ("paragraphs",), "quote": None, "panels": None,
 }
-_LINK_TEXTS = ("label", "text")  # a button to a web page (this edition's registration, say)
+_LINK_TEXTS = ("label", "text")
+# Web addresses, even given per language, are no text: a placeholder there would not load.
+_ADDRESSES = frozenset({"url", "link"})  # a button to a web page (this edition's registration, say)
 
 
 def next_number(root: Path) -> int:
@@ -137,8 +139,9 @@ def _texts_with_langs(node: yaml.Node, langs: dict[int, str]) -> Iterator[yaml.S
                 langs[id(value)] = key.value
                 yield value
     elif isinstance(node, yaml.MappingNode):
-        for _, value in node.value:
-            yield from _texts_with_langs(value, langs)
+        for key, value in node.value:
+            if getattr(key, "value", None) not in _ADDRESSES:
+                yield from _texts_with_langs(value, langs)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
             yield from _texts_with_langs(item, langs)
