@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -162,3 +163,21 @@ def test_the_server_logs_no_token_secret_or_address(served: Server) -> None:
     output = served.stop()
     assert token not in output and token[:16] not in output
     assert BREVO_SECRET not in output and STORED not in output
+
+
+def test_send_me_a_test_from_the_served_preview(home: Path, served: Server) -> None:
+    browser = requests.Session()  # keeps the form's cookie, as a browser does
+    page = browser.get(f"{served.base}/preview/{SLUG}?lang=en", timeout=10)
+    assert page.status_code == 200
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert found, "no send-me-a-test form on the served page"
+    form = {"to": "me@example.org", "lang": ["en", "ja"], "csrf": found.group(1)}
+    # Posted from another site: no cookie goes with it (SameSite=Strict), nothing is sent.
+    forged = requests.post(f"{served.base}/preview/{SLUG}/test-copies", data=form, timeout=10)
+    assert forged.status_code == 403
+    sent = browser.post(f"{served.base}/preview/{SLUG}/test-copies", data=form, timeout=30)
+    assert sent.status_code == 200, sent.text
+    folder = home / "var" / "outbox" / "test-copies" / SLUG
+    assert sorted(p.name for p in folder.glob("*.eml")) == [
+        "en-me@example.org-1.eml", "ja-me@example.org-1.eml"]
+    assert "rendered as the sample reader Emily Clarke" in sent.text

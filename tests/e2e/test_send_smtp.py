@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,8 @@ def test_dry_run_and_test_sends_leave_the_ledger_alone(home: Path) -> None:  # n
         assert sorted(server.counts) == ["me@example.org", "you@example.org"]
         message = server.message_for("me@example.org")
         assert message["Subject"].startswith("[TEST] クラブ・ジャポン")
-        assert str(message["To"]).endswith("<me@example.org>")
+        # The tester's address alone, not the reader's name.
+        assert parseaddr(str(message["To"])) == ("", "me@example.org")
         bad = cli(env, "send", SLUG, "--test-to", "not-an-address")
         assert bad.returncode == 2 and "--test-to" in bad.stderr
         no_tty = cli(env, "send", SLUG)

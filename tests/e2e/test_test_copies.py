@@ -9,6 +9,7 @@ import subprocess
 import sys
 from email import policy
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,10 @@ def test_test_copies_have_a_folder_of_their_own_and_the_command_says_where(
     assert not (home / "var" / "outbox" / SLUG).exists()
     assert [f.parent for f in files] == [home / "var" / "outbox" / "test-copies" / SLUG] * 2
     for address in ("me@example.org", "you@example.org"):
-        path = next(f for f in files if f.name.endswith(f"-{address}.eml"))
-        assert f"{address}: sent to {path}" in stdout
-        assert email.message_from_bytes(path.read_bytes())["To"].endswith(f"<{address}>")
+        path = next(f for f in files if f.name == f"fr-{address}-1.eml")  # as the contact reads
+        assert f"[fr] {address}: sent to {path}, rendered as the contact {READER}" in stdout
+        # The tester's address alone: no reader's name.
+        assert parseaddr(email.message_from_bytes(path.read_bytes())["To"]) == ("", address)
     # Each copy has an ID of its own: a mail service drops a message whose ID it has seen,
     # and marketing sends a second copy after each correction.
     ids = {email.message_from_bytes(f.read_bytes())["Message-ID"] for f in files}
@@ -134,3 +136,49 @@ def test_test_copies_with_nothing_listening_on_smtp_stop_at_once_naming_the_sett
                  "--contact", READER)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"127.0.0.1:{port}" in result.stderr and "SMTP_PORT" in result.stderr
+
+
+def copies_in(home: Path) -> dict[str, EmailMessage]:  # noqa: F811
+    folder = home / "var" / "outbox" / "test-copies" / SLUG
+    found = {}
+    for path in sorted(folder.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        found[path.name] = message
+    return found
+
+
+def test_test_copies_in_several_languages_each_kept_and_said(
+    home: Path, synced: dict[str, str]  # noqa: F811
+) -> None:
+    first = cli(synced, "send", SLUG, "--test-to", "me@example.org,you@example.org",
+                "--lang", "fr", "--lang", "ja")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sorted(copies_in(home)) == ["fr-me@example.org-1.eml", "fr-you@example.org-1.eml",
+                                       "ja-me@example.org-1.eml", "ja-you@example.org-1.eml"]
+    folder = home / "var" / "outbox" / "test-copies" / SLUG
+    assert (f"  [fr] me@example.org: sent to {folder / 'fr-me@example.org-1.eml'}, rendered as "
+            "the sample reader Camille Martin") in first.stdout.splitlines()
+    assert (f"  [ja] you@example.org: sent to {folder / 'ja-you@example.org-1.eml'}, rendered "
+            "as the sample reader 佐藤 陽翔") in first.stdout.splitlines()
+    # Again, in every language: nothing is overwritten, each copy has a number of its own.
+    again = cli(synced, "send", SLUG, "--test-to", "me@example.org", "--lang", "all")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "[en] me@example.org: sent" in again.stdout and "Emily Clarke" in again.stdout
+    copies = copies_in(home)
+    assert sorted(copies) == [
+        "en-me@example.org-1.eml", "fr-me@example.org-1.eml", "fr-me@example.org-2.eml",
+        "fr-you@example.org-1.eml", "ja-me@example.org-1.eml", "ja-me@example.org-2.eml",
+        "ja-you@example.org-1.eml"]
+    for name, message in copies.items():
+        lang, address = name.split("-", 1)[0], name.split("-", 1)[1].rsplit("-", 1)[0]
+        assert message["Content-Language"] == lang
+        assert parseaddr(str(message["To"])) == ("", address)  # the tester alone: no name
+        assert str(message["Subject"]).startswith("[TEST] ")
+    assert len({m["Message-ID"] for m in copies.values()}) == len(copies)
+    # A comma-separated list works as well; a language the edition is not written in does not.
+    both = cli(synced, "send", SLUG, "--test-to", "me@example.org", "--lang", "en,fr")
+    assert both.returncode == 0 and both.stdout.count(" sent to ") == 2, both.stdout
+    wrong = cli(synced, "send", SLUG, "--test-to", "me@example.org", "--lang", "de")
+    assert wrong.returncode == 2
+    assert f"{SLUG} is not written in de: choose among fr, en, ja, or all" in wrong.stderr

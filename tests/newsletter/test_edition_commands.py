@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def localized(data: object) -> list[dict[str, str]]:
 def test_new_writes_a_draft_full_of_placeholders_that_the_lint_refuses(
     home: Path, source: str | None
 ) -> None:
-    result = run_cli(home, "edition", "new", NEW, *(["--from", source] if source else []))
+    # From an edition, --blank-all: every text a placeholder, what usually stays too.
+    result = run_cli(home, "edition", "new", NEW,
+                     *(["--from", source, "--blank-all"] if source else []))
     assert result.returncode == 0, result.stderr
     path = home / "config" / "editions" / f"{NEW}.yaml"
     text = path.read_text("utf-8")
@@ -59,6 +62,91 @@ def test_new_writes_a_draft_full_of_placeholders_that_the_lint_refuses(
     assert "[date]" not in check.stdout and "[number]" not in check.stdout
     preview = run_cli(home, "preview", NEW, "--lang", "ja")
     assert preview.returncode == 0 and "DRAFT" in preview.stdout
+
+
+# Added to the copied edition: a photo (kept) and a registration button (its words blanked).
+EXTRA_SECTIONS = """
+  - type: image
+    url: https://example.org/photos/table-ronde.jpg
+    alt: { fr: La table ronde, en: The round table, ja: ラウンドテーブル }
+    width: 600
+    height: 400
+
+  - type: cta   # this edition's registration
+    label: { fr: S’inscrire, en: Register, ja: 申し込む }
+    url: https://example.org/inscription
+"""
+
+
+def test_new_from_keeps_what_stays_and_the_files_comments_and_blanks_the_news(
+    home: Path,
+) -> None:
+    source = home / "config" / "editions" / f"{SLUG}.yaml"
+    source.write_text(source.read_text("utf-8") + EXTRA_SECTIONS, "utf-8")
+    lille = load_edition(source)
+    result = run_cli(home, "edition", "new", NEW, "--from", SLUG)
+    assert result.returncode == 0, result.stderr
+    path = home / "config" / "editions" / f"{NEW}.yaml"
+    text = path.read_text("utf-8")
+    lines = text.splitlines()
+    assert lines[0] == MODELINE
+    # Every comment of the source is still there, and the layout of what was kept.
+    theirs = [x for x in source.read_text("utf-8").splitlines() if x.lstrip().startswith("#")]
+    ours = [x for x in lines if x.lstrip().startswith("#")]
+    assert ours[:1] + ours[len(ours) - len(theirs) + 1:] == theirs  # a note after the first
+    assert "Copied from 2025-11-04-lille" in lines[1]
+    assert '      - value: { fr: "80+", en: "80+", ja: "80社以上" }' in lines
+    assert "      - { fr: santé, en: health, ja: ヘルスケア }" in lines
+    assert "    # No url: the button is a mailto: link to CLUBJAPON_MAIL_FROM." in lines
+    assert "  - type: cta   # this edition's registration" in lines
+    # The new number, date (not quoted) and status.
+    assert {"number: 4", "date: 2026-06-18", "status: draft"} <= set(lines)
+    edition = load_edition(path)
+    assert (edition.status, str(edition.date), edition.number) == ("draft", "2026-06-18", 4)
+    blank = {lang: PLACEHOLDERS[lang] for lang in edition.languages}
+    # Kept: venue, city, figures, lists, the image, the contact button, text headings.
+    assert (edition.venue, edition.city) == (lille.venue, lille.city)
+    kept = [i for i, s in enumerate(lille.sections) if s.type in ("figures", "list", "image")]
+    assert [edition.sections[i] for i in kept] == [lille.sections[i] for i in kept]
+    contact, registration = (i for i, s in enumerate(lille.sections) if s.type == "cta")
+    assert edition.sections[contact] == lille.sections[contact]
+    # Blanked: the inbox lines, the top, paragraphs, quotes, panels, a button's words.
+    for field in ("subject", "preheader", "title", "summary"):
+        assert getattr(edition, field) == blank
+    for theirs, ours in zip(lille.sections, edition.sections, strict=True):
+        assert ours.type == theirs.type
+        if ours.type == "text":
+            assert ours.heading == theirs.heading  # type: ignore[union-attr]
+            assert ours.paragraphs == [blank] * len(theirs.paragraphs)  # type: ignore
+        if ours.type in ("quote", "panels"):
+            texts = localized(ours.model_dump())
+            assert texts and all(t == blank for t in texts)
+    button = edition.sections[registration]
+    assert (button.label, button.url) == (  # type: ignore[union-attr]
+        blank, "https://example.org/inscription")
+    # The lint lists the placeholders, and still warns of a text the same as before: the
+    # kept headings, and a paragraph pasted back from the last edition.
+    old = lille.sections[2].paragraphs[0]  # type: ignore[union-attr]
+    start = lines.index("    paragraphs:", next(i for i, x in enumerate(lines)
+                                              if "Dans la continuité" in x))
+    assert lines[start + 1:start + 4] == [
+        f"      - fr: {blank['fr']}", f"        en: {blank['en']}", f"        ja: {blank['ja']}"]
+    lines[start + 1:start + 4] = [  # a JSON string is a YAML one
+        f"      - fr: {json.dumps(old['fr'], ensure_ascii=False)}",
+        *(f"        {lang}: {json.dumps(old[lang], ensure_ascii=False)}" for lang in ("en", "ja"))]
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    check = run_cli(home, "preview", NEW, "--check")
+    assert check.returncode == 1
+    copied = [x for x in check.stdout.splitlines() if x.endswith("[copied]")]
+    assert any(" sections[2].paragraphs[0]:" in x for x in copied), check.stdout
+    assert any(" sections[0].heading:" in x for x in copied), check.stdout
+    assert "[placeholder]" in check.stdout
+
+
+def test_new_blank_all_goes_with_from(home: Path) -> None:
+    result = run_cli(home, "edition", "new", NEW, "--blank-all")
+    assert result.returncode == 2 and "--blank-all goes with --from" in result.stderr
+    assert not (home / "config" / "editions" / f"{NEW}.yaml").exists()
 
 
 def test_new_refuses_to_overwrite(home: Path) -> None:

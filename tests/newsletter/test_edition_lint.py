@@ -24,15 +24,24 @@ def copy(project: Path, *, date: str = "2026-06-18", number: int = 4) -> Path:
     return path
 
 
+def renewed(data: object, kept: object) -> object:
+    """data with every text in every language changed, but those of ``kept``."""
+    if data is kept:
+        return data
+    if isinstance(data, dict):
+        if data and set(data) <= {"fr", "en", "ja"}:
+            return {lang: f"Nouveau {text}" for lang, text in data.items()}
+        return {k: renewed(v, kept) for k, v in data.items()}
+    if isinstance(data, list):
+        return [renewed(v, kept) for v in data]
+    return data
+
+
 def rewrite_all_but(path: Path, keep: int) -> None:
-    """Change every subject, title, summary and heading in all languages, but section keep's."""
+    """Change every text in all languages, but section keep's heading."""
     data = yaml.safe_load(path.read_text("utf-8"))
-    fresh = [data] + [s for i, s in enumerate(data["sections"]) if i != keep and "heading" in s]
-    for holder in fresh:
-        for field in ("subject", "title", "summary", "heading"):
-            if field in holder:
-                holder[field] = {lang: f"Nouveau {text}" for lang, text in holder[field].items()}
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    path.write_text(yaml.safe_dump(renewed(data, data["sections"][keep]["heading"]),
+                                   allow_unicode=True), "utf-8")
 
 
 def ours(problems: list[Problem], rule: str) -> list[Problem]:
@@ -51,6 +60,9 @@ def test_a_copy_warns_of_every_field_it_did_not_change(
     problems = ours(check_newsletter(project_settings, NEXT), "copied")
     fields = {p.where.split(" ", 1)[1] for p in problems}
     assert {"subject", "title", "summary", "sections[0].heading", "sections[3].heading"} <= fields
+    # The texts about that edition too: a paragraph, a quotation, a round table pasted back.
+    assert {"preheader", "sections[2].paragraphs[0]", "sections[5].text", "sections[5].author",
+            "sections[3].items[1].title", "sections[3].items[0].summary"} <= fields
     assert all(p.level == "warning" for p in problems)
     assert all(p.message == f"same as in {SLUG}: copied and not changed?" for p in problems)
     subject = next(p for p in problems if p.where.endswith(" subject"))

@@ -50,21 +50,32 @@ def schema(app: App) -> int:
 @edition.command("new")
 @click.argument("slug")
 @click.option("--from", "source", metavar="EDITION", shell_complete=complete_edition,
-              help="Copy this edition's sections, every text replaced by a placeholder.")
+              help="Copy this edition: what usually stays is kept, its news made placeholders.")
+@click.option("--blank-all", is_flag=True,
+              help="With --from: make every text a placeholder, what usually stays too.")
 @click.pass_obj
-def new(app: App, slug: str, source: str | None) -> int:
+def new(app: App, slug: str, source: str | None, blank_all: bool) -> int:
     """Write config/editions/SLUG.yaml as a draft, never over an existing file.
 
     Without --from it is a commented template of every section type. Its texts are
     placeholders («À COMPLÉTER» / TO COMPLETE / 要記入) that the lint reports until replaced.
     SLUG starts with the edition's real date (YYYY-MM-DD) and has at most 120 characters.
 
+    With --from EDITION it is a copy of that file, its comments and layout kept: the texts
+    about that edition (subject, preheader, title, summary, paragraphs of text sections,
+    quotes, panels, a button to a web page) become placeholders; what usually stays (venue,
+    city, figures, lists, images, the contact button, headings) is kept, and the lint warns
+    of every text still the same as in an earlier edition. --blank-all blanks every text.
+
     \b
     Examples:
       clubjapon-ops edition new 2026-06-18-amiens
       clubjapon-ops edition new 2026-06-18-amiens --from 2025-11-04-lille
+      clubjapon-ops edition new 2026-06-18-amiens --from 2025-11-04-lille --blank-all
     """
-    path = new_edition(app.settings.root, slug, source)
+    if blank_all and source is None:
+        raise click.UsageError("--blank-all goes with --from EDITION")
+    path = new_edition(app.settings.root, slug, source, blank_all=blank_all)
     click.echo(f"wrote {path.relative_to(app.settings.root)} (draft): fill it in, then "
                f"clubjapon-ops preview {slug} --check")
     return EXIT_OK

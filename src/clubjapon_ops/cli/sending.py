@@ -27,16 +27,16 @@ from clubjapon_ops.cli import (
 from clubjapon_ops.cli.audience import print_audience, with_lists
 from clubjapon_ops.cli.contacts import not_a_contact
 from clubjapon_ops.contacts import Contact, normalise_email
+from clubjapon_ops.delivery import testcopies
 from clubjapon_ops.delivery.audience import AudienceGate
 from clubjapon_ops.delivery.sender import SendReport, Waiting
-from clubjapon_ops.delivery.testcopies import send_test_copies
 from clubjapon_ops.delivery.transports import builder_for
 from clubjapon_ops.delivery.transports.base import NEEDS_SMTPUTF8
 from clubjapon_ops.errors import AlreadyRunning, InvalidContact, StopRun
 from clubjapon_ops.jobs.audience import check_audience
 from clubjapon_ops.localtime import shown
 from clubjapon_ops.masking import mask_secrets
-from clubjapon_ops.newsletter.content import LANGS, resolve_edition
+from clubjapon_ops.newsletter.content import resolve_edition
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter
 from clubjapon_ops.settings import check_web_settings
 from clubjapon_ops.store import deliveries as ledger
@@ -52,16 +52,21 @@ log = logging.getLogger(__name__)
 def reader_for(app: App, email: str | None, lang: str | None, newsletter: Newsletter) -> Contact:
     """The stored contact named by --contact, else the sample reader of --lang."""
     if email:
-        try:
-            wanted = normalise_email(email)
-        except InvalidContact as exc:
-            raise click.BadParameter(exc.reason, param_hint="--contact") from None
-        with app.store.transaction() as conn:
-            found = find_contact(conn, wanted)
-        if found is None:
-            raise StopRun(f"no contact {wanted} in the store (run 'clubjapon-ops sync' first?)")
-        return found
+        return stored_contact(app, email)
     return SAMPLE_CONTACTS[lang or newsletter.edition.primary_language]
+
+
+def stored_contact(app: App, email: str) -> Contact:
+    """The stored contact named by --contact."""
+    try:
+        wanted = normalise_email(email)
+    except InvalidContact as exc:
+        raise click.BadParameter(exc.reason, param_hint="--contact") from None
+    with app.store.transaction() as conn:
+        found = find_contact(conn, wanted)
+    if found is None:
+        raise StopRun(f"no contact {wanted} in the store (run 'clubjapon-ops sync' first?)")
+    return found
 
 
 def _print_plan(app: App, newsletter: Newsletter, problems: list[Any], audience: Any, *,
@@ -200,7 +205,9 @@ def _print_summary(report: SendReport, zone: tzinfo) -> None:
 @click.option("--test-to", metavar="ADDR[,ADDR]",
               help="Send a [TEST] copy to these addresses only; the ledger is left alone.")
 @click.option("--contact", "email", metavar="EMAIL", help="With --test-to: render as this contact.")
-@click.option("--lang", type=click.Choice(LANGS), help="With --test-to: render as a sample reader.")
+@click.option("--lang", "langs", multiple=True, metavar="LANG|all",
+              help="With --test-to: one copy per language (repeat it, or fr,ja, or all), "
+                   "as that language's sample reader (or as --contact).")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages.")
 @click.option("--resend-unknown", is_flag=True,
               help="Send again messages whose outcome is unknown (may duplicate).")
@@ -212,7 +219,7 @@ def _print_summary(report: SendReport, zone: tzinfo) -> None:
                    "only; implies --yes).")
 @click.pass_obj
 def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
-         email: str | None, lang: str | None, limit: int | None, resend_unknown: bool,
+         email: str | None, langs: tuple[str, ...], limit: int | None, resend_unknown: bool,
          now: bool, force: bool, worker: bool) -> int:
     """Send EDITION to its audience through CLUBJAPON_TRANSPORT, recording every outcome.
 
@@ -222,6 +229,7 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
     \b
     Examples:
       clubjapon-ops send 2025-11-04-lille --test-to me@example.org --lang ja
+      clubjapon-ops send 2025-11-04-lille --test-to me@example.org,you@example.org --lang all
       clubjapon-ops send 2025-11-04-lille --dry-run
       clubjapon-ops send 2025-11-04-lille --limit 100
       clubjapon-ops send 2025-11-04-lille --yes
@@ -253,8 +261,8 @@ def send(app: App, edition: str, yes: bool, dry_run: bool, test_to: str | None,
         yes = True
     newsletter = jobs.newsletter_for_sending(settings, edition)
     if test_to:  # test copies to ourselves are how a draft is checked in real inboxes
-        return _test_send(app, newsletter, test_to, email, lang)
-    if email or lang:
+        return _test_send(app, newsletter, test_to, email, langs)
+    if email or langs:
         raise click.UsageError("--contact and --lang go with --test-to")
     jobs.refuse_draft(newsletter)  # before the plan: a draft has no audience yet
     try:
@@ -330,20 +338,26 @@ def _dry_run(app: App, newsletter: Newsletter, gate: AudienceGate) -> int:
 
 
 def _test_send(app: App, newsletter: Newsletter, test_to: str, email: str | None,
-               lang: str | None) -> int:
-    addresses = []
-    for raw in test_to.split(","):
-        try:
-            addresses.append(normalise_email(raw))
-        except InvalidContact as exc:
-            raise click.BadParameter(f"{raw.strip()!r}: {exc.reason}",
-                                     param_hint="--test-to") from None
-    contact = reader_for(app, email, lang, newsletter)
-    copies = send_test_copies(app.settings, newsletter, contact, addresses)
+               langs: tuple[str, ...]) -> int:
+    try:
+        to = testcopies.addresses(test_to)
+    except testcopies.NotSendable as exc:
+        raise click.BadParameter(str(exc), param_hint="--test-to") from None
+    contact = stored_contact(app, email) if email else None
+    try:
+        # With --contact and no --lang: the contact's own language.
+        chosen = testcopies.languages(newsletter.edition, langs or (
+            [contact.language] if contact and contact.language in newsletter.edition.languages
+            else []))
+    except testcopies.NotSendable as exc:
+        raise click.BadParameter(str(exc), param_hint="--lang") from None
+    copies = testcopies.send_test_copies(app.settings, newsletter,
+                                         testcopies.readers(chosen, contact), to)
     for copy in copies:
         where = f"to {copy.path}" if copy.path else f"via {copy.transport}"
         error = f" ({copy.error})" if copy.error else ""
-        click.echo(f"  {copy.address}: {copy.status} {where}{error}")
+        click.echo(f"  [{copy.lang}] {copy.address}: {copy.status} {where}{error}, "
+                   f"rendered as {copy.reader}")
     ok = all(c.status in ("sent", "queued") for c in copies)
     return EXIT_OK if ok else EXIT_FAILED
 

@@ -364,9 +364,11 @@ class MimeBuilder:
             subject = self._subjects.setdefault(
                 subject_text, encode_words(subject_text, len("Subject: ")))
         url = header_safe(msg.unsubscribe_url)
+        # A test copy goes to the tester: their address alone, never the reader's name.
+        to_name = "" if test_copy else msg.display_name
         headers = [
             f"From: {self.from_header}",
-            f"To: {format_mailbox(msg.display_name, to_address or msg.email, len('To: '))}",
+            f"To: {format_mailbox(to_name, to_address or msg.email, len('To: '))}",
             f"Subject: {subject}",
             f"Date: {format_datetime(date) if date else self._now()}",
             "Message-ID: " + (message_id_of_copy(edition, self.domain) if test_copy

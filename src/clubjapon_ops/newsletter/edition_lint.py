@@ -20,7 +20,10 @@ from clubjapon_ops.newsletter.model import Edition
 from clubjapon_ops.newsletter.placeholders import placeholder_in
 
 COPIED = "same as in {slug}: copied and not changed?"
-_COMPARED = ("subject", "title", "summary")
+_COMPARED = ("subject", "preheader", "title", "summary")
+# Sections whose every text is about one edition ('edition new --from' blanks them): a text
+# of theirs pasted back from an earlier edition is a copy too.
+_NEWS_SECTIONS = ("text", "quote", "panels")
 
 
 def _headings(edition: Edition) -> Iterator[tuple[Loc, dict[str, str]]]:
@@ -30,8 +33,21 @@ def _headings(edition: Edition) -> Iterator[tuple[Loc, dict[str, str]]]:
             yield ("sections", i, "heading"), heading
 
 
+def _news(edition: Edition) -> Iterator[tuple[Loc, dict[str, str]]]:
+    """Every text of the sections about this edition (paragraphs, quotes, panels)."""
+    for i, section in enumerate(edition.sections):
+        if section.type not in _NEWS_SECTIONS:
+            continue
+        texts: dict[Loc, dict[str, str]] = {}
+        for loc, text in texts_in(section.model_dump(exclude={"heading"}), ("sections", i)):
+            if len(loc) > 3 and loc[-1] in edition.languages:  # a text, not a type or a list
+                texts.setdefault(loc[:-1], {})[str(loc[-1])] = text
+        yield from texts.items()
+
+
 def _compared(edition: Edition) -> list[tuple[Loc, dict[str, str]]]:
-    return [((name,), getattr(edition, name)) for name in _COMPARED] + list(_headings(edition))
+    return [((name,), getattr(edition, name)) for name in _COMPARED] + list(
+        _headings(edition)) + list(_news(edition))
 
 
 def _earlier(root: Path, slug: str) -> list[Edition]:

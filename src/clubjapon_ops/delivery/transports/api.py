@@ -97,6 +97,8 @@ def sender(mail_from: str, max_name: int | None = None) -> dict[str, str]:
 
 def recipient(item: Outgoing, max_name: int | None = None) -> dict[str, str]:
     """One recipient, name included when known (header-safe, clipped to ``max_name``)."""
+    if item.test_copy:  # to the tester: the reader it is rendered as is not named
+        return {"email": item.envelope_to}
     name = clip_name(header_safe(item.message.display_name), max_name)
     return {"email": item.envelope_to, "name": name} if name else {"email": item.envelope_to}
 
