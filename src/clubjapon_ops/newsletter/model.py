@@ -10,7 +10,15 @@ import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from clubjapon_ops.listnames import BadListName, clean_list_name
 
@@ -44,8 +52,23 @@ LinkUrl = Annotated[
 
 # A URL may differ by language like any text (a registration form per language): one
 # address for every language, or one per language (the lint then wants each of them).
-HttpsUrls = HttpsUrl | dict[Lang, HttpsUrl]
-LinkUrls = LinkUrl | dict[Lang, LinkUrl]
+# Tagged by shape, so that an error names the field as the file does (url.en), not every
+# member of the union; the loader drops these tags from the locations it shows.
+URL_TAGS = ("url-for-all", "url-per-language")
+
+
+def _url_shape(value: object) -> str:
+    return URL_TAGS[1] if isinstance(value, dict) else URL_TAGS[0]
+
+
+HttpsUrls = Annotated[
+    Annotated[HttpsUrl, Tag(URL_TAGS[0])] | Annotated[dict[Lang, HttpsUrl], Tag(URL_TAGS[1])],
+    Discriminator(_url_shape),
+]
+LinkUrls = Annotated[
+    Annotated[LinkUrl, Tag(URL_TAGS[0])] | Annotated[dict[Lang, LinkUrl], Tag(URL_TAGS[1])],
+    Discriminator(_url_shape),
+]
 
 # What an image file under config/editions/media/ may be: the formats every mail client
 # shows. SVG is not one of them, and it can carry scripts.
