@@ -217,3 +217,17 @@ def test_a_bad_image_file_is_refused_in_a_sentence_and_never_published(
     assert not media.exists() or not [p for p in media.rglob("*") if p.is_file()]
     outbox = home / "var" / "outbox"
     assert not outbox.exists() or not list(outbox.rglob("*.eml"))
+
+
+def test_an_image_still_heavy_once_published_is_a_warning_of_the_check(home: Path) -> None:
+    noise = Image.effect_noise((1000, 700), 80).convert("RGB")
+    transparent = Image.merge("RGBA", (*noise.split(), Image.new("L", noise.size, 200)))
+    out = io.BytesIO()
+    transparent.save(out, "PNG")  # noise with transparency: no format makes it light
+    (home / "config" / "editions" / "media" / "noise.png").write_bytes(out.getvalue())
+    line = with_image(home, "noise.png")
+    check = cli(home, "preview", SLUG, "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    (warning,) = [w for w in check.stdout.splitlines() if "[image-weight]" in w]
+    assert warning.startswith(f"warning: config/editions/{SLUG}.yaml:{line} sections[0].file: ")
+    assert "'noise.png' still weighs" in warning
