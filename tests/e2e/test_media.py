@@ -231,3 +231,15 @@ def test_an_image_still_heavy_once_published_is_a_warning_of_the_check(home: Pat
     (warning,) = [w for w in check.stdout.splitlines() if "[image-weight]" in w]
     assert warning.startswith(f"warning: config/editions/{SLUG}.yaml:{line} sections[0].file: ")
     assert "'noise.png' still weighs" in warning
+
+
+def test_var_stays_owner_only_and_the_copies_are_readable_by_the_proxy(home: Path) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (30, 20), (0, 90, 200)).save(out, "PNG")
+    (home / "config" / "editions" / "media" / "dot.png").write_bytes(out.getvalue())
+    with_image(home, "dot.png")
+    assert cli(home, "preview", SLUG, "--check").returncode == 0
+    assert (home / "var").stat().st_mode & 0o777 == 0o700
+    assert (home / "var" / "media").stat().st_mode & 0o755 == 0o755
+    (copy,) = (home / "var" / "media").glob("*.png")
+    assert copy.stat().st_mode & 0o644 == 0o644

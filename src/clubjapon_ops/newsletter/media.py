@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.files import private_folder
 from clubjapon_ops.newsletter.content import EDITIONS_DIR, Loc, dotted, locate_fields
 from clubjapon_ops.newsletter.model import Edition, ImageSection
 
@@ -216,7 +217,11 @@ def publish(root: Path, name: str) -> Published:
         name=f"{hashlib.sha256(copy).hexdigest()}.{ext}", width=width, height=height,
         size=len(copy), source_width=source_width, source_height=source_height,
         source_size=len(data))
-    done.parent.mkdir(parents=True, exist_ok=True)
+    # var/ stays owner-only (it holds the database); var/media/ is public, as its copies are.
+    private_folder(out_dir.parent)
+    if not done.parent.is_dir():
+        done.parent.mkdir(parents=True, exist_ok=True)
+        out_dir.chmod(0o755)  # whatever the umask: the proxy's user reads the copies
     if not (out_dir / published.name).is_file():
         _write(out_dir / published.name, copy)
     _write(done, json.dumps(asdict(published)).encode())
