@@ -73,3 +73,15 @@ def test_a_bad_url_in_one_language_names_that_language(home: Path) -> None:  # n
     assert result.returncode == 2
     assert "sections[1].url.en" in result.stderr, result.stderr
     assert "https://" in result.stderr
+
+
+def test_a_new_edition_from_one_with_urls_per_language_keeps_them(home: Path) -> None:  # noqa: F811
+    with_sections(home, FORMS)
+    made = cli(home, "edition", "new", "2026-06-18-amiens", "--from", SLUG)
+    assert made.returncode == 0, made.stderr
+    # The draft loads (its placeholders are the lint's errors, exit 1, not a refusal, exit 2).
+    check = cli(home, "preview", "2026-06-18-amiens", "--check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "[placeholder]" in check.stdout
+    draft = (home / "config" / "editions" / "2026-06-18-amiens.yaml").read_text("utf-8")
+    assert all(url in draft for url in FORMS.values())

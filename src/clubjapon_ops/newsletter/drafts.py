@@ -43,12 +43,17 @@ def next_number(root: Path) -> int:
     return max(numbers) + 1
 
 
+URL_KEYS = ("url", "link")
+
+
 def _emptied(data: Any) -> Any:
     """The same structure with every text in every language replaced by its placeholder."""
     if isinstance(data, dict):
         if data and set(data) <= set(LANGS):
             return {lang: PLACEHOLDERS[lang] for lang in data}
-        return {key: _emptied(value) for key, value in data.items()}
+        # A URL per language is no text to write again: a placeholder would not even load.
+        return {key: value if key in URL_KEYS else _emptied(value)
+                for key, value in data.items()}
     if isinstance(data, list):
         return [_emptied(item) for item in data]
     return data
