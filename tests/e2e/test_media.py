@@ -243,3 +243,23 @@ def test_var_stays_owner_only_and_the_copies_are_readable_by_the_proxy(home: Pat
     assert (home / "var" / "media").stat().st_mode & 0o755 == 0o755
     (copy,) = (home / "var" / "media").glob("*.png")
     assert copy.stat().st_mode & 0o644 == 0o644
+
+
+def test_a_phone_photo_is_turned_upright_and_loses_its_position(home: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # held upright: the pixels lie on their side
+    exif.get_ifd(0x8825)[2] = (50.0, 37.0, 48.0)  # GPSLatitude: where it was taken
+    out = io.BytesIO()
+    Image.new("RGB", (400, 300), (200, 100, 0)).save(out, "JPEG", exif=exif)
+    (home / "config" / "editions" / "media" / "phone.jpg").write_bytes(out.getvalue())
+    assert 0x8825 in Image.open(io.BytesIO(out.getvalue())).getexif()
+    with_image(home, "phone.jpg")
+    preview = cli(home, "preview", SLUG, "--lang", "en", "--out", str(home / "out"))
+    assert preview.returncode == 0, preview.stderr
+    html = (home / "out" / "en-emily.clarke.html").read_text(encoding="utf-8")
+    (name,) = MEDIA_URL.findall(html)
+    img = re.search(r"<img[^>]*/media/[^>]*>", html)
+    assert img is not None and 'width="300"' in img.group() and 'height="400"' in img.group()
+    copy = Image.open(home / "var" / "media" / name)
+    assert copy.size == (300, 400)
+    assert 0x8825 not in copy.getexif() and copy.getexif().get(0x0112, 1) == 1

@@ -45,6 +45,7 @@ CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif",
 # The only names web serves: a published copy, never a path.
 PUBLISHED_NAME = re.compile(r"[0-9a-f]{64}\.(?:png|jpg|gif|webp)")
 _GPS_IFD = 0x8825  # EXIF's GPS block: where a phone writes where the photo was taken
+_ORIENTATION = 0x0112  # EXIF: how the camera was held (1: as the pixels are)
 # Changing these changes every copy: they are part of what names a source's copy.
 _RECIPE = f"v1 {MAX_WIDTH} {MAX_BYTES}".encode()
 
@@ -168,8 +169,11 @@ def _copy(data: bytes, name: str) -> tuple[bytes, str, int, int, int, int]:
     image, fmt = _decoded(data, name)
     assert isinstance(image, Image.Image)
     width, height = image.size
-    located = _GPS_IFD in image.getexif()
-    if width <= MAX_WIDTH and len(data) <= MAX_BYTES and not located:
+    exif = image.getexif()
+    # A position is not for the public; a turned photo's width and height are the other
+    # way round from what its pixels say: both get a copy of their own.
+    located, turned = _GPS_IFD in exif, exif.get(_ORIENTATION, 1) != 1
+    if width <= MAX_WIDTH and len(data) <= MAX_BYTES and not located and not turned:
         return data, FORMATS[fmt], width, height, width, height  # the original, as it is
     if getattr(image, "is_animated", False):
         raise ImageRefused(
