@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from clubjapon_ops.errors import ConfigError, UnknownEdition
 from clubjapon_ops.newsletter.model import LANGS as LANGS  # re-exported: callers import
-from clubjapon_ops.newsletter.model import SECTION_CLASSES, SECTION_TYPES, EditionFile
+from clubjapon_ops.newsletter.model import SECTION_CLASSES, SECTION_TYPES, URL_TAGS, EditionFile
 from clubjapon_ops.newsletter.model import Edition as Edition  # these three from here
 from clubjapon_ops.newsletter.model import Lang as Lang
 
@@ -140,6 +140,7 @@ def _without_tags(loc: Loc) -> Loc:
     return tuple(
         part for i, part in enumerate(loc)
         if not (part in SECTION_TYPES and i and isinstance(loc[i - 1], int))
+        and part not in URL_TAGS  # nor the shape of a URL (one for all, or per language)
     )
 
 

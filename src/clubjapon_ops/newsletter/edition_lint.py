@@ -16,6 +16,7 @@ from clubjapon_ops.newsletter.content import (
     texts_in,
 )
 from clubjapon_ops.newsletter.lint import Problem
+from clubjapon_ops.newsletter.media import MAX_BYTES, ImageRefused, file_images, publish
 from clubjapon_ops.newsletter.model import Edition
 from clubjapon_ops.newsletter.placeholders import placeholder_in
 
@@ -86,6 +87,17 @@ def lint_edition(root: Path, edition: Edition) -> list[Problem]:
         add("error", "number", ("number",),
             f"number {edition.number} is not greater than {earlier[0].slug}'s, "
             f"{earlier[0].number}: copied and not changed?")
+    for loc, section in file_images(edition):
+        try:
+            published = publish(root, str(section.file))  # done once: this reads its record
+        except ImageRefused as exc:  # changed since the edition was loaded
+            add("error", "image-file", loc, str(exc))
+            continue
+        if published.size > MAX_BYTES:
+            add("warning", "image-weight", loc,
+                f"{section.file!r} still weighs {published.size // 1024} KB once published "
+                f"(at most {MAX_BYTES // 1024} KB loads quickly on a phone): a photo is "
+                "lighter as JPEG, an image with transparency with fewer colours")
     seen: set[Loc] = set()
     for other in earlier:
         theirs = {text for _, texts in _compared(other) for text in texts.values()}

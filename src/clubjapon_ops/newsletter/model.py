@@ -6,10 +6,19 @@ figures, quote, panels, list, image, cta) in the order the file lists them.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from clubjapon_ops.listnames import BadListName, clean_list_name
 
@@ -39,6 +48,62 @@ LinkUrl = Annotated[
     str, AfterValidator(_https_or_mailto),
     Field(json_schema_extra={"pattern": "^(https://|mailto:)"}),
 ]
+
+
+# A URL may differ by language like any text (a registration form per language): one
+# address for every language, or one per language (the lint then wants each of them).
+# Tagged by shape, so that an error names the field as the file does (url.en), not every
+# member of the union; the loader drops these tags from the locations it shows.
+URL_TAGS = ("url-for-all", "url-per-language")
+
+
+def _url_shape(value: object) -> str:
+    return URL_TAGS[1] if isinstance(value, dict) else URL_TAGS[0]
+
+
+HttpsUrls = Annotated[
+    Annotated[HttpsUrl, Tag(URL_TAGS[0])] | Annotated[dict[Lang, HttpsUrl], Tag(URL_TAGS[1])],
+    Discriminator(_url_shape),
+]
+LinkUrls = Annotated[
+    Annotated[LinkUrl, Tag(URL_TAGS[0])] | Annotated[dict[Lang, LinkUrl], Tag(URL_TAGS[1])],
+    Discriminator(_url_shape),
+]
+
+# What an image file under config/editions/media/ may be: the formats every mail client
+# shows. SVG is not one of them, and it can carry scripts.
+MEDIA_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+_MEDIA_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_. -]*")
+
+
+def _media_name(name: str) -> str:
+    """A file name under config/editions/media/: relative, no '..', an allowed image type."""
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(
+            f"{name!r} is not a file name under config/editions/media/: write it relative to "
+            "that folder, like photos/table-ronde.jpg, without '..', '/' first or '\\'")
+    if not all(_MEDIA_PART.fullmatch(p) for p in parts):
+        raise ValueError(
+            f"{name!r}: use letters, digits, '-', '_', '.' and spaces in image file names")
+    suffix = name[name.rfind("."):].lower() if "." in parts[-1] else ""
+    if suffix == ".svg":
+        raise ValueError(
+            f"{name!r}: SVG images are not allowed (mail clients do not show them, and they "
+            "can carry scripts): export it as PNG")
+    if suffix not in MEDIA_SUFFIXES:
+        raise ValueError(
+            f"{name!r}: an image file must be PNG, JPEG, GIF or WebP "
+            "(.png, .jpg, .jpeg, .gif, .webp)")
+    return name
+
+
+MediaName = Annotated[str, AfterValidator(_media_name)]
+
+
+def url_in(value: str | dict[Lang, str], lang: Lang) -> str:
+    """The plain URL one language reads: the same for all, or that language's own."""
+    return value if isinstance(value, str) else value[lang]
 
 
 class _Strict(BaseModel):
@@ -150,14 +215,33 @@ class ListSection(_Section):
 
 
 class ImageSection(_Section):
-    """An image: absolute https URL, alt text in every language, its size, an optional link."""
+    """An image: a file under config/editions/media/ or an https URL, alt text in every
+    language, its size as shown, an optional link."""
 
     type: Literal["image"]
-    url: HttpsUrl
+    file: MediaName | None = Field(
+        default=None,
+        description="A PNG, JPEG, GIF or WebP file under config/editions/media/ (like "
+                    "photos/table-ronde.jpg): published with the edition, its size read "
+                    "from the file.")
+    url: HttpsUrls | None = Field(
+        default=None, description="An image already online (https://), instead of file.")
     alt: Localized
-    width: int = Field(ge=1, le=600)
-    height: int = Field(ge=1)
-    link: HttpsUrl | None = None
+    width: int | None = Field(
+        default=None, ge=1, le=600,
+        description="Width shown, in pixels (at most 600); with file, read from it.")
+    height: int | None = Field(
+        default=None, ge=1, description="Height shown, in pixels; with file, read from it.")
+    link: HttpsUrls | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImageSection:
+        if (self.file is None) == (self.url is None):
+            raise ValueError("give the image either file: (a file under "
+                             "config/editions/media/) or url: (https://...), one of them")
+        if self.file is None and (self.width is None or self.height is None):
+            raise ValueError("an image given by url needs its width and height in pixels")
+        return self
 
 
 class CtaSection(_Section):
@@ -166,9 +250,10 @@ class CtaSection(_Section):
     type: Literal["cta"]
     text: Localized | None = None
     label: Localized
-    url: LinkUrl | None = Field(
+    url: LinkUrls | None = Field(
         default=None,
-        description="https:// or mailto:; absent, a mailto: link to the club's From address.")
+        description="https:// or mailto:, or one per language; absent, a mailto: link to "
+                    "the club's From address.")
 
 
 Section = Annotated[

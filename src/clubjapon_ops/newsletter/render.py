@@ -29,6 +29,7 @@ from clubjapon_ops.newsletter.typography import (
     typeset_html,
     wrap_filter,
 )
+from clubjapon_ops.newsletter.urls import for_language
 
 TEMPLATES_DIR = Path("templates")
 HTML_TEMPLATE = "newsletter/email.html.j2"
@@ -218,6 +219,7 @@ class Renderer:
         """Everything the templates may use for one language (``web_page``: the archive's)."""
         if lang not in self.strings:
             raise ConfigError(f"{self.templates_dir / STRINGS_FILE}: no strings for {lang!r}")
+        edition = for_language(edition, lang)  # a URL given per language: this one's
         t = self.strings[lang]
         venue = edition.venue[lang]
         label = str(t["edition_label"]).format(

@@ -13,11 +13,13 @@ from email.utils import parseaddr
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.newsletter.audience import Conditions, Variant, edition_variant
 from clubjapon_ops.newsletter.content import (
+    EDITIONS_DIR,
     Edition,
     Lang,
     edition_path,
     load_edition,
 )
+from clubjapon_ops.newsletter.media import with_published_images
 from clubjapon_ops.newsletter.render import (
     TEMPLATES_DIR,
     Personaliser,
@@ -96,8 +98,16 @@ def make_renderer(settings: Settings) -> Renderer:
 
 
 def find_edition(settings: Settings, slug: str) -> Edition:
-    """Load an edition by slug; ConfigError names the file, field and line when invalid."""
-    return load_edition(edition_path(settings.root, slug))  # UnknownEdition is a ConfigError
+    """Load an edition by slug, its image files published; ConfigError names the file,
+    field and line when invalid."""
+    path = edition_path(settings.root, slug)  # UnknownEdition is a ConfigError
+    return with_published_images(settings.root, path, load_edition(path), settings.public_url)
+
+
+def publish_images(settings: Settings, edition: Edition) -> Edition:
+    """An edition loaded otherwise (the archive's), its image files published and linked."""
+    path = settings.root / EDITIONS_DIR / f"{edition.slug}.yaml"
+    return with_published_images(settings.root, path, edition, settings.public_url)
 
 
 def load_newsletter(

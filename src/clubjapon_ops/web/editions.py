@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, render_template, url_for
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.archive import published, published_edition
 from clubjapon_ops.newsletter.audience import edition_variant, variant_of
-from clubjapon_ops.newsletter.service import make_renderer
+from clubjapon_ops.newsletter.service import make_renderer, publish_images
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store.deliveries import sent_editions
 from clubjapon_ops.web.headers import ARCHIVE_CSP
@@ -76,6 +76,7 @@ def page(slug: str, lang: str) -> Any:
         edition, code = published_edition(settings.root, slug, lang, _sent())
         # Sections for part of the audience: the public sees what a reader on no list saw.
         public = edition_variant(edition, variant_of(edition, frozenset()))
+        public = publish_images(settings, public)  # its photos at PUBLIC_URL/media/
         html = make_renderer(settings).render_web_page(public, code)
     except ConfigError:  # UnknownEdition is one; a broken file is not found either
         return _not_found()
