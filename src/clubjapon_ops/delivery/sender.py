@@ -406,7 +406,7 @@ class CampaignSender:
 
     def _outgoing(self, row: ledger.Claimed) -> Outgoing:
         message = self.newsletter.personalise(row.contact,
-                                              self.audience.lists_of(row.contact.email))
+                                              self.audience.lists_of(row.contact.email), row.id)
         return Outgoing(id=row.id, envelope_to=row.contact.email, message=message,
                         edition=self.edition)
 

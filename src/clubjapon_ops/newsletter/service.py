@@ -19,6 +19,7 @@ from clubjapon_ops.newsletter.content import (
     edition_path,
     load_edition,
 )
+from clubjapon_ops.newsletter.links import LinkHref, LinkRewriter
 from clubjapon_ops.newsletter.render import (
     TEMPLATES_DIR,
     Personaliser,
@@ -26,6 +27,7 @@ from clubjapon_ops.newsletter.render import (
     RenderedLanguage,
     Renderer,
     render_edition,
+    slot_marker,
 )
 from clubjapon_ops.settings import Settings
 
@@ -57,12 +59,13 @@ class Newsletter:
     def __post_init__(self) -> None:
         self.conditions = Conditions(self.edition)
 
-    def personalise(self, contact: Contact,
-                    on_lists: frozenset[str] = frozenset()) -> PersonalMessage:
-        """The message for one contact, who is on these lists (keys; none when not given)."""
+    def personalise(self, contact: Contact, on_lists: frozenset[str] = frozenset(),
+                    row: int | None = None) -> PersonalMessage:
+        """The message for one contact, who is on these lists (keys; none when not given);
+        ``row``: their ledger row, which a consenting reader's links name."""
         if not self.conditions.rules:
-            return self.personaliser.personalise(contact)
-        return self.variant(self.conditions.variant(on_lists)).personalise(contact)
+            return self.personaliser.personalise(contact, row)
+        return self.variant(self.conditions.variant(on_lists)).personalise(contact, row)
 
     def variant(self, variant: Variant) -> Personaliser:
         """The personaliser of one variant, its languages rendered on first use."""
@@ -74,7 +77,8 @@ class Newsletter:
                     edition = edition_variant(self.edition, variant)
                     found = Personaliser(edition, render_edition(self.renderer, edition),
                                          self.renderer.strings,
-                                         self.personaliser.unsubscribe_url)
+                                         self.personaliser.unsubscribe_url,
+                                         self.personaliser.reader_part)
                     self._variants[variant] = found
         return found
 
@@ -103,13 +107,22 @@ def load_newsletter(
     settings: Settings,
     slug: str,
     unsubscribe_url: Callable[[Contact], str] | None = None,
+    links: LinkHref | None = None,
+    reader_part: Callable[[Contact, int], str] | None = None,
 ) -> Newsletter:
-    """Load and render an edition by slug; ConfigError names what is wrong."""
+    """Load and render an edition by slug; ConfigError names what is wrong.
+
+    ``links``: the redirect URL of each link (a send); ``reader_part``: what a consenting
+    reader's links add (consent mode). Without them links go straight to their target.
+    """
     edition = find_edition(settings, slug)
     renderer = make_renderer(settings)
+    if links is not None:
+        renderer.links = LinkRewriter(edition, links,
+                                      slot_marker("reader") if reader_part else "")
     rendered = render_edition(renderer, edition)
     personaliser = Personaliser(
         edition, rendered, renderer.strings,
-        unsubscribe_url or placeholder_unsubscribe_url(settings),
+        unsubscribe_url or placeholder_unsubscribe_url(settings), reader_part,
     )
     return Newsletter(edition, renderer, rendered, personaliser)
