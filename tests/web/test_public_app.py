@@ -16,7 +16,7 @@ def test_the_public_app_has_only_its_routes(public: FlaskClient) -> None:
         ("/unsubscribe/<token>", "GET"), ("/unsubscribe/<token>", "POST"),
         ("/events/brevo", "POST"), ("/events/brevo/<token>", "POST"),
         ("/events/sendgrid", "POST"), ("/healthz", "GET"),
-        ("/editions/", "GET"), ("/editions/<slug>/<lang>", "GET"),
+        ("/editions/", "GET"), ("/editions/<slug>/<lang>", "GET"), ("/r/<path:token>", "GET"),
     }
 
 
