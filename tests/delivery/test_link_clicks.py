@@ -7,6 +7,9 @@ A real send (outbox) on both store engines, then the real public app served by w
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -275,3 +278,37 @@ def test_the_counter_writes_by_itself(
     while not clicks(send_store) and time.monotonic() < deadline:
         time.sleep(0.05)  # polling what the thread writes, not waiting for it to be done
     assert [(r[2], r[3]) for r in clicks(send_store)] == [(1, 0)]
+
+
+def test_report_shows_each_link_with_its_clicks_by_language_scanners_apart(
+    home: Path, send_store: Store
+) -> None:
+    settings, messages = send(
+        home, send_store, consent={READERS[0]: "yes"},
+        CLUBJAPON_LINK_TRACKING="consent", CLUBJAPON_TRACKING_CONSENT_FIELD="Consent")
+    agreed = click_links(messages[READERS[0]])[0]
+    english = click_links(messages[READERS[1]])[0]
+    app = create_app(settings, lambda: send_store)
+    with served(app) as base:
+        assert fetch(local(base, agreed[1]), forwarded="a")[0] == 302
+        assert fetch(local(base, english[1]), forwarded="b")[0] == 302
+        assert fetch(local(base, english[1]), forwarded="c")[0] == 302
+        assert fetch(local(base, english[0]), agent="Mimecast URL checker")[0] == 302
+    click_counter(app).flush(final=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUBJAPON_")}
+    env.update({"CLUBJAPON_HOME": str(home), "CLUBJAPON_SECRET": "x" * 20})
+    page = home / "report.html"
+    result = subprocess.run([sys.executable, "-m", "clubjapon_ops", "report", SLUG,
+                             "--html", str(page)], env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = {tuple(line.split()[-5:]) for line in result.stdout.splitlines()}
+    # (language, clicks, scanners, readers who agreed) of the button and the image link.
+    assert ("fr", "1", "0", "1") in {r[1:] for r in rows if len(r) == 5}
+    assert ("en", "2", "0", "0") in {r[1:] for r in rows if len(r) == 5}
+    assert ("en", "0", "1", "0") in {r[1:] for r in rows if len(r) == 5}
+    assert "S'inscrire" in result.stdout and "Register" in result.stdout
+    assert PHOTOS_URL in result.stdout
+    html = page.read_text(encoding="utf-8")
+    assert "Clicks on each link, by language" in html and PHOTOS_URL in html
+    assert READERS[0] not in result.stdout and READERS[0] not in html
