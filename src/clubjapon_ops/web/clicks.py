@@ -80,6 +80,35 @@ def is_scanner_agent(agent: str) -> bool:
     return bool(_SCANNER_AGENTS.search(agent))
 
 
+def _scanner_clicks(clicks: list[_Click]) -> set[int]:
+    """The clicks (by id) of a client that followed another link of the same edition within
+    SCANNER_WINDOW_S before or after: what a gateway opening every link does, not a reader.
+
+    Linear after a sort: for each click, the latest click of another link before it (and the
+    earliest after it) is the nearest one that can prove it.
+    """
+    groups: dict[tuple[bytes, str], list[_Click]] = {}
+    for click in clicks:
+        groups.setdefault((click.client, click.link.edition), []).append(click)
+    found: set[int] = set()
+    for group in groups.values():
+        if len({c.link.id for c in group}) < 2:
+            continue
+        group.sort(key=lambda c: c.at)
+        for ordered in (group, group[::-1]):
+            # The last two distinct links seen, most recent first: (link id, time).
+            first: tuple[str, float] | None = None
+            second: tuple[str, float] | None = None
+            for click in ordered:
+                other = (first if first and first[0] != click.link.id else second)
+                if other is not None and abs(click.at - other[1]) <= SCANNER_WINDOW_S:
+                    found.add(id(click))
+                if first is None or first[0] != click.link.id:
+                    second = first
+                first = (click.link.id, click.at)
+    return found
+
+
 class LinkBook:
     """The stored links, read once and kept: a click needs no query, a down store no answer."""
 
@@ -114,6 +143,7 @@ class ClickCounter:
                                if settings.link_tracking == "consent" else None)
         self._lock = threading.Lock()
         self._recent: deque[_Click] = deque()
+        self._past: deque[_Click] = deque()  # counted already, kept for their neighbours
         # Counted but not written yet (the store was down): (link id, day) -> readers, scanners
         self._unwritten: Counter[tuple[str, str, bool]] = Counter()
         # (row, link id, day) -> the click and the link's edition: one event per reader,
@@ -144,15 +174,17 @@ class ClickCounter:
         now = time.monotonic()
         with self._lock:
             ready = [c for c in self._recent if final or now - c.at >= SCANNER_WINDOW_S]
-            # Clicks of the window, still waiting: a later one can prove an earlier a scanner.
-            window = list(self._recent)
             for _ in ready:
                 self._recent.popleft()
+            # The clicks around the ready ones: those still waiting (a later click can prove
+            # an earlier one a scanner's) and those counted within the last window.
+            while self._past and now - self._past[0].at > 2 * SCANNER_WINDOW_S:
+                self._past.popleft()
+            window = [*self._past, *ready, *self._recent]
+            self._past.extend(ready)
+        scanners = _scanner_clicks(window)
         for click in ready:
-            near = {c.link.id for c in window
-                    if c.client == click.client and c.link.edition == click.link.edition
-                    and abs(c.at - click.at) <= SCANNER_WINDOW_S}
-            scanner = click.announced or len(near) > 1
+            scanner = click.announced or id(click) in scanners
             day = datetime.fromtimestamp(time.time() - (now - click.at), UTC).date().isoformat()
             self._unwritten[(click.link.id, day, scanner)] += 1
             if click.row is not None and not scanner and self._consent_field:
