@@ -10,16 +10,15 @@ memory, only to tell a link scanner from a reader.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import re
-import secrets
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -57,7 +56,6 @@ _SCANNER_AGENTS = re.compile(
     r"bot\b|crawler|spider|scanner|preview|barracuda|proofpoint|mimecast|safelinks|"
     r"urldefense|symantec|forcepoint|trend ?micro|fortiguard|sophos|checkpoint|"
     r"curl/|wget/|python-requests|go-http-client|headlesschrome|linkcheck", re.I)
-_SALT = secrets.token_bytes(16)  # per process: the client key means nothing elsewhere
 
 
 def _not_found() -> Response:
@@ -69,10 +67,15 @@ def _not_found() -> Response:
 @dataclass(frozen=True)
 class _Click:
     at: float
-    client: bytes
+    client: int
     link: StoredLink
     row: int | None
     announced: bool  # the user agent says it is a scanner
+
+
+@lru_cache(maxsize=1024)
+def _announced(agent: str) -> bool:
+    return is_scanner_agent(agent)
 
 
 def is_scanner_agent(agent: str) -> bool:
@@ -87,7 +90,7 @@ def _scanner_clicks(clicks: list[_Click]) -> set[int]:
     Linear after a sort: for each click, the latest click of another link before it (and the
     earliest after it) is the nearest one that can prove it.
     """
-    groups: dict[tuple[bytes, str], list[_Click]] = {}
+    groups: dict[tuple[int, str], list[_Click]] = {}
     for click in clicks:
         groups.setdefault((click.client, click.link.edition), []).append(click)
     found: set[int] = set()
@@ -152,7 +155,7 @@ class ClickCounter:
         self._thread: threading.Thread | None = None
         self._flushing = threading.Lock()  # one writer at a time: the thread, exit, a test
 
-    def add(self, link: StoredLink, row: int | None, client: bytes, announced: bool) -> None:
+    def add(self, link: StoredLink, row: int | None, client: int, announced: bool) -> None:
         """Note one click; it is classified and written later, off the request."""
         with self._lock:
             self._recent.append(_Click(time.monotonic(), client, link, row, announced))
@@ -228,19 +231,18 @@ class ClickCounter:
             raise
 
 
+@lru_cache(maxsize=4096)
 def location(url: str) -> str:
     """The URL as a Location header carries it: what is not ASCII, spaces and quotes
     percent-encoded (as a browser does following the link), what is already escaped kept."""
     return quote(url, safe="!#$%&'()*+,/:;=?@[]~")
 
 
-def _client_key() -> bytes:
-    """Who asks, as a salted hash kept in memory only: their address (behind nginx, the one
-    nginx saw: `web` trusts its X-Forwarded-For from loopback) and their user agent."""
-    address = request.remote_addr or ""
-    agent = request.headers.get("User-Agent", "")
-    return hashlib.blake2b(f"{address}\n{agent}".encode(), key=_SALT,
-                           digest_size=16).digest()
+def _client_key(agent: str) -> int:
+    """Who asks, as a hash kept in memory only (Python's, salted per process): their address
+    (behind nginx, the one nginx saw: `web` trusts its X-Forwarded-For from loopback) and
+    their user agent."""
+    return hash((request.remote_addr or "", agent))
 
 
 def _parts(app: Flask) -> tuple[ClickSigner | None, LinkBook, ClickCounter]:
@@ -282,7 +284,7 @@ def follow(token: str) -> Any:
         return _not_found()
     if request.method == "GET":
         agent = request.headers.get("User-Agent", "")
-        counter.add(link, read.row, _client_key(), is_scanner_agent(agent))
+        counter.add(link, read.row, _client_key(agent), _announced(agent))
     return Response(status=302, headers={"Location": location(link.url),
                                          "Cache-Control": "no-store",
                                          "Referrer-Policy": "no-referrer"})
