@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from clubjapon_ops import jobs
-from clubjapon_ops.errors import StoreError
+from clubjapon_ops.errors import ConfigError, StoreError
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.schema import events, link_clicks
@@ -312,3 +312,11 @@ def test_report_shows_each_link_with_its_clicks_by_language_scanners_apart(
     html = page.read_text(encoding="utf-8")
     assert "Clicks on each link, by language" in html and PHOTOS_URL in html
     assert READERS[0] not in result.stdout and READERS[0] not in html
+
+
+def test_consent_mode_without_its_field_stops_before_anything_is_sent(
+    home: Path, send_store: Store
+) -> None:
+    with pytest.raises(ConfigError, match="CLUBJAPON_TRACKING_CONSENT_FIELD"):
+        send(home, send_store, CLUBJAPON_LINK_TRACKING="consent")
+    assert not (home / "var" / "outbox").exists()

@@ -55,6 +55,11 @@ def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
     redirect unless CLUBJAPON_LINK_TRACKING=off."""
     require_postal_address(settings)  # before anything is planned or rendered
     slug = resolve_edition(settings.root, edition)  # tokens sign the slug, never a spelling
+    if settings.link_tracking == "consent" and not settings.tracking_consent_field:
+        raise ConfigError(
+            "CLUBJAPON_LINK_TRACKING is consent but CLUBJAPON_TRACKING_CONSENT_FIELD is not "
+            "set: name the CRM field that says a reader agreed, or set "
+            "CLUBJAPON_LINK_TRACKING=aggregate")
     key = signing_key(settings)
     signer = TokenSigner(key)
     clicks = ClickSigner(key)
