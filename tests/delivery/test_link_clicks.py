@@ -320,3 +320,20 @@ def test_consent_mode_without_its_field_stops_before_anything_is_sent(
     with pytest.raises(ConfigError, match="CLUBJAPON_TRACKING_CONSENT_FIELD"):
         send(home, send_store, CLUBJAPON_LINK_TRACKING="consent")
     assert not (home / "var" / "outbox").exists()
+
+
+def test_a_store_that_is_down_from_the_start_still_redirects_from_the_edition_files(
+    home: Path, sent: tuple[Settings, dict[str, Any]]
+) -> None:
+    def down() -> Store:
+        raise StoreError("the database is down")
+
+    app = create_app(sent[0], down)
+    photos, odd = click_links(sent[1][READERS[2]])[0]
+    with served(app) as base:
+        status, headers = fetch(local(base, photos))
+        assert (status, headers["Location"]) == (302, PHOTOS_URL)
+        status, headers = fetch(local(base, odd))
+        assert status == 302 and unquote(headers["Location"]) == ODD_URL
+        token = odd.rsplit("/", 1)[1]
+        assert fetch(f"{base}/r/{token[:-1]}x")[0] == 404

@@ -24,9 +24,10 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from clubjapon_ops.delivery.clicks import ClickSigner, ClickToken
+from clubjapon_ops.delivery.clicks import ClickSigner, ClickToken, stored_links
 from clubjapon_ops.delivery.tokens import signing_key
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.newsletter.content import edition_path, list_editions, load_edition
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.store.clicks import (
@@ -115,8 +116,11 @@ def _scanner_clicks(clicks: list[_Click]) -> set[int]:
 class LinkBook:
     """The stored links, read once and kept: a click needs no query, a down store no answer."""
 
-    def __init__(self, store_factory: Callable[[], Store]) -> None:
+    def __init__(self, store_factory: Callable[[], Store],
+                 from_files: Callable[[], dict[str, StoredLink]] | None = None) -> None:
         self._factory = store_factory
+        # Where links come from when the store cannot say: the edition files still here.
+        self._from_files = from_files
         self._links: dict[str, StoredLink] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
@@ -134,6 +138,8 @@ class LinkBook:
                         self._links = all_links(conn)
                 except Exception as exc:  # a store that is down: what we know still goes
                     log.warning("links not read from the database (%s)", type(exc).__name__)
+                    if self._from_files is not None:
+                        self._links = {**self._from_files(), **self._links}
         return self._links.get(link_id)
 
 
@@ -238,6 +244,19 @@ def location(url: str) -> str:
     return quote(url, safe="!#$%&'()*+,/:;=?@[]~")
 
 
+def links_from_files(settings: Settings, signer: ClickSigner) -> dict[str, StoredLink]:
+    """The links of every ready edition file, by id: what a send would have stored."""
+    found: dict[str, StoredLink] = {}
+    for slug in list_editions(settings.root):
+        try:
+            edition = load_edition(edition_path(settings.root, slug))
+        except Exception:  # a file that no longer loads: its links are the store's alone
+            continue
+        if not edition.is_draft:
+            found.update((link.id, link) for link in stored_links(signer, edition))
+    return found
+
+
 def _client_key(agent: str) -> int:
     """Who asks, as a hash kept in memory only (Python's, salted per process): their address
     (behind nginx, the one nginx saw: `web` trusts its X-Forwarded-For from loopback) and
@@ -256,7 +275,8 @@ def _parts(app: Flask) -> tuple[ClickSigner | None, LinkBook, ClickCounter]:
             log.error("click links not checked: %s", exc)
             signer = None
         counter = ClickCounter(factory, settings)
-        found = (signer, LinkBook(factory), counter)
+        files = (lambda: links_from_files(settings, signer)) if signer is not None else None
+        found = (signer, LinkBook(factory, files), counter)
         app.extensions["clubjapon_clicks"] = found
         atexit.register(_flush_at_exit, counter)
     return found
