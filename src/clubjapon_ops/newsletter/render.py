@@ -40,18 +40,19 @@ STRINGS_FILE = Path("newsletter") / "strings.yaml"
 # and css-inline untouched, and mark where a contact's values go.
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _SLOT = re.compile(f"{_OPEN}([a-z_]+){_CLOSE}")
+# "reader": what a consenting reader's links carry after their token (newsletter/links.py).
 SLOTS = ("greeting", "email", "unsubscribe_url", "reader")
-
-
-def slot_marker(name: str) -> str:
-    """Where a contact's value goes in a rendered part (a name of SLOTS)."""
-    return f"{_OPEN}{name}{_CLOSE}"
 _QUOTES = {"fr": ("« ", " »"), "en": ("“", "”"), "ja": ("「", "」")}
 _COLON = {"fr": " : ", "en": ": ", "ja": "："}
 _LIST_SEP = {"fr": ", ", "en": ", ", "ja": "、"}
 _PARENS = {"fr": ("(", ")"), "en": ("(", ")"), "ja": ("（", "）")}
 # Between a sentence and what follows it (a link, an address): Japanese puts no space.
 _SPACE = {"fr": " ", "en": " ", "ja": ""}
+
+
+def slot_marker(name: str) -> str:
+    """Where a contact's value goes in a rendered part (a name of SLOTS)."""
+    return f"{_OPEN}{name}{_CLOSE}"
 
 
 # Base64 turns 57 bytes into one 76-character line. HTML segments are padded with spaces
@@ -245,7 +246,7 @@ class Renderer:
             "lang": lang,
             "t": t,
             "L": lambda texts: texts[lang],
-            "slot": lambda name: f"{_OPEN}{name}{_CLOSE}",
+            "slot": slot_marker,
             "edition_label": label,
             "cta_url": lambda section: section.url or mailto,
             "tracked": lambda section, url: (
