@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +140,23 @@ def normalise_flag(value: Any, label: str) -> bool:
     if key in _FALSE:
         return False
     raise InvalidContact(f"{label} is not a yes/no value: {str(value)[:20]!r}")
+
+
+def consents(attributes: Mapping[str, Any], field_name: str | None) -> bool:
+    """Whether the CRM field ``field_name`` (any case) says yes (yes, oui, true, 1...).
+
+    Read like the opt-out: an empty, missing or unreadable value is no, never a guess.
+    """
+    if not field_name:
+        return False
+    wanted = field_name.strip().lower()
+    for key, value in attributes.items():
+        if str(key).strip().lower() == wanted:
+            try:
+                return normalise_flag(value, field_name)
+            except InvalidContact:
+                return False
+    return False
 
 
 def parse_timestamp(value: Any, label: str) -> datetime | None:

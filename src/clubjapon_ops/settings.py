@@ -327,6 +327,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("secret", "CLUBJAPON_SECRET", _own_secret, "",
          f"a random string of at least {MIN_SECRET} characters",
          "key that signs unsubscribe tokens; 'web' refuses to start without it", secret=True),
+    Spec("link_tracking", "CLUBJAPON_LINK_TRACKING", _choice("aggregate", "consent", "off"),
+         "aggregate", "aggregate | consent | off",
+         "links of a sent edition go through PUBLIC_URL/r/...: aggregate counts clicks per "
+         "link, language and day and nobody's; consent also per reader who agreed; off: "
+         "links go straight to their target (docs/marketing.md)"),
+    Spec("tracking_consent_field", "CLUBJAPON_TRACKING_CONSENT_FIELD", _optional, "",
+         "a CRM field name: CSV column, HubSpot property or Brevo attribute",
+         "the contact field whose yes (yes, oui, true, 1) says the reader agreed to "
+         "per-reader click measurement; read only when CLUBJAPON_LINK_TRACKING=consent"),
     Spec("send_rate", "CLUBJAPON_SEND_RATE", _non_negative_float, "0",
          "messages per second, a number >= 0 (0 = unlimited)",
          "sending rate limit (a token bucket; shared by every send on one PostgreSQL store)"),
@@ -490,6 +499,8 @@ class Settings:
     bounce_imap_security: str
     bounce_imap_delete: bool
     bounce_imap_deadline: float
+    link_tracking: str = "aggregate"
+    tracking_consent_field: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     # attr -> the raw TOML value that .env or the environment overrides with a different one
     shadowed: Mapping[str, str] = field(default_factory=dict, compare=False)

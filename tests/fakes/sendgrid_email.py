@@ -16,6 +16,7 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from tests.fakes.server import PASS, FakeApi, Reply, Request
 
@@ -45,6 +46,7 @@ class FakeSendGridEmail(FakeApi):
         self.api_key = api_key
         self.delivered: list[Delivered] = []
         self.accepted = 0  # requests taken (202)
+        self.bodies: list[dict[str, Any]] = []  # the requests taken, as sent
         self.after_taking: list[Reply] = []
         self._ids = itertools.count(1)
 
@@ -107,6 +109,7 @@ class FakeSendGridEmail(FakeApi):
                     self.delivered.append(Delivered(str(to.get("email")),
                                                     str(body.get("subject", "")), message_id))
             self.accepted += 1
+            self.bodies.append(body)
             if self.after_taking:
                 return self.after_taking.pop(0)
         return Reply(202, raw=b"", headers={"X-Message-Id": message_id})

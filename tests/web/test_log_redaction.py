@@ -40,6 +40,8 @@ def test_a_failing_request_is_logged_without_its_token(
     ("POST /events/brevo/s3cr3t?x=1 HTTP/1.1", "POST /events/brevo/[redacted]?x=1 HTTP/1.1"),
     ("GET /events/brevo HTTP/1.1", "GET /events/brevo HTTP/1.1"),
     ("GET /healthz", "GET /healthz"),
+    ("Exception while serving /r/lgWegp-JBc-H2Z4c.a-bcdefghijklm",
+     "serving /r/[redacted]"),
 ])
 def test_paths_with_a_token_are_redacted(line: str, shown: str) -> None:
     assert shown in redact_paths(line)

@@ -18,6 +18,7 @@ def test_the_public_app_has_only_its_routes(public: FlaskClient) -> None:
         ("/events/sendgrid", "POST"), ("/healthz", "GET"),
         ("/editions/", "GET"), ("/editions/<slug>/<lang>", "GET"),
         ("/media/<name>", "GET"),
+        ("/r/<path:token>", "GET"),
     }
 
 

@@ -33,7 +33,8 @@ def edition_for_reading(app: App, name: str) -> str:
               help="Also write a self-contained HTML page with charts to this file.")
 @click.pass_obj
 def report(app: App, edition: str, html_path: Path | None) -> int:
-    """Show how an edition did: states, languages, deliveries, bounces, opens, clicks.
+    """Show how an edition did: states, languages, deliveries, bounces, opens, clicks,
+    and the clicks on each of its links.
 
     \b
     Examples:
@@ -48,6 +49,10 @@ def report(app: App, edition: str, html_path: Path | None) -> int:
                                   mailbox ('clubjapon-ops bounces'), and the
                                   5xx refusals of the SMTP server while sending
                                   ("refused (SMTP)", with the server's words)
+      clicks on each link         our redirect (CLUBJAPON_PUBLIC_URL/r/), per
+                                  link, language and day, scanners apart;
+                                  per reader only for readers who agreed
+                                  (CLUBJAPON_LINK_TRACKING=consent)
     """
     figures = build_report(app.store, edition_for_reading(app, edition))
     click.echo(render_text(figures), nl=False)

@@ -410,7 +410,8 @@ def unsubscribe(app: App, email: str, reason: str, anyway: bool) -> int:
 @click.pass_obj
 def web(app: App, host: str, port: int, threads: int, connection_limit: int,
         channel_timeout: int) -> int:
-    """Serve the public web app: unsubscribe pages (one-click), provider webhooks, /healthz.
+    """Serve the public web app: unsubscribe pages (one-click), provider webhooks, /healthz,
+    the public archive, and the link redirects of sent editions (/r/TOKEN, counted per link).
 
     Put it behind the reverse proxy that serves CLUBJAPON_PUBLIC_URL (deploy/nginx.conf).
     It answers only to that URL's host, loopback names and --host (any other Host: 421).

@@ -323,6 +323,9 @@ def hubspot_source(settings: Settings) -> HubSpotSource:
     )
     return HubSpotSource(
         client,
-        extra_properties=settings.hubspot_extra_properties,
+        # The consent field is read like any kept property, and synced with the contact.
+        extra_properties=(*settings.hubspot_extra_properties,
+                          *([settings.tracking_consent_field.lower()]
+                            if settings.tracking_consent_field else [])),
         full_sync_every=timedelta(days=settings.hubspot_full_sync_days),
     )

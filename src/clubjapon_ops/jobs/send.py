@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from clubjapon_ops.delivery.clicks import ClickSigner, link_href, reader_part, stored_links
 from clubjapon_ops.delivery.newsletter_check import check_newsletter
 from clubjapon_ops.delivery.sender import CampaignSender, SendReport, Waiting
 from clubjapon_ops.delivery.tokens import TokenSigner, signing_key, unsubscribe_url
@@ -21,6 +22,7 @@ from clubjapon_ops.newsletter.lint import Problem
 from clubjapon_ops.newsletter.service import Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
+from clubjapon_ops.store.clicks import remember_links
 from clubjapon_ops.store.lock import send_lock
 
 log = logging.getLogger(__name__)
@@ -49,14 +51,36 @@ def require_postal_address(settings: Settings) -> None:
 
 
 def newsletter_for_sending(settings: Settings, edition: str) -> Newsletter:
-    """Load the edition with real, signed unsubscribe links."""
+    """Load the edition with real, signed unsubscribe links, and its links through the click
+    redirect unless CLUBJAPON_LINK_TRACKING=off."""
     require_postal_address(settings)  # before anything is planned or rendered
     slug = resolve_edition(settings.root, edition)  # tokens sign the slug, never a spelling
-    signer = TokenSigner(signing_key(settings))
+    if settings.link_tracking == "consent" and not settings.tracking_consent_field:
+        raise ConfigError(
+            "CLUBJAPON_LINK_TRACKING is consent but CLUBJAPON_TRACKING_CONSENT_FIELD is not "
+            "set: name the CRM field that says a reader agreed, or set "
+            "CLUBJAPON_LINK_TRACKING=aggregate")
+    key = signing_key(settings)
+    signer = TokenSigner(key)
+    clicks = ClickSigner(key)
+    tracking = settings.link_tracking != "off"
     return load_newsletter(
         settings, slug,
         lambda c, row: unsubscribe_url(settings, signer, row, c.language),
+        links=link_href(settings, clicks) if tracking else None,
+        reader_part=reader_part(settings, clicks) if settings.link_tracking == "consent"
+        else None,
     )
+
+
+def remember_edition_links(settings: Settings, store: Store, newsletter: Newsletter) -> None:
+    """Keep the links of an edition sent with click redirects: they redirect from the store
+    even once the edition file is gone."""
+    if newsletter.renderer.links is None:
+        return
+    links = stored_links(ClickSigner(signing_key(settings)), newsletter.edition)
+    with store.transaction() as conn:
+        remember_links(conn, links)
 
 
 def refuse_draft(newsletter: Newsletter) -> None:
@@ -134,6 +158,7 @@ def send_campaign(
             if isinstance(transport, Reachable):
                 # One session before planning: a wrong host or port stops here, at once.
                 transport.check()
+            remember_edition_links(settings, store, newsletter)
             report = sender.prepare(resend_unknown=options.resend_unknown, now=options.now)
             return sender.run(report, limit=options.limit)
         finally:

@@ -22,6 +22,7 @@ from markupsafe import escape
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ConfigError
+from clubjapon_ops.newsletter.links import LinkRewriter
 from clubjapon_ops.newsletter.model import Edition, Lang, QuoteSection
 from clubjapon_ops.newsletter.typography import (
     heading_filter,
@@ -40,13 +41,19 @@ STRINGS_FILE = Path("newsletter") / "strings.yaml"
 # and css-inline untouched, and mark where a contact's values go.
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _SLOT = re.compile(f"{_OPEN}([a-z_]+){_CLOSE}")
-SLOTS = ("greeting", "email", "unsubscribe_url")
+# "reader": what a consenting reader's links carry after their token (newsletter/links.py).
+SLOTS = ("greeting", "email", "unsubscribe_url", "reader")
 _QUOTES = {"fr": ("« ", " »"), "en": ("“", "”"), "ja": ("「", "」")}
 _COLON = {"fr": " : ", "en": ": ", "ja": "："}
 _LIST_SEP = {"fr": ", ", "en": ", ", "ja": "、"}
 _PARENS = {"fr": ("(", ")"), "en": ("(", ")"), "ja": ("（", "）")}
 # Between a sentence and what follows it (a link, an address): Japanese puts no space.
 _SPACE = {"fr": " ", "en": " ", "ja": ""}
+
+
+def slot_marker(name: str) -> str:
+    """Where a contact's value goes in a rendered part (a name of SLOTS)."""
+    return f"{_OPEN}{name}{_CLOSE}"
 
 
 # Base64 turns 57 bytes into one 76-character line. HTML segments are padded with spaces
@@ -214,6 +221,9 @@ class Renderer:
         self.text_env = _environment(templates_dir, autoescape=False)
         self.strings = load_strings(templates_dir)
         self.inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        # Set for a send: links go through the click redirect (newsletter/links.py). Never
+        # for previews, test copies or the public archive, whose links go straight.
+        self.links: LinkRewriter | None = None
 
     def context(self, edition: Edition, lang: Lang, *, web_page: bool = False) -> dict[str, Any]:
         """Everything the templates may use for one language (``web_page``: the archive's)."""
@@ -238,9 +248,11 @@ class Renderer:
             "lang": lang,
             "t": t,
             "L": lambda texts: texts[lang],
-            "slot": lambda name: f"{_OPEN}{name}{_CLOSE}",
+            "slot": slot_marker,
             "edition_label": label,
             "cta_url": lambda section: section.url or mailto,
+            "tracked": lambda section, url: (
+                url if web_page or self.links is None else self.links(section, url, lang)),
             "list_sep": _LIST_SEP[lang],
             "public_url": self.public_url,
             "open_quote": open_quote,
@@ -269,7 +281,7 @@ class Renderer:
         anonymous = str(escape(typeset(self.strings[lang]["greeting_anonymous"], lang)))
         # The template still marks the greeting slot; any other slot gets nothing.
         return Compiled.split(self._finish(html, lang)).fill(
-            {"greeting": anonymous, "email": "", "unsubscribe_url": ""})
+            {"greeting": anonymous, "email": "", "unsubscribe_url": "", "reader": ""})
 
     def _finish(self, html: str, lang: Lang) -> str:
         """A rendered HTML part as it goes out: CSS inlined, the charset first in <head>,
@@ -390,8 +402,11 @@ class Personaliser:
         rendered: Mapping[Lang, RenderedLanguage],
         strings: Mapping[str, Mapping[str, Any]],
         unsubscribe_url: UnsubscribeLink,
+        reader_part: Callable[[Contact, int], str] | None = None,
     ) -> None:
         self.edition = edition
+        # What a reader's links carry after their token, given their ledger row (consent).
+        self.reader_part = reader_part
         self.rendered = rendered
         # The greetings' words are typeset once per language here, not per contact.
         self.strings = {lang: _typeset_greetings(s, lang) for lang, s in strings.items()}
@@ -412,6 +427,8 @@ class Personaliser:
             "greeting": greeting(self.strings[lang], contact, lang),
             "email": contact.email,
             "unsubscribe_url": url,
+            "reader": (self.reader_part(contact, row)
+                       if self.reader_part is not None and row is not None else ""),
         }
         return PersonalMessage(
             email=contact.email,

@@ -20,6 +20,7 @@ from clubjapon_ops.newsletter.content import (
     load_edition,
 )
 from clubjapon_ops.newsletter.media import with_published_images
+from clubjapon_ops.newsletter.links import LinkHref, LinkRewriter
 from clubjapon_ops.newsletter.render import (
     TEMPLATES_DIR,
     Personaliser,
@@ -28,6 +29,7 @@ from clubjapon_ops.newsletter.render import (
     Renderer,
     UnsubscribeLink,
     render_edition,
+    slot_marker,
 )
 from clubjapon_ops.settings import Settings
 
@@ -77,7 +79,8 @@ class Newsletter:
                     edition = edition_variant(self.edition, variant)
                     found = Personaliser(edition, render_edition(self.renderer, edition),
                                          self.renderer.strings,
-                                         self.personaliser.unsubscribe_url)
+                                         self.personaliser.unsubscribe_url,
+                                         self.personaliser.reader_part)
                     self._variants[variant] = found
         return found
 
@@ -114,13 +117,22 @@ def load_newsletter(
     settings: Settings,
     slug: str,
     unsubscribe_url: UnsubscribeLink | None = None,
+    links: LinkHref | None = None,
+    reader_part: Callable[[Contact, int], str] | None = None,
 ) -> Newsletter:
-    """Load and render an edition by slug; ConfigError names what is wrong."""
+    """Load and render an edition by slug; ConfigError names what is wrong.
+
+    ``links``: the redirect URL of each link (a send); ``reader_part``: what a consenting
+    reader's links add (consent mode). Without them links go straight to their target.
+    """
     edition = find_edition(settings, slug)
     renderer = make_renderer(settings)
+    if links is not None:
+        renderer.links = LinkRewriter(edition, links,
+                                      slot_marker("reader") if reader_part else "")
     rendered = render_edition(renderer, edition)
     personaliser = Personaliser(
         edition, rendered, renderer.strings,
-        unsubscribe_url or placeholder_unsubscribe_url(settings),
+        unsubscribe_url or placeholder_unsubscribe_url(settings), reader_part,
     )
     return Newsletter(edition, renderer, rendered, personaliser)

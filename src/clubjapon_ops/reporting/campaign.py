@@ -10,6 +10,7 @@ from clubjapon_ops.events import types as t
 from clubjapon_ops.store import Store
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store import reporting as q
+from clubjapon_ops.store.clicks import LinkLine, link_report
 from clubjapon_ops.store.lists import ListLine, list_report
 from clubjapon_ops.store.suppressions import suppressed_recipients
 
@@ -32,6 +33,9 @@ class CampaignReport:
     sent_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
     delivered_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
     by_list: list[ListLine] = field(default_factory=list)  # the lists its readers are on
+    # Each link per language: clicks counted at /r/ (readers, scanners apart), and how many
+    # readers who agreed to be measured clicked it.
+    links: list[LinkLine] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -83,4 +87,5 @@ def build_report(store: Store, edition: str) -> CampaignReport:
             sent_per_hour=per_hour(q.sent_times(conn, edition)),
             delivered_per_hour=per_hour(q.event_times(conn, edition, t.DELIVERED)),
             by_list=list_report(conn, edition),
+            links=link_report(conn, edition),
         )

@@ -17,7 +17,7 @@ from pygal.style import Style
 
 from clubjapon_ops.events import types as t
 from clubjapon_ops.reporting.campaign import CampaignReport
-from clubjapon_ops.reporting.text import ENGAGEMENT, by_list_figures
+from clubjapon_ops.reporting.text import ENGAGEMENT, LINK_HEADER, by_list_figures, link_rows
 from clubjapon_ops.store import deliveries as ledger
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -150,6 +150,7 @@ def render_html(report: CampaignReport) -> str:
         _row([kind, reason, str(n)]) for kind, reason, n in report.failures]
     by_list = [_row(["list", "planned", "sent", "bounced", "unsubscribed", "left"], "th")] + [
         _row([line.name, *(str(n) for n in by_list_figures(line))]) for line in report.by_list]
+    links = [_row(LINK_HEADER, "th")] + [_row(row) for row in link_rows(report)]
     suppressed = [_row(["source", "recipients"], "th")] + [
         _row([source, str(n)]) for source, n in sorted(report.suppressed.items())]
     title = f"Campaign report: {report.edition}"
@@ -169,7 +170,8 @@ body {{ font-family: {_FONT}; margin: 2rem auto; max-width: 1000px; padding: 0 1
 .key b {{ display: block; font-size: 1.5rem; }}
 .key .nr b {{ font-size: .9rem; font-weight: normal; color: #6b6b6b; max-width: 9rem; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }}
-td, th {{ border-bottom: 1px solid #eee; padding: .3rem .8rem; text-align: left; }}
+td, th {{ border-bottom: 1px solid #eee; padding: .3rem .8rem; text-align: left;
+          overflow-wrap: anywhere; }}
 svg {{ display: block; width: 100%; height: auto; margin: 1.5rem 0; }}
 </style></head><body>
 <h1>{escape(title)}</h1>
@@ -179,6 +181,8 @@ svg {{ display: block; width: 100%; height: auto; margin: 1.5rem 0; }}
 <table>{"".join(table)}</table>
 {"<h2>Recipients by list</h2><table>" + "".join(by_list) + "</table>"
  if report.by_list else ""}
+{"<h2>Clicks on each link, by language</h2><table>" + "".join(links) + "</table>"
+ if report.links else ""}
 {"<h2>Bounces and complaints</h2><table>" + "".join(failures) + "</table>"
  if report.failures else ""}
 {"<h2>Recipients suppressed since, by source</h2><table>" + "".join(suppressed) + "</table>"
@@ -187,6 +191,9 @@ svg {{ display: block; width: 100%; height: auto; margin: 1.5rem 0; }}
 <p><small>Deliveries, opens and clicks are as Brevo or SendGrid report them (webhooks); the
 outbox and SMTP report none. Bounces come from those webhooks, from the bounce mailbox (SMTP
 sends), and from SMTP servers that refused a message while it was sent ("refused (SMTP)").
-Shares are of the messages handed over.</small></p>
+Shares are of the messages handed over. Clicks on each link are counted by our own link
+redirect (CLUBJAPON_PUBLIC_URL/r/), per link, language and day, without knowing who; link
+scanners (security gateways that follow every link) apart; a reader's own clicks only for
+readers who agreed to be measured.</small></p>
 </body></html>
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from clubjapon_ops.events import types as t
 from clubjapon_ops.newsletter.textwrap_cjk import display_width
+from clubjapon_ops.printable import printable
 from clubjapon_ops.reporting.campaign import CampaignReport
 from clubjapon_ops.store import deliveries as ledger
 from clubjapon_ops.store.lists import ListLine
@@ -35,6 +36,32 @@ def by_list_figures(line: ListLine) -> tuple[int, ...]:
     return line.planned, line.sent, line.bounced, line.unsubscribed, line.left
 
 
+def link_rows(report: CampaignReport) -> list[list[str]]:
+    """One row per link and language: label, language, readers' clicks, scanners' clicks,
+    readers who agreed to be measured and clicked, and the URL."""
+    return [[printable(line.label)[:40], line.lang, str(line.readers), str(line.scanners),
+             str(line.consenting_readers), printable(line.url)]
+            for line in report.links]
+
+
+LINK_HEADER = ["link", "language", "clicks", "scanners", "readers who agreed", "URL"]
+
+
+def link_lines(report: CampaignReport) -> list[str]:
+    """The links table: clicks counted at our redirect, per language, scanners apart."""
+    rows = [row[:5] for row in link_rows(report)]
+    lines = _table(LINK_HEADER[:5], rows)
+    seen: dict[str, str] = {}
+    for line in report.links:  # the targets once each, under the table
+        seen.setdefault(f"{printable(line.label)[:40]} ({line.lang})", printable(line.url))
+    lines += [f"  {label}: {url[:200]}{'...' if len(url) > 200 else ''}"
+              for label, url in seen.items()]
+    lines.append("(clicks on our links, counted per link, language and day without knowing "
+                 "who; scanners are security gateways that follow every link; readers who "
+                 "agreed: CLUBJAPON_LINK_TRACKING=consent only)")
+    return lines
+
+
 def render_text(report: CampaignReport) -> str:
     """Tables by state and language, engagement, failures by reason."""
     if not report.total:
@@ -61,6 +88,8 @@ def render_text(report: CampaignReport) -> str:
         out += _table(["list", "planned", "sent", "bounced", "unsubscribed", "left"],
                       [[line.name, *(str(n) for n in by_list_figures(line))]
                        for line in report.by_list])
+    if report.links:
+        out += ["", *link_lines(report)]
     if report.suppressed:
         out.append("")
         out += _table(["suppressed since, by source", "recipients"],

@@ -278,6 +278,8 @@ def _to_claimed(row: Any, now: datetime) -> Claimed:
     contact = Contact(
         email=row.email, source=row.source or "ledger", first_name=row.first_name,
         last_name=row.last_name, company=row.company, language=row.lang,
+        # The CRM's other fields: the click-measurement consent is read from them.
+        attributes=row.attributes or {},
     )
     # A key past its validity protects nothing any more: the row goes out under a new one.
     valid = row.batch_key_expires_at is not None and row.batch_key_expires_at > now
@@ -341,7 +343,7 @@ def _sendable(
         select(deliveries.c.id, deliveries.c.state, deliveries.c.email, deliveries.c.lang,
                deliveries.c.attempts, deliveries.c.batch_key, deliveries.c.batch_key_expires_at,
                contacts.c.first_name, contacts.c.last_name, contacts.c.company,
-               contacts.c.source)
+               contacts.c.source, contacts.c.attributes)
         .select_from(deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id))
         .where(deliveries.c.edition == edition)
     )

@@ -251,6 +251,29 @@ def _v12_lists(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v13_link_clicks(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "edition_links", md,
+        Column("id", String(32), primary_key=True),
+        Column("edition", String(120), nullable=False),
+        Column("lang", String(8), nullable=False),
+        Column("link_key", String(32), nullable=False),
+        Column("label", Text, nullable=False),
+        Column("url", Text, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("edition", "lang", "link_key", name="uq_edition_links_key"),
+    )
+    Table(
+        "link_clicks", md,
+        Column("link_id", String(32), primary_key=True),
+        Column("day", String(10), primary_key=True),
+        Column("readers", Integer, nullable=False),
+        Column("scanners", Integer, nullable=False),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "contacts, sync state, suppressions, job runs", _v1_initial),
     (2, "contacts.archived_at, sync_state.last_full_sync_at", _v2_archive_and_full_sync),
@@ -264,6 +287,8 @@ MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (10, "suppression_removals: suppressions lifted by hand", _v10_suppression_removals),
     (11, "deliveries.last_cause: the provider's last answer for a row", _v11_last_cause),
     (12, "lists and list_members: the CRM's lists and who is on them", _v12_lists),
+    (13, "edition_links and link_clicks: links of sent editions, clicks per day",
+     _v13_link_clicks),
 )
 HEAD = MIGRATIONS[-1][0]
 

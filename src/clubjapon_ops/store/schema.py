@@ -217,3 +217,30 @@ list_members = Table(
     Column("contact_id", Integer, primary_key=True, autoincrement=False),
     Index("ix_list_members_contact", "contact_id"),
 )
+
+# Added by migration 13: the links of each sent edition, by (edition, language, link key),
+# kept with the ledger so that a click redirects even once the edition file is gone. The id
+# is the link's click token (delivery/clicks.py): a keyed hash, it names nobody.
+edition_links = Table(
+    "edition_links",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("edition", String(120), nullable=False),
+    Column("lang", String(8), nullable=False),
+    Column("link_key", String(32), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("edition", "lang", "link_key", name="uq_edition_links_key"),
+)
+
+# Added by migration 13: clicks per link and day, readers and link scanners apart. One row
+# per link and day whatever the number of clicks; nothing about who clicked.
+link_clicks = Table(
+    "link_clicks",
+    metadata,
+    Column("link_id", String(32), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("readers", Integer, nullable=False),
+    Column("scanners", Integer, nullable=False),
+)

@@ -26,7 +26,7 @@ def create_app(
     """
     from urllib.parse import urlsplit
 
-    from clubjapon_ops.web import editions, events, health, media, unsubscribe
+    from clubjapon_ops.web import clicks, editions, events, health, media, unsubscribe
     from clubjapon_ops.web.base import base_app
     from clubjapon_ops.web.headers import PUBLIC_CSP
     from clubjapon_ops.web.hostnames import require_host
@@ -39,6 +39,8 @@ def create_app(
     # The public edition pages (the editions issue) go in this blueprint, and only there.
     app.register_blueprint(editions.blueprint)
     app.register_blueprint(media.blueprint)  # the editions' images, PUBLIC_URL/media/
+    # Click redirects of sent editions' links (/r/<token>).
+    app.register_blueprint(clicks.blueprint)
     # Unsubscribes answered while the store was held, by an earlier run: applied now.
     unsubscribe.start_retries(app)
     return app

@@ -12,11 +12,13 @@ import re
 
 REDACTED = "[redacted]"
 # The path segment after these prefixes is a token or a secret.
-_SECRET_PATH = re.compile(r"(/unsubscribe/|/events/brevo/)[^\s?#\"'\]\[]+")
+# A click link (/r/) names a ledger row when the reader agreed to be measured.
+_SECRET_PATH = re.compile(r"(/unsubscribe/|/events/brevo/|/r/)[^\s?#\"'\]\[]+")
 
 
 def redact_paths(text: str) -> str:
-    """Return ``text`` with the token of every /unsubscribe/ and /events/brevo/ path hidden."""
+    """Return ``text`` with the token of every /unsubscribe/, /events/brevo/ and /r/ path
+    hidden."""
     return _SECRET_PATH.sub(rf"\g<1>{REDACTED}", text)
 
 

@@ -110,4 +110,8 @@ def serve(app: Flask, sock: socket.socket, limits: Limits, ident: str) -> None:
         asyncore_use_poll=True,
         max_request_header_size=64 * 1024,
         max_request_body_size=MAX_BODY,
+        # Behind nginx on this machine, the reader's address is the one nginx appends to
+        # X-Forwarded-For (deploy/nginx.conf); the click counter tells scanners by it.
+        trusted_proxy="127.0.0.1", trusted_proxy_headers={"x-forwarded-for"},
+        trusted_proxy_count=1,
     )

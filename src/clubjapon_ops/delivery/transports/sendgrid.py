@@ -33,6 +33,10 @@ def _tag(slot: str, part: str) -> str:
     return f"-{slot}_{part}-"
 
 
+NO_TRACKING = {"click_tracking": {"enable": False, "enable_text": False},
+               "open_tracking": {"enable": False}}
+
+
 class SendGridTransport(ApiTransport):
     """Batches of up to 1,000 personalizations per call."""
 
@@ -76,6 +80,9 @@ class SendGridTransport(ApiTransport):
             "content": [{"type": "text/plain", "value": text},
                         {"type": "text/html", "value": html}],
             "categories": [first.edition],
+            # No open pixel, no link of SendGrid's over ours: clicks are counted at
+            # CLUBJAPON_PUBLIC_URL/r/, per reader only for those who agreed (issue 25).
+            "tracking_settings": NO_TRACKING,
         }
 
     def _send_group(self, group: list[Outgoing]) -> list[Result]:
