@@ -7,6 +7,7 @@ clubjapon_ops.delivery.newsletter_check.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -19,8 +20,8 @@ from clubjapon_ops.newsletter.content import (
     edition_path,
     load_edition,
 )
-from clubjapon_ops.newsletter.media import with_published_images
 from clubjapon_ops.newsletter.links import LinkHref, LinkRewriter
+from clubjapon_ops.newsletter.media import with_published_images
 from clubjapon_ops.newsletter.render import (
     TEMPLATES_DIR,
     Personaliser,
