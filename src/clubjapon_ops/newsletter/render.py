@@ -266,13 +266,14 @@ class Renderer:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
         anonymous = str(escape(typeset(self.strings[lang]["greeting_anonymous"], lang)))
         # The template still marks the greeting slot; any other slot gets nothing.
-        return Compiled.split(self._finish(html, lang)).fill(
+        return Compiled.split(self._finish(html, lang, web=True)).fill(
             {"greeting": anonymous, "email": "", "unsubscribe_url": ""})
 
-    def _finish(self, html: str, lang: Lang) -> str:
+    def _finish(self, html: str, lang: Lang, web: bool = False) -> str:
         """A rendered HTML part as it goes out: CSS inlined, the charset first in <head>,
-        and the typography of its languages (once per language, never per contact)."""
-        return typeset_html(charset_first(self.inliner.inline(html)), lang)
+        and the typography of its languages (once per language, never per contact);
+        ``web`` for the archive page, which mail clients never rewrite."""
+        return typeset_html(charset_first(self.inliner.inline(html)), lang, web=web)
 
     def render_language(self, edition: Edition, lang: Lang) -> RenderedLanguage:
         """Render both parts of one language, inline the CSS, and split at the slots."""
