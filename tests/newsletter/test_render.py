@@ -42,7 +42,7 @@ def parse(raw: bytes) -> EmailMessage:
     [
         ("fr", "Des liens toujours plus forts", "Bonjour Camille,", "Bonjour,"),
         ("en", "Ever stronger ties", "Dear Camille,", "Hello,"),
-        ("ja", "地域圏と日本の絆", "Martin様", "ご担当者様"),
+        ("ja", "地域圏と日本の絆", "Martin\u00a0様", "ご担当者様"),
     ],
 )
 def test_each_language_renders_with_its_greeting(
