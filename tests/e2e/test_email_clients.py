@@ -143,3 +143,94 @@ def test_the_email_fits_and_reads_at_every_width(
     assert m["wrapper"] == {"lang": lang, "dir": "ltr", "first": True}
     # Kana and kanji are never slanted: no synthetic italic.
     assert m["quoteStyle"] == ("normal" if lang == "ja" else "italic")
+
+
+# caniemail: the Gmail iOS app, and the Android app with a Google account, drop <wbr> and
+# overflow-wrap and put word-wrap: break-word on every element; word-break is kept.
+_WBR = re.compile(r"<wbr\s*/?>", re.I)
+_OVERFLOW_WRAP = re.compile(r"overflow-wrap\s*:\s*[^;\"'}]*;?", re.I)
+_START_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)\b([^>]*)>")
+_STYLE_ATTR = re.compile(r"""\sstyle\s*=\s*(["'])""", re.I)
+
+
+def gmail_app(html: str) -> str:
+    """The message as the Gmail apps show it (caniemail's css-overflow-wrap, css-word-wrap)."""
+    html = _OVERFLOW_WRAP.sub("", _WBR.sub("", html))
+
+    def break_word(tag: re.Match[str]) -> str:
+        if tag.group(1).lower() in ("html", "head", "meta", "title", "style"):
+            return tag.group()
+        styled = _STYLE_ATTR.search(tag.group())
+        if styled is None:
+            return tag.group()[:-1] + ' style="word-wrap:break-word">'
+        return (tag.group()[:styled.end()] + "word-wrap:break-word;"
+                + tag.group()[styled.end():])
+
+    return _START_TAG.sub(break_word, html)
+
+
+def test_the_gmail_simulation_does_what_the_apps_do() -> None:
+    html = '<p style="overflow-wrap:anywhere;color:red">a<wbr>b<wbr\n>c</p><br>'
+    assert gmail_app(html) == ('<p style="word-wrap:break-word;color:red">abc</p>'
+                               '<br style="word-wrap:break-word">')
+
+
+@pytest.mark.parametrize("width", (320, 375))
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_email_fits_in_the_gmail_apps(
+    browser: Any, messages: dict[str, PersonalMessage], lang: str, width: int
+) -> None:
+    # Issue 23: keep-all Japanese held together only by <wbr> made one word of a whole
+    # paragraph there, 1,116 px wide on a 375 px phone.
+    html = gmail_app(messages[lang].html)
+    assert "<wbr" not in html and "overflow-wrap" not in html
+    m = measure(browser, html, width)
+    assert m["scrollWidth"] <= m["viewport"], \
+        f"{m['scrollWidth'] - m['viewport']} px of horizontal scrolling"
+    assert m["outside"] == []
+    assert m["overflowing"] == []
+
+
+# Kinsoku: no line starts with these (closing punctuation, the prolonged sound mark and
+# the small kana; JIS X 4051's line-start prohibitions, strict set).
+NO_LINE_START = "、。，．・：；？！）」』】〕〉》ーぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮヵヶ々"
+LINE_STARTS = """(bad) => {
+  const forbidden = new Set([...bad]);
+  const blockOf = (node) => {
+    let el = node.parentElement;
+    while (el && !['block', 'list-item', 'table-cell'].includes(getComputedStyle(el).display))
+      el = el.parentElement;
+    return el;
+  };
+  const out = [], lastTop = new Map(), range = document.createRange();
+  const walker = document.createTreeWalker(document.querySelector('.container'),
+                                           NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const block = blockOf(node), text = node.textContent;
+    for (let i = 0; block && i < text.length; i++) {
+      if (/[\\s\\u2060\\u200b]/.test(text[i])) continue;
+      range.setStart(node, i); range.setEnd(node, i + 1);
+      const rects = range.getClientRects();
+      if (!rects.length) continue;
+      const top = rects[0].top, before = lastTop.get(block);
+      // A character lower than the one before it in the same block starts a line.
+      if (before !== undefined && top > before + 2 && forbidden.has(text[i]))
+        out.push(`a line starts with ${text[i]}: "${text.slice(Math.max(0, i - 8), i + 4)}"`);
+      lastTop.set(block, top);
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", (320, 340, 375, 414, 600))
+def test_no_japanese_line_starts_with_what_kinsoku_forbids(
+    browser: Any, messages: dict[str, PersonalMessage], width: int
+) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.route("**/*", lambda route: route.abort())
+        page.set_content(messages["ja"].html, wait_until="domcontentloaded")
+        assert page.evaluate(LINE_STARTS, NO_LINE_START) == []
+    finally:
+        page.close()

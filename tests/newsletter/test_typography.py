@@ -19,6 +19,7 @@ from clubjapon_ops.newsletter import textwrap_cjk
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
 from clubjapon_ops.newsletter.textwrap_cjk import display_width, wrap
 from clubjapon_ops.newsletter.typography import (
+    JA_EMAIL,
     KEEP_ALL,
     NBSP,
     NNBSP,
@@ -274,7 +275,9 @@ def test_a_long_japanese_heading_wraps_between_phrases() -> None:
 # Japanese, HTML ----------------------------------------------------------------------
 
 def test_the_japanese_html_marks_phrases_and_keeps_them_whole() -> None:
-    html = shipped().personalise(SAMPLE_CONTACTS["ja"]).html
+    """The archive page: a <wbr> between phrases, keep-all, U+2060 around punctuation."""
+    newsletter = shipped()
+    html = newsletter.renderer.render_web_page(newsletter.edition, "ja")
     assert "地域圏と<wbr>日本の<wbr>絆、<wbr>さらに<wbr>強く</h1>" in html
     # Inside a phrase, U+2060 holds full-width punctuation to its neighbours.
     assert "リール・\u2060オペラ座" in html  # none before "・": no line starts with it
@@ -297,13 +300,35 @@ def test_the_japanese_html_marks_phrases_and_keeps_them_whole() -> None:
     assert typeset_html(english, "en") == english
 
 
+def test_the_japanese_email_breaks_as_mail_clients_do() -> None:
+    """Issue 23: the Gmail apps drop <wbr> and overflow-wrap; keep-all then made a
+    paragraph one word. The email breaks Japanese normally, with strict kinsoku; a heading
+    keeps its phrases whole with U+2060, a character no client drops."""
+    html = shipped().personalise(SAMPLE_CONTACTS["ja"]).html
+    wj = "\u2060"
+    glued = "".join(wj.join(phrase) for phrase in ("地域圏と", "日本の", "絆、", "さらに", "強く"))
+    h1 = re.search(r"(<h1\b[^>]*>)(.*?)</h1>", html)
+    assert h1 is not None and h1.group(2) == glued
+    assert JA_EMAIL in h1.group(1)
+    assert "keep-all" not in html and "overflow-wrap:anywhere" not in html
+    # A paragraph is the text as written: no <wbr>, no U+2060 (searching the mail finds it).
+    lead = re.search(r'<p class="lead"[^>]*>(.*?)</p>', html, flags=re.S)
+    assert lead is not None and lead.group(1) == (
+        "2025年11月4日、リール・オペラ座にてクラブ・ジャポン・オー＝ド＝フランスの第3回会合が"
+        "開催されました。議員、企業経営者、専門家、関係機関の代表が集まり、午前中に二つのラウンド"
+        "テーブルが行われました。信頼、イノベーション、友好を基盤に、地域圏と日本の結びつきを"
+        "さらに強めることが目的です。")
+    # Every body line stays under RFC 5322's 998 octets, so the part can travel as 8bit.
+    assert max(len(line.encode()) for line in html.split("\n")) < 998
+
+
 def test_a_slot_is_never_next_to_a_wbr_tag() -> None:
     # The base64 alignment pads with spaces before the last tag ahead of a slot and after
     # the text following one: a <wbr> there would put spaces inside a sentence.
     out = typeset_html('<p>このメールは、お客様のアドレス \ue000email\ue001 が'
                        "クラブ・ジャポンの連絡先に登録されています。</p>"
                        '<a href="\ue000unsubscribe_url\ue001">'
-                       "配信を停止する手続きはこちら</a>", "ja")
+                       "配信を停止する手続きはこちら</a>", "ja", web=True)
     assert "<wbr>" not in out and "\u200b" in out
     assert without_phrase_breaks(out).count("\ue000") == 2
 
@@ -320,7 +345,7 @@ def test_render_step_runs_once_per_language(monkeypatch: pytest.MonkeyPatch) -> 
     calls: list[str] = []
     real = render.typeset_html
     monkeypatch.setattr(render, "typeset_html",
-                        lambda html, lang: calls.append(lang) or real(html, lang))
+                        lambda html, lang, **kw: calls.append(lang) or real(html, lang, **kw))
     newsletter = shipped()
     assert sorted(calls) == ["en", "fr", "ja"]
     for _ in range(5):
@@ -352,6 +377,9 @@ def test_each_text_follows_the_language_it_is_marked_in() -> None:
     assert f"«{NNBSP}Le Japon{NBSP}: un partenaire{NNBSP}!{NNBSP}»" in fr
     assert "“Japan: a partner!”" in fr  # English inside a French email: as written
     cell = re.search(r'<td class="q"[^>]*>(.*?)</td>', fr)
+    assert cell is not None and JA_EMAIL in cell.group(0) and "\u2060" in cell.group(1)
+    web = typeset_html(f'<html lang="fr">{body}</html>', "fr", web=True)
+    cell = re.search(r'<td class="q"[^>]*>(.*?)</td>', web)
     assert cell is not None and KEEP_ALL in cell.group(0) and "<wbr>" in cell.group(1)
 
     ja = typeset_html(f'<html lang="ja">{body}</html>', "ja")

@@ -15,6 +15,8 @@ import budoux
 import pytest
 
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, load_newsletter
+from clubjapon_ops.newsletter.textwrap_cjk import display_width
+from clubjapon_ops.newsletter.typography import GLUED_PHRASE
 from clubjapon_ops.settings import load_settings
 from tests.conftest import REPO
 from tests.e2e.test_preview import BROWSER_FLAGS, CHROMIUM
@@ -73,8 +75,9 @@ def phrase_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def breaks_inside_phrases(block: dict[str, Any]) -> list[str]:
-    """Line breaks of one block that fall inside a phrase narrower than the line."""
+def breaks_inside_phrases(block: dict[str, Any], longest: int | None = None) -> list[str]:
+    """Line breaks of one block that fall inside a phrase narrower than the line (and of at
+    most ``longest`` columns)."""
     text, chars = block["text"], block["chars"]
     spans = phrase_spans(text)
     starts = {start for start, _ in spans}
@@ -90,6 +93,8 @@ def breaks_inside_phrases(block: dict[str, Any]) -> list[str]:
         width = sum(c[3] for c in chars if start <= c[0] < end)
         if width > block["avail"] + 0.5:
             continue  # the phrase alone is wider than the line
+        if longest is not None and display_width(text[start:end]) > longest:
+            continue
         found.append(f"{text[max(start, ia - 8):ia + 1]}/{text[ib:min(end, ib + 8)]}")
     return found
 
@@ -136,12 +141,33 @@ def test_french_punctuation_never_starts_a_line(width: int) -> None:
     assert [line for line in lines if line[-1] == "«"] == []
 
 
+def archive_page_of(lang: str) -> str:
+    newsletter = load_newsletter(load_settings(REPO, environ={}), SLUG)
+    return newsletter.renderer.render_web_page(newsletter.edition, lang)  # type: ignore[arg-type]
+
+
+def japanese_blocks(html: str, width: int) -> list[dict[str, Any]]:
+    return [b for b in layout(html, width) if any("\u3040" <= c <= "\u9fff" for c in b["text"])]
+
+
 @pytest.mark.parametrize("width", [320, 375])
-def test_no_phrase_is_broken_at_phone_width(width: int) -> None:
-    blocks = layout(html_of("ja"), width)
-    japanese = [b for b in blocks if any("\u3040" <= c <= "\u9fff" for c in b["text"])]
+def test_no_phrase_is_broken_at_phone_width_on_the_archive_page(width: int) -> None:
+    # The public page keeps BudouX's phrases (<wbr>, keep-all): no mail client rewrites it.
+    japanese = japanese_blocks(archive_page_of("ja"), width)
     assert len(japanese) >= 20  # the layout was read
     wrapped = [b for b in japanese if len({round(c[1]) for c in b["chars"]}) > 1]
     assert len(wrapped) >= 10  # and lines do wrap at this width
     inside = [found for block in japanese for found in breaks_inside_phrases(block)]
+    assert inside == [], "\n".join(inside)
+
+
+@pytest.mark.parametrize("width", [320, 375])
+def test_the_emails_headings_keep_their_phrases(width: int) -> None:
+    # In the email, paragraphs break as mail clients break Japanese (issue 23); a heading,
+    # a label or the masthead keeps each phrase whole with U+2060, which no client drops
+    # (up to GLUED_PHRASE columns: longer, glued, it could be wider than a phone's column).
+    short = [b for b in japanese_blocks(html_of("ja"), width) if len(b["text"].strip()) <= 40]
+    assert len(short) >= 10  # the layout was read
+    inside = [found for block in short
+              for found in breaks_inside_phrases(block, longest=GLUED_PHRASE)]
     assert inside == [], "\n".join(inside)

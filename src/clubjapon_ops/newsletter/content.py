@@ -15,7 +15,13 @@ from pydantic import BaseModel, ValidationError
 
 from clubjapon_ops.errors import ConfigError, UnknownEdition
 from clubjapon_ops.newsletter.model import LANGS as LANGS  # re-exported: callers import
-from clubjapon_ops.newsletter.model import SECTION_CLASSES, SECTION_TYPES, URL_TAGS, EditionFile
+from clubjapon_ops.newsletter.model import (
+    OPTIONAL_TEXTS,
+    SECTION_CLASSES,
+    SECTION_TYPES,
+    URL_TAGS,
+    EditionFile,
+)
 from clubjapon_ops.newsletter.model import Edition as Edition  # these three from here
 from clubjapon_ops.newsletter.model import Lang as Lang
 
@@ -67,6 +73,8 @@ def _localized_fields(model: BaseModel, prefix: Loc = ()) -> list[tuple[Loc, dic
     found: list[tuple[Loc, dict[str, Any]]] = []
     for name, value in model:
         loc = (*prefix, name)
+        if not prefix and name in OPTIONAL_TEXTS:
+            continue  # a language left out gets the house's words
         if isinstance(value, dict) and value and set(value) <= set(LANGS):
             found.append((loc, value))
         elif isinstance(value, BaseModel):

@@ -28,6 +28,8 @@ Status = Literal["draft", "ready"]
 
 # A text in each of the edition's languages; unknown keys fail validation (Lang is closed).
 Localized = dict[Lang, str]
+# Texts an edition may give for some languages only: the others get the house's words.
+OPTIONAL_TEXTS = frozenset({"opening", "closing"})
 
 
 def _https(url: str) -> str:
@@ -281,6 +283,15 @@ class EditionFile(_Strict):
     preheader: Localized
     title: Localized
     summary: Localized
+    # The letter's first and last words around its content, in the languages that have them.
+    opening: Localized | None = Field(
+        default=None,
+        description="The words after the greeting, per language; a language left out or "
+                    "empty gets the house's (ja: 平素より大変お世話になっております。…).")
+    closing: Localized | None = Field(
+        default=None,
+        description="The words before the footer, per language; a language left out or "
+                    "empty gets the house's (ja: 今後ともどうぞよろしくお願い申し上げます。).")
     sections: list[Section] = Field(min_length=1)
     audience: Audience | None = Field(
         default=None,

@@ -9,6 +9,7 @@ does not depend on the template or the stylesheet.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from clubjapon_ops.contacts import Contact
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.links import LinkRewriter
 from clubjapon_ops.newsletter.model import Edition, Lang, QuoteSection
+from clubjapon_ops.newsletter.textwrap_cjk import is_wide
 from clubjapon_ops.newsletter.typography import (
     heading_filter,
     typeset,
@@ -178,10 +180,12 @@ def load_strings(templates_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def format_date(strings: Mapping[str, Any], edition: Edition) -> str:
-    """Write the edition date the way the language writes dates."""
+    """Write the edition date the way the language writes dates (ja: with the weekday)."""
     d = edition.date
+    weekdays = strings.get("weekdays")
     return str(strings["date_format"]).format(
-        day=d.day, month=strings["months"][d.month - 1], year=d.year
+        day=d.day, month=strings["months"][d.month - 1], year=d.year,
+        weekday=weekdays[d.weekday()] if weekdays else "",
     )
 
 
@@ -250,6 +254,8 @@ class Renderer:
             "L": lambda texts: texts[lang],
             "slot": slot_marker,
             "edition_label": label,
+            "opening": _own_or_house(edition.opening, t, "opening", lang),
+            "closing": _own_or_house(edition.closing, t, "closing", lang),
             "cta_url": lambda section: section.url or mailto,
             "tracked": lambda section, url: (
                 url if web_page or self.links is None else self.links(section, url, lang)),
@@ -280,13 +286,14 @@ class Renderer:
             raise ConfigError(f"{_template_location(exc)}: {lang}: {exc.message or exc}") from None
         anonymous = str(escape(typeset(self.strings[lang]["greeting_anonymous"], lang)))
         # The template still marks the greeting slot; any other slot gets nothing.
-        return Compiled.split(self._finish(html, lang)).fill(
+        return Compiled.split(self._finish(html, lang, web=True)).fill(
             {"greeting": anonymous, "email": "", "unsubscribe_url": "", "reader": ""})
 
-    def _finish(self, html: str, lang: Lang) -> str:
+    def _finish(self, html: str, lang: Lang, web: bool = False) -> str:
         """A rendered HTML part as it goes out: CSS inlined, the charset first in <head>,
-        and the typography of its languages (once per language, never per contact)."""
-        return typeset_html(charset_first(self.inliner.inline(html)), lang)
+        and the typography of its languages (once per language, never per contact);
+        ``web`` for the archive page, which mail clients never rewrite."""
+        return typeset_html(charset_first(self.inliner.inline(html)), lang, web=web)
 
     def render_language(self, edition: Edition, lang: Lang) -> RenderedLanguage:
         """Render both parts of one language, inline the CSS, and split at the slots."""
@@ -325,6 +332,14 @@ def charset_first(html: str) -> str:
         return html
     return (html[:match.start()] + "<head>" + html[match.end():head_end] + match.group(1)
             + "\n" + html[head_end:])
+
+
+def _own_or_house(
+    own: Mapping[Lang, str] | None, strings: Mapping[str, Any], key: str, lang: Lang
+) -> str:
+    """The edition's text for ``lang``, or, left out or blank, the house's (may be empty)."""
+    text = (own or {}).get(lang, "")
+    return text.strip() or str(strings.get(key, "")).strip()
 
 
 def quote_language(section: QuoteSection, lang: Lang) -> Lang:
@@ -369,14 +384,37 @@ def _template_location(exc: TemplateError) -> str:
     return f"{filename or 'templates'}{f':{line}' if line else ''}"
 
 
+def _in_japanese_script(name: str) -> bool:
+    """True for a name written in kanji or kana (高橋, けんじ), not in Latin letters."""
+    return any(is_wide(c) and unicodedata.category(c).startswith("L") for c in name)
+
+
+def with_sama(name: str) -> str:
+    """A name with 様: "高橋様", and after a name in Latin letters a space ("Takahashi 様").
+
+    The space is U+00A0, so 様 never starts a line alone.
+    """
+    return f"{name}様" if is_wide(name[-1]) else f"{name}\u00a0様"
+
+
 def greeting(strings: Mapping[str, Any], contact: Contact, lang: Lang) -> str:
-    """Greet by name where one is known; in Japanese by family name with 様."""
+    """Greet by name where one is known; in Japanese by family name with 様.
+
+    A given name in Japanese script is not used alone in French or English ("Dear 健二,"
+    reads as intimate, or rude): the family name with 様 where the CRM has it, else the
+    greeting without a name.
+    """
+    first, last = contact.first_name, contact.last_name
     if lang == "ja":
-        name = contact.last_name or contact.first_name
-        return str(strings["greeting_named"]).format(name=name) if name else str(
+        name = last or first
+        return str(strings["greeting_named"]).format(name=with_sama(name)) if name else str(
             strings["greeting_anonymous"])
-    if contact.first_name:
-        return str(strings["greeting_named"]).format(first_name=contact.first_name)
+    if first and _in_japanese_script(first):
+        if last:
+            return str(strings["greeting_family"]).format(name=with_sama(last))
+        return str(strings["greeting_anonymous"])
+    if first:
+        return str(strings["greeting_named"]).format(first_name=first)
     return str(strings["greeting_anonymous"])
 
 
@@ -441,7 +479,8 @@ class Personaliser:
 
 def _typeset_greetings(strings: Mapping[str, Any], lang: str) -> Mapping[str, Any]:
     greetings = {key: typeset(str(strings[key]), lang)
-                 for key in ("greeting_named", "greeting_anonymous") if key in strings}
+                 for key in ("greeting_named", "greeting_anonymous", "greeting_family")
+                 if key in strings}
     return {**strings, **greetings}
 
 

@@ -7,8 +7,13 @@ nothing of this runs per contact.
 French, after the Lexique des règles typographiques en usage à l'Imprimerie nationale
 (ponctuation: « espace fine insécable » before ; ! ? and inside guillemets, « espace
 insécable » before the colon) and issue 14 (U+00A0 inside numbers: "10 000").
-Japanese: phrases from BudouX are kept whole in the HTML (a <wbr> between them, and
-``word-break: keep-all; overflow-wrap: anywhere`` on the element holding the text).
+Japanese (issue 23): the email breaks lines as mail clients do for Japanese, with
+``word-break: normal; line-break: strict`` (kinsoku: no line starts with 、。ー or a small
+kana) on the element holding the text, and no <wbr>: the Gmail apps drop <wbr> and
+``overflow-wrap``, so a keep-all paragraph became one unbreakable word there (1,116 px wide
+on a 375 px phone). Only a short text (a heading, a label, the masthead) keeps its BudouX
+phrases whole, glued with U+2060, a character every client keeps. The public archive page,
+which no mail client touches, keeps phrases (<wbr> and ``word-break: keep-all``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from clubjapon_ops.newsletter.textwrap_cjk import (
 
 NBSP, NNBSP, ZWSP, WJ = "\u00a0", "\u202f", "\u200b", "\u2060"
 KEEP_ALL = "word-break:keep-all;overflow-wrap:anywhere"
+# The email's Japanese: ordinary CJK line breaking, with the strict kinsoku set.
+JA_EMAIL = "word-break:normal;line-break:strict"
+# A Japanese text node up to this many columns (a heading, a label: 40 characters) keeps
+# its phrases whole in the email, each phrase of at most GLUED_PHRASE columns: glued, a
+# phrase never gets wider than a 320 px phone's column (256 px) at 26 px, the title's size.
+_SHORT_TEXT, GLUED_PHRASE = 80, 18
 _SLOT_CLOSE = "\ue001"
 
 # What typography never touches is swapped for one private-use character while the rules
@@ -125,6 +136,55 @@ def _phrases_html(node: str, *, near_slot: bool) -> str:
     return "".join(out)
 
 
+def _email_ja(node: str, *, near_slot: bool) -> str:
+    """A Japanese text node for the email: phrases glued in a short text, none of <wbr>.
+
+    A long one (a paragraph) gets a <wbr> between two phrases every _EMAIL_FOLD octets
+    only, where _fold may cut its line; a client that drops <wbr> loses nothing.
+    """
+    masked, kept = _mask(node, _KEEP_HTML)
+    if display_width(masked) <= _SHORT_TEXT:
+        cuts = [0, *phrase_breaks(masked), len(masked)]
+        glued = "".join(_glue_all(masked[a:b]) for a, b in itertools.pairwise(cuts))
+        return _unmask(glued, kept)
+    if near_slot or len(masked.encode("utf-8")) <= _EMAIL_FOLD:
+        return node
+    out, used, pos = [], 0, 0
+    for cut in [*phrase_breaks(masked), len(masked)]:
+        piece = masked[pos:cut]
+        used += len(piece.encode("utf-8"))
+        out.append(piece)
+        if used > _EMAIL_FOLD and cut < len(masked):
+            out.append("<wbr>")
+            used = 0
+        pos = cut
+    return _unmask("".join(out), kept)
+
+
+_WORD_END = re.compile(r"(?<=[・\s])")
+
+
+def _glue_all(phrase: str) -> str:
+    """A phrase that no line breaks inside: U+2060 between its characters.
+
+    A longer phrase (a name: クラブ・ジャポン・オー＝ド＝フランス) is glued word by word,
+    a line may break after its ・; a word still too long is left to the browser.
+    """
+    glued = []
+    for word in _WORD_END.split(phrase):
+        if display_width(word) > GLUED_PHRASE:
+            glued.append(word)
+            continue
+        out = word[:1]
+        for before, after in itertools.pairwise(word):
+            if not (before.isspace() or after.isspace() or WJ in (before, after)
+                    or _SENTINEL.match(before) or _SENTINEL.match(after)):
+                out += WJ
+            out += after
+        glued.append(out)
+    return "".join(glued)
+
+
 def _join_phrases(text: str, separator: str) -> str:
     cuts = [0, *phrase_breaks(text), len(text)]
     return separator.join(_glue(text[a:b]) for a, b in itertools.pairwise(cuts))
@@ -163,13 +223,14 @@ def _add_style(tag: str, declarations: str) -> str:
     return tag[:match.end(3)] + sep + declarations + tag[match.end(3):]
 
 
-def _walk(html: str, lang: str) -> str:
+def _walk(html: str, lang: str, web: bool = False) -> str:
     """Each text node set by the rules of its own language: the document's, or that of the
     nearest element with a lang attribute (a quotation kept in its original language).
 
     French: non-breaking spaces (in <title> and Outlook's conditional comments too).
-    Japanese: a break opportunity between BudouX phrases, and keep-all on the element
-    holding the text. Tags, styles, scripts and other comments are never touched.
+    Japanese: on a web page, a break opportunity between BudouX phrases and keep-all on the
+    element holding the text; in the email, see _email_ja and JA_EMAIL. Tags, styles,
+    scripts and other comments are never touched.
     """
     parts: list[str] = []
     # Open elements: name, index of the start tag in parts, the language inside it.
@@ -187,14 +248,16 @@ def _walk(html: str, lang: str) -> str:
             if open_tags:
                 styled.add(open_tags[-1][1])
             near_slot = _SLOT_CLOSE in node or (bool(parts) and _SLOT_CLOSE in parts[-1])
-            node = _phrases_html(node, near_slot=near_slot)
+            node = (_phrases_html(node, near_slot=near_slot) if web
+                    else _email_ja(node, near_slot=near_slot))
         parts.append(node)
 
     for m in _MARKUP.finditer(html):
         text(html[pos:m.start()])
         pos = m.end()
         if m.group("cond") and here() == "fr":
-            parts.append(m.group("cond") + _walk(m.group("inner"), "fr") + m.group("endif"))
+            parts.append(m.group("cond") + _walk(m.group("inner"), "fr", web)
+                         + m.group("endif"))
             continue
         if m.group("raw") and m.group("raw").lower() == "title" and here() == "fr":
             parts.append(m.group("rawopen") + french(m.group("rawtext"), html=True)
@@ -214,7 +277,7 @@ def _walk(html: str, lang: str) -> str:
             open_tags.append((name, len(parts) - 1, inside))
     text(html[pos:])
     for i in styled:
-        parts[i] = _add_style(parts[i], KEEP_ALL)
+        parts[i] = _add_style(parts[i], KEEP_ALL if web else JA_EMAIL)
     return "".join(parts)
 
 
@@ -225,6 +288,8 @@ _LANG_ATTR = re.compile(r"""\slang\s*=\s*(["']?)([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)*
 # instead of 8bit. A long Japanese paragraph grows by its <wbr> and style, so its line is
 # cut inside a <wbr> tag ("<wbr\n>"): white space inside a tag is not text, it shows nothing.
 _LONG_LINE, _FOLD_AFTER = 900, 600
+# Text octets between two of the email's fold points (its inlined style takes ~300 more).
+_EMAIL_FOLD = 450
 
 
 def _fold(line: str) -> str:
@@ -248,12 +313,13 @@ def without_phrase_breaks(html: str) -> str:
     return _BREAK_MARKS.sub("", html)
 
 
-def typeset_html(html: str, lang: str) -> str:
+def typeset_html(html: str, lang: str, *, web: bool = False) -> str:
     """Typography for a rendered HTML document of one language; tags and styles untouched.
 
     Each text node follows the language it is in (``lang``, or a lang attribute around it).
+    ``web``: a page for browsers (the public archive), where Japanese keeps its phrases.
     """
-    return "\n".join(_fold(line) for line in _walk(html, lang).split("\n"))
+    return "\n".join(_fold(line) for line in _walk(html, lang, web).split("\n"))
 
 
 @pass_context
