@@ -62,7 +62,11 @@ def test_the_payload_is_shown_and_never_run(sites: tuple[str, str]) -> None:
                 page.goto(url)
                 page.wait_for_load_state("load")
                 shown = "".join(f.locator("body").inner_text() for f in page.frames)
-                assert PAYLOAD in shown, url  # it got there, as text
+                if "/unsubscribe/" in url:
+                    # The page names nobody, even from a link that carries an address.
+                    assert PAYLOAD not in shown and "example.com" not in shown, url
+                else:
+                    assert PAYLOAD in shown, url  # it got there, as text
                 for frame in page.frames:
                     assert frame.locator('img[src="x"]').count() == 0, url
                 assert dialogs == [], url
