@@ -12,9 +12,11 @@ from __future__ import annotations
 import email
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email import policy
 from pathlib import Path
@@ -55,8 +57,6 @@ def mail_path() -> Iterator[MailPath]:
 
 
 def _home(folder: Path) -> Path:
-    import shutil
-
     shutil.copytree(REPO / "config" / "editions", folder / "config" / "editions")
     shutil.copytree(REPO / "templates", folder / "templates")
     return folder
@@ -100,9 +100,11 @@ def _send(mail_path: MailPath, home: Path, kind: str) -> dict[str, Delivered]:
 @pytest.fixture(scope="module")
 def delivered(mail_path: MailPath, tmp_path_factory: pytest.TempPathFactory
               ) -> dict[str, dict[str, Delivered]]:
-    """Both sends, sent once for the module: {send: {language: message}}."""
-    return {kind: _send(mail_path, _home(tmp_path_factory.mktemp(kind)), kind)
-            for kind in SENDS}
+    """Both sends, sent once for the module, side by side: {send: {language: message}}."""
+    homes = {kind: _home(tmp_path_factory.mktemp(kind)) for kind in SENDS}
+    with ThreadPoolExecutor(max_workers=len(SENDS)) as pool:
+        sends = {kind: pool.submit(_send, mail_path, homes[kind], kind) for kind in SENDS}
+        return {kind: future.result() for kind, future in sends.items()}
 
 
 CASES = [(kind, lang) for kind in SENDS for lang in LANGS]
