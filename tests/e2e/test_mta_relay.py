@@ -155,6 +155,21 @@ def test_rspamd_sees_a_verp_return_path_and_no_base64_text(
 
 
 @pytest.mark.parametrize(("kind", "lang"), CASES, ids=IDS)
+def test_rspamd_recognises_the_return_path_as_verp(
+    mail_path: MailPath, delivered: dict[str, dict[str, Delivered]], kind: str, lang: str
+) -> None:
+    # Issue 23 Build item 5: the VERP shape itself recognised (ENVFROM_VERP or ENVFROM_PRVS,
+    # which cancel FORGED_SENDER as FORGED_SENDER_VERP_SRS), not only hidden by the list
+    # headers (MAILLIST cancels it too, as FORGED_SENDER_MAILLIST). rspamd strips a +tag
+    # from the envelope sender before it looks (EMAIL_PLUS_ALIASES): the reader's address
+    # must come before any '+'.
+    item = delivered[kind][lang]
+    scan = mail_path.scan(item.raw, item.envelope_from, item.recipient)
+    recognised = {"FORGED_SENDER_VERP_SRS", "ENVFROM_VERP", "ENVFROM_PRVS"} & set(scan.symbols)
+    assert recognised, f"return path {item.envelope_from}:\n{scan.shown()}"
+
+
+@pytest.mark.parametrize(("kind", "lang"), CASES, ids=IDS)
 def test_list_headers_arrive_and_list_id_is_signed(
     mail_path: MailPath, delivered: dict[str, dict[str, Delivered]], kind: str, lang: str
 ) -> None:
