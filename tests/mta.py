@@ -508,7 +508,7 @@ class MailPath:
         """The Maildir the MX delivers every recipient to (new/ holds what arrived)."""
         return self.folder / "mail" / "all"
 
-    def delivered(self, recipient: str, count: int = 1, seconds: float = 60) -> list[bytes]:
+    def delivered(self, recipient: str, count: int = 1, seconds: float = 120) -> list[bytes]:
         """The messages the MX delivered to ``recipient`` (its Delivered-To header), once
         there are ``count`` of them: polled, with a deadline; past it, both hops' logs."""
         wanted = f"\ndelivered-to: {recipient.lower()}\n".encode("ascii")
