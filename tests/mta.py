@@ -3,21 +3,21 @@ the readers' MX without 8BITMIME, rspamd to score what was delivered, and a DNS 
 the test's own that answers for all of them.
 
 Debian's packages (postfix, opendkim, rspamd), each run from a folder of its own with its own
-configuration, never the system's (nothing under /etc is read for Postfix or OpenDKIM or
-written for any of them; rspamd reads Debian's stock rules from /etc/rspamd and its local
-overrides from the folder):
+configuration, never the system's: nothing under /etc is written, no system service is used;
+Postfix and OpenDKIM get their whole configuration from the folder, rspamd reads Debian's
+stock rules from /etc/rspamd and its own overrides from the folder:
 
 - the relay: ``postfix -c FOLDER/relay/etc``, smtpd on a free port offering 8BITMIME (as
   Postfix does), OpenDKIM as its milter signing every message From ``DOMAIN`` with selector
   ``RELAY_SELECTOR``, and ``relayhost`` the MX;
 - the MX: ``postfix -c FOLDER/mx/etc``, smtpd on another port that does not offer 8BITMIME
   (``smtpd_discard_ehlo_keywords``), so the relay must convert an 8bit body to 7 bits on the
-  way, as a real later hop may; it delivers each recipient to a Maildir of its own
-  (``delivered()`` polls for the file, with a deadline);
+  way, as a real later hop may; it delivers to a Maildir (``delivered()`` polls for a
+  recipient's file, found by its Delivered-To, with a deadline);
 - rspamd: one normal worker on a third port, asked with ``rspamc`` (``scan()``), its DNS the
   test's server (so nothing it looks up leaves the machine: a name the server does not know
   does not exist, which is also what keeps rspamd's remote maps and fuzzy servers away);
-- the DNS server: UDP on a fourth port, TXT records for the DKIM keys, SPF and DMARC.
+- the DNS server: UDP on a fourth port: the DKIM keys, SPF, DMARC, the relay's names.
 
 Postfix's master must start as root (it then runs its daemons as the postfix user): as
 another user the tests skip and say so, as they do when a package is missing.
@@ -82,8 +82,8 @@ def missing() -> str | None:
     return None
 
 
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
+def _free_port() -> int:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
