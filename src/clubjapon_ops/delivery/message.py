@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypedDict, Unpack
 
 from clubjapon_ops.mail_limits import MAX_ENCODED_WORD, MAX_HEADER_LINE
 from clubjapon_ops.newsletter.render import Compiled, PersonalMessage, RenderedLanguage
+from clubjapon_ops.settings import default_list_id
 
 if TYPE_CHECKING:
     from clubjapon_ops.delivery.dkim import DkimSigner
@@ -110,6 +111,30 @@ def format_mailbox(name: str, address: str, used: int = 0) -> str:
     if last + len(address) + 3 > MAX_HEADER_LINE:
         return f"{shown}{CRLF} <{address}>"
     return f"{shown} <{address}>"
+
+
+# Every newsletter says it is list mail: Exchange and Microsoft 365 send no out-of-office
+# or auto-reply to it (X-Auto-Response-Suppress), older autoresponders none either
+# (Precedence: bulk), so the bounce mailbox holds bounces, not holiday notices.
+AUTO_RESPONSE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+    ("Precedence", "bulk"),
+)
+
+
+def list_id_value(mail_from: str, list_id: str | None = None, used: int = 0) -> str:
+    """The List-Id value (RFC 2919): the From's display name, then <list_id>.
+
+    ``used`` as in format_mailbox; without a list_id, newsletter.<the From's domain>.
+    """
+    name = parseaddr(mail_from)[0]
+    return format_mailbox(name, list_id or default_list_id(mail_from), used)
+
+
+def list_headers(mail_from: str, list_id: str | None = None) -> tuple[tuple[str, str], ...]:
+    """List-Id and the auto-reply suppressors, unfolded (for the APIs' JSON headers)."""
+    value = list_id_value(mail_from, list_id).replace(CRLF, "")
+    return (("List-Id", value), *AUTO_RESPONSE_HEADERS)
 
 
 def message_id(edition: str, email: str, domain: str) -> str:
@@ -275,13 +300,19 @@ class MimeBuilder:
     """Turns personal messages into multipart/alternative bytes for one sender."""
 
     def __init__(self, mail_from: str, *, unsubscribe_mailto: str | None = None,
-                 signer: DkimSigner | None = None) -> None:
+                 signer: DkimSigner | None = None, list_id: str | None = None) -> None:
         name, address = parseaddr(mail_from)
         self.signer = signer  # signs each built message (DKIM) when set
         self.from_address = address
         self.domain = address.rsplit("@", 1)[-1]
         self.from_header = format_mailbox(name, address, len("From: "))
         self.unsubscribe_mailto = unsubscribe_mailto or f"mailto:{address}?subject=unsubscribe"
+        self.list_id = list_id or default_list_id(mail_from)
+        # The same for every message of the builder: folded once.
+        self.list_lines = [
+            f"List-Id: {list_id_value(mail_from, self.list_id, len('List-Id: '))}",
+            *(f"{k}: {v}" for k, v in AUTO_RESPONSE_HEADERS),
+        ]
         # One boundary per builder: '=_' cannot occur in base64 bodies.
         self.boundary = f"=_cj_{uuid.uuid4().hex}"
         self._subjects: dict[str, str] = {}
@@ -375,6 +406,7 @@ class MimeBuilder:
             f"Content-Language: {msg.lang}",
             self._list_unsubscribe(url),
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            *self.list_lines,
             *(f"{header_safe(k)}: {header_safe(v)}" for k, v in extra_headers),
             f'Content-Type: multipart/alternative;{CRLF} boundary="{self.boundary}"',
         ]
