@@ -391,9 +391,9 @@ SPECS: tuple[Spec, ...] = (
          "the envelope sender (return path) of SMTP sends: where bounces go"),
     Spec("bounce_verp", "CLUBJAPON_BOUNCE_VERP", _optional_bool, "",
          "true | false (empty: true when CLUBJAPON_BOUNCE_ADDRESS is set)",
-         "SMTP sends use local+TOKEN@domain as envelope sender, TOKEN naming the ledger row "
-         "(signed with CLUBJAPON_SECRET): a bounce then names its message, and a forged "
-         "one names no one"),
+         "SMTP sends use local+TOKEN-reader=their.domain@domain (classic VERP) as envelope "
+         "sender, TOKEN naming the ledger row (signed with CLUBJAPON_SECRET): a bounce then "
+         "names its message, and a forged one names no one"),
     Spec("bounce_imap_host", "BOUNCE_IMAP_HOST", _optional, "",
          "a host name or address (empty: no bounce mailbox)",
          "IMAP server of the bounce mailbox read by 'bounces' and jobs/bounce-mailbox.toml"),
