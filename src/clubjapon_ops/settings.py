@@ -319,6 +319,10 @@ SPECS: tuple[Spec, ...] = (
          secret=True),
     Spec("smtp_security", "SMTP_SECURITY", _choice("none", "starttls", "tls"), "none",
          "none | starttls | tls", "SMTP transport security"),
+    Spec("smtp_eight_bit", "SMTP_EIGHT_BIT", _bool, "false", "true | false",
+         "send unsigned bodies as 8bit UTF-8 where the SMTP server offers 8BITMIME; "
+         "false: 7-bit quoted-printable, which any later hop passes on unchanged (keep it "
+         "false behind a relay that DKIM-signs, e.g. Postfix with OpenDKIM)"),
     Spec("dkim_key_file", "CLUBJAPON_DKIM_KEY_FILE", _optional_path, "",
          "a path to a PEM RSA private key (2048 bits), readable by the sender only",
          "DKIM signing key of SMTP and outbox messages; set with the selector and domain "
@@ -486,6 +490,7 @@ class Settings:
     smtp_username: str | None
     smtp_password: str | None
     smtp_security: str
+    smtp_eight_bit: bool
     dkim_key_file: Path | None
     dkim_selector: str | None
     dkim_domain: str | None

@@ -40,7 +40,7 @@ def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
             host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
             username=settings.smtp_username, password=settings.smtp_password,
             connections=settings.smtp_connections, attempts=settings.send_attempts,
-            retry_wait=settings.send_retry_wait,
+            retry_wait=settings.send_retry_wait, eight_bit=settings.smtp_eight_bit,
         )
         return SmtpTransport(config, builder.from_address, builder, return_path(settings))
     retry = RetryPolicy(attempts=settings.http_attempts, total_s=settings.http_retry_seconds,
