@@ -76,6 +76,7 @@ class SendGridTransport(ApiTransport):
             "content": [{"type": "text/plain", "value": text},
                         {"type": "text/html", "value": html}],
             "categories": [first.edition],
+            "headers": self.list_headers,  # the same for every personalization
         }
 
     def _send_group(self, group: list[Outgoing]) -> list[Result]:
