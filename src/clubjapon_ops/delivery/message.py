@@ -275,17 +275,42 @@ def quoted_printable(data: bytes) -> bytes:
     if b"\r\n" not in out:
         # A piece without a line end: b2a_qp folded it with bare LFs.
         out = out.replace(b"\n", b"\r\n")
-    if out.endswith(b"\r\n"):
-        return out
-    start = out.rfind(b"\n") + 1
-    if len(out) - start > 75:
-        # b2a_qp ends a piece with a line of up to 76: the soft break needs a column of its
-        # own, so the line is cut before it, never inside an =XX escape.
-        cut = start + 75
-        escape = out.rfind(b"=", cut - 2, cut)
-        cut = escape if escape >= 0 else cut
-        out = out[:cut] + _SOFT_BREAK + out[cut:]
-    return out + _SOFT_BREAK
+    if not out.endswith(b"\r\n"):
+        start = out.rfind(b"\n") + 1
+        if len(out) - start > 75:
+            # b2a_qp ends a piece with a line of up to 76: the soft break needs a column of
+            # its own, so the line is cut before it, never inside an =XX escape.
+            cut = start + 75
+            escape = out.rfind(b"=", cut - 2, cut)
+            cut = escape if escape >= 0 else cut
+            out = out[:cut] + _SOFT_BREAK + out[cut:]
+        out += _SOFT_BREAK
+    if out[:1] == b"." or b"\r\n." in out:
+        out = _no_leading_dot(out)
+    return out
+
+
+def _no_leading_dot(encoded: bytes) -> bytes:
+    """Quoted-printable lines with a leading '.' written =2E (re-folded within 76).
+
+    SMTP would need the whole message dot-stuffed, a copy of it per send; a soft line break
+    puts a '.' at the start of a line often enough that every message would need it.
+    """
+    fixed = []
+    for line in encoded.split(b"\r\n"):
+        while line[:1] == b".":
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            # A line ending with '=' ends with a soft line break ('=XX' ends in hex).
+            body, soft = (line[:-1], b"=") if line.endswith(b"=") else (line, b"")
+            cut = 75
+            escape = body.rfind(b"=", cut - 2, cut)
+            cut = escape if escape >= 0 else cut
+            fixed.append(body[:cut] + b"=")
+            line = body[cut:] + soft
+        fixed.append(line)
+    return b"\r\n".join(fixed)
 
 
 def _dot(piece: bytes) -> bool:
