@@ -313,30 +313,31 @@ def _no_leading_dot(encoded: bytes) -> bytes:
     return b"\r\n".join(fixed)
 
 
-def _dot(piece: bytes) -> bool:
-    """Whether a line of an encoded piece (each starts a line) starts with '.'."""
-    return piece[:1] == b"." or b"\r\n." in piece
+# A region that quoted-printable leaves as it is: printable ASCII but '=', not starting with
+# '.', short enough for one line with its soft break (a name, an address, a padded greeting).
+_PLAIN = re.compile(rb"[ -<>-~]{1,75}")
 
 
 class _QuotedPrintablePart:
     """A part in quoted-printable, its static segments encoded once: 7-bit, readable, and
-    what a signing relay and every later hop pass on unchanged."""
+    what a signing relay and every later hop pass on unchanged. No line starts with '.'."""
 
     def __init__(self, part: Compiled) -> None:
         self.part = part
         self.statics = [quoted_printable(_crlf(s).encode("utf-8")) for s in part.statics]
-        self.static_dot = any(map(_dot, self.statics))
 
-    def encode(self, values: Mapping[str, str]) -> tuple[list[bytes], bool]:
-        """The body in pieces, and whether a line starts with '.'."""
+    def encode(self, values: Mapping[str, str]) -> list[bytes]:
+        """The body in pieces."""
         out = [self.statics[0]]
-        dot = self.static_dot
         region_of = self.part.region  # the slot's value and tail (and alignment padding)
+        plain = _PLAIN.fullmatch
         for i, static in enumerate(self.statics[1:]):
-            region = quoted_printable(_crlf(region_of(i, values)).encode("utf-8"))
-            dot = dot or _dot(region)
-            out += (region, static)
-        return out, dot
+            data = region_of(i, values).encode("utf-8")
+            if plain(data) and data[:1] != b".":
+                out += (data + _SOFT_BREAK, static)  # most regions: nothing to encode
+            else:
+                out += (quoted_printable(_crlf(data.decode("utf-8")).encode("utf-8")), static)
+        return out
 
 
 @dataclass(frozen=True)
@@ -427,9 +428,9 @@ class MimeBuilder:
                 return "8bit", text, html, text_dot or html_dot
         # text/* parts use CRLF line ends once decoded (RFC 2046): _crlf in the parts.
         text_qp, html_qp = self._quoted_printable(msg.rendered)
-        text, text_dot = text_qp.encode(msg.plain_values)
-        html, html_dot = html_qp.encode(msg.html_values)
-        return "quoted-printable", text, html, text_dot or html_dot
+        text = text_qp.encode(msg.plain_values)
+        html = html_qp.encode(msg.html_values)
+        return "quoted-printable", text, html, False  # no line starts with '.'
 
     def build(self, msg: PersonalMessage, *, edition: str,
               **options: Unpack[_Options]) -> bytes:
