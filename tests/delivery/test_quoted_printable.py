@@ -47,7 +47,20 @@ def test_pieces_encoded_apart_join_into_one_valid_body(seed: int) -> None:
     assert body.isascii() and b"\0" not in body
     assert body.count(b"\n") == body.count(b"\r\n")  # CRLF line ends only
     assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+    # No line starts with '.': nothing for SMTP to dot-stuff (a copy of every message).
+    assert not body.startswith(b".") and b"\r\n." not in body
     assert binascii.a2b_qp(body) == "".join(pieces).encode("utf-8")
+
+
+@pytest.mark.parametrize("after", ["", "\r\n." + "é" * 30, "\r\n.\r\n"])
+@pytest.mark.parametrize("dots", [1, 2, 73, 74, 75, 76, 77, 152, 160])
+@pytest.mark.parametrize("before", ["", "x" * 74, "x" * 75, "x" * 76, "é" * 25])
+def test_no_line_starts_with_a_dot(before: str, dots: int, after: str) -> None:
+    text = (before + "." * dots + after).encode("utf-8")
+    body = quoted_printable(text)
+    assert not body.startswith(b".") and b"\r\n." not in body
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+    assert binascii.a2b_qp(body) == text
 
 
 @pytest.mark.parametrize("length", range(70, 80))
@@ -74,8 +87,10 @@ def test_bodies_are_7bit_quoted_printable_that_three_readers_agree_on(
         lang: str, signed: bool) -> None:
     settings = make_settings(home, **(dkim_env(key_file) if signed else {}))
     message = personal(settings, lang)
-    raw = builder_for(settings).build(message, edition=SLUG)
+    mime = builder_for(settings).compose(message, edition=SLUG)
+    raw = mime.data
     assert raw.isascii()  # 7-bit: nothing for a relay to convert
+    assert not mime.dot_lines and b"\r\n." not in raw  # nor for SMTP to dot-stuff
     head, body = raw.split(b"\r\n\r\n", 1)
     assert all(len(line) <= 76 for line in body.split(b"\r\n"))
     for line in head.split(b"\r\n"):

@@ -275,43 +275,69 @@ def quoted_printable(data: bytes) -> bytes:
     if b"\r\n" not in out:
         # A piece without a line end: b2a_qp folded it with bare LFs.
         out = out.replace(b"\n", b"\r\n")
-    if out.endswith(b"\r\n"):
-        return out
-    start = out.rfind(b"\n") + 1
-    if len(out) - start > 75:
-        # b2a_qp ends a piece with a line of up to 76: the soft break needs a column of its
-        # own, so the line is cut before it, never inside an =XX escape.
-        cut = start + 75
-        escape = out.rfind(b"=", cut - 2, cut)
-        cut = escape if escape >= 0 else cut
-        out = out[:cut] + _SOFT_BREAK + out[cut:]
-    return out + _SOFT_BREAK
+    if not out.endswith(b"\r\n"):
+        start = out.rfind(b"\n") + 1
+        if len(out) - start > 75:
+            # b2a_qp ends a piece with a line of up to 76: the soft break needs a column of
+            # its own, so the line is cut before it, never inside an =XX escape.
+            cut = start + 75
+            escape = out.rfind(b"=", cut - 2, cut)
+            cut = escape if escape >= 0 else cut
+            out = out[:cut] + _SOFT_BREAK + out[cut:]
+        out += _SOFT_BREAK
+    if out[:1] == b"." or b"\r\n." in out:
+        out = _no_leading_dot(out)
+    return out
 
 
-def _dot(piece: bytes) -> bool:
-    """Whether a line of an encoded piece (each starts a line) starts with '.'."""
-    return piece[:1] == b"." or b"\r\n." in piece
+def _no_leading_dot(encoded: bytes) -> bytes:
+    """Quoted-printable lines with a leading '.' written =2E (re-folded within 76).
+
+    SMTP would need the whole message dot-stuffed, a copy of it per send; a soft line break
+    puts a '.' at the start of a line often enough that every message would need it.
+    """
+    fixed = []
+    for line in encoded.split(b"\r\n"):
+        while line[:1] == b".":
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            # A line ending with '=' ends with a soft line break ('=XX' ends in hex).
+            body, soft = (line[:-1], b"=") if line.endswith(b"=") else (line, b"")
+            cut = 75
+            escape = body.rfind(b"=", cut - 2, cut)
+            cut = escape if escape >= 0 else cut
+            fixed.append(body[:cut] + b"=")
+            line = body[cut:] + soft
+        fixed.append(line)
+    return b"\r\n".join(fixed)
+
+
+# A region that quoted-printable leaves as it is: printable ASCII but '=', not starting with
+# '.', short enough for one line with its soft break (a name, an address, a padded greeting).
+_PLAIN = re.compile(rb"[ -<>-~]{1,75}")
 
 
 class _QuotedPrintablePart:
     """A part in quoted-printable, its static segments encoded once: 7-bit, readable, and
-    what a signing relay and every later hop pass on unchanged."""
+    what a signing relay and every later hop pass on unchanged. No line starts with '.'."""
 
     def __init__(self, part: Compiled) -> None:
         self.part = part
         self.statics = [quoted_printable(_crlf(s).encode("utf-8")) for s in part.statics]
-        self.static_dot = any(map(_dot, self.statics))
 
-    def encode(self, values: Mapping[str, str]) -> tuple[list[bytes], bool]:
-        """The body in pieces, and whether a line starts with '.'."""
+    def encode(self, values: Mapping[str, str]) -> list[bytes]:
+        """The body in pieces."""
         out = [self.statics[0]]
-        dot = self.static_dot
         region_of = self.part.region  # the slot's value and tail (and alignment padding)
+        plain = _PLAIN.fullmatch
         for i, static in enumerate(self.statics[1:]):
-            region = quoted_printable(_crlf(region_of(i, values)).encode("utf-8"))
-            dot = dot or _dot(region)
-            out += (region, static)
-        return out, dot
+            data = region_of(i, values).encode("utf-8")
+            if plain(data) and data[:1] != b".":
+                out += (data + _SOFT_BREAK, static)  # most regions: nothing to encode
+            else:
+                out += (quoted_printable(_crlf(data.decode("utf-8")).encode("utf-8")), static)
+        return out
 
 
 @dataclass(frozen=True)
@@ -402,9 +428,9 @@ class MimeBuilder:
                 return "8bit", text, html, text_dot or html_dot
         # text/* parts use CRLF line ends once decoded (RFC 2046): _crlf in the parts.
         text_qp, html_qp = self._quoted_printable(msg.rendered)
-        text, text_dot = text_qp.encode(msg.plain_values)
-        html, html_dot = html_qp.encode(msg.html_values)
-        return "quoted-printable", text, html, text_dot or html_dot
+        text = text_qp.encode(msg.plain_values)
+        html = html_qp.encode(msg.html_values)
+        return "quoted-printable", text, html, False  # no line starts with '.'
 
     def build(self, msg: PersonalMessage, *, edition: str,
               **options: Unpack[_Options]) -> bytes:
