@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -226,6 +227,27 @@ def _dns_name(raw: str) -> str | None:
     return value or None
 
 
+# RFC 2919: a list-id is label.namespace, a dot-atom; kept to what a DNS name may hold.
+_LIST_ID = re.compile(r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+
+
+def _list_id(raw: str) -> str | None:
+    """An RFC 2919 list identifier (newsletter.example.org); empty: None (the default)."""
+    value = raw.strip()
+    if value and (len(value) > 255 or not _LIST_ID.match(value)):
+        raise ValueError
+    return value or None
+
+
+def default_list_id(mail_from: str) -> str:
+    """newsletter.<the domain of the From address>: the list's default RFC 2919 id."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2].strip().rstrip(".").lower()
+    # Left as it is when IDNA fails: the caller then refuses it, naming the setting.
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return f"newsletter.{domain}"
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError
@@ -297,6 +319,10 @@ SPECS: tuple[Spec, ...] = (
          secret=True),
     Spec("smtp_security", "SMTP_SECURITY", _choice("none", "starttls", "tls"), "none",
          "none | starttls | tls", "SMTP transport security"),
+    Spec("smtp_eight_bit", "SMTP_EIGHT_BIT", _bool, "false", "true | false",
+         "send unsigned bodies as 8bit UTF-8 where the SMTP server offers 8BITMIME; "
+         "false: 7-bit quoted-printable, which any later hop passes on unchanged (keep it "
+         "false behind a relay that DKIM-signs, e.g. Postfix with OpenDKIM)"),
     Spec("dkim_key_file", "CLUBJAPON_DKIM_KEY_FILE", _optional_path, "",
          "a path to a PEM RSA private key (2048 bits), readable by the sender only",
          "DKIM signing key of SMTP and outbox messages; set with the selector and domain "
@@ -314,6 +340,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("mail_from", "CLUBJAPON_MAIL_FROM", _mailbox,
          "Club Japon des Hauts-de-France <club-japon@example.org>",
          "a mailbox such as 'Name <addr@example.org>'", "the From header of every message"),
+    Spec("list_id", "CLUBJAPON_LIST_ID", _list_id, "",
+         "a list identifier such as 'newsletter.example.org': ASCII letters, digits, "
+         "hyphens and at least one dot, no spaces nor angle brackets (empty: "
+         "newsletter.<the domain of CLUBJAPON_MAIL_FROM>)",
+         "the List-Id of every newsletter (RFC 2919), shown as 'List-Id: <From name> "
+         "<this id>': mail services group and filter the list by it"),
     Spec("timezone", "CLUBJAPON_TIMEZONE", _timezone, "Europe/Paris",
          "an IANA time zone such as 'Europe/Paris'",
          "the zone of the times shown to people (send summaries, status, the scheduler's "
@@ -372,9 +404,9 @@ SPECS: tuple[Spec, ...] = (
          "the envelope sender (return path) of SMTP sends: where bounces go"),
     Spec("bounce_verp", "CLUBJAPON_BOUNCE_VERP", _optional_bool, "",
          "true | false (empty: true when CLUBJAPON_BOUNCE_ADDRESS is set)",
-         "SMTP sends use local+TOKEN@domain as envelope sender, TOKEN naming the ledger row "
-         "(signed with CLUBJAPON_SECRET): a bounce then names its message, and a forged "
-         "one names no one"),
+         "SMTP sends use local+TOKEN-reader=their.domain@domain (classic VERP) as envelope "
+         "sender, TOKEN naming the ledger row (signed with CLUBJAPON_SECRET): a bounce then "
+         "names its message, and a forged one names no one"),
     Spec("bounce_imap_host", "BOUNCE_IMAP_HOST", _optional, "",
          "a host name or address (empty: no bounce mailbox)",
          "IMAP server of the bounce mailbox read by 'bounces' and jobs/bounce-mailbox.toml"),
@@ -467,12 +499,14 @@ class Settings:
     smtp_username: str | None
     smtp_password: str | None
     smtp_security: str
+    smtp_eight_bit: bool
     dkim_key_file: Path | None
     dkim_selector: str | None
     dkim_domain: str | None
     sendgrid_api_key: str | None
     sendgrid_base_url: str
     mail_from: str
+    list_id: str
     timezone: ZoneInfo
     public_url: str
     postal_address: tuple[str, ...]
@@ -689,6 +723,13 @@ def load_settings(
         # A return path of its own is a mailbox the club runs: it takes bounces+TOKEN@ too,
         # and VERP is what keeps a forged DSN from suppressing readers (docs/ops.md).
         values["bounce_verp"] = values["bounce_address"] is not None
+    if values["list_id"] is None:
+        default = values["list_id"] = default_list_id(values["mail_from"])
+        if not _LIST_ID.match(default):
+            raise ConfigError(
+                "CLUBJAPON_LIST_ID is not set and the domain of CLUBJAPON_MAIL_FROM makes no "
+                "valid list id from it: set CLUBJAPON_LIST_ID to one such as "
+                "'newsletter.example.org'")
     values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, shadowed=shadowed, **values)
 

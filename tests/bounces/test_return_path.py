@@ -11,7 +11,7 @@ from clubjapon_ops import jobs
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.returnpath import return_path
-from clubjapon_ops.delivery.tokens import VerpSigner, verp_token
+from clubjapon_ops.delivery.tokens import VerpSigner, verp_address, verp_token
 from clubjapon_ops.delivery.transports import make_transport
 from clubjapon_ops.delivery.transports.base import Outgoing, Status
 from clubjapon_ops.errors import ConfigError
@@ -131,3 +131,31 @@ def test_outbox_files_carry_the_return_path(home: Path, outgoing) -> None:  # ty
     first = written.split(b"\r\n", 1)[0].decode()
     token = verp_token(first.removeprefix("Return-Path: "), "bounces@example.org")
     assert token is not None and VerpSigner(settings.secret or "").read(token) == 12
+
+
+def test_the_return_path_names_its_recipient_in_the_classic_verp_shape() -> None:
+    token = VerpSigner(KEY).make(6)
+    got = verp_address("bounces@bounce.example.org", token, "Yui.Tanaka+news@Example.CO.JP")
+    assert got == f"bounces+{token}-yui.tanaka+news=example.co.jp@bounce.example.org"
+    assert VerpSigner(KEY).read(verp_token(got, "bounces@bounce.example.org") or "") == 6
+
+
+@pytest.mark.parametrize("recipient", ['"a b"@example.com', "a" * 40 + "@example.com",
+                                       "x@localhost", None])
+def test_a_recipient_that_does_not_fit_leaves_the_short_shape(recipient: str | None) -> None:
+    # RFC 5321: a local part is at most 64 octets; a quoted one cannot be spliced in.
+    token = VerpSigner(KEY).make(6)
+    got = verp_address("bounces@example.org", token, recipient)
+    assert got == f"bounces+{token}@example.org"
+    assert len(got.rpartition("@")[0]) <= 64
+
+
+def test_both_shapes_are_read_and_only_the_signature_counts() -> None:
+    signer = VerpSigner(KEY)
+    token = signer.make(6)
+    assert signer.read(token) == 6  # messages sent before: local+token@domain
+    assert signer.read(f"{token}-reader=example.com") == 6
+    assert signer.read(f"{token}-someone=else.org") == 6  # the recipient is not what names
+    body, sig = token.split("-")
+    assert signer.read(f"{body}-{'a' * 13}-reader=example.com") is None
+    assert signer.read(f"{body}-{sig}x-reader=example.com") is None

@@ -91,7 +91,7 @@ def test_smtp_messages_are_signed_and_verify(home: Path, send_store: Store,  # n
         assert raw.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
         # The server offers 8BITMIME, but a signed body goes 7-bit (RFC 6376 §5.3).
         assert b"Content-Transfer-Encoding: 8bit" not in raw
-        assert raw.count(b"Content-Transfer-Encoding: base64") == 2
+        assert raw.count(b"Content-Transfer-Encoding: quoted-printable") == 2
         assert dkim.verify(raw, dnsfunc=dns_for(key_pem))
         parsed = message_from_bytes(raw, policy=policy.default)
         langs.add(parsed["Content-Language"])

@@ -48,6 +48,7 @@ class FakeSendGridEmail(FakeApi):
         self.accepted = 0  # requests taken (202)
         self.bodies: list[dict[str, Any]] = []  # the requests taken, as sent
         self.after_taking: list[Reply] = []
+        self.bodies: list[dict[str, Any]] = []  # every request body taken, as sent
         self._ids = itertools.count(1)
 
     # Faults ------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class FakeSendGridEmail(FakeApi):
             return _errors(400, "personalizations: between 1 and 1000 are required")
         with self.lock:
             message_id = f"fake{next(self._ids)}.{int(time.time())}"
+            self.bodies.append(body)
             for person in people:
                 for to in person.get("to") or []:
                     self.delivered.append(Delivered(str(to.get("email")),

@@ -60,20 +60,23 @@ def test_8bit_bodies_decode_to_the_personalised_parts(
     html, text = parsed.get_body(("html",)), parsed.get_body(("plain",))
     assert html is not None and text is not None
     assert text.get_content().replace("\r\n", "\n") == message.text
-    # The base64 form pads before tags; the 8bit one does not: equal but for white space.
+    # The quoted-printable form pads before tags; the 8bit one does not: equal but for white
+    # space.
     assert re.sub(r"\s+", "", html.get_content()) == re.sub(r"\s+", "", message.html)
     assert mime.data.endswith(b"\r\n") and not mime.dot_lines
     assert max(map(len, mime.data.split(b"\r\n"))) <= MAX_LINE
-    # A quarter smaller than base64, and the same message once decoded.
-    base64 = MimeBuilder(FROM).build(message, edition=SLUG)
-    assert len(mime.data) < 0.8 * len(base64)
+    # Smaller than quoted-printable, and the same message once decoded.
+    quoted = MimeBuilder(FROM).build(message, edition=SLUG)
+    assert len(mime.data) < len(quoted)
 
 
-def test_a_line_too_long_for_8bit_goes_base64(newsletter: Newsletter) -> None:  # noqa: F811
+def test_a_line_too_long_for_8bit_goes_quoted_printable(
+        newsletter: Newsletter) -> None:  # noqa: F811
     message = with_text(newsletter.personalise(reader("fr")), "x" * (MAX_LINE + 1) + "\n")
     mime = MimeBuilder(FROM).compose(message, edition=SLUG, eight_bit=True)
     parsed = parse(mime.data)
-    assert [p["Content-Transfer-Encoding"] for p in parsed.iter_parts()] == ["base64"] * 2
+    assert [p["Content-Transfer-Encoding"] for p in parsed.iter_parts()] == [
+        "quoted-printable"] * 2
     text = parsed.get_body(("plain",))
     assert text is not None and "x" * (MAX_LINE + 1) in text.get_content()
     exactly = with_text(newsletter.personalise(reader("fr")), "x" * MAX_LINE + "\n")
@@ -81,10 +84,11 @@ def test_a_line_too_long_for_8bit_goes_base64(newsletter: Newsletter) -> None:  
         exactly, edition=SLUG, eight_bit=True)
 
 
-def test_a_nul_in_a_name_sends_base64(newsletter: Newsletter) -> None:  # noqa: F811
+def test_a_nul_in_a_name_sends_quoted_printable(newsletter: Newsletter) -> None:  # noqa: F811
     message = newsletter.personalise(reader("en", first="Ann\0e"))
     raw = MimeBuilder(FROM).build(message, edition=SLUG, eight_bit=True)
-    assert b"\0" not in raw and b"Content-Transfer-Encoding: base64" in raw
+    assert b"\0" not in raw and b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert b"Ann=00e" in raw
 
 
 @pytest.mark.parametrize("extra", ["\n.\n", "\n.hidden line\n", "\n..two dots\n"])
@@ -94,13 +98,17 @@ def test_lines_starting_with_a_dot_are_flagged(
     builder = MimeBuilder(FROM)
     message = with_text(newsletter.personalise(reader("fr")), extra)
     assert builder.compose(message, edition=SLUG, eight_bit=True).dot_lines
-    assert not builder.compose(message, edition=SLUG).dot_lines  # base64 has no '.'
+    # Quoted-printable flags a line it starts with '.' as well (the SMTP transport then
+    # dot-stuffs it).
+    quoted = builder.compose(message, edition=SLUG)
+    assert quoted.dot_lines == (b"\r\n." in quoted.data)
 
 
+@pytest.mark.parametrize("asked", [True, False], ids=["SMTP_EIGHT_BIT", "default"])
 @pytest.mark.parametrize("eight_bit_mime", [True, False], ids=["8bitmime", "7bit-server"])
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "plain"])
-def test_smtp_sends_8bit_only_where_offered_and_dot_stuffs(
-    newsletter: Newsletter, eight_bit_mime: bool, pipelining: bool  # noqa: F811
+def test_smtp_sends_8bit_only_where_asked_and_offered_and_dot_stuffs(
+    newsletter: Newsletter, eight_bit_mime: bool, pipelining: bool, asked: bool  # noqa: F811
 ) -> None:
     builder = MimeBuilder(FROM)
     # A lone '.' line would end DATA early if it were not dot-stuffed.
@@ -109,7 +117,8 @@ def test_smtp_sends_8bit_only_where_offered_and_dot_stuffs(
     plain = newsletter.personalise(reader("fr", email_addr="plain@example.com"))
     behaviour = Behaviour(pipelining=pipelining, eight_bit_mime=eight_bit_mime)
     with smtp_server(behaviour) as (port, server):
-        transport = SmtpTransport(SmtpConfig("127.0.0.1", port, connections=1),
+        transport = SmtpTransport(SmtpConfig("127.0.0.1", port, connections=1,
+                                             eight_bit=asked),
                                   "club-japon@example.org", builder)
         try:
             results = transport.send([Outgoing(1, "dot@example.com", tricky, SLUG),
@@ -120,9 +129,10 @@ def test_smtp_sends_8bit_only_where_offered_and_dot_stuffs(
         for address, message in (("dot@example.com", tricky), ("plain@example.com", plain)):
             received = server.message_for(address)
             parts = list(received.iter_parts())
+            eight_bit = asked and eight_bit_mime
             assert [p["Content-Transfer-Encoding"] for p in parts] == (
-                ["8bit"] * 2 if eight_bit_mime else ["base64"] * 2)
-            assert ("BODY=8BITMIME" in server.mail_options[address]) == eight_bit_mime
+                ["8bit"] * 2 if eight_bit else ["quoted-printable"] * 2)
+            assert ("BODY=8BITMIME" in server.mail_options[address]) == eight_bit
             text = received.get_body(("plain",))
             assert text is not None
             assert text.get_content().replace("\r\n", "\n") == message.text

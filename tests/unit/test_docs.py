@@ -65,3 +65,28 @@ def test_settings_reference_is_generated_from_specs() -> None:
         f"{REFERENCE_FILE} differs from the settings' SPECS; regenerate it with\n"
         f"  .venv/bin/python -m clubjapon_ops.settings > {REFERENCE_FILE}"
     )
+
+
+def _section(page: Path, title: str) -> str:
+    text = page.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def test_ops_says_which_dns_records_to_publish_and_how_to_check_them() -> None:
+    # Issue 23: the docs named no SPF or DMARC record, and the bounce address a subdomain
+    # of its own needs.
+    dns = _section(REPO / "docs" / "ops.md", "DNS records")
+    spf = re.findall(r"\| `([a-z.-]+)` \| TXT \| `v=spf1 [^`]*[-~]all`", dns)
+    assert spf == ["bounce.club-japon.example.org", "club-japon.example.org"]
+    assert "`bounce.club-japon.example.org` | MX" in dns
+    dmarc = re.search(r"`_dmarc\.club-japon\.example\.org` \| TXT \| `(v=DMARC1;[^`]*)`", dns)
+    assert dmarc is not None
+    tags = dict(t.strip().split("=", 1) for t in dmarc.group(1).split(";") if t.strip())
+    assert tags["p"] == "none" and tags["rua"].startswith("mailto:") and tags["aspf"] == "r"
+    assert "](#dkim)" in dns and "| PTR |" in dns and "STARTTLS" in dns
+    for result in ("SPF: PASS", "DKIM: 'PASS'", "DMARC: 'PASS'", "Show original",
+                   "--test-to"):
+        assert result in dns, result
+    assert "SMTP_EIGHT_BIT" in dns and "OpenDKIM" in dns  # a signing relay needs 7-bit

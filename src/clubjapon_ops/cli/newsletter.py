@@ -75,7 +75,8 @@ def preview(
     }
     paths["html"].write_text(message.html, encoding="utf-8")
     paths["text"].write_text(message.text, encoding="utf-8")
-    paths["eml"].write_bytes(MimeBuilder(settings.mail_from).build(message, edition=edition))
+    paths["eml"].write_bytes(MimeBuilder(settings.mail_from, list_id=settings.list_id).build(
+        message, edition=edition))
     click.echo(f"{edition} for {contact.email} ({message.lang}): {message.subject}")
     if newsletter.edition.is_draft:
         click.echo("  DRAFT: 'send' refuses it until its file says status: ready")

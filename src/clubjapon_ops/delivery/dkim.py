@@ -33,7 +33,7 @@ _TOO_OPEN = stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP
 MIN_KEY_BITS = 1024  # RFC 8301: verifiers ignore smaller keys; 2048 is what to generate
 SIGNED_HEADERS: tuple[bytes, ...] = (
     b"From", b"To", b"Subject", b"Date", b"Message-ID", b"MIME-Version", b"Content-Type",
-    b"Content-Language", b"List-Unsubscribe", b"List-Unsubscribe-Post",
+    b"Content-Language", b"List-Unsubscribe", b"List-Unsubscribe-Post", b"List-Id",
 )
 
 

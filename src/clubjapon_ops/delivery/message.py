@@ -2,7 +2,8 @@
 
 The standard library's EmailMessage builds about 500 messages a second here; a newsletter
 needs only one fixed shape (multipart/alternative, two UTF-8 parts), so it is written
-directly: base64 bodies, RFC 2047 encoded words for non-ASCII header text, CRLF line ends.
+directly: quoted-printable bodies (static segments encoded once per edition), RFC 2047
+encoded words for non-ASCII header text, CRLF line ends.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypedDict, Unpack
 
 from clubjapon_ops.mail_limits import MAX_ENCODED_WORD, MAX_HEADER_LINE
 from clubjapon_ops.newsletter.render import Compiled, PersonalMessage, RenderedLanguage
+from clubjapon_ops.settings import default_list_id
 
 if TYPE_CHECKING:
     from clubjapon_ops.delivery.dkim import DkimSigner
@@ -112,6 +114,30 @@ def format_mailbox(name: str, address: str, used: int = 0) -> str:
     return f"{shown} <{address}>"
 
 
+# Every newsletter says it is list mail: Exchange and Microsoft 365 send no out-of-office
+# or auto-reply to it (X-Auto-Response-Suppress), older autoresponders none either
+# (Precedence: bulk), so the bounce mailbox holds bounces, not holiday notices.
+AUTO_RESPONSE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+    ("Precedence", "bulk"),
+)
+
+
+def list_id_value(mail_from: str, list_id: str | None = None, used: int = 0) -> str:
+    """The List-Id value (RFC 2919): the From's display name, then <list_id>.
+
+    ``used`` as in format_mailbox; without a list_id, newsletter.<the From's domain>.
+    """
+    name = parseaddr(mail_from)[0]
+    return format_mailbox(name, list_id or default_list_id(mail_from), used)
+
+
+def list_headers(mail_from: str, list_id: str | None = None) -> tuple[tuple[str, str], ...]:
+    """List-Id and the auto-reply suppressors, unfolded (for the APIs' JSON headers)."""
+    value = list_id_value(mail_from, list_id).replace(CRLF, "")
+    return (("List-Id", value), *AUTO_RESPONSE_HEADERS)
+
+
 def message_id(edition: str, email: str, domain: str) -> str:
     """A Message-ID that is the same every time for one (edition, contact)."""
     digest = hashlib.sha256(f"{edition}\x00{email}".encode()).hexdigest()[:24]
@@ -125,27 +151,6 @@ def message_id_of_copy(edition: str, domain: str) -> str:
     mail services drop a second message with an ID they have seen (a second test copy).
     """
     return f"<test.{edition}.{uuid.uuid4().hex}@{domain}>"
-
-
-def base64_lines(data: bytes) -> bytes:
-    """Base64 in 76-character lines, each ended by CRLF."""
-    raw = binascii.b2a_base64(data, newline=False)
-    return b"".join([raw[i : i + 76] + b"\r\n" for i in range(0, len(raw), 76)])
-
-
-class _EncodedHtml:
-    """An aligned HTML part with its static segments base64-encoded once."""
-
-    def __init__(self, part: Compiled) -> None:
-        self.part = part
-        self.statics = [base64_lines(s.encode("utf-8")) for s in part.statics]
-
-    def encode(self, values: Mapping[str, str]) -> bytes:
-        out = [self.statics[0]]
-        for i, static in enumerate(self.statics[1:]):
-            out.append(base64_lines(self.part.region(i, values).encode("utf-8")))
-            out.append(static)
-        return b"".join(out)
 
 
 # RFC 5322: a line is at most 998 octets without its CRLF. 8bit bodies may not hold NUL.
@@ -254,6 +259,87 @@ class _EightBitPart:
         return out, longest <= MAX_LINE and not nul, dot
 
 
+_SOFT_BREAK = b"=\r\n"
+
+
+def quoted_printable(data: bytes) -> bytes:
+    """Quoted-printable (RFC 2045) with CRLF line ends and lines of at most 76 characters.
+
+    A piece that does not end with a line end gets a soft line break: pieces encoded apart
+    (a static segment once per edition, a reader's name per message) then join into one
+    valid body, each starting a line, and the join decodes to the joined text.
+    """
+    if not data:
+        return b""
+    out = binascii.b2a_qp(data, istext=True)
+    if b"\r\n" not in out:
+        # A piece without a line end: b2a_qp folded it with bare LFs.
+        out = out.replace(b"\n", b"\r\n")
+    if not out.endswith(b"\r\n"):
+        start = out.rfind(b"\n") + 1
+        if len(out) - start > 75:
+            # b2a_qp ends a piece with a line of up to 76: the soft break needs a column of
+            # its own, so the line is cut before it, never inside an =XX escape.
+            cut = start + 75
+            escape = out.rfind(b"=", cut - 2, cut)
+            cut = escape if escape >= 0 else cut
+            out = out[:cut] + _SOFT_BREAK + out[cut:]
+        out += _SOFT_BREAK
+    if out[:1] == b"." or b"\r\n." in out:
+        out = _no_leading_dot(out)
+    return out
+
+
+def _no_leading_dot(encoded: bytes) -> bytes:
+    """Quoted-printable lines with a leading '.' written =2E (re-folded within 76).
+
+    SMTP would need the whole message dot-stuffed, a copy of it per send; a soft line break
+    puts a '.' at the start of a line often enough that every message would need it.
+    """
+    fixed = []
+    for line in encoded.split(b"\r\n"):
+        while line[:1] == b".":
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            # A line ending with '=' ends with a soft line break ('=XX' ends in hex).
+            body, soft = (line[:-1], b"=") if line.endswith(b"=") else (line, b"")
+            cut = 75
+            escape = body.rfind(b"=", cut - 2, cut)
+            cut = escape if escape >= 0 else cut
+            fixed.append(body[:cut] + b"=")
+            line = body[cut:] + soft
+        fixed.append(line)
+    return b"\r\n".join(fixed)
+
+
+# A region that quoted-printable leaves as it is: printable ASCII but '=', not starting with
+# '.', short enough for one line with its soft break (a name, an address, a padded greeting).
+_PLAIN = re.compile(rb"[ -<>-~]{1,75}")
+
+
+class _QuotedPrintablePart:
+    """A part in quoted-printable, its static segments encoded once: 7-bit, readable, and
+    what a signing relay and every later hop pass on unchanged. No line starts with '.'."""
+
+    def __init__(self, part: Compiled) -> None:
+        self.part = part
+        self.statics = [quoted_printable(_crlf(s).encode("utf-8")) for s in part.statics]
+
+    def encode(self, values: Mapping[str, str]) -> list[bytes]:
+        """The body in pieces."""
+        out = [self.statics[0]]
+        region_of = self.part.region  # the slot's value and tail (and alignment padding)
+        plain = _PLAIN.fullmatch
+        for i, static in enumerate(self.statics[1:]):
+            data = region_of(i, values).encode("utf-8")
+            if plain(data) and data[:1] != b".":
+                out += (data + _SOFT_BREAK, static)  # most regions: nothing to encode
+            else:
+                out += (quoted_printable(_crlf(data.decode("utf-8")).encode("utf-8")), static)
+        return out
+
+
 @dataclass(frozen=True)
 class Mime:
     """A built message, and whether SMTP must dot-stuff it (a line starts with '.')."""
@@ -275,25 +361,35 @@ class MimeBuilder:
     """Turns personal messages into multipart/alternative bytes for one sender."""
 
     def __init__(self, mail_from: str, *, unsubscribe_mailto: str | None = None,
-                 signer: DkimSigner | None = None) -> None:
+                 signer: DkimSigner | None = None, list_id: str | None = None) -> None:
         name, address = parseaddr(mail_from)
         self.signer = signer  # signs each built message (DKIM) when set
         self.from_address = address
         self.domain = address.rsplit("@", 1)[-1]
         self.from_header = format_mailbox(name, address, len("From: "))
         self.unsubscribe_mailto = unsubscribe_mailto or f"mailto:{address}?subject=unsubscribe"
-        # One boundary per builder: '=_' cannot occur in base64 bodies.
+        self.list_id = list_id or default_list_id(mail_from)
+        # The same for every message of the builder: folded once.
+        self.list_lines = [
+            f"List-Id: {list_id_value(mail_from, self.list_id, len('List-Id: '))}",
+            *(f"{k}: {v}" for k, v in AUTO_RESPONSE_HEADERS),
+        ]
+        # One boundary per builder: '=_' cannot occur in quoted-printable bodies ('=' starts
+        # a hex pair or a soft line break), nor in 8bit ones short of guessing the uuid.
         self.boundary = f"=_cj_{uuid.uuid4().hex}"
         self._subjects: dict[str, str] = {}
-        self._html: dict[int, _EncodedHtml] = {}
+        self._qp: dict[int, tuple[_QuotedPrintablePart, _QuotedPrintablePart]] = {}
         self._8bit: dict[int, tuple[_EightBitPart, _EightBitPart]] = {}
         self._date: tuple[int, str] = (-1, "")
 
-    def _encoded_html(self, rendered: RenderedLanguage) -> _EncodedHtml:
+    def _quoted_printable(self, rendered: RenderedLanguage) -> tuple[
+            _QuotedPrintablePart, _QuotedPrintablePart]:
         # Keyed by identity: a re-rendered edition (preview reload) gets a fresh encoding.
-        cached = self._html.get(id(rendered))
-        if cached is None or cached.part is not rendered.html:
-            cached = self._html[id(rendered)] = _EncodedHtml(rendered.html)
+        cached = self._qp.get(id(rendered))
+        if cached is None or cached[0].part is not rendered.text or (
+                cached[1].part is not rendered.html):
+            cached = self._qp[id(rendered)] = (
+                _QuotedPrintablePart(rendered.text), _QuotedPrintablePart(rendered.html))
         return cached
 
     def _list_unsubscribe(self, url: str) -> str:
@@ -325,15 +421,16 @@ class MimeBuilder:
         """Transfer encoding, text body, HTML body (in pieces), and whether a line starts
         with '.'."""
         if eight_bit:
-            text_part, html_part = self._eight_bit(msg.rendered)
-            text, text_ok, text_dot = text_part.encode(msg.plain_values)
-            html, html_ok, html_dot = html_part.encode(msg.html_values)
+            text8, html8 = self._eight_bit(msg.rendered)
+            text, text_ok, text_dot = text8.encode(msg.plain_values)
+            html, html_ok, html_dot = html8.encode(msg.html_values)
             if text_ok and html_ok:
                 return "8bit", text, html, text_dot or html_dot
-        html64 = self._encoded_html(msg.rendered).encode(msg.html_values)
-        # text/* parts use CRLF line ends once decoded (RFC 2046).
-        text64 = base64_lines(msg.text.replace("\n", "\r\n").encode("utf-8"))
-        return "base64", [text64], [html64], False  # the base64 alphabet has no '.'
+        # text/* parts use CRLF line ends once decoded (RFC 2046): _crlf in the parts.
+        text_qp, html_qp = self._quoted_printable(msg.rendered)
+        text = text_qp.encode(msg.plain_values)
+        html = html_qp.encode(msg.html_values)
+        return "quoted-printable", text, html, False  # no line starts with '.'
 
     def build(self, msg: PersonalMessage, *, edition: str,
               **options: Unpack[_Options]) -> bytes:
@@ -354,9 +451,10 @@ class MimeBuilder:
     ) -> Mime:
         """Build the whole message, headers and both parts, ready for SMTP.
 
-        Bodies are base64 (7-bit clean, any server); with ``eight_bit`` (for a server that
-        offers 8BITMIME) they are UTF-8 as they are, a quarter smaller and with nothing to
-        encode, unless a line would exceed 998 octets or the message is DKIM-signed.
+        Bodies are quoted-printable (7-bit clean, any server and any relay after it, and
+        readable); with ``eight_bit`` (SMTP_EIGHT_BIT set and a server that offers 8BITMIME)
+        they are UTF-8 as they are, unless a line would exceed 998 octets or the message is
+        DKIM-signed.
         """
         subject_text = subject_prefix + msg.subject
         subject = self._subjects.get(subject_text)
@@ -377,12 +475,14 @@ class MimeBuilder:
             f"Content-Language: {msg.lang}",
             self._list_unsubscribe(url),
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            *self.list_lines,
             *(f"{header_safe(k)}: {header_safe(v)}" for k, v in extra_headers),
             f'Content-Type: multipart/alternative;{CRLF} boundary="{self.boundary}"',
         ]
         b = self.boundary
         # A signed message goes 7-bit (RFC 6376 §5.3: signers SHOULD convert first): a relay
-        # that downgrades an 8bit body to send it on would break the signature, and DMARC.
+        # that downgrades an 8bit body to send it on would break the signature, and DMARC;
+        # so does an unsigned one unless asked (a relay that signs it has the same problem).
         cte, text, html, dot_lines = self._bodies(msg, eight_bit and self.signer is None)
         head = (
             CRLF.join(headers) + CRLF + CRLF

@@ -41,7 +41,7 @@ def check_newsletter(
         unsubscribe_url or placeholder_unsubscribe_url(settings),
     )
     samples = {lang: personaliser.personalise(SAMPLE_CONTACTS[lang]) for lang in rendered}
-    builder = MimeBuilder(settings.mail_from)
+    builder = MimeBuilder(settings.mail_from, list_id=settings.list_id)
     mimes = {lang: builder.build(sample, edition=slug) for lang, sample in samples.items()}
     return problems + lint_messages(
         samples, mimes=mimes, postal_address=settings.postal_address, for_send=for_send)

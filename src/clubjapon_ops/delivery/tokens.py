@@ -194,17 +194,42 @@ class VerpSigner:
         return f"{_b32_int(row)}-{self._sign(row)}"
 
     def read(self, token: str) -> int | None:
-        """The row id a token names, or None when it is malformed or forged."""
-        body, dash, sig = token.strip().lower().partition("-")
+        """The row id a token names, or None when it is malformed or forged.
+
+        What follows the signature after a further '-' (the recipient, in the return paths
+        made since issue 23) is not signed and not read: the signed row names the reader.
+        """
+        body, dash, rest = token.strip().lower().partition("-")
+        sig = rest.partition("-")[0]
         row = _b32_read(body) if dash else None
         if row is None:
             return None
         return row if _same(sig, self._sign(row)) else None
 
 
-def verp_address(base: str, token: str) -> str:
-    """``local+token@domain`` for the bounce address ``local@domain``."""
+# RFC 5321 §4.5.3.1.1: a local part is at most 64 octets; some servers refuse a longer one.
+MAX_LOCAL_PART = 64
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+
+
+def verp_address(base: str, token: str, recipient: str | None = None) -> str:
+    """The return path of one message for the bounce address ``local@domain``.
+
+    With the recipient, the classic VERP shape ``local+token-rlocal=rdomain@domain``: spam
+    filters see the recipient in it and take it for the bounce address of a list, not a
+    forged sender (rspamd's ENVFROM_VERP cancels FORGED_SENDER); only the token, which
+    names the ledger row, is signed. Without it, or when that would not fit in 64 octets
+    or the recipient's address is not a plain dot-atom, ``local+token@domain``.
+    """
     local, _, domain = base.rpartition("@")
+    if recipient:
+        r_local, at, r_domain = recipient.strip().lower().rpartition("@")
+        verp = f"{local}+{token}-{r_local}={r_domain}"
+        if (at and _DOT_ATOM.match(r_local) and _DOMAIN.match(r_domain)
+                and len(verp.encode("utf-8")) <= MAX_LOCAL_PART):
+            return f"{verp}@{domain}"
     return f"{local}+{token}@{domain}"
 
 

@@ -25,7 +25,7 @@ def builder_for(settings: Settings) -> MimeBuilder:
     CLUBJAPON_DKIM_KEY_FILE). API transports send JSON and never use the signature: the
     provider signs with the domain set up in its console.
     """
-    builder = MimeBuilder(settings.mail_from)
+    builder = MimeBuilder(settings.mail_from, list_id=settings.list_id)
     builder.signer = make_signer(settings.dkim_key_file, settings.dkim_selector,
                                  settings.dkim_domain, builder.from_address)
     return builder
@@ -40,7 +40,7 @@ def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
             host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
             username=settings.smtp_username, password=settings.smtp_password,
             connections=settings.smtp_connections, attempts=settings.send_attempts,
-            retry_wait=settings.send_retry_wait,
+            retry_wait=settings.send_retry_wait, eight_bit=settings.smtp_eight_bit,
         )
         return SmtpTransport(config, builder.from_address, builder, return_path(settings))
     retry = RetryPolicy(attempts=settings.http_attempts, total_s=settings.http_retry_seconds,
@@ -50,9 +50,11 @@ def make_transport(settings: Settings, builder: MimeBuilder) -> Transport:
             raise ConfigError("BREVO_API_KEY is not set: it is needed to send through Brevo")
         client = HttpClient(brevo_api(settings.brevo_api_key, settings.brevo_base_url),
                             timeout=settings.http_timeout, retry=retry)
-        return BrevoTransport(client, settings.mail_from, builder.unsubscribe_mailto)
+        return BrevoTransport(client, settings.mail_from, builder.unsubscribe_mailto,
+                              list_id=settings.list_id)
     if not settings.sendgrid_api_key:
         raise ConfigError("SENDGRID_API_KEY is not set: it is needed to send through SendGrid")
     client = HttpClient(sendgrid_api(settings.sendgrid_api_key, settings.sendgrid_base_url),
                         timeout=settings.http_timeout, retry=retry)
-    return SendGridTransport(client, settings.mail_from, builder.unsubscribe_mailto)
+    return SendGridTransport(client, settings.mail_from, builder.unsubscribe_mailto,
+                             list_id=settings.list_id)

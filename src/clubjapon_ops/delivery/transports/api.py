@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 
-from clubjapon_ops.delivery.message import header_safe
+from clubjapon_ops.delivery.message import header_safe, list_headers
 from clubjapon_ops.delivery.transports.base import Outgoing, Result, Status
 from clubjapon_ops.http.client import GaveUp, HttpClient
 from clubjapon_ops.newsletter.render import SLOTS, RenderedLanguage
@@ -27,10 +27,13 @@ class ApiTransport:
     concurrency = 1
     max_name: int | None = None  # the provider's documented limit on display names, if any
 
-    def __init__(self, client: HttpClient, mail_from: str, unsubscribe_mailto: str) -> None:
+    def __init__(self, client: HttpClient, mail_from: str, unsubscribe_mailto: str,
+                 *, list_id: str | None = None) -> None:
         self.client = client
         self.sender = sender(mail_from, self.max_name)
         self.unsubscribe_mailto = unsubscribe_mailto
+        # List-Id and the auto-reply suppressors, as SMTP messages carry them.
+        self.list_headers = dict(list_headers(mail_from, list_id))
 
     @property
     def longest_call_s(self) -> float:

@@ -99,6 +99,7 @@ class BrevoTransport(ApiTransport):
             "List-Unsubscribe": unsubscribe_header("{{ params.unsubscribe_url }}",
                                                    self.unsubscribe_mailto),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            **self.list_headers,
         }
         if key:
             headers["idempotencyKey"] = key

@@ -83,6 +83,7 @@ class SendGridTransport(ApiTransport):
             # No open pixel, no link of SendGrid's over ours: clicks are counted at
             # CLUBJAPON_PUBLIC_URL/r/, per reader only for those who agreed (issue 25).
             "tracking_settings": NO_TRACKING,
+            "headers": self.list_headers,  # the same for every personalization
         }
 
     def _send_group(self, group: list[Outgoing]) -> list[Result]:
