@@ -174,7 +174,7 @@ def tracked_links(n: int) -> None:
         signer = ClickSigner("bench-secret-0123456789")
         builder = MimeBuilder(settings.mail_from)
 
-        def unsubscribe(c: Contact) -> str:
+        def unsubscribe(c: Contact, row: int | None) -> str:
             return f"{settings.public_url}/unsubscribe/token-for-{c.email}"
 
         kinds = {
