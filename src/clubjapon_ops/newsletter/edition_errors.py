@@ -198,13 +198,13 @@ def _is_sections(annotation: Any) -> bool:
     return len(members) > 1 and all(m in SECTION_CLASSES.values() for m in members)
 
 
-def resolve(loc: Loc) -> tuple[Loc, Any]:
+def resolve(loc: Loc, root: type[BaseModel] = Edition) -> tuple[Loc, Any]:
     """The location as the file's keys, and the annotation expected there.
 
     Pydantic puts labels in a location that are no key of the file (a section's type, a
     union's branch); the walk stops at the first part it cannot follow.
     """
-    annotation: Any = Edition
+    annotation: Any = root
     out: list[int | str] = []
     for i, part in enumerate(loc):
         current = _strip(annotation)
@@ -222,11 +222,38 @@ def resolve(loc: Loc) -> tuple[Loc, Any]:
             annotation = get_args(current)[1]
             out.append(part)
             continue
+        branch = _branch(current, part)
+        if branch is not None:
+            annotation = branch  # a union's branch: pydantic's label, no key of the file
+            continue
         break
     return tuple(out), annotation
 
 
+def _branch(annotation: Any, label: int | str) -> Any:
+    """The member of a union that pydantic's location label names, or None."""
+    members = _members(annotation)
+    if len(members) < 2 or not isinstance(label, str):
+        return None
+    for member in members:
+        bare = _strip(member)
+        origin = get_origin(bare)
+        if ((origin is dict and label.startswith("dict["))
+                or (origin is list and label.startswith("list["))
+                or (_is_model(bare) and label == bare.__name__)
+                or (bare is str and (label == "str" or label.startswith(
+                    ("function-", "constrained-str"))))
+                or (bare is int and label == "int")):
+            return member
+    return None
+
+
 def _pattern(annotation: Any) -> str | None:
+    members = _members(annotation)
+    if len(members) != 1 or members[0] is not annotation:
+        return next((p for m in members if (p := _pattern(m))), None)
+    if get_origin(annotation) is not Annotated:
+        return None
     for meta in get_args(annotation)[1:]:
         extra = getattr(meta, "json_schema_extra", None)
         if isinstance(extra, dict) and isinstance(extra.get("pattern"), str):
@@ -324,19 +351,21 @@ def _limit(error: Mapping[str, Any]) -> str:
     return f"must be {bound} {ctx.get(key)} (found {found(error.get('input'))})"
 
 
+_MISSING = "missing: add it"
 _LIMITS = {"too_short", "too_long", "greater_than_equal", "greater_than", "less_than_equal",
            "less_than"}
 
 
-def model_problems(errors: Sequence[Mapping[str, Any]],
-                   line_of: Callable[[Loc], int]) -> list[tuple[int, str]]:
-    """Every validation error as (line, 'field: what to do'), one per field, in file order."""
+def model_problems(errors: Sequence[Mapping[str, Any]], line_of: Callable[[Loc], int],
+                   root: type[BaseModel] = Edition) -> list[tuple[int, str]]:
+    """Every validation error as (line, 'field: what to do'), one per field, in file order
+    and missing fields last; ``root`` is the model validated."""
     said: dict[Loc, str] = {}
     # parent location -> what it expects and the unknown keys under it
     unknown: dict[Loc, tuple[Any, list[str]]] = {}
     for error in errors:
         if error["type"] == "extra_forbidden":
-            parent, annotation = resolve(tuple(error["loc"])[:-1])
+            parent, annotation = resolve(tuple(error["loc"])[:-1], root)
             unknown.setdefault(parent, (annotation, []))[1].append(str(error["loc"][-1]))
     meant: set[Loc] = set()
     for parent, (annotation, keys) in unknown.items():
@@ -357,30 +386,39 @@ def model_problems(errors: Sequence[Mapping[str, Any]],
             continue
         loc = tuple(error["loc"])
         if loc and loc[-1] == "[key]":
-            where, _ = resolve(loc[:-2])
+            where, _ = resolve(loc[:-2], root)
             key = loc[-2]
             said.setdefault((*where, key), f"unknown language {key!r}: expected one of "
                             f"{', '.join(LANGS)}")
             continue
-        where, _ = resolve(loc)
+        where, _ = resolve(loc, root)
         if error["type"] == "missing" and where in meant:
             continue  # the misspelt key above says it
         by_field.setdefault(where, []).append(error)
     for where, group in by_field.items():
         if where in said:
             continue
-        said[where] = _field_message(where, group)
-    lines = [(line_of(loc), f"{dotted(loc)}: {message}") for loc, message in said.items()]
-    return sorted(lines, key=lambda item: item[0])
+        said[where] = _field_message(group, root)
+    # A union complains in each branch: what one says deeper in the value is the one that fits.
+    for where in [w for w in by_field if any(len(o) > len(w) and o[:len(w)] == w for o in said)]:
+        said.pop(where, None)
+    # In file order, a missing field last: it is often what a stray or misspelt key meant.
+    found = sorted(said.items(), key=lambda item: (item[1].startswith(_MISSING),
+                                                   line_of(item[0])))
+    return [(line_of(loc), f"{dotted(loc)}: {message}") for loc, message in found]
 
 
-def _field_message(where: Loc, group: list[Mapping[str, Any]]) -> str:
+def _field_message(group: list[Mapping[str, Any]], root: type[BaseModel]) -> str:
     first = group[0]
-    _, annotation = resolve(tuple(first["loc"]))
+    locs = [tuple(e["loc"]) for e in group]
+    common = locs[0]
+    for loc in locs[1:]:
+        common = common[:_shared(common, loc)]
+    _, annotation = resolve(common, root)
     kind = first["type"]
     value = first.get("input")
     if kind == "missing":
-        return f"missing: add it ({expected(annotation)})"
+        return f"{_MISSING} ({expected(annotation)})"
     if kind == "union_tag_invalid":
         tag = str((first.get("ctx") or {}).get("tag", value))
         close = get_close_matches(tag, SECTION_TYPES, n=1, cutoff=0.6)
@@ -399,6 +437,14 @@ def _field_message(where: Loc, group: list[Mapping[str, Any]]) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool) and "text" in words:
         message += ": put it in quotes"
     return message
+
+
+def _shared(a: Loc, b: Loc) -> int:
+    """How many leading parts two locations share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def dotted(loc: Loc) -> str:
