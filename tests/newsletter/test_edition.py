@@ -115,7 +115,8 @@ def test_error_line_points_at_the_field(project: Path) -> None:
 def test_invalid_yaml_names_the_line(project: Path) -> None:
     path = project / "config" / "editions" / f"{SLUG}.yaml"
     path.write_text("number: 3\nvenue: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r":2: a '\{' or '\[' is not closed on this line"):
+    with pytest.raises(ConfigError,
+                       match=r":2: a '\{' or '\[' opened on this line is not closed on it"):
         load_edition(path)
 
 

@@ -41,6 +41,11 @@ CASES = [
      "(line {n}: en: 'l'avenir')"),
     ("starts-with-at", TITLE_EN, "  en: @club news", "en: @club",
      QUOTE_IT + ": in YAML a text cannot start with '@' (line {n}: en: @club news)"),
+    ("colon-missing", "title:\n", "title\n", "title",
+     "a colon is missing after the field name on line {n}: write 'title:' (line {n}: title)"),
+    ("bracket-not-closed", "languages: [fr, en, ja]", "languages: [fr, en, ja", "languages:",
+     "a '{{' or '[' opened on this line is not closed on it: close it, or write the fields one "
+     "per line (line {n}: languages: [fr, en, ja)"),
     ("typo-key", "preheader:", "preheadr:", "preheadr:",
      "preheadr: unknown key: did you mean 'preheader'?"),
     ("per-language-url", CTA_END, "    url: {fr: 'https://a.fr', en: 'https://a.com'}\n"

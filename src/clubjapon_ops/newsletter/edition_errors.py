@@ -87,6 +87,10 @@ def _quote_inside(text: str) -> bool:
     return value[:1] in ("'", '"')
 
 
+_POINTS = re.compile(r"(?:the quotation mark opened|a colon is missing after the field name) "
+                     r"on line (\d+)")
+
+
 def yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int, str]:
     """The line of a YAML syntax error and what to do about it, in plain words."""
     mark = getattr(exc, "problem_mark", None)
@@ -98,10 +102,11 @@ def yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int, str]:
     line = lines[index]
     advice = _advice(lines, index, column, problem, context, exc)
     where = index + 1
-    if advice.startswith("the quotation mark opened on line "):
-        where = int(advice.split()[6])  # the line the quote opened on: the one to correct
+    if pointed := _POINTS.match(advice):
+        where = int(pointed.group(1))  # the line to correct is above the one PyYAML stopped at
         line = lines[where - 1]
-    if "quoted scalar" in context and getattr(exc, "context_mark", None) is not None:
+    if ("quoted scalar" in context or "flow" in context) and getattr(
+            exc, "context_mark", None) is not None:
         where = exc.context_mark.line + 1  # type: ignore[attr-defined]
         line = lines[min(where - 1, len(lines) - 1)]
     return where, f"{advice} (line {where}: {_shown(line)})"
@@ -122,9 +127,21 @@ def _advice(lines: list[str], index: int, column: int, problem: str, context: st
             return said
         above = _previous(lines, index)
         if above is not None and _key_column(lines[above]) is None:
-            return (f"line {above + 1} has no field name before it: write 'name:' in front of "
-                    f"its text, or join it to the field above ({_shown(lines[above])})")
+            word = lines[above].strip()
+            if re.fullmatch(r"[A-Za-z_]\w*", word):
+                return (f"a colon is missing after the field name on line {above + 1}: "
+                        f"write '{word}:'")
+            return (f"line {above + 1} is not a field: put its text on one line with its field, "
+                    "or indent it under the field like the lines it continues")
         return f"{QUOTES}: a colon followed by a space starts a new field in YAML"
+    start = getattr(exc, "context_mark", None)
+    if problem == "could not find expected ':'" and start is not None:
+        word = lines[min(start.line, len(lines) - 1)].strip()
+        if re.fullmatch(r"[A-Za-z_]\w*", word):
+            return (f"a colon is missing after the field name on line {start.line + 1}: "
+                    f"write '{word}:'")
+        return (f"line {start.line + 1} is not a field: put its text on one line with its "
+                "field, or indent it under the field like the lines it continues")
     if "quoted scalar" in context:
         return ("a quotation mark is opened and never closed: close it at the end of the "
                 "text, or put the text in the other kind of quotes")
@@ -150,8 +167,8 @@ def _advice(lines: list[str], index: int, column: int, problem: str, context: st
         return ("wrong indentation: fields of the same group start in the same column"
                 f"{like}; a list item starts with '- '")
     if "flow" in context:
-        return ("a '{' or '[' is not closed on this line: close it, or write the fields one "
-                "per line")
+        return ("a '{' or '[' opened on this line is not closed on it: close it, or write the "
+                "fields one per line")
     return (f"this line cannot be read as YAML: check its indentation against the line above, "
             f"and {QUOTES} if it holds ': ', ' #' or starts with a quote, '*', '&', '@' or '%'")
 
