@@ -15,6 +15,11 @@ class UnknownEdition(ConfigError):
     """An edition name that is not a slug, or names no edition file (nor ledger rows)."""
 
 
+class EditionError(ConfigError):
+    """An edition file that cannot be read: each line of the message is one mistake, with
+    the file, the line and what to do."""
+
+
 class ClubJaponError(Exception):
     """Base of every runtime error the project raises on purpose."""
 

@@ -128,7 +128,7 @@ def test_preview_reflects_edits_on_reload(server: tuple[str, Settings]) -> None:
     broken = path.read_text(encoding="utf-8").replace("number: 3\n", "")
     path.write_text(broken, encoding="utf-8")
     page = requests.get(f"{base}/preview/{SLUG}?lang=en", timeout=10)
-    assert page.status_code == 500 and "number: Field required" in page.text
+    assert page.status_code == 500 and "number: missing: add it" in page.text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (see .ci/run)")

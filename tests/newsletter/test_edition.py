@@ -80,11 +80,11 @@ def test_no_number_in_the_rendered_french_is_missing_from_the_article() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("number: 3\n", "", r":\d+: number: Field required"),
+        ("number: 3\n", "", r":\d+: number: missing: add it \(a whole number\)"),
         ("  ja: リール・オペラ座\n", "  de: Lille-Oper\n",
          r":\d+: venue\.de: unknown language 'de'"),
         ("      ja: 主な分野\n", "", r":\d+: sections\[1\]\.heading\.ja: missing translation"),
-        ("date: 2025-11-04", "date: 2025-13-45", r":\d+: date: Input should be a valid date"),
+        ("date: 2025-11-04", "date: 2025-13-45", r":\d+: date: expected a date written YYYY-MM-DD"),
         ("    items:\n      - title:", "    items:\n      - titel:",
          r":\d+: sections\[3\]\.items\[0\]\."),
     ],
@@ -115,7 +115,8 @@ def test_error_line_points_at_the_field(project: Path) -> None:
 def test_invalid_yaml_names_the_line(project: Path) -> None:
     path = project / "config" / "editions" / f"{SLUG}.yaml"
     path.write_text("number: 3\nvenue: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r":\d+: not valid YAML"):
+    with pytest.raises(ConfigError,
+                       match=r":2: a '\{' or '\[' opened on this line is not closed on it"):
         load_edition(path)
 
 

@@ -59,4 +59,4 @@ def test_a_date_in_another_format_says_what_is_expected(project: Path, written: 
     edit(path, "date: 2025-11-04", f"date: {written}")
     line, message = error_of(path)
     assert line == line_of(path, "date:")
-    assert message.startswith("date: ") and "expected YYYY-MM-DD" in message, message
+    assert message.startswith("date: expected a date written YYYY-MM-DD, like 2026-03-12"), message

@@ -81,7 +81,7 @@ def test_every_section_type_renders_in_both_parts(
     ("section", "expected"),
     [
         ({"type": "image", "url": "https://x.example/a.png", "width": 10, "height": 10},
-         r"sections\[0\]\.alt: Field required"),
+         r"sections\[0\]\.alt: missing: add it \(one text per language: fr, en, ja\)"),
         ({"type": "image", "url": "http://x.example/a.png", "alt": loc("a"), "width": 10,
           "height": 10}, r"sections\[0\]\.url: .*https://"),
         ({"type": "cta", "label": loc("a"), "url": "javascript:alert(1)"},

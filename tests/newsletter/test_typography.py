@@ -126,7 +126,7 @@ def test_french_html_sets_text_nodes_only() -> None:
     assert "<!-- note : commentaire ? -->" in out
     assert '<a href="https://x.example/?a=1;b=2" title="Vraiment ?">' in out
     assert f">Vraiment{NNBSP}?</a>" in out
-    assert f"<p>Tom &amp; Jerry{NNBSP}; &nbsp;? &#39;x&#39;{NNBSP}! 10{NBSP}000</p>" in out
+    assert f"<p>Tom &amp; Jerry{NNBSP}; &nbsp;? ’x’{NNBSP}! 10{NBSP}000</p>" in out
     assert f"<center>Écrire{NBSP}: ici</center>" in out  # Outlook shows this one
     assert typeset_html(out, "fr") == out
 

@@ -41,7 +41,7 @@ def test_a_broken_edition_says_why_with_a_relative_path(
     answer = preview.get(f"/preview/{SLUG}{part}?lang=en")
     body = answer.get_data(as_text=True)
     assert answer.status_code == 500
-    assert f"config/editions/{SLUG}.yaml:" in body and "number: Field required" in body
+    assert f"config/editions/{SLUG}.yaml:" in body and "number: missing: add it" in body
     assert_no_absolute_path(body, home)
 
 

@@ -69,7 +69,7 @@ def test_a_malformed_edition_is_listed_with_its_error(preview: FlaskClient, home
     body = index(preview)
     broken = body.split(f'id="edition-{BROKEN}"')[1].split("</li>")[0]
     assert "invalid" in broken and f"config/editions/{BROKEN}.yaml:" in broken
-    assert "not valid YAML" in broken
+    assert "is not closed on it" in broken
     assert f'href="/preview/{BROKEN}' not in broken  # nothing to preview
     assert f'id="edition-{SLUG}"' in body  # the others are still listed
     assert_no_absolute_path(body, home)

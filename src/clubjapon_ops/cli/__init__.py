@@ -12,7 +12,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from clubjapon_ops import __version__
-from clubjapon_ops.errors import ClubJaponError, ConfigError
+from clubjapon_ops.errors import ClubJaponError, ConfigError, EditionError
 from clubjapon_ops.logs import RedactFilter, TextFormatter, setup_logging
 from clubjapon_ops.settings import Settings, find_root, load_settings
 from clubjapon_ops.store import Store, open_store
@@ -177,6 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
+    except EditionError as exc:
+        for line in str(exc).splitlines():  # one mistake a line, each with its label
+            _fail(f"edition error: {line}")
+        code = EXIT_USAGE
     except ConfigError as exc:
         _fail(f"configuration error: {exc}")
         code = EXIT_USAGE

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from clubjapon_ops.cli import EXIT_FAILED, EXIT_OK, App, cli, complete_edition
+from clubjapon_ops.cli.editions import edition as edition_group
 from clubjapon_ops.cli.sending import reader_for
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.delivery.newsletter_check import check_newsletter
@@ -16,6 +17,33 @@ from clubjapon_ops.hosts import is_loopback
 from clubjapon_ops.jobs.audience import audience_problems
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
 from clubjapon_ops.newsletter.service import find_edition, load_newsletter
+
+
+def _check(app: App, edition: str) -> int:
+    """Lint every language of an edition and print what marketing can fix; 1 on any error."""
+    settings = app.settings
+    problems = check_newsletter(settings, edition)
+    # The lists an audience or a section names, against those the last syncs saw.
+    problems += audience_problems(lambda: app.store, find_edition(settings, edition))
+    for problem in problems:
+        click.echo(str(problem))
+    errors = sum(p.level == "error" for p in problems)
+    click.echo(f"{edition}: {errors} error(s), {len(problems) - errors} warning(s)")
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+@edition_group.command("check")
+@click.argument("edition", shell_complete=complete_edition)
+@click.pass_obj
+def check_edition(app: App, edition: str) -> int:
+    """Check EDITION as it will be sent (the same as 'preview EDITION --check'); exit 1 on
+    any error, 2 when the file cannot be read.
+
+    \b
+    Example:
+      clubjapon-ops edition check 2025-11-04-lille
+    """
+    return _check(app, resolve_edition(app.settings.root, edition))
 
 
 @cli.command()
@@ -51,14 +79,7 @@ def preview(
         raise click.UsageError("give --contact or --lang, not both")
     edition = resolve_edition(settings.root, edition)  # before any path is built from it
     if check:
-        problems = check_newsletter(settings, edition)
-        # The lists an audience or a section names, against those the last syncs saw.
-        problems += audience_problems(lambda: app.store, find_edition(settings, edition))
-        for problem in problems:
-            click.echo(str(problem))
-        errors = sum(p.level == "error" for p in problems)
-        click.echo(f"{edition}: {errors} error(s), {len(problems) - errors} warning(s)")
-        return EXIT_FAILED if errors else EXIT_OK
+        return _check(app, edition)
     if serve:
         return _serve(app, host, port, edition)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from clubjapon_ops.delivery.message import MimeBuilder
 from clubjapon_ops.errors import ConfigError
 from clubjapon_ops.newsletter.content import Lang, list_editions
-from clubjapon_ops.newsletter.edition_lint import lint_edition
+from clubjapon_ops.newsletter.edition_lint import in_edition_terms, lint_edition
 from clubjapon_ops.newsletter.lint import Problem, lint_messages
 from clubjapon_ops.newsletter.render import Personaliser, RenderedLanguage, UnsubscribeLink
 from clubjapon_ops.newsletter.service import (
@@ -43,8 +43,8 @@ def check_newsletter(
     samples = {lang: personaliser.personalise(SAMPLE_CONTACTS[lang]) for lang in rendered}
     builder = MimeBuilder(settings.mail_from, list_id=settings.list_id)
     mimes = {lang: builder.build(sample, edition=slug) for lang, sample in samples.items()}
-    return problems + lint_messages(
-        samples, mimes=mimes, postal_address=settings.postal_address, for_send=for_send)
+    return in_edition_terms(settings.root, edition, problems + lint_messages(
+        samples, mimes=mimes, postal_address=settings.postal_address, for_send=for_send))
 
 
 def newest_ready_edition(settings: Settings) -> str | None:

@@ -8,19 +8,17 @@ from collections.abc import Callable, Iterable, Iterator
 from difflib import get_close_matches
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from clubjapon_ops.errors import ConfigError, UnknownEdition
+from clubjapon_ops.errors import EditionError, UnknownEdition
+from clubjapon_ops.newsletter.edition_errors import dotted as dotted  # re-exported
+from clubjapon_ops.newsletter.edition_errors import model_problems, yaml_problem
 from clubjapon_ops.newsletter.model import LANGS as LANGS  # re-exported: callers import
 from clubjapon_ops.newsletter.model import (
     OPTIONAL_TEXTS,
-    SECTION_CLASSES,
-    SECTION_TYPES,
-    URL_TAGS,
-    EditionFile,
 )
 from clubjapon_ops.newsletter.model import Edition as Edition  # these three from here
 from clubjapon_ops.newsletter.model import Lang as Lang
@@ -117,49 +115,6 @@ def _line_of(node: yaml.Node, loc: Loc) -> int:
     return line
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The models an annotation names, through list, Optional, Annotated and unions."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
-
-
-def _unknown_key(loc: Loc) -> str:
-    """Say that the last key of a raw pydantic location is unknown, and what was meant."""
-    model: type[BaseModel] | None = EditionFile
-    for i, part in enumerate(loc[:-1]):
-        if isinstance(part, int) or model is None:
-            continue
-        if part in SECTION_CLASSES and i and isinstance(loc[i - 1], int):
-            model = SECTION_CLASSES[str(part)]  # the section's type, as pydantic tags it
-            continue
-        field = model.model_fields.get(str(part))
-        found = _models_in(field.annotation) if field else []
-        model = found[0] if found else None
-    known = [k for k in (model.model_fields if model else {}) if k != "type"]
-    close = get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-    if close:
-        return f"unknown key (did you mean {close[0]!r}?)"
-    return f"unknown key (expected one of: {', '.join(known)})" if known else "unknown key"
-
-
-def _without_tags(loc: Loc) -> Loc:
-    """Drop the section type pydantic puts after a section's index: it is no key of the file."""
-    return tuple(
-        part for i, part in enumerate(loc)
-        if not (part in SECTION_TYPES and i and isinstance(loc[i - 1], int))
-        and part not in URL_TAGS  # nor the shape of a URL (one for all, or per language)
-    )
-
-
-def dotted(loc: Loc) -> str:
-    """Write a location as the file's keys: sections[3].heading.fr."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 # The renderer's slot markers (newsletter.render): in an edition's text they would raise
 # KeyError, or pull a reader's greeting or address into the text.
 _RESERVED = re.compile("[\ue000\ue001]")
@@ -188,9 +143,13 @@ def _text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: edition file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+        raise EditionError(f"{path}: edition file not found") from None
+    except UnicodeDecodeError as exc:
+        raise EditionError(
+            f"{path}: byte {exc.start} is not UTF-8 text: save the file as UTF-8") from None
+    except OSError as exc:
+        raise EditionError(f"{path}: cannot be read ({exc.strerror or 'an error'}): check "
+                           "that the file is readable") from None
 
 
 def _read(path: Path, text: str | None = None) -> tuple[yaml.Node, dict[str, Any]]:
@@ -203,21 +162,20 @@ def _read(path: Path, text: str | None = None) -> tuple[yaml.Node, dict[str, Any
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except AliasRefused as exc:
-        raise ConfigError(
+        raise EditionError(
             f"{path}:{exc.mark.line + 1}: YAML anchors and aliases (&name, *name) are not "
             "allowed in an edition: write the value out in full where it is repeated"
         ) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", exc)
-        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+        line, advice = yaml_problem(exc, text)
+        raise EditionError(f"{path}:{line}: {advice}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: {_TOO_DEEP}") from None
+        raise EditionError(f"{path}: {_TOO_DEEP}") from None
     finally:
         loader.dispose()
     if node is None or not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: expected a mapping of edition fields")
+        raise EditionError(f"{path}:1: expected the edition's fields (number: ..., date: ..., "
+                           "...), one per line")
     return node, data
 
 
@@ -239,7 +197,7 @@ def _load(path: Path, text: str) -> Edition:
     try:
         return _validated(path, text)
     except RecursionError:
-        raise ConfigError(f"{path}: {_TOO_DEEP}") from None
+        raise EditionError(f"{path}: {_TOO_DEEP}") from None
 
 
 def _validated(path: Path, text: str) -> Edition:
@@ -247,7 +205,7 @@ def _validated(path: Path, text: str) -> Edition:
     node, data = _read(path, text)
     for field_loc, value in texts_in(data):
         if found := _RESERVED.search(value):
-            raise ConfigError(
+            raise EditionError(
                 f"{path}:{_line_of(node, field_loc)}: {dotted(field_loc)}: character "
                 f"U+{ord(found.group()):04X} is reserved (the renderer marks a reader's name "
                 "with it): remove it"
@@ -256,26 +214,13 @@ def _validated(path: Path, text: str) -> Edition:
     try:
         edition = Edition.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        # A misspelt key also makes the key it meant "missing": name the stray key first.
-        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        raw_loc = tuple(err["loc"])
-        loc = _without_tags(raw_loc)
-        message = err["msg"]
-        if loc and loc[-1] == "[key]":  # a dict key failed: a language code that is not ours
-            loc = loc[:-1]
-            message = f"unknown language {loc[-1]!r} (expected one of {', '.join(LANGS)})"
-        elif err["type"] == "extra_forbidden":
-            message = _unknown_key(raw_loc)
-        elif loc == ("date",) and err["type"].startswith(("date", "datetime")):
-            message = f"{message}: expected YYYY-MM-DD, like 2026-03-12"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        line = _line_of(node, loc)
-        raise ConfigError(f"{path}:{line}: {dotted(loc)}: {message}{more}") from None
+        said = model_problems(exc.errors(), lambda loc: _line_of(node, loc))
+        raise EditionError("\n".join(f"{path}:{line}: {text}" for line, text in said)) from None
     gap = missing_translation(edition)
     if gap is not None:
-        raise ConfigError(
-            f"{path}:{_line_of(node, gap[:-1])}: {dotted(gap)}: missing translation"
+        raise EditionError(
+            f"{path}:{_line_of(node, gap[:-1])}: {dotted(gap)}: missing translation: write the "
+            f"text in {gap[-1]}, or take {gap[-1]} out of languages"
         )
     return edition
 

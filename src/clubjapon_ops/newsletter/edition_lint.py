@@ -15,7 +15,7 @@ from clubjapon_ops.newsletter.content import (
     locate_fields,
     texts_in,
 )
-from clubjapon_ops.newsletter.lint import Problem
+from clubjapon_ops.newsletter.lint import Problem, most_serious_first
 from clubjapon_ops.newsletter.media import MAX_BYTES, ImageRefused, file_images, publish
 from clubjapon_ops.newsletter.model import Edition
 from clubjapon_ops.newsletter.placeholders import placeholder_in
@@ -107,3 +107,25 @@ def lint_edition(root: Path, edition: Edition) -> list[Problem]:
                 seen.add(loc)
                 add("warning", "copied", loc, COPIED.format(slug=other.slug))
     return problems
+
+
+# Rules of the rendered message that only an edition field can set off, and that field.
+_FIELD_OF_RULE = {"subject-length": "subject"}
+
+
+def in_edition_terms(root: Path, edition: Edition, problems: list[Problem]) -> list[Problem]:
+    """The findings, most serious first, those about an edition field placed at its line in
+    the edition file (``en subject`` -> ``config/editions/<slug>.yaml:24 subject.en``)."""
+    path = root / EDITIONS_DIR / f"{edition.slug}.yaml"
+    line_of = locate_fields(path)
+    placed = []
+    for problem in problems:
+        field = _FIELD_OF_RULE.get(problem.rule)
+        lang = problem.where.split(" ", 1)[0]
+        if field and lang in edition.languages:
+            loc: Loc = (field, lang)
+            problem = Problem(problem.level, problem.rule,
+                              f"{EDITIONS_DIR.as_posix()}/{edition.slug}.yaml:{line_of(loc)} "
+                              f"{dotted(loc)}", problem.message)
+        placed.append(problem)
+    return most_serious_first(placed)

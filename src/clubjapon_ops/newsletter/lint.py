@@ -84,7 +84,8 @@ def lint_message(message: PersonalMessage) -> list[Problem]:
 
     size = len(html.encode("utf-8"))
     if size >= GMAIL_CLIP_BYTES:
-        add("error", "html-size", "html", f"{size / 1024:.0f} KB: Gmail clips messages over 102 KB")
+        add("error", "html-size", "html", f"the email is {size / 1024:.0f} KB and Gmail clips "
+            "messages over 102 KB: shorten the edition's texts or move sections to the next")
     scan = _Scan()
     scan.feed(html)
     scan.close()
@@ -105,9 +106,11 @@ def lint_message(message: PersonalMessage) -> list[Problem]:
             add("error", "unsubscribe", part, "no visible unsubscribe link")
     width = display_width(message.subject)
     if width > SUBJECT_ERROR_WIDTH:
-        add("error", "subject-length", "subject", f"{width} columns; keep it near 80")
+        add("error", "subject-length", "subject", f"the subject is {width} columns wide, more "
+            f"than the {SUBJECT_ERROR_WIDTH} allowed: shorten it to about {SUBJECT_WARN_WIDTH}")
     elif width > SUBJECT_WARN_WIDTH:
-        add("warning", "subject-length", "subject", f"{width} columns; inboxes cut after ~80")
+        add("warning", "subject-length", "subject", f"the subject is {width} columns wide and "
+            f"inboxes cut it after about {SUBJECT_WARN_WIDTH}: shorten it")
     # The preheader is followed by invisible filler that keeps body text out of the preview.
     if not scan.preheader.translate(_FILLER).strip():
         add("error", "preheader", "html", "no preheader text")
@@ -204,9 +207,11 @@ def postal_address_problem(postal_address: tuple[str, ...], *,
 def client_support(messages: dict[Lang, PersonalMessage]) -> list[Problem]:
     """Features of the HTML that Outlook for Windows or Gmail do not support (caniemail).
 
-    Warnings, never errors: the layout is built to degrade (tables for Outlook, inline
-    styles for Gmail without <style>), so an unsupported feature is often there on purpose;
-    the warning says where to look. One per feature, naming the languages that use it.
+    About the house template, not an edition: nobody writing an edition can change them,
+    and the layout is built to degrade (tables for Outlook, inline styles for Gmail without
+    <style>), so they are measured once in the project's own tests
+    (tests/newsletter/test_template_support.py) and never shown by the lint. One per feature,
+    naming the languages that use it.
     """
     by_slug: dict[str, tuple[list[str], str, str]] = {}
     partial: dict[str, list[str]] = {}
@@ -234,11 +239,29 @@ def client_support(messages: dict[Lang, PersonalMessage]) -> list[Problem]:
 def lint_messages(messages: dict[Lang, PersonalMessage], *,
                   mimes: dict[Lang, bytes] | None = None,
                   postal_address: tuple[str, ...] = (), for_send: bool = False) -> list[Problem]:
-    """Check one sample message per language, and what applies to all of them once."""
+    """Check one sample message per language, and what applies to all of them once; what
+    the house template does on purpose (client_support) is not among them."""
     problems = [problem for message in messages.values() for problem in lint_message(message)]
     for lang, message in messages.items():
         problems += lint_rendering(message, mime=(mimes or {}).get(lang),
                                    postal_address=postal_address)
     if address := postal_address_problem(postal_address, for_send=for_send):
         problems.append(address)
-    return problems + client_support(messages)
+    return most_serious_first(problems)
+
+
+def most_serious_first(problems: list[Problem]) -> list[Problem]:
+    """Errors before warnings, each kind in the order found."""
+    return sorted(problems, key=lambda p: p.level != "error")
+
+
+def summary(problems: list[Problem]) -> str:
+    """One line for a list of findings: '1 error, 2 warnings: the first of them'."""
+    errors = sum(p.level == "error" for p in problems)
+    warnings = len(problems) - errors
+    counts = (f"{errors} error{'s' if errors != 1 else ''}, "
+              f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if not problems:
+        return f"{counts}: nothing to fix"
+    first = most_serious_first(problems)[0]
+    return f"{counts}; first: {first.where}: {first.message}"

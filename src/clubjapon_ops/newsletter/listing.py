@@ -36,7 +36,8 @@ def edition_lines(root: Path) -> list[EditionLine]:
         try:
             edition = load_edition(path)
         except ConfigError as exc:
-            lines.append(EditionLine(slug, error=project_relative(str(exc), root)))
+            first = (str(exc).splitlines() or [""])[0]  # an edition error is a line a mistake
+            lines.append(EditionLine(slug, error=project_relative(first, root)))
             continue
         lines.append(EditionLine(slug, edition.date.isoformat(), edition.status,
                                  tuple(edition.languages)))

@@ -88,8 +88,49 @@ def _unmask(text: str, kept: list[str]) -> str:
     return _SENTINEL.sub(lambda _: next(values), text)
 
 
+# Keyboard punctuation made typographic: curly apostrophes and quotes, "..." an ellipsis,
+# " - " between words an en dash. Never in what _KEEP masks (URLs, addresses, slots,
+# times, entities) nor inside `code`.
+# An address's local part may hold an apostrophe (o'brien@...), which ATOMIC's does not.
+_CODE = r"`[^`\n]*`|[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+_KEEP_PUNCT_TEXT = re.compile(_CODE + "|" + _KEEP)
+_KEEP_PUNCT_HTML = re.compile(_CODE + "|" + _ENTITY + "|" + _KEEP)
+# Autoescape writes a quote in a text node as an entity; there it may be the character.
+_QUOTE_ENTITY = re.compile(r"&(?:#39|#0*39|#[xX]0*27|#34|#0*34|#[xX]0*22|quot|apos);")
+_APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
+# A quote opens at the start or after a space or an opening mark, before a non-space;
+# any other straight quote closes.
+_OPENS = r"(?:(?<=^)|(?<=[\s(\[{\u2013\u2014\u00a0\u202f]))"
+_OPEN_DOUBLE = re.compile(_OPENS + r'"(?=\S)', re.M)
+_OPEN_SINGLE = re.compile(_OPENS + r"'(?=\w)", re.M)
+_EN_DASH = re.compile(r"(?<=[\w»”’)\]…\ue010]) - (?=[\w«“‘(\[\ue010])")
+
+
+def punctuation(text: str, lang: str, *, html: bool = False) -> str:
+    """Curly apostrophes and quotes (« » in French), … for "...", – for " - " between words,
+    in French and English; ``html`` for a text node."""
+    if lang not in ("fr", "en"):
+        return text
+    if html:
+        text = _QUOTE_ENTITY.sub(lambda m: unescape(m.group()), text)
+    masked, kept = _mask(text, _KEEP_PUNCT_HTML if html else _KEEP_PUNCT_TEXT)
+    masked = masked.replace("...", "…")
+    masked = _APOSTROPHE.sub("’", masked)
+    if lang == "fr":
+        masked = re.sub(_OPENS + r'"[ \t]*(?=\S)', "«" + NNBSP, masked, flags=re.M)
+        masked = re.sub(r'[ \t]*"', NNBSP + "»", masked)
+        masked = masked.replace("'", "’")  # French quotes with « », never with '
+    else:
+        masked = _OPEN_DOUBLE.sub("“", masked).replace('"', "”")
+        masked = _OPEN_SINGLE.sub("‘", masked).replace("'", "’")
+    masked = _EN_DASH.sub(" – ", masked)
+    return _unmask(masked, kept)
+
+
 def french(text: str, *, html: bool = False) -> str:
-    """Set French non-breaking spaces; ``html`` for a text node (entities, any white space)."""
+    """Set French punctuation and non-breaking spaces; ``html`` for a text node (entities,
+    any white space)."""
+    text = punctuation(text, "fr", html=html)
     masked, kept = _mask(text, _KEEP_HTML if html else _KEEP_TEXT)
     spaces = _SPACES_HTML if html else _SPACES_TEXT
     masked = re.sub(spaces + r"(?=[;!?»])", NNBSP, masked)
@@ -104,7 +145,7 @@ def french(text: str, *, html: bool = False) -> str:
 
 def typeset(text: str, lang: str) -> str:
     """Typography for a plain string of one language (subject, preheader, text part)."""
-    return french(text) if lang == "fr" else text
+    return french(text) if lang == "fr" else punctuation(text, lang)
 
 
 # Markup the text-node walk steps over. Outlook's conditional comments hold HTML that
@@ -244,6 +285,8 @@ def _walk(html: str, lang: str, web: bool = False) -> str:
     def text(node: str) -> None:
         if here() == "fr":
             node = french(node, html=True)
+        elif here() == "en":
+            node = punctuation(node, "en", html=True)
         elif here() == "ja" and any(is_wide(c) for c in node):
             if open_tags:
                 styled.add(open_tags[-1][1])

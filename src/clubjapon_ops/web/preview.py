@@ -24,8 +24,8 @@ from clubjapon_ops.errors import ClubJaponError, ConfigError
 from clubjapon_ops.jobs.audience import audience_plan
 from clubjapon_ops.newsletter.audience import describe_audience, variant_choices
 from clubjapon_ops.newsletter.content import LANGS, list_editions, project_relative
-from clubjapon_ops.newsletter.edition_lint import lint_edition
-from clubjapon_ops.newsletter.lint import lint_messages
+from clubjapon_ops.newsletter.edition_lint import in_edition_terms, lint_edition
+from clubjapon_ops.newsletter.lint import lint_messages, summary
 from clubjapon_ops.newsletter.render import PersonalMessage
 from clubjapon_ops.newsletter.service import SAMPLE_CONTACTS, Newsletter, load_newsletter
 from clubjapon_ops.settings import Settings
@@ -156,8 +156,9 @@ def page(slug: str) -> Any:
         width = "desktop"
     newsletter, message, lang = _message(slug)
     # The edition's own lint too: placeholders left and copies are what marketing fixes here.
-    problems = lint_edition(_settings().root, newsletter.edition) + lint_messages(
-        {message.lang: message})
+    root = _settings().root
+    problems = in_edition_terms(root, newsletter.edition, lint_edition(
+        root, newsletter.edition) + lint_messages({message.lang: message}))
     variant, _ = _variant(newsletter)
     params = {"lang": lang, "contact": message.email, "variant": variant}
     return render_template(
@@ -171,6 +172,7 @@ def page(slug: str) -> Any:
         langs=newsletter.edition.languages,
         contacts=[SAMPLE_CONTACTS[lang], *_store_contacts(lang)],
         problems=problems,
+        problems_summary=summary(problems),
         width=width,
         frame_width=WIDTHS[width],
         params=params,
