@@ -50,8 +50,8 @@ CASES = [
      "preheadr: unknown key: did you mean 'preheader'?"),
     ("per-language-url", CTA_END, "    url: {fr: 'https://a.fr', en: 'https://a.com'}\n"
      + CTA_END, "url: {fr",
-     "sections[6].url: expected a web address starting with https:// or a mailto: address "
-     "(found one value per language: fr, en)"),
+     "sections[6].url.ja: missing translation: write the text in ja, or take ja out of "
+     "languages"),
     ("text-not-per-language", "venue:\n  fr: Opéra de Lille\n  en: Opéra de Lille\n"
      "  ja: リール・オペラ座\n", "venue: Opéra de Lille\n", "venue:",
      "venue: expected one text per language: fr, en, ja (found the text 'Opéra de Lille')"),

@@ -16,7 +16,7 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Tag
 from pydantic.fields import FieldInfo
 
 from clubjapon_ops.newsletter.model import LANGS, SECTION_CLASSES, SECTION_TYPES, Edition
@@ -252,6 +252,11 @@ def _branch(annotation: Any, label: int | str) -> Any:
     members = _members(annotation)
     if len(members) < 2 or not isinstance(label, str):
         return None
+    for member in members:
+        # A tagged union (Tag(...) on each member, as URLs by shape): the tag names it.
+        if get_origin(member) is Annotated and any(
+                isinstance(m, Tag) and m.tag == label for m in get_args(member)[1:]):
+            return member
     for member in members:
         bare = _strip(member)
         origin = get_origin(bare)
