@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, Response
+from markupsafe import Markup, escape
 
 from clubjapon_ops.errors import StoreError
+from clubjapon_ops.newsletter.typography import web_phrases
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.web import headers
@@ -39,8 +41,16 @@ def base_app(settings: Settings, store_factory: Callable[[], Store], csp: str) -
     # Flask logs the path of a request that fails: /unsubscribe/TOKEN must not reach a log.
     redact_logger(app.logger.name)
     headers.install(app, csp)
+    app.jinja_env.filters["phrases"] = phrases
     app.register_error_handler(StoreError, _store_unavailable)
     return app
+
+
+def phrases(text: object, lang: str) -> Markup:
+    """A template filter: Japanese text broken between its phrases, as the email breaks it."""
+    if lang != "ja":
+        return escape(str(text))
+    return Markup(web_phrases(str(text)))  # web_phrases escapes the text first
 
 
 def _store_unavailable(exc: StoreError) -> Response:
