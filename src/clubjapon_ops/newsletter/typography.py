@@ -279,4 +279,8 @@ def web_phrases(text: str) -> str:
     For web pages, whose own stylesheet sets ``word-break: keep-all`` on Japanese (their CSP
     refuses style attributes).
     """
-    return _phrases_html(html_escape(text, quote=True), near_slot=False)
+    # A break is allowed after "・" too: a long katakana name (クラブ・ジャポン・オー＝ド＝
+    # フランス) is one BudouX phrase, wider than a phone's line.
+    pieces = re.split(r"(?<=・)", text)
+    return "<wbr>".join(_phrases_html(html_escape(p, quote=True), near_slot=False)
+                        for p in pieces if p)

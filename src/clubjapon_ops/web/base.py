@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,11 +47,15 @@ def base_app(settings: Settings, store_factory: Callable[[], Store], csp: str) -
     return app
 
 
+# A hyphenated name ("Hauts-de-France"), not an address nor a number: kept on one line.
+_HYPHENATED = re.compile(r"(?<![\w@.\-])([^\W\d_]+(?:-[^\W\d_]+)+)(?![\w@.\-])")
+
+
 def phrases(text: object, lang: str) -> Markup:
-    """A template filter: Japanese text broken between its phrases, as the email breaks it."""
-    if lang != "ja":
-        return escape(str(text))
-    return Markup(web_phrases(str(text)))  # web_phrases escapes the text first
+    """A template filter: Japanese broken between its phrases as the email breaks it, and
+    no line broken at the hyphen of a name (the page's CSS says what .nobr does)."""
+    html = web_phrases(str(text)) if lang == "ja" else str(escape(str(text)))
+    return Markup(_HYPHENATED.sub(r'<span class="nobr">\1</span>', html))  # escaped above
 
 
 def _store_unavailable(exc: StoreError) -> Response:
