@@ -152,6 +152,14 @@ def public_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.copytree(REPO / "templates", root / "templates")
     settings = load_settings(root, environ={"CLUBJAPON_CSV_PATH": str(SAMPLE_CSV),
                                             "CLUBJAPON_SECRET": SECRET})
+    # An edition written first in Japanese, public by its file: the index heads it in Japanese.
+    source = (root / "config/editions" / f"{SLUG}.yaml").read_text(encoding="utf-8")
+    (root / "config/editions" / "2025-12-01-lens.yaml").write_text(
+        source.replace("languages: [fr, en, ja]", "languages: [ja, fr, en]")
+        .replace("status: ready\n", "status: ready\npublic: true\n")
+        .replace("地域圏と日本の絆、さらに強く",
+                 "オー＝ド＝フランス地域圏と日本の企業の絆、さらに強く"),
+        encoding="utf-8")
     store = open_store(settings.database_url)
     with served(create_app(settings, lambda: store)) as url:  # waitress, as `web` runs it
         yield url
@@ -224,3 +232,22 @@ def test_the_allowed_breaks_rule_catches_the_breaks_issue_24_saw() -> None:
     assert not between_words(ja, ja.index("ランス"))     # "オー＝ド＝フ / ランス"
     assert not between_words(ja, ja.index("ブ・"))       # "クラ / ブ・ジャポン"
     assert between_words(ja, ja.index("オー"))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_archive_index_wraps_japanese_by_phrase(
+    browser: Any, public_url: str, width: int
+) -> None:
+    page = _open(browser, width)
+    try:
+        response = page.goto(f"{public_url}/editions/")
+        assert response is not None and response.status == 200
+        found = page.evaluate(LINES, "h2[lang=ja], p.label[lang=ja], .titles [lang=ja]")
+        assert len(found) == 3
+        wrong = [f"{item['text'][max(0, i - 8):i]} / {item['text'][i:i + 8]}"
+                 for item in found for i in item["breaks"]
+                 if not _allowed_unsubscribe(item["text"], i, "ja")]
+        assert wrong == []
+        assert page.evaluate("document.documentElement.scrollWidth - innerWidth") <= 0
+    finally:
+        page.close()
