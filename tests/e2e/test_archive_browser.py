@@ -68,6 +68,14 @@ def test_archive_in_headless_chromium(base: str) -> None:
             assert color == "rgb(31, 58, 95)"
             assert page.locator(".view-online").count() == 0
             assert errors == []
+            # From an edition to its other languages, and back to the index. Followed by
+            # address, not clicked: a click runs Playwright's script in the sandboxed page.
+            french = page.locator(f'nav a[hreflang="fr"][href="/editions/{SLUG}/fr"]')
+            page.goto(base + str(french.get_attribute("href")))
+            assert "Des liens toujours plus forts" in page.locator("h1").inner_text()
+            page.goto(base + str(page.locator("nav a").first.get_attribute("href")))
+            assert page.url == f"{base}/editions/"
+            assert page.locator(f"section[id=\"{SLUG}\"] h2").inner_text().strip()
             page.close()
         finally:
             browser.close()

@@ -51,7 +51,7 @@ def test_a_broken_template_names_it_with_a_relative_path(
 ) -> None:
     template = home / "templates" / "newsletter" / "email.html.j2"
     template.write_text(template.read_text(encoding="utf-8").replace(
-        "{{ t.club_name }}", "{{ t.club_name ", 1), encoding="utf-8")
+        "{{ L(edition.title) }}", "{{ L(edition.title) ", 1), encoding="utf-8")
     answer = preview.get(f"/preview/{SLUG}{part}?lang=fr")
     body = answer.get_data(as_text=True)
     assert answer.status_code == 500

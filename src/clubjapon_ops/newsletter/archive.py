@@ -19,19 +19,23 @@ from clubjapon_ops.newsletter.content import (
 log = logging.getLogger(__name__)
 
 
+def is_public(edition: Edition, sent: set[str]) -> bool:
+    """Ready, and sent from this database or marked ``public: true`` in its file."""
+    return not edition.is_draft and (edition.slug in sent or edition.public)
+
+
 def published(root: Path, sent: set[str]) -> list[Edition]:
-    """Ready editions with a sent row whose file loads, newest first; a bad file is skipped."""
+    """Public editions whose file loads, newest first; a bad file is skipped."""
     found = []
     for slug in list_editions(root):
-        if slug not in sent:
-            continue
         try:
             edition = load_edition(root / EDITIONS_DIR / f"{slug}.yaml")
         except ConfigError as exc:
-            # One line, the project-relative message: the archive goes on without it.
-            log.warning("archive: %s skipped: %s", slug, project_relative(str(exc), root))
+            if slug in sent:
+                # One line, the project-relative message: the archive goes on without it.
+                log.warning("archive: %s skipped: %s", slug, project_relative(str(exc), root))
             continue
-        if not edition.is_draft:
+        if is_public(edition, sent):
             found.append(edition)
     return sorted(found, key=lambda e: (e.date, e.slug), reverse=True)
 
@@ -39,10 +43,8 @@ def published(root: Path, sent: set[str]) -> list[Edition]:
 def published_edition(root: Path, slug: str, lang: str, sent: set[str]) -> tuple[Edition, Lang]:
     """The edition the archive may show in ``lang``; UnknownEdition for anything else."""
     slug = resolve_edition(root, slug)  # refuses a name that is not a slug with a file
-    if slug not in sent:
-        raise UnknownEdition(f"{slug}: never sent")
     edition = load_edition(root / EDITIONS_DIR / f"{slug}.yaml")
     found = next((code for code in edition.languages if code == lang), None)
-    if edition.is_draft or found is None:
-        raise UnknownEdition(f"{slug}: a draft, or not in {lang!r}")
+    if not is_public(edition, sent) or found is None:
+        raise UnknownEdition(f"{slug}: a draft, never sent, or not in {lang!r}")
     return edition, found

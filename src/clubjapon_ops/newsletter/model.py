@@ -276,6 +276,10 @@ class EditionFile(_Strict):
     number: int = Field(ge=1)
     date: date
     status: Status = Field(description="draft: preview only; ready: can be sent.")
+    public: bool = Field(
+        default=False,
+        description="true: listed in the public archive once ready, even if this database "
+                    "did not send it (an edition sent from elsewhere or before the ledger).")
     languages: list[Lang] = Field(min_length=1)
     venue: Localized
     city: Localized

@@ -275,11 +275,17 @@ class Renderer:
             "view_online_url": archive_url(self.public_url, edition.slug, lang),
             # The public archive page: no reader, so no address and no unsubscribe link.
             "web_page": web_page,
+            "archive_nav": None,
         }
 
-    def render_web_page(self, edition: Edition, lang: Lang) -> str:
-        """The HTML part as the public archive shows it: the generic greeting, no reader."""
+    def render_web_page(self, edition: Edition, lang: Lang,
+                        nav: Mapping[str, Any] | None = None) -> str:
+        """The HTML part as the public archive shows it: the generic greeting, no reader.
+
+        ``nav``: the archive's links, ``index`` (a URL) and ``languages`` ((code, name, URL)).
+        """
         ctx = self.context(edition, lang, web_page=True)
+        ctx["archive_nav"] = nav
         try:
             html = self.env.get_template(HTML_TEMPLATE).render(ctx)
         except TemplateError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from html import escape as html_escape
 from html import unescape
 
 from jinja2 import pass_context
@@ -379,3 +380,16 @@ def heading_filter(context: Context, text: str) -> str:
     lines = textwrap_cjk.wrap(typeset(str(text), context.get("lang", "")))
     width = max(display_width(line) for line in lines.split("\n"))
     return f"{lines}\n{'=' * min(textwrap_cjk.WIDTH, width)}"
+
+
+def web_phrases(text: str) -> str:
+    """``text`` escaped for HTML, a <wbr> between its Japanese phrases, glued as in the email.
+
+    For web pages, whose own stylesheet sets ``word-break: keep-all`` on Japanese (their CSP
+    refuses style attributes).
+    """
+    # A break is allowed after "・" too: a long katakana name (クラブ・ジャポン・オー＝ド＝
+    # フランス) is one BudouX phrase, wider than a phone's line.
+    pieces = re.split(r"(?<=・)", text)
+    return "<wbr>".join(_phrases_html(html_escape(p, quote=True), near_slot=False)
+                        for p in pieces if p)

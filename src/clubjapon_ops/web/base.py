@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, Response
+from markupsafe import Markup, escape
 
 from clubjapon_ops.errors import StoreError
+from clubjapon_ops.newsletter.typography import web_phrases
 from clubjapon_ops.settings import Settings
 from clubjapon_ops.store import Store
 from clubjapon_ops.web import headers
@@ -39,8 +42,20 @@ def base_app(settings: Settings, store_factory: Callable[[], Store], csp: str) -
     # Flask logs the path of a request that fails: /unsubscribe/TOKEN must not reach a log.
     redact_logger(app.logger.name)
     headers.install(app, csp)
+    app.jinja_env.filters["phrases"] = phrases
     app.register_error_handler(StoreError, _store_unavailable)
     return app
+
+
+# A hyphenated name ("Hauts-de-France"), not an address nor a number: kept on one line.
+_HYPHENATED = re.compile(r"(?<![\w@.\-])([^\W\d_]+(?:-[^\W\d_]+)+)(?![\w@.\-])")
+
+
+def phrases(text: object, lang: str) -> Markup:
+    """A template filter: Japanese broken between its phrases as the email breaks it, and
+    no line broken at the hyphen of a name (the page's CSS says what .nobr does)."""
+    html = web_phrases(str(text)) if lang == "ja" else str(escape(str(text)))
+    return Markup(_HYPHENATED.sub(r'<span class="nobr">\1</span>', html))  # escaped above
 
 
 def _store_unavailable(exc: StoreError) -> Response:

@@ -6,6 +6,7 @@ never reuse the preview's views, which show stored contacts and unpublished edit
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, url_for
@@ -52,16 +53,19 @@ def index() -> Any:
     """List the sent, ready editions, newest first, a link per language."""
     settings = _settings()
     renderer = make_renderer(settings)
+    strings = renderer.strings
     entries = []
     for edition in published(settings.root, _sent()):
+        # One entry per edition, headed in its first language, with a link per language.
+        first = edition.primary_language
         entries.append({
             "edition": edition,
-            "links": [(lang, renderer.context(edition, lang)["edition_label"],
-                       edition.title[lang],
-                       url_for("editions.page", slug=edition.slug, lang=lang))
-                      for lang in edition.languages],
+            "lang": first,
+            "title": edition.title[first],
+            "label": renderer.context(edition, first)["edition_label"],
+            "url": url_for("editions.page", slug=edition.slug, lang=first),
+            "languages": _languages(edition.slug, edition.languages, strings),
         })
-    strings = renderer.strings
     body = render_template("editions.html.j2", entries=entries,
                            titles=[(lang, strings[lang]["archive_title"]) for lang in strings],
                            club=strings["fr"]["club_name"])
@@ -77,8 +81,19 @@ def page(slug: str, lang: str) -> Any:
         # Sections for part of the audience: the public sees what a reader on no list saw.
         public = edition_variant(edition, variant_of(edition, frozenset()))
         public = publish_images(settings, public)  # its photos at PUBLIC_URL/media/
-        html = make_renderer(settings).render_web_page(public, code)
+        renderer = make_renderer(settings)
+        nav = {"index": url_for("editions.index"),
+               "languages": _languages(slug, [c for c in edition.languages if c != code],
+                                       renderer.strings)}
+        html = renderer.render_web_page(public, code, nav)
     except ConfigError:  # UnknownEdition is one; a broken file is not found either
         return _not_found()
     return Response(html, mimetype="text/html",
                     headers={"Cache-Control": CACHED, "Content-Security-Policy": ARCHIVE_CSP})
+
+
+def _languages(slug: str, langs: Iterable[str],
+               strings: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(code, the language's name in itself, its page) for each of ``langs``."""
+    return [(lang, str(strings[lang]["language_name"]),
+             url_for("editions.page", slug=slug, lang=lang)) for lang in langs]

@@ -16,10 +16,12 @@ PUBLIC_CSP = ("default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'
 # The preview page frames the email (same origin) and runs one script (the contact switch).
 PREVIEW_CSP = ("default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
                "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-# The email itself, in the preview's frame or opened alone: a sandbox (no script, an opaque
-# origin), its own inline CSS, and remote images as a mail client would show them.
-EMAIL_CSP = ("sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
-             "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+# The email itself, in the preview's frame or opened alone: a sandbox (no script), its own
+# inline CSS, and remote images as a mail client would show them. Same origin, so the
+# preview's script can read the email's height and size the frame to it.
+EMAIL_CSP = ("sandbox allow-same-origin; default-src 'none'; img-src https: data:; "
+             "style-src 'unsafe-inline'; frame-ancestors 'self'; base-uri 'none'; "
+             "form-action 'none'")
 
 # The public archive's edition pages: the email as a web page, so the email's policy, but
 # framed by nobody (it is public) and still a sandbox: no script, whatever the edition holds.
