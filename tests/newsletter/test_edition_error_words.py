@@ -107,8 +107,8 @@ def test_every_unknown_key_gets_its_own_line_and_did_you_mean(home: Path) -> Non
         f"edition error: {path}:{_line(lines, 'sumary')}: sumary: unknown key: did you mean "
         "'summary'?",
         f"edition error: {path}:{_line(lines, 'foo')}: foo: unknown key: expected one of "
-        "number, date, status, languages, venue, city, subject, preheader, title, summary, "
-        "sections, audience",
+        "number, date, status, public, languages, venue, city, subject, preheader, title, "
+        "summary, opening, closing, sections, audience",
     ]
     assert "more)" not in result.stderr
 
