@@ -85,3 +85,22 @@ def test_a_new_edition_from_one_with_urls_per_language_keeps_them(home: Path) ->
     assert "[placeholder]" in check.stdout
     draft = (home / "config" / "editions" / "2026-06-18-amiens.yaml").read_text("utf-8")
     assert all(url in draft for url in FORMS.values())
+
+
+def test_a_sent_edition_counts_the_links_given_per_language(home: Path) -> None:  # noqa: F811
+    # Review of the merge: the click rewriter knew sections by identity, and making a URL
+    # plain per language copied the section: those links went out straight, uncounted,
+    # while the report listed them with 0 clicks.
+    with_sections(home, FORMS)
+    assert cli(home, "sync").returncode == 0
+    result = cli(home, "send", SLUG, "--yes")
+    assert result.returncode == 0, result.stderr
+    sent = list((home / "var" / "outbox" / SLUG).glob("*.eml"))
+    assert sent
+    for eml in sent:
+        message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        for url in [*FORMS.values(), *ALBUMS.values()]:
+            assert url not in html and url not in text, (eml.name, url)
+        assert html.count("/r/") >= 2 and text.count("/r/") >= 2, eml.name

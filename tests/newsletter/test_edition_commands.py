@@ -275,3 +275,17 @@ def test_new_writes_a_commented_audience_block_that_loads_when_uncommented(
     assert audience is not None
     assert (audience.lists, audience.exclude_lists, audience.languages) == (
         ["Membres", "Partenaires"], ["Presse"], ["fr", "en"])
+
+
+def test_new_from_a_public_edition_is_not_public(home: Path) -> None:
+    # Review of the merge: 'public: true' was kept, so the unsent copy was listed in the
+    # public archive as soon as marketing set it ready.
+    source = home / "config" / "editions" / f"{SLUG}.yaml"
+    source.write_text(source.read_text("utf-8").replace("\nstatus: ready\n",
+                                                        "\nstatus: ready\npublic: true\n", 1),
+                      "utf-8")
+    assert load_edition(source).public is True
+    result = run_cli(home, "edition", "new", NEW, "--from", SLUG)
+    assert result.returncode == 0, result.stderr
+    copy = home / "config" / "editions" / f"{NEW}.yaml"
+    assert "\npublic: false\n" in copy.read_text("utf-8")

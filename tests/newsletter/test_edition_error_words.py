@@ -63,6 +63,11 @@ CASES = [
      "city.fr: expected a text (found the number 3): put it in quotes"),
     ("unknown-language", "  fr: Opéra de Lille", "  de: Opéra de Lille", "de: Opéra",
      "venue.de: unknown language 'de': expected one of fr, en, ja"),
+    # A check of a whole section speaks its own words (not "expected a group of fields").
+    ("image-url-without-size", "\nsections:\n",
+     "\nsections:\n  - type: image\n    url: https://club.example.org/a.png\n"
+     "    alt: { fr: Photo, en: Photo, ja: 写真 }\n", "- type: image",
+     "sections[0]: an image given by url needs its width and height in pixels"),
 ]
 
 

@@ -106,3 +106,17 @@ def test_placeholders_left_are_errors_where_they_are(
         ("error", "sections[3].heading.en")]
     assert problems[0].where.startswith(f"config/editions/{NEXT}.yaml:{line_of(path, 'fr: «À')}")
     assert newest_ready_edition(project_settings) == SLUG  # errors: not ready
+
+
+def test_an_editions_own_opening_copied_from_an_earlier_one_is_warned_of(
+    project: Path, project_settings: Settings
+) -> None:
+    # A seasonal opening ("as the year ends...") written for one edition is about that
+    # edition: pasted back unchanged months later, it is a copy like the subject.
+    opening = ("opening:\n  fr: Bonne fin d’année.\n  en: Season’s greetings.\n"
+               "  ja: 年末のご挨拶。\n")
+    for path in (project / "config" / "editions" / f"{SLUG}.yaml", copy(project)):
+        edit(path, "\nsections:\n", "\n" + opening + "sections:\n")
+    fields = {p.where.split(" ", 1)[1]
+              for p in ours(check_newsletter(project_settings, NEXT), "copied")}
+    assert "opening" in fields

@@ -218,9 +218,10 @@ def verp_address(base: str, token: str, recipient: str | None = None) -> str:
     """The return path of one message for the bounce address ``local@domain``.
 
     With the recipient, the classic VERP shape ``local+token-rlocal=rdomain@domain``: spam
-    filters see the recipient in it and take it for the bounce address of a list, not a
-    forged sender (rspamd's ENVFROM_VERP cancels FORGED_SENDER); only the token, which
-    names the ledger row, is signed. Without it, or when that would not fit in 64 octets
+    filters that read it take it for the bounce address of a list, not a forged sender
+    (rspamd 3.4 does not: it strips what follows '+' first; the list headers are what
+    spares our mail its FORGED_SENDER there, docs/ops.md); only the token, which names the
+    ledger row, is signed. Without it, or when that would not fit in 64 octets
     or the recipient's address is not a plain dot-atom, ``local+token@domain``.
     """
     local, _, domain = base.rpartition("@")

@@ -125,7 +125,9 @@ def _copy_text(text: str, blank_all: bool, number: int, day: str) -> str:
         for scalar in _texts_with_langs(part, langs):
             edits.append((scalar, PLACEHOLDERS[langs[id(scalar)]]))  # type: ignore[index]
     fields = _fields(tree)
-    for name, value in (("number", str(number)), ("date", day), ("status", "draft")):
+    # A copy is nobody's public letter yet: 'public: true' of its source must not list it.
+    for name, value in (("number", str(number)), ("date", day), ("status", "draft"),
+                        ("public", "false")):
         if name in fields:
             edits.append((fields[name], value))
     return _replaced(text, edits)

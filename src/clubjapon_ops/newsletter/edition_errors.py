@@ -455,6 +455,8 @@ def _field_message(group: list[Mapping[str, Any]], root: type[BaseModel]) -> str
     own = [w for e in group if (w := _own_words(e))]
     if own and isinstance(value, str) and not _pattern(annotation):
         return f"{own[0]} (found {found(value)})"
+    if own and isinstance(value, dict):
+        return own[0]  # a check of the whole group (an image's file or url): its own words
     message = f"expected {words} (found {found(value)})"
     if isinstance(value, int | float) and not isinstance(value, bool) and "text" in words:
         message += ": put it in quotes"

@@ -47,7 +47,10 @@ def _news(edition: Edition) -> Iterator[tuple[Loc, dict[str, str]]]:
 
 
 def _compared(edition: Edition) -> list[tuple[Loc, dict[str, str]]]:
-    return [((name,), getattr(edition, name)) for name in _COMPARED] + list(
+    # An edition's own opening or closing (a seasonal greeting) is about that edition too.
+    own = [((name,), texts) for name in ("opening", "closing")
+           if (texts := getattr(edition, name, None))]
+    return [((name,), getattr(edition, name)) for name in _COMPARED] + own + list(
         _headings(edition)) + list(_news(edition))
 
 

@@ -233,7 +233,12 @@ class Renderer:
         """Everything the templates may use for one language (``web_page``: the archive's)."""
         if lang not in self.strings:
             raise ConfigError(f"{self.templates_dir / STRINGS_FILE}: no strings for {lang!r}")
-        edition = for_language(edition, lang)  # a URL given per language: this one's
+        plain = for_language(edition, lang)  # a URL given per language: this one's
+        # The click rewriter knows the edition's own sections (by identity): a section copied
+        # to make its per-language URL plain is still that link.
+        original = {id(copy): section for copy, section in zip(plain.sections,
+                                                                edition.sections, strict=True)}
+        edition = plain
         t = self.strings[lang]
         venue = edition.venue[lang]
         label = str(t["edition_label"]).format(
@@ -258,7 +263,8 @@ class Renderer:
             "closing": _own_or_house(edition.closing, t, "closing", lang),
             "cta_url": lambda section: section.url or mailto,
             "tracked": lambda section, url: (
-                url if web_page or self.links is None else self.links(section, url, lang)),
+                url if web_page or self.links is None
+                else self.links(original.get(id(section), section), url, lang)),
             "list_sep": _LIST_SEP[lang],
             "public_url": self.public_url,
             "open_quote": open_quote,
