@@ -71,7 +71,7 @@ def batch(newsletter: Newsletter, n: int, langs: tuple[str, ...] = ("fr",), *,
                           first_name=first_name if first_name is not None else f"Prénom{i}",
                           last_name=f"Nom{i}", language=langs[i % len(langs)])
         out.append(Outgoing(id=i + 1, envelope_to=contact.email,
-                            message=newsletter.personalise(contact), edition=SLUG))
+                            message=newsletter.personalise(contact, row=i + 1), edition=SLUG))
     return out
 
 
