@@ -142,8 +142,10 @@ def test_every_https_link_goes_through_the_redirect_and_nothing_else(
     by_lang: dict[str, list[list[str]]] = {}
     for address, message in messages.items():
         text_links, html_links = click_links(message)
-        # The image link and the button, in both parts, in reading order.
-        assert len(text_links) == 2 and text_links == html_links, address
+        # The image link and the button, in both parts, in reading order (the HTML says the
+        # button's link twice: Outlook's VML button and everyone else's).
+        assert len(text_links) == 2 and text_links == list(dict.fromkeys(html_links)), address
+        assert len(html_links) == 3, address
         text, html = parts(message)
         for part in (text, html):
             assert "photos.example.org/2025/lille\"" not in part and "inscription." not in part

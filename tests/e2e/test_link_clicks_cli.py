@@ -48,7 +48,9 @@ def send(home: Path, env: dict[str, str], *extra: str) -> None:  # noqa: F811
 
 def assert_redirected(text: str, html: str, unsubscribe: str = "/unsubscribe/") -> None:
     """Both parts carry the image link and the button as redirects, and not their targets."""
-    assert len(CLICK.findall(text)) == 2 and CLICK.findall(text) == CLICK.findall(html)
+    # The HTML says the button's link twice: Outlook's VML button and everyone else's.
+    links = CLICK.findall(text)
+    assert len(links) == 2 and links == list(dict.fromkeys(CLICK.findall(html)))
     for part in (text, html):
         assert "photos.example.org/2025/lille\"" not in part and "inscription." not in part
         assert unsubscribe in part  # the unsubscribe link is not rewritten
