@@ -46,7 +46,6 @@ class FakeSendGridEmail(FakeApi):
         self.api_key = api_key
         self.delivered: list[Delivered] = []
         self.accepted = 0  # requests taken (202)
-        self.bodies: list[dict[str, Any]] = []  # the requests taken, as sent
         self.after_taking: list[Reply] = []
         self.bodies: list[dict[str, Any]] = []  # every request body taken, as sent
         self._ids = itertools.count(1)
@@ -111,7 +110,6 @@ class FakeSendGridEmail(FakeApi):
                     self.delivered.append(Delivered(str(to.get("email")),
                                                     str(body.get("subject", "")), message_id))
             self.accepted += 1
-            self.bodies.append(body)
             if self.after_taking:
                 return self.after_taking.pop(0)
         return Reply(202, raw=b"", headers={"X-Message-Id": message_id})
