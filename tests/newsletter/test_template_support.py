@@ -29,6 +29,8 @@ ON_PURPOSE = {
     "css-overflow": "hides the preheader's filler (overflow: hidden) with the rules above",
     "css-overflow-wrap": "breaks a long URL or word inside its column; else it overflows",
     "css-word-wrap": "the older name of overflow-wrap, for the clients that know only it",
+    "css-white-space": "keeps each word of the club's name whole in the masthead; else the "
+                       "name may wrap inside a word, still inside its column",
     "html-style": "<style> holds @media only: every other rule is inlined (css-inline)",
     "html-wbr": "breaks between Japanese phrases; else the client breaks between characters",
 }
