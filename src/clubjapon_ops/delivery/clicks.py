@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clubjapon_ops.contacts import Contact, consents
-from clubjapon_ops.delivery.tokens import _key_bytes
+from clubjapon_ops.delivery.tokens import _b32_int, _b32_read, _key_bytes
 from clubjapon_ops.newsletter.links import edition_links
 from clubjapon_ops.newsletter.model import Edition
 from clubjapon_ops.settings import Settings
@@ -27,7 +27,6 @@ _LINK = b"click-link\x00"
 _READER = b"click-reader\x00"
 _LINK_BYTES = 12  # 96 bits: 16 characters of base64url
 _READER_SIG_CHARS = 13  # 64 bits in lower-case base32
-_B32 = "abcdefghijklmnopqrstuvwxyz234567"
 # A token longer than this is refused before anything is computed.
 MAX_TOKEN = 64
 _LINK_ID = re.compile(r"[A-Za-z0-9_-]{16}")
@@ -41,15 +40,6 @@ class ClickToken:
 
     link_id: str
     row: int | None = None
-
-
-def _b32_int(number: int) -> str:
-    digits = ""
-    while True:
-        number, rest = divmod(number, 32)
-        digits = _B32[rest] + digits
-        if not number:
-            return digits
 
 
 class ClickSigner:
@@ -85,11 +75,9 @@ class ClickSigner:
         if not sep:
             return ClickToken(link_id)
         body, dash, sig = reader.partition("-")
-        if not dash or not body or len(body) > 13 or any(c not in _B32 for c in body):
+        row = _b32_read(body) if dash else None
+        if row is None:
             return None
-        row = 0
-        for char in body:
-            row = row * 32 + _B32.index(char)
         if not hmac.compare_digest(sig.encode("ascii", "replace"),
                                    self._reader_sig(row).encode("ascii")):
             return None
