@@ -44,9 +44,13 @@ def first_lines(newsletter: Newsletter, contact: Contact, count: int) -> list[st
     ("en", "健二", "Takahashi", "Dear Takahashi\u00a0様,"),
     ("en", "健二", None, "Hello,"),
     ("fr", "けんじ", "高橋", "Bonjour 高橋様,"),
-    ("en", "Emily", "Clarke", "Dear Emily,"),
+    # A formal English greeting names the family name too where the CRM has both (issue 24).
+    ("en", "Emily", "Clarke", "Dear Emily Clarke,"),
+    ("en", "Kenji", "Takahashi", "Dear Kenji Takahashi,"),
+    ("en", "Emily", None, "Dear Emily,"),
+    ("en", None, "Clarke", "Hello,"),
     ("fr", "Camille", "Martin", "Bonjour Camille,"),
-    ("en", "Marie-Christine", "佐藤", "Dear Marie-Christine,"),
+    ("en", "Marie-Christine", "佐藤", "Dear Marie-Christine 佐藤,"),
 ])
 def test_the_greeting_names_the_reader_as_the_language_does(
     newsletter: Newsletter, lang: str, first: str | None, last: str | None, greeting: str
@@ -106,7 +110,7 @@ def test_an_edition_gives_its_own_opening_and_an_empty_one_gets_the_house_s(
     assert fr[:2] == ["Bonjour Camille,", "Chers membres du Club,"]
     # Not a missing translation: en has no opening of its own, and gets none.
     en = newsletter.personalise(reader("en", "Emily", "Clarke")).text.split("\n")
-    assert en[:2] == ["Dear Emily,", ""]
+    assert en[:2] == ["Dear Emily Clarke,", ""]
 
 
 def test_the_lille_edition_reads_as_written_not_translated(newsletter: Newsletter) -> None:

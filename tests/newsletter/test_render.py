@@ -41,7 +41,7 @@ def parse(raw: bytes) -> EmailMessage:
     ("lang", "title", "greeting", "anonymous"),
     [
         ("fr", "Des liens toujours plus forts", "Bonjour Camille,", "Bonjour,"),
-        ("en", "Ever stronger ties", "Dear Camille,", "Hello,"),
+        ("en", "Ever stronger ties", "Dear Camille Martin,", "Hello,"),
         ("ja", "地域圏と日本の絆", "Martin\u00a0様", "ご担当者様"),
     ],
 )

@@ -414,7 +414,9 @@ def greeting(strings: Mapping[str, Any], contact: Contact, lang: Lang) -> str:
 
     A given name in Japanese script is not used alone in French or English ("Dear 健二,"
     reads as intimate, or rude): the family name with 様 where the CRM has it, else the
-    greeting without a name.
+    greeting without a name. A language with a formal greeting by full name
+    (``greeting_full``: English's "Dear Kenji Takahashi,") uses it where the CRM has both
+    names; the CRM does not say Mr or Ms, so the given name comes with the family name.
     """
     first, last = contact.first_name, contact.last_name
     if lang == "ja":
@@ -425,6 +427,8 @@ def greeting(strings: Mapping[str, Any], contact: Contact, lang: Lang) -> str:
         if last:
             return str(strings["greeting_family"]).format(name=with_sama(last))
         return str(strings["greeting_anonymous"])
+    if first and last and "greeting_full" in strings:
+        return str(strings["greeting_full"]).format(first_name=first, last_name=last)
     if first:
         return str(strings["greeting_named"]).format(first_name=first)
     return str(strings["greeting_anonymous"])
@@ -491,7 +495,8 @@ class Personaliser:
 
 def _typeset_greetings(strings: Mapping[str, Any], lang: str) -> Mapping[str, Any]:
     greetings = {key: typeset(str(strings[key]), lang)
-                 for key in ("greeting_named", "greeting_anonymous", "greeting_family")
+                 for key in ("greeting_named", "greeting_full", "greeting_anonymous",
+                            "greeting_family")
                  if key in strings}
     return {**strings, **greetings}
 
