@@ -17,11 +17,12 @@ from email import policy
 from pathlib import Path
 
 import pytest
+import requests
 from PIL import Image
 
 from clubjapon_ops.settings import load_settings
 from clubjapon_ops.store import open_store
-from clubjapon_ops.web import create_app
+from clubjapon_ops.web import create_app, create_preview_app
 from tests.conftest import REPO
 from tests.fakes.wsgi import served
 
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.e2e
 SLUG = "2025-11-04-lille"
 PUBLIC = "https://club-japon.example.org"
 MEDIA_URL = re.compile(re.escape(PUBLIC) + r"/media/([0-9a-f]{64}\.(?:jpg|png|gif|webp))")
+# The preview's HTML file (--out FOLDER beside var/) shows the copies published locally.
+LOCAL_MEDIA = re.compile(r'src="\.\./var/media/([0-9a-f]{64}\.(?:jpg|png|gif|webp))"')
 PHOTO = "photos/table-ronde.jpg"
 
 
@@ -95,11 +98,18 @@ def test_a_photo_file_is_published_resized_and_the_email_links_it(home: Path) ->
     assert check.returncode == 0, check.stdout + check.stderr
     preview = cli(home, "preview", SLUG, "--lang", "en", "--out", str(home / "out"))
     assert preview.returncode == 0, preview.stderr
+    # The .eml is what readers get: the image from CLUBJAPON_PUBLIC_URL.
+    eml = email.message_from_bytes((home / "out" / "en-emily.clarke.eml").read_bytes(),
+                                   policy=policy.default)
+    names = MEDIA_URL.findall(eml.get_body(("html",)).get_content())  # type: ignore[union-attr]
+    assert len(names) == 1
+    # The HTML file shows the copy published on this machine, by a path relative to it, so a
+    # laptop's preview shows the photo before the public server has it (issue 24).
     html = (home / "out" / "en-emily.clarke.html").read_text(encoding="utf-8")
-    names = MEDIA_URL.findall(html)
-    assert len(names) == 1, html[:2000]
-    img = re.search(r"<img[^>]*/media/[^>]*>", html)
-    assert img is not None
+    assert MEDIA_URL.findall(html) == []
+    img = re.search(r'<img[^>]*src="([^"]*/media/[^"]*)"[^>]*>', html)
+    assert img is not None and img.group(1) == f"../var/media/{names[0]}"
+    assert (home / "out" / img.group(1)).resolve() == home / "var" / "media" / names[0]
     assert 'width="600"' in img.group() and 'height="400"' in img.group()
 
     copy = home / "var" / "media" / names[0]
@@ -137,6 +147,26 @@ def test_a_photo_file_is_published_resized_and_the_email_links_it(home: Path) ->
         assert fetched.headers["Content-Type"] == "image/jpeg"
 
 
+def test_the_served_preview_shows_the_photo_published_on_this_machine(home: Path) -> None:
+    """A laptop's preview page: the photo from the preview's own server, not from
+    CLUBJAPON_PUBLIC_URL, which does not have it yet (issue 24)."""
+    (home / "config" / "editions" / "media" / PHOTO).write_bytes(photo(800, 600))
+    with_image(home, PHOTO)
+    settings = load_settings(home, environ=env_for(home))
+    app = create_preview_app(settings, lambda: open_store(settings.database_url))
+    with served(app) as base:
+        html = requests.get(f"{base}/preview/{SLUG}/email.html?lang=ja", timeout=30)
+        assert html.status_code == 200
+        assert "img-src 'self'" in html.headers["Content-Security-Policy"]
+        assert MEDIA_URL.findall(html.text) == []
+        (src,) = re.findall(r'<img[^>]*src="(/media/[0-9a-f]{64}\.jpg)"', html.text)
+        image = requests.get(base + src, timeout=30)
+        assert image.status_code == 200 and image.headers["Content-Type"] == "image/jpeg"
+        assert image.content == (home / "var" / "media" / src.split("/")[-1]).read_bytes()
+        # Only published copies: the source file under config/ is not reachable.
+        assert requests.get(f"{base}/media/{PHOTO}", timeout=30).status_code == 404
+
+
 def test_a_light_image_is_published_as_it_is_and_its_size_read(home: Path) -> None:
     out = io.BytesIO()
     Image.new("RGB", (300, 200), (200, 30, 30)).save(out, "PNG")
@@ -145,7 +175,7 @@ def test_a_light_image_is_published_as_it_is_and_its_size_read(home: Path) -> No
     preview = cli(home, "preview", SLUG, "--lang", "fr", "--out", str(home / "out"))
     assert preview.returncode == 0, preview.stderr
     html = (home / "out" / "fr-camille.martin.html").read_text(encoding="utf-8")
-    (name,) = MEDIA_URL.findall(html)
+    (name,) = LOCAL_MEDIA.findall(html)
     assert (home / "var" / "media" / name).read_bytes() == out.getvalue()
     img = re.search(r"<img[^>]*/media/[^>]*>", html)
     assert img is not None and 'width="300"' in img.group() and 'height="200"' in img.group()
@@ -257,7 +287,7 @@ def test_a_phone_photo_is_turned_upright_and_loses_its_position(home: Path) -> N
     preview = cli(home, "preview", SLUG, "--lang", "en", "--out", str(home / "out"))
     assert preview.returncode == 0, preview.stderr
     html = (home / "out" / "en-emily.clarke.html").read_text(encoding="utf-8")
-    (name,) = MEDIA_URL.findall(html)
+    (name,) = LOCAL_MEDIA.findall(html)
     img = re.search(r"<img[^>]*/media/[^>]*>", html)
     assert img is not None and 'width="300"' in img.group() and 'height="400"' in img.group()
     copy = Image.open(home / "var" / "media" / name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -83,10 +84,14 @@ def preview(
     if serve:
         return _serve(app, host, port, edition)
 
+    folder = out_dir or settings.root / "var" / "preview" / edition
+    # The HTML file shows the images published on this machine (var/media/), by a path
+    # relative to it; the .eml keeps CLUBJAPON_PUBLIC_URL's, as readers get them.
+    local_images = os.path.relpath(settings.root / "var", folder).replace(os.sep, "/")
     newsletter = load_newsletter(settings, edition)
     contact = reader_for(app, email, lang, newsletter)
     message = newsletter.personalise(contact)
-    folder = out_dir or settings.root / "var" / "preview" / edition
+    shown = load_newsletter(settings, edition, image_base=local_images).personalise(contact)
     private_folder(folder)  # the files name a reader and show their name
     stem = f"{message.lang}-{contact.email.split('@')[0]}"
     paths = {
@@ -94,7 +99,7 @@ def preview(
         "text": folder / f"{stem}.txt",
         "eml": folder / f"{stem}.eml",
     }
-    paths["html"].write_text(message.html, encoding="utf-8")
+    paths["html"].write_text(shown.html, encoding="utf-8")
     paths["text"].write_text(message.text, encoding="utf-8")
     paths["eml"].write_bytes(MimeBuilder(settings.mail_from, list_id=settings.list_id).build(
         message, edition=edition))

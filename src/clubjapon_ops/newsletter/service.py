@@ -101,11 +101,16 @@ def make_renderer(settings: Settings) -> Renderer:
     )
 
 
-def find_edition(settings: Settings, slug: str) -> Edition:
+def find_edition(settings: Settings, slug: str, image_base: str | None = None) -> Edition:
     """Load an edition by slug, its image files published; ConfigError names the file,
-    field and line when invalid."""
+    field and line when invalid.
+
+    ``image_base``: what the images' URLs start with before /media/ (default
+    CLUBJAPON_PUBLIC_URL, where readers fetch them; a preview uses its own server or folder).
+    """
     path = edition_path(settings.root, slug)  # UnknownEdition is a ConfigError
-    return with_published_images(settings.root, path, load_edition(path), settings.public_url)
+    base = settings.public_url if image_base is None else image_base
+    return with_published_images(settings.root, path, load_edition(path), base)
 
 
 def publish_images(settings: Settings, edition: Edition) -> Edition:
@@ -120,13 +125,15 @@ def load_newsletter(
     unsubscribe_url: UnsubscribeLink | None = None,
     links: LinkHref | None = None,
     reader_part: Callable[[Contact, int], str] | None = None,
+    image_base: str | None = None,
 ) -> Newsletter:
     """Load and render an edition by slug; ConfigError names what is wrong.
 
     ``links``: the redirect URL of each link (a send); ``reader_part``: what a consenting
     reader's links add (consent mode). Without them links go straight to their target.
+    ``image_base``: see find_edition (a preview shows the images published on this machine).
     """
-    edition = find_edition(settings, slug)
+    edition = find_edition(settings, slug, image_base)
     renderer = make_renderer(settings)
     if links is not None:
         renderer.links = LinkRewriter(edition, links,

@@ -54,7 +54,7 @@ def create_preview_app(
     It answers only to loopback names and ``served_on``, the address it listens on: a page
     that rebinds its own name to 127.0.0.1 gets 421, never the contacts (DNS rebinding).
     """
-    from clubjapon_ops.web import preview, test_copy_form
+    from clubjapon_ops.web import media, preview, test_copy_form
     from clubjapon_ops.web.auth import require_password
     from clubjapon_ops.web.base import base_app
     from clubjapon_ops.web.headers import PREVIEW_CSP
@@ -66,5 +66,7 @@ def create_preview_app(
     app.config["TEMPLATES_AUTO_RELOAD"] = True
     require_password(app, settings.preview_password)
     app.register_blueprint(preview.blueprint)
+    # The images this machine published: the preview's email shows them from here.
+    app.register_blueprint(media.blueprint)
     test_copy_form.install(app)  # "send me a test": behind the host check and the password
     return app

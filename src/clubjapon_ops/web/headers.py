@@ -19,7 +19,7 @@ PREVIEW_CSP = ("default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce
 # The email itself, in the preview's frame or opened alone: a sandbox (no script), its own
 # inline CSS, and remote images as a mail client would show them. Same origin, so the
 # preview's script can read the email's height and size the frame to it.
-EMAIL_CSP = ("sandbox allow-same-origin; default-src 'none'; img-src https: data:; "
+EMAIL_CSP = ("sandbox allow-same-origin; default-src 'none'; img-src 'self' https: data:; "
              "style-src 'unsafe-inline'; frame-ancestors 'self'; base-uri 'none'; "
              "form-action 'none'")
 

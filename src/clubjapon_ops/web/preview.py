@@ -86,7 +86,9 @@ def _newsletter(slug: str) -> Newsletter:
     # Re-read the edition and templates on every request: marketing sees edits on reload.
     root = _settings().root
     try:
-        return load_newsletter(_settings(), slug)
+        # Images from this server's /media/: a laptop's preview shows a photo published on
+        # the laptop, before the public server has it.
+        return load_newsletter(_settings(), slug, image_base="")
     except ConfigError as exc:
         # A file of that name exists: it is broken, and marketing must see why. Otherwise
         # there is no such edition, whatever find_edition says of the name.
