@@ -7,6 +7,7 @@ is caught whatever fonts the machine has.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,22 +124,48 @@ def test_the_club_name_never_breaks_inside_a_word(
         page.close()
 
 
+_STYLE_BLOCK = re.compile(r"<style\b.*?</style>", re.S | re.I)
+_CALC = re.compile(r"[\w-]+\s*:\s*(?:calc|min)\([^;\"]*\)\)?;?", re.I)
+# How a client shows the message: as sent; without the <style> block (Gmail's mobile
+# webmail, SFR, La Poste: inline styles only); and as the Gmail apps show it to other
+# accounts, which also drop calc() and min() (caniemail: css-unit-calc, css-function-min,
+# html-style).
+CLIENTS = {
+    "as-sent": lambda html: html,
+    "style-stripped": lambda html: _STYLE_BLOCK.sub("", html),
+    "style-and-calc-stripped": lambda html: _CALC.sub("", _STYLE_BLOCK.sub("", html)),
+}
+
+
+def test_the_gmail_apps_simulation_drops_calc_and_min_only() -> None:
+    style = ('style="min-width: 240px; min-width: min(264px, 100%); width: 100%;'
+             'width: calc((5px - 100%) * 9)"')
+    assert _CALC.sub("", style) == 'style="min-width: 240px;  width: 100%;"'
+
+
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("lang", LANGS)
 def test_stacked_figures_take_the_full_width_on_a_phone(
-    browser: Any, messages: dict[str, PersonalMessage], lang: str, width: int
+    browser: Any, messages: dict[str, PersonalMessage], lang: str, width: int, client: str
 ) -> None:
+    html = CLIENTS[client](messages[lang].html)
+    assert ("<style" in html) == (client == "as-sent")
+    assert ("calc(" in html) == (client != "style-and-calc-stripped")
     page = _open(browser, width)
     try:
-        page.set_content(messages[lang].html, wait_until="domcontentloaded")
+        page.set_content(html, wait_until="domcontentloaded")
         figures = page.evaluate(FIGURES)
         assert len(figures) >= 2
-        if width in PHONES:
-            # One under the other, each as wide as the row (not its desktop column's width).
+        if width in PHONES or client == "style-and-calc-stripped":
+            # One under the other, each as wide as the row (not its desktop column's width);
+            # without calc() on any screen (the Gmail apps: a phone or a tablet).
             assert len({f["top"] for f in figures}) == len(figures)
             assert [round(f["width"]) for f in figures] == [round(f["row"]) for f in figures]
         else:
             assert len({f["top"] for f in figures}) == 1  # side by side on a wide screen
+        overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 0
     finally:
         page.close()
 

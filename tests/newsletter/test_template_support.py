@@ -23,6 +23,11 @@ ON_PURPOSE = {
     "css-at-media": "the one-column phone layout; elsewhere the 600 px table still reads",
     "css-at-media-prefers-color-scheme": "dark colours where asked; elsewhere the light ones",
     "css-border-radius": "rounded buttons and panels; square in Outlook (VML button there)",
+    "css-unit-calc": "figures side by side on a wide screen, at the full width when stacked "
+                     "(Fab Four); without it, width: 100%: stacked at the full width",
+    "css-function-min": "a figure column's own width as its minimum where the row has room; "
+                        "without it, a 240 px minimum that a 320 px phone's row holds",
+    "css-min-width": "the figure columns' width side by side; Outlook: a ghost table",
     "css-display-none": "hides the preheader's filler; Outlook hides it with mso-hide",
     "css-max-height": "hides the preheader's filler (max-height: 0) with the rules above",
     "css-opacity": "hides the preheader's filler (opacity: 0) with the rules above",
