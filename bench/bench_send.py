@@ -22,6 +22,8 @@ CPU time): top functions, CPU by library and by stage, per message.
 --smoke: 30 messages, one SMTP connection, to a Python SMTP sink (bench/_smtp_sink.py)
 instead of smtp-sink, no mailmerge, nothing downloaded: the suite runs it
 (tests/unit/test_bench_smoke.py); its rates say nothing.
+--eight-bit adds quoted-printable (the default) against 8bit bodies (SMTP_EIGHT_BIT=true,
+what sends did before issue 23), alternated --eight-bit-rounds times (smoke: once).
 --dkim adds DKIM signing (a 2048-bit RSA key generated for the run): the build cost per
 message unsigned and signed, in process, and one more SMTP send with signing on, beside the
 same send unsigned.
@@ -40,6 +42,7 @@ import resource
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -691,6 +694,31 @@ def _area(file: str, name: str) -> str:
     return "other"
 
 
+def eight_bit_rows(send: Any, sink: Any, c: int, n: int, rounds: int) -> list[tuple[str, ...]]:
+    """Quoted-printable (the default since issue 23) against 8bit bodies (SMTP_EIGHT_BIT=true,
+    what every send did before), alternated ``rounds`` times so both see the same load."""
+    print(f"\nquoted-printable (default) and 8bit (SMTP_EIGHT_BIT=true), alternated, "
+          f"{rounds} round(s), {c} connection(s)")
+    runs: dict[str, list[Measure]] = {"quoted-printable": [], "8bit": []}
+    for _ in range(rounds):
+        for kind, more in (("quoted-printable", {}), ("8bit", {"SMTP_EIGHT_BIT": "true"})):
+            before = sink.received()
+            m, _ = send(f"smtp, {kind}", **more)
+            m.received = sink.received() - before
+            show(m)
+            runs[kind].append(m)
+    qp, eight = (statistics.median(m.rate for m in runs[k]) for k in ("quoted-printable", "8bit"))
+    cpu = {k: statistics.median(m.cpu_s / m.n for m in v) * 1e6 for k, v in runs.items()}
+    change = qp / eight - 1
+    return [
+        (f"smtp-sink, {c} conn., quoted-printable / 8bit ({n:,} msgs, median of {rounds})",
+         f"{qp:,.0f} / {eight:,.0f} msg/s ({change:+.1%})", "within 10% (issue 23)",
+         verdict(change >= -0.10), ""),
+        ("  CPU/msg quoted-printable / 8bit",
+         f"{cpu['quoted-printable']:.0f} / {cpu['8bit']:.0f} µs", "(load-independent)", "", ""),
+    ]
+
+
 def loads(m: Measure) -> str:
     return f"{m.load_before:.2f} -> {m.load_after:.2f}"
 
@@ -716,6 +744,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=18, help="profile rows to print")
     parser.add_argument("--dkim", action="store_true",
                         help="also measure DKIM signing: per message, and one signed SMTP send")
+    parser.add_argument("--eight-bit", action="store_true",
+                        help="also compare quoted-printable bodies (the default) with 8bit "
+                             "(SMTP_EIGHT_BIT=true) at the last connection count, alternated")
+    parser.add_argument("--eight-bit-rounds", type=int, default=3,
+                        help="rounds of that comparison (default 3; the median is kept)")
     parser.add_argument("--smoke", action="store_true",
                         help="30 messages, 1 connection, a Python sink, no mailmerge: seconds")
     parser.add_argument("--child-send", action="store_true", help=argparse.SUPPRESS)
@@ -725,7 +758,8 @@ def main() -> None:
         child_send(args.profile_to)
         return
     if args.smoke:
-        args.messages, args.connections = min(args.messages, 30), "1"
+        # The comparison's code runs too (one round), so that it cannot rot either.
+        args.messages, args.connections, args.eight_bit = min(args.messages, 30), "1", True
 
     n = args.messages
     small = max(1, n // 10)
@@ -779,7 +813,14 @@ def main() -> None:
                     smtp[c] = pair[-1]
                     if len(pair) > 1:
                         rss.append((pair[1].label, pair[0], pair[1]))
-                if args.dkim:
+                if args.eight_bit:
+                    c = connections[-1]
+                    env = {"CLUBJAPON_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
+                           "SMTP_PORT": str(sink.port), "SMTP_CONNECTIONS": str(c),
+                           "CLUBJAPON_SEND_COMMIT_EVERY": str(args.commit_every)}
+                    table += eight_bit_rows(
+                        lambda label, **more: send(label, n, **env, **more), sink, c, n,
+                        1 if args.smoke else args.eight_bit_rounds)
                     key = dkim_key(tmp)
                     unsigned_ms, signed_ms = signing_cost(home, key)
                     print(f"\nDKIM (rsa-sha256, 2048-bit key, relaxed/relaxed): building one "
