@@ -125,8 +125,13 @@ def test_a_flooded_form_gets_a_plain_429(home: Path, preview: FlaskClient) -> No
     window = preview.application.extensions["clubjapon_test_copy_window"]
     window.clock = lambda: now[0]  # a clock the test moves: no waiting, no race
     form = {"to": "me@example.org", "lang": "fr", "csrf": token(preview)}
-    for _ in range(window.limit):
+    # Posts forged elsewhere are refused and count for nothing: a page on another site cannot
+    # use up marketing's test sends.
+    for _ in range(window.limit * 3):
         assert preview.post(SEND, data={**form, "csrf": "forged"}).status_code == 403
+    # Every post from the page counts, sent or not (here: an address that is not one).
+    for _ in range(window.limit):
+        assert preview.post(SEND, data={**form, "to": "not an address"}).status_code == 400
     flooded = preview.post(SEND, data=form)
     assert flooded.status_code == 429
     assert flooded.mimetype == "text/plain"

@@ -100,14 +100,16 @@ def _page(slug: str, status: int = 200, **context: Any) -> tuple[str, int]:
 @blueprint.post("/preview/<slug>/test-copies")
 def send(slug: str) -> Any:
     """Send test copies of ``slug`` as the form asks, and say what became of each."""
+    # The token first: a post forged on another page is refused without counting, so a page
+    # elsewhere cannot use up marketing's test sends; every post from the page counts.
+    if not _token_ok():
+        return _plain("This form has expired or was sent from another page: reload the "
+                      "preview and send it again.", 403)
     window: Window = current_app.extensions["clubjapon_test_copy_window"]
     if not window.allow():
         return _plain(f"Too many test sends: at most {window.limit} a minute from the "
                       "preview. Wait a minute, then send again.", 429,
                       **{"Retry-After": str(int(window.seconds))})
-    if not _token_ok():
-        return _plain("This form has expired or was sent from another page: reload the "
-                      "preview and send it again.", 403)
     settings: Settings = current_app.config["CLUBJAPON_SETTINGS"]
     if slug not in list_editions(settings.root):
         return _page(slug, 404, error="There is no edition of that name.")
