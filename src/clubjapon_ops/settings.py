@@ -407,6 +407,12 @@ SPECS: tuple[Spec, ...] = (
          "SMTP sends use local+TOKEN-reader=their.domain@domain (classic VERP) as envelope "
          "sender, TOKEN naming the ledger row (signed with CLUBJAPON_SECRET): a bounce then "
          "names its message, and a forged one names no one"),
+    Spec("bounce_verp_delimiter", "CLUBJAPON_BOUNCE_VERP_DELIMITER", _choice("+", "-"), "+",
+         "+ or -",
+         "what follows the bounce address's local part in a VERP return path: + (plus "
+         "addressing, which most mailboxes take) or - (a mailbox whose delimiter is -, e.g. "
+         "Postfix recipient_delimiter = +-: spam filters such as rspamd then read it as "
+         "VERP); bounces of either shape are read whatever it says"),
     Spec("bounce_imap_host", "BOUNCE_IMAP_HOST", _optional, "",
          "a host name or address (empty: no bounce mailbox)",
          "IMAP server of the bounce mailbox read by 'bounces' and jobs/bounce-mailbox.toml"),
@@ -525,6 +531,7 @@ class Settings:
     preview_password: str | None
     bounce_address: str | None
     bounce_verp: bool
+    bounce_verp_delimiter: str
     bounce_imap_host: str | None
     bounce_imap_port: int | None
     bounce_imap_username: str | None
@@ -723,6 +730,7 @@ def load_settings(
         # A return path of its own is a mailbox the club runs: it takes bounces+TOKEN@ too,
         # and VERP is what keeps a forged DSN from suppressing readers (docs/ops.md).
         values["bounce_verp"] = values["bounce_address"] is not None
+    _check_verp_delimiter(values)
     if values["list_id"] is None:
         default = values["list_id"] = default_list_id(values["mail_from"])
         if not _LIST_ID.match(default):
@@ -732,6 +740,22 @@ def load_settings(
                 "'newsletter.example.org'")
     values["database_url"] = anchor_sqlite(values["database_url"], root)
     return Settings(root=root, sources=sources, shadowed=shadowed, **values)
+
+
+def _check_verp_delimiter(values: Mapping[str, Any]) -> None:
+    """A bounce address whose name holds the VERP delimiter would be cut there by its server
+    (bounces-club+TOKEN is delivered to "bounces" with '-'): refused at start."""
+    delimiter = values["bounce_verp_delimiter"]
+    address = values["bounce_address"] or parseaddr(values["mail_from"])[1]
+    local = address.rpartition("@")[0]
+    if values["bounce_verp"] and delimiter in local:
+        source = ("CLUBJAPON_BOUNCE_ADDRESS" if values["bounce_address"]
+                  else "the address of CLUBJAPON_MAIL_FROM")
+        raise ConfigError(
+            f"CLUBJAPON_BOUNCE_VERP_DELIMITER is {delimiter!r} and {source} ({address}) has "
+            f"{delimiter!r} in its name: its mail server would cut the name there and lose "
+            "the bounces. Use a bounce address without it (such as bounces@...), or the other "
+            "delimiter")
 
 
 def _differs(spec: Spec, one: str | None, other: str | None) -> bool:

@@ -150,6 +150,40 @@ def test_a_recipient_that_does_not_fit_leaves_the_short_shape(recipient: str | N
     assert len(got.rpartition("@")[0]) <= 64
 
 
+def test_with_the_dash_delimiter_the_return_path_and_its_reading() -> None:
+    token = VerpSigner(KEY).make(6)
+    base = "bounces@bounce.example.org"
+    got = verp_address(base, token, "Yui.Tanaka@Example.CO.JP", "-")
+    assert got == f"bounces-{token}-yui.tanaka=example.co.jp@bounce.example.org"
+    assert verp_address(base, token, None, "-") == f"bounces-{token}@bounce.example.org"
+    # Both delimiters are read whatever the setting says now: bounces of messages sent
+    # before it changed still name their rows.
+    for address in (got, got.upper(), verp_address(base, token, "a@b.org", "+")):
+        assert VerpSigner(KEY).read(verp_token(address, base) or "") == 6
+    # Another mailbox whose name starts like ours is not ours.
+    for other in (f"bounces2-{token}@bounce.example.org", f"bouncesx+{token}@bounce.example.org",
+                  "bounces-@bounce.example.org"):
+        assert verp_token(other, base) is None
+
+
+@pytest.mark.parametrize(("delimiter", "address"), [
+    ("-", "club-bounces@example.org"), ("+", "bounces+club@example.org")])
+def test_a_bounce_address_holding_the_delimiter_is_refused_at_start(
+    home: Path, delimiter: str, address: str  # noqa: F811
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        make_settings(home, CLUBJAPON_BOUNCE_ADDRESS=address,
+                      CLUBJAPON_BOUNCE_VERP_DELIMITER=delimiter)
+    assert str(refused.value).startswith(
+        f"CLUBJAPON_BOUNCE_VERP_DELIMITER is {delimiter!r} and CLUBJAPON_BOUNCE_ADDRESS "
+        f"({address}) has {delimiter!r} in its name")
+    # VERP off: the address is used as it is, nothing is cut.
+    make_settings(home, CLUBJAPON_BOUNCE_ADDRESS=address,
+                  CLUBJAPON_BOUNCE_VERP_DELIMITER=delimiter, CLUBJAPON_BOUNCE_VERP="false")
+    with pytest.raises(ConfigError, match=r"CLUBJAPON_BOUNCE_VERP_DELIMITER='_'.*expected \+ or -"):
+        make_settings(home, CLUBJAPON_BOUNCE_VERP_DELIMITER="_")
+
+
 def test_both_shapes_are_read_and_only_the_signature_counts() -> None:
     signer = VerpSigner(KEY)
     token = signer.make(6)

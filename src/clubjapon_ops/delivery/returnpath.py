@@ -3,7 +3,8 @@
 CLUBJAPON_BOUNCE_ADDRESS, else the From address. With VERP (CLUBJAPON_BOUNCE_VERP, on by
 default once CLUBJAPON_BOUNCE_ADDRESS is set) each real message gets
 local+TOKEN-rlocal=rdomain@domain (the classic VERP shape spam filters recognise, with the
-recipient rlocal@rdomain; local+TOKEN@domain when that would not fit), TOKEN naming its ledger
+recipient rlocal@rdomain; local+TOKEN@domain when that would not fit; '-' instead of '+' with
+CLUBJAPON_BOUNCE_VERP_DELIMITER=-), TOKEN naming its ledger
 row (delivery.tokens.VerpSigner), so a bounce names its row even when the report quotes
 nothing of the message, and a forged one names no one. A test copy has no ledger row: it
 keeps the plain address.
@@ -44,6 +45,7 @@ def return_path(settings: Settings) -> ReturnPath:
     def of(item: Outgoing) -> str:
         if item.test_copy:
             return base
-        return verp_address(base, signer.make(item.id), item.envelope_to)
+        return verp_address(base, signer.make(item.id), item.envelope_to,
+                            settings.bounce_verp_delimiter)
 
     return of

@@ -214,33 +214,48 @@ _DOT_ATOM = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 
 
-def verp_address(base: str, token: str, recipient: str | None = None) -> str:
+# What separates the bounce mailbox's name from the rest of a VERP address: '+' (plus
+# addressing, which most mailboxes take) or '-' (Postfix recipient_delimiter = +-, qmail,
+# a catch-all bounce domain), which rspamd reads as VERP where it strips a '+' first.
+VERP_DELIMITERS = ("+", "-")
+
+
+def verp_address(base: str, token: str, recipient: str | None = None,
+                 delimiter: str = "+") -> str:
     """The return path of one message for the bounce address ``local@domain``.
 
     With the recipient, the classic VERP shape ``local+token-rlocal=rdomain@domain``: spam
-    filters that read it take it for the bounce address of a list, not a forged sender
-    (rspamd 3.4 does not: it strips what follows '+' first; the list headers are what
-    spares our mail its FORGED_SENDER there, docs/ops.md); only the token, which names the
-    ledger row, is signed. Without it, or when that would not fit in 64 octets
-    or the recipient's address is not a plain dot-atom, ``local+token@domain``.
+    filters that read it take it for the bounce address of a list, not a forged sender.
+    rspamd 3.4 reads it only with ``delimiter`` '-' (``local-token-rlocal=rdomain``): it
+    strips what follows '+' first, and then the list headers are what spare our mail its
+    FORGED_SENDER (docs/ops.md). Only the token, which names the ledger row, is signed.
+    Without the recipient, or when that would not fit in 64 octets or the recipient's
+    address is not a plain dot-atom, ``local+token@domain``.
     """
     local, _, domain = base.rpartition("@")
     if recipient:
         r_local, at, r_domain = recipient.strip().lower().rpartition("@")
-        verp = f"{local}+{token}-{r_local}={r_domain}"
+        verp = f"{local}{delimiter}{token}-{r_local}={r_domain}"
         if (at and _DOT_ATOM.match(r_local) and _DOMAIN.match(r_domain)
                 and len(verp.encode("utf-8")) <= MAX_LOCAL_PART):
             return f"{verp}@{domain}"
-    return f"{local}+{token}@{domain}"
+    return f"{local}{delimiter}{token}@{domain}"
 
 
 def verp_token(address: str, base: str) -> str | None:
-    """The token in ``address`` when it is ``base`` with +token, whatever the case."""
+    """The token in ``address`` when it is ``base`` with +token or -token, whatever the case.
+
+    Both delimiters are read whatever CLUBJAPON_BOUNCE_VERP_DELIMITER says now, so that the
+    bounces of messages sent before it changed still name their rows.
+    """
     local, _, domain = base.lower().rpartition("@")
     got_local, at, got_domain = address.strip().strip("<>").lower().rpartition("@")
-    if not at or got_domain != domain or not got_local.startswith(local + "+"):
+    if not at or got_domain != domain or not got_local.startswith(local):
         return None
-    return got_local[len(local) + 1:] or None
+    rest = got_local[len(local):]
+    if rest[:1] not in VERP_DELIMITERS:
+        return None
+    return rest[1:] or None
 
 
 def signing_key(settings: Settings) -> str:
