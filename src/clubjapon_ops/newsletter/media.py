@@ -31,6 +31,9 @@ MEDIA_DIR = EDITIONS_DIR / "media"
 PUBLISHED_DIR = Path("var") / "media"
 # Where the copy of each source file is recorded, so each one is worked on once.
 _DONE_DIR = ".sources"
+# Where the last copy published under each file name is recorded: the archive page of an
+# edition sent already still shows its photo once the file has left config/editions/media/.
+_NAMES_DIR = ".names"
 MAX_WIDTH = 1200  # twice the 600 px an email shows: sharp on a phone's screen
 MAX_BYTES = 300 * 1024  # what a reader on a phone's data plan should not wait for
 SHOWN_WIDTH = 600  # the email's content column
@@ -52,6 +55,10 @@ _RECIPE = f"v1 {MAX_WIDTH} {MAX_BYTES}".encode()
 
 class ImageRefused(ValueError):
     """An image file that cannot be published; its message is one plain sentence."""
+
+
+class ImageMissing(ImageRefused):
+    """No such file under config/editions/media/ (never there, or removed since)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def source_path(root: Path, name: str) -> Path:
             f"{name!r} leads out of {MEDIA_DIR.as_posix()}/ (a link to another folder?): "
             f"copy the image itself into {MEDIA_DIR.as_posix()}/")
     if not path.is_file():
-        raise ImageRefused(
+        raise ImageMissing(
             f"no file {name!r} in {MEDIA_DIR.as_posix()}/: put the image there, or correct "
             "the name (letters' case counts)")
     return path
@@ -232,6 +239,34 @@ def publish(root: Path, name: str) -> Published:
     return published
 
 
+def _name_record(root: Path, name: str) -> Path:
+    key = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    return root / PUBLISHED_DIR / _NAMES_DIR / f"{key}.json"
+
+
+def _remember(root: Path, name: str, published: Published) -> None:
+    """Record ``published`` as the last copy of the file ``name``, where it changed."""
+    record = _name_record(root, name)
+    data = json.dumps(asdict(published)).encode()
+    try:
+        if record.read_bytes() == data:
+            return  # the usual case: nothing changed since the last load
+    except OSError:
+        record.parent.mkdir(parents=True, exist_ok=True)
+    _write(record, data)
+
+
+def last_published(root: Path, name: str) -> Published | None:
+    """The last copy published of the file ``name``, if its record and copy are still there."""
+    try:
+        found = Published(**json.loads(_name_record(root, name).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    if PUBLISHED_NAME.fullmatch(found.name) and (root / PUBLISHED_DIR / found.name).is_file():
+        return found
+    return None
+
+
 def media_url(public_url: str, published: Published) -> str:
     """Where readers fetch a published copy: CLUBJAPON_PUBLIC_URL/media/<sha256>.<ext>."""
     return f"{public_url}/media/{published.name}"
@@ -249,20 +284,31 @@ def refusal(path: Path, line_of: Callable[[Loc], int], loc: Loc, exc: ImageRefus
 
 
 def with_published_images(root: Path, path: Path, edition: Edition,
-                          public_url: str) -> Edition:
+                          public_url: str, *, archived: bool = False) -> Edition:
     """The edition with each file image published and given its URL, width and height.
 
     ConfigError names the edition file, the line and the field of an image refused.
+    ``archived``: the public page of an edition sent already, whose file may have left
+    config/editions/media/ since: the copy last published under its name, else no image.
     """
     images = file_images(edition)
     if not images:
         return edition
     line_of = locate_fields(path)
-    sections = list(edition.sections)
+    sections: list[object] = list(edition.sections)
     for loc, section in images:
         assert section.file is not None
         try:
             published = publish(root, section.file)
+            _remember(root, section.file, published)
+        except ImageMissing as exc:
+            kept = last_published(root, section.file) if archived else None
+            if kept is None and not archived:
+                raise ConfigError(refusal(path, line_of, loc, exc)) from None
+            if kept is None:
+                sections[int(loc[1])] = None  # the page reads on without the picture
+                continue
+            published = kept
         except ImageRefused as exc:
             raise ConfigError(refusal(path, line_of, loc, exc)) from None
         # Shown at most 600 px wide; a width the edition gives wins, the ratio is the file's.
@@ -270,4 +316,4 @@ def with_published_images(root: Path, path: Path, edition: Edition,
         height = section.height or max(1, round(published.height * width / published.width))
         sections[int(loc[1])] = section.model_copy(update={
             "url": media_url(public_url, published), "width": width, "height": height})
-    return edition.model_copy(update={"sections": sections})
+    return edition.model_copy(update={"sections": [s for s in sections if s is not None]})

@@ -114,9 +114,11 @@ def find_edition(settings: Settings, slug: str, image_base: str | None = None) -
 
 
 def publish_images(settings: Settings, edition: Edition) -> Edition:
-    """An edition loaded otherwise (the archive's), its image files published and linked."""
+    """An edition loaded otherwise (the archive's), its image files published and linked; a
+    file removed since it was sent shows its last published copy, else no image."""
     path = settings.root / EDITIONS_DIR / f"{edition.slug}.yaml"
-    return with_published_images(settings.root, path, edition, settings.public_url)
+    return with_published_images(settings.root, path, edition, settings.public_url,
+                                 archived=True)
 
 
 def load_newsletter(
