@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from clubjapon_ops.contacts import Contact
 from clubjapon_ops.delivery.message import MimeBuilder, encode_words, message_id
-from clubjapon_ops.newsletter.render import HTML_TEMPLATE, Compiled, charset_first
+from clubjapon_ops.newsletter.render import HTML_TEMPLATE, charset_first
 from clubjapon_ops.newsletter.service import Newsletter, load_newsletter
 from clubjapon_ops.newsletter.typography import JA_EMAIL, without_phrase_breaks
 from clubjapon_ops.settings import Settings
@@ -112,7 +112,7 @@ def test_personalising_equals_rendering_the_whole_template(newsletter: Newslette
 
 
 @pytest.mark.parametrize("length", [0, 1, 2, 3, 56, 57, 58, 113, 114, 300])
-def test_aligned_segments_decode_to_the_same_html(newsletter: Newsletter, length: int) -> None:
+def test_segments_decode_to_the_same_html(newsletter: Newsletter, length: int) -> None:
     message = newsletter.personalise(reader("fr", first="é" * length))
     raw = MimeBuilder(FROM).build(message, edition=SLUG)
     parsed = parse(raw)
@@ -125,13 +125,6 @@ def test_aligned_segments_decode_to_the_same_html(newsletter: Newsletter, length
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
     assert all(len(line) <= 76 for line in body_lines)
-
-
-def test_static_segments_are_whole_base64_lines(newsletter: Newsletter) -> None:
-    part: Compiled = newsletter.rendered["fr"].html
-    assert part.aligned and part.slots == ("greeting", "email", "unsubscribe_url")
-    for static in part.statics[:-1]:
-        assert len(static.encode("utf-8")) % 57 == 0
 
 
 def test_mime_headers(newsletter: Newsletter) -> None:

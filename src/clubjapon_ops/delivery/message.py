@@ -208,7 +208,6 @@ class _EightBitPart:
         self.part = part
         self.statics = [_crlf(s).encode("utf-8") for s in part.statics]
         self.shapes = [_Shape.of(s) for s in self.statics]
-        self.tails = [_crlf(t) for t in part.tails]
         shapes = self.shapes
         # When each region (a name, an address, a link) sits between two statics that end
         # and start lines, its line is: end of the static before + region + start of the
@@ -229,9 +228,7 @@ class _EightBitPart:
 
     def encode(self, values: Mapping[str, str]) -> tuple[list[bytes], bool, bool]:
         """The body in pieces, whether it may travel as 8bit, whether a line starts with '.'."""
-        # No alignment padding here: 8bit needs none.
-        regions = [(values[slot] + tail).encode("utf-8")
-                   for slot, tail in zip(self.part.slots, self.tails, strict=True)]
+        regions = [values[slot].encode("utf-8") for slot in self.part.slots]
         out = [self.statics[0]]
         for region, static in zip(regions, self.statics[1:], strict=True):
             out += (region, static)
@@ -250,9 +247,9 @@ class _EightBitPart:
     def _measured(self, values: Mapping[str, str]) -> tuple[list[bytes], bool, bool]:
         """The general case (a value on several lines, an empty one): fold every piece."""
         out, shapes = [self.statics[0]], [self.shapes[0]]
-        for slot, tail, static, shape in zip(self.part.slots, self.tails, self.statics[1:],
-                                             self.shapes[1:], strict=True):
-            region = _crlf(values[slot] + tail).encode("utf-8")
+        for slot, static, shape in zip(self.part.slots, self.statics[1:], self.shapes[1:],
+                                       strict=True):
+            region = _crlf(values[slot]).encode("utf-8")
             out += (region, static)
             shapes += (_Shape.of(region), shape)
         longest, dot, nul = _fold(shapes)
@@ -314,7 +311,7 @@ def _no_leading_dot(encoded: bytes) -> bytes:
 
 
 # A region that quoted-printable leaves as it is: printable ASCII but '=', not starting with
-# '.', short enough for one line with its soft break (a name, an address, a padded greeting).
+# '.', short enough for one line with its soft break (a name, an address, a link).
 _PLAIN = re.compile(rb"[ -<>-~]{1,75}")
 
 
@@ -329,14 +326,14 @@ class _QuotedPrintablePart:
     def encode(self, values: Mapping[str, str]) -> list[bytes]:
         """The body in pieces."""
         out = [self.statics[0]]
-        region_of = self.part.region  # the slot's value and tail (and alignment padding)
         plain = _PLAIN.fullmatch
-        for i, static in enumerate(self.statics[1:]):
-            data = region_of(i, values).encode("utf-8")
+        for slot, static in zip(self.part.slots, self.statics[1:], strict=True):
+            value = values[slot]
+            data = value.encode("utf-8")
             if plain(data) and data[:1] != b".":
-                out += (data + _SOFT_BREAK, static)  # most regions: nothing to encode
+                out += (data + _SOFT_BREAK, static)  # most values: nothing to encode
             else:
-                out += (quoted_printable(_crlf(data.decode("utf-8")).encode("utf-8")), static)
+                out += (quoted_printable(_crlf(value).encode("utf-8")), static)
         return out
 
 

@@ -58,66 +58,29 @@ def slot_marker(name: str) -> str:
     return f"{_OPEN}{name}{_CLOSE}"
 
 
-# Base64 turns 57 bytes into one 76-character line. HTML segments are padded with spaces
-# (only where HTML ignores them: right before a tag) to a multiple of 57 bytes, so the
-# static ones can be base64-encoded once and joined per message without re-encoding.
-B64_LINE_BYTES = 57
-
-
 @dataclass(frozen=True)
 class Compiled:
-    """A rendered part cut around its slots: statics[0] slot[0]+tails[0] statics[1] ...
+    """A rendered part cut around its slots: statics[0] slot[0] statics[1] slot[1] ...
 
-    A tail is the text that follows a slot up to the next tag; it travels with the slot so
-    that padding can go right before that tag. ``aligned`` parts pad every segment but the
-    last to a multiple of 57 bytes.
+    The statics are the same for every contact: the transports encode them once per
+    edition and put each contact's values between them.
     """
 
     statics: tuple[str, ...]
     slots: tuple[str, ...]
-    tails: tuple[str, ...]
-    aligned: bool = False
 
     @classmethod
-    def split(cls, rendered: str, *, aligned: bool = False) -> Compiled:
-        """Cut a rendered part at its slot markers (and pad it when ``aligned``)."""
+    def split(cls, rendered: str) -> Compiled:
+        """Cut a rendered part at its slot markers."""
         parts = _SLOT.split(rendered)
-        statics, slots, tails = [parts[0]], [], []
-        for slot, chunk in zip(parts[1::2], parts[2::2], strict=True):
-            cut = chunk.find("<") if aligned else 0
-            cut = len(chunk) if cut < 0 else cut
-            slots.append(slot)
-            tails.append(chunk[:cut])
-            statics.append(chunk[cut:])
-        if aligned:
-            statics = [_pad_before_last_tag(s) for s in statics[:-1]] + statics[-1:]
-        return cls(tuple(statics), tuple(slots), tuple(tails), aligned)
-
-    def region(self, i: int, values: Mapping[str, str]) -> str:
-        """The dynamic region after static i: the slot value, its tail and any padding."""
-        text = values[self.slots[i]] + self.tails[i]
-        ends_part = i == len(self.slots) - 1 and not self.statics[-1]
-        if self.aligned and not ends_part:
-            text += " " * (-len(text.encode("utf-8")) % B64_LINE_BYTES)
-        return text
+        return cls(tuple(parts[0::2]), tuple(parts[1::2]))
 
     def fill(self, values: Mapping[str, str]) -> str:
         """Join the statics with the slot values (already escaped for this part)."""
         out = [self.statics[0]]
-        for i, static in enumerate(self.statics[1:]):
-            out.append(self.region(i, values))
-            out.append(static)
+        for slot, static in zip(self.slots, self.statics[1:], strict=True):
+            out += (values[slot], static)
         return "".join(out)
-
-
-def _pad_before_last_tag(segment: str) -> str:
-    pad = -len(segment.encode("utf-8")) % B64_LINE_BYTES
-    if not pad:
-        return segment
-    at = segment.rfind("<")
-    if at < 0:
-        raise ValueError("an aligned segment needs a tag to pad before")
-    return segment[:at] + " " * pad + segment[at:]
 
 
 @dataclass(frozen=True)
@@ -322,7 +285,7 @@ class Renderer:
             lang=lang,
             subject=typeset(edition.subject[lang], lang),
             preheader=typeset(edition.preheader[lang], lang),
-            html=Compiled.split(inlined, aligned=True),
+            html=Compiled.split(inlined),
             text=Compiled.split(typeset(text, lang)),
         )
 

@@ -38,7 +38,7 @@ from clubjapon_ops.newsletter.textwrap_cjk import (
     phrase_breaks,
 )
 
-NBSP, NNBSP, ZWSP, WJ = "\u00a0", "\u202f", "\u200b", "\u2060"
+NBSP, NNBSP, WJ = "\u00a0", "\u202f", "\u2060"
 KEEP_ALL = "word-break:keep-all;overflow-wrap:anywhere"
 # The email's Japanese: ordinary CJK line breaking, with the strict kinsoku set.
 JA_EMAIL = "word-break:normal;line-break:strict"
@@ -46,7 +46,6 @@ JA_EMAIL = "word-break:normal;line-break:strict"
 # its phrases whole in the email, each phrase of at most GLUED_PHRASE columns: glued, a
 # phrase never gets wider than a 320 px phone's column (256 px) at 26 px, the title's size.
 _SHORT_TEXT, GLUED_PHRASE = 80, 18
-_SLOT_CLOSE = "\ue001"
 
 # What typography never touches is swapped for one private-use character while the rules
 # run: _OPAQUE for URLs, addresses, slots, times and entities, _BLANK for an entity that
@@ -163,22 +162,18 @@ _MARKUP = re.compile(
 _STYLE_ATTR = re.compile(r"""(\sstyle\s*=\s*)(["'])(.*?)\2""", re.S | re.I)
 
 
-def _phrases_html(node: str, *, near_slot: bool) -> str:
+def _phrases_html(node: str) -> str:
     """A text node with a break opportunity between its Japanese phrases."""
-    # The base64 alignment (render.Compiled) pads with spaces before the last tag ahead of
-    # a slot and after the text that follows one: a <wbr> there would show the spaces in
-    # the middle of a sentence. Text next to a slot gets U+200B, a character, instead.
-    separator = ZWSP if near_slot else "<wbr>"
     out, pos = [], 0
     for m in _KEEP_HTML.finditer(node):
-        out.append(_join_phrases(node[pos:m.start()], separator))
+        out.append(_join_phrases(node[pos:m.start()], "<wbr>"))
         out.append(m.group())
         pos = m.end()
-    out.append(_join_phrases(node[pos:], separator))
+    out.append(_join_phrases(node[pos:], "<wbr>"))
     return "".join(out)
 
 
-def _email_ja(node: str, *, near_slot: bool) -> str:
+def _email_ja(node: str) -> str:
     """A Japanese text node for the email: phrases glued in a short text, none of <wbr>.
 
     A long one (a paragraph) gets a <wbr> between two phrases every _EMAIL_FOLD octets
@@ -189,7 +184,7 @@ def _email_ja(node: str, *, near_slot: bool) -> str:
         cuts = [0, *phrase_breaks(masked), len(masked)]
         glued = "".join(_glue_all(masked[a:b]) for a, b in itertools.pairwise(cuts))
         return _unmask(glued, kept)
-    if near_slot or len(masked.encode("utf-8")) <= _EMAIL_FOLD:
+    if len(masked.encode("utf-8")) <= _EMAIL_FOLD:
         return node
     out, used, pos = [], 0, 0
     for cut in [*phrase_breaks(masked), len(masked)]:
@@ -291,9 +286,7 @@ def _walk(html: str, lang: str, web: bool = False) -> str:
         elif here() == "ja" and any(is_wide(c) for c in node):
             if open_tags:
                 styled.add(open_tags[-1][1])
-            near_slot = _SLOT_CLOSE in node or (bool(parts) and _SLOT_CLOSE in parts[-1])
-            node = (_phrases_html(node, near_slot=near_slot) if web
-                    else _email_ja(node, near_slot=near_slot))
+            node = _phrases_html(node) if web else _email_ja(node)
         parts.append(node)
 
     for m in _MARKUP.finditer(html):
@@ -391,5 +384,5 @@ def web_phrases(text: str) -> str:
     # A break is allowed after "・" too: a long katakana name (クラブ・ジャポン・オー＝ド＝
     # フランス) is one BudouX phrase, wider than a phone's line.
     pieces = re.split(r"(?<=・)", text)
-    return "<wbr>".join(_phrases_html(html_escape(p, quote=True), near_slot=False)
+    return "<wbr>".join(_phrases_html(html_escape(p, quote=True))
                         for p in pieces if p)
