@@ -17,6 +17,7 @@ from clubjapon_ops.files import private_folder
 from clubjapon_ops.hosts import is_loopback
 from clubjapon_ops.jobs.audience import audience_problems
 from clubjapon_ops.newsletter.content import LANGS, resolve_edition
+from clubjapon_ops.newsletter.media import file_images
 from clubjapon_ops.newsletter.service import find_edition, load_newsletter
 
 
@@ -91,7 +92,9 @@ def preview(
     newsletter = load_newsletter(settings, edition)
     contact = reader_for(app, email, lang, newsletter)
     message = newsletter.personalise(contact)
-    shown = load_newsletter(settings, edition, image_base=local_images).personalise(contact)
+    # Rendered again only when there is an image file to point to var/media/ instead.
+    shown = (load_newsletter(settings, edition, image_base=local_images).personalise(contact)
+             if file_images(newsletter.edition) else message)
     private_folder(folder)  # the files name a reader and show their name
     stem = f"{message.lang}-{contact.email.split('@')[0]}"
     paths = {
