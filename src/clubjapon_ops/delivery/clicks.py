@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clubjapon_ops.contacts import Contact, consents
-from clubjapon_ops.delivery.tokens import _b32_int, _b32_read, _key_bytes
+from clubjapon_ops.delivery.tokens import b32_number, key_bytes, read_b32_number
 from clubjapon_ops.newsletter.links import edition_links
 from clubjapon_ops.newsletter.model import Edition
 from clubjapon_ops.settings import Settings
@@ -46,7 +46,7 @@ class ClickSigner:
     """Makes and reads click tokens with one key."""
 
     def __init__(self, key: str) -> None:
-        self._key = _key_bytes(key)
+        self._key = key_bytes(key)
 
     def link_id(self, edition: str, lang: str, key: str) -> str:
         """The token of one link of one language of an edition (every reader's)."""
@@ -60,7 +60,7 @@ class ClickSigner:
 
     def reader_part(self, row: int) -> str:
         """What a consenting reader's links carry after the link token: ``.<row>-<sig>``."""
-        return f"{READER_SEP}{_b32_int(row)}-{self._reader_sig(row)}"
+        return f"{READER_SEP}{b32_number(row)}-{self._reader_sig(row)}"
 
     def read(self, token: str) -> ClickToken | None:
         """The link id and row a token names, or None when it is malformed or forged.
@@ -75,7 +75,7 @@ class ClickSigner:
         if not sep:
             return ClickToken(link_id)
         body, dash, sig = reader.partition("-")
-        row = _b32_read(body) if dash else None
+        row = read_b32_number(body) if dash else None
         if row is None:
             return None
         if not hmac.compare_digest(sig.encode("ascii", "replace"),

@@ -59,7 +59,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _key_bytes(key: str) -> bytes:
+def key_bytes(key: str) -> bytes:
     """The signing key as bytes; ConfigError when it is too short to trust."""
     if len(key) < 16:
         raise ConfigError("CLUBJAPON_SECRET is too short: use at least 16 random characters")
@@ -70,7 +70,7 @@ class TokenSigner:
     """Makes and checks tokens with one key."""
 
     def __init__(self, key: str) -> None:
-        self._key = _key_bytes(key)
+        self._key = key_bytes(key)
 
     def _sign(self, purpose: bytes, payload: bytes) -> bytes:
         mac = hmac.new(self._key, purpose + payload, hashlib.sha256)
@@ -81,7 +81,7 @@ class TokenSigner:
         if row < 0:
             raise ValueError("a ledger row id is never negative")
         _check_lang(lang)
-        return f"{lang}-{_b32_int(row)}-{self._b32_sign(_ROW, _row_payload(row, lang))}"
+        return f"{lang}-{b32_number(row)}-{self._b32_sign(_ROW, _row_payload(row, lang))}"
 
     def for_test_copy(self, lang: str) -> str:
         """The token of a test copy's link: its language, and nobody."""
@@ -112,7 +112,7 @@ class TokenSigner:
         if len(parts) != 3:
             return None
         lang, body, sig = parts
-        row = _b32_read(body)
+        row = read_b32_number(body)
         if row is None or not _LANG.fullmatch(lang):
             return None
         if not _same(sig, self._b32_sign(_ROW, _row_payload(row, lang))):
@@ -154,7 +154,7 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("ascii", "replace"), expected.encode("ascii"))
 
 
-def _b32_read(body: str) -> int | None:
+def read_b32_number(body: str) -> int | None:
     """The number a lower-case base32 body names, or None (at most 13 digits: 64 bits)."""
     if not body or len(body) > 13 or any(c not in _B32 for c in body):
         return None
@@ -164,7 +164,8 @@ def _b32_read(body: str) -> int | None:
     return number
 
 
-def _b32_int(number: int) -> str:
+def b32_number(number: int) -> str:
+    """A non-negative number in lower-case base32 digits, as tokens carry row numbers."""
     digits = ""
     while True:
         number, rest = divmod(number, 32)
@@ -181,7 +182,7 @@ class VerpSigner:
     """
 
     def __init__(self, key: str) -> None:
-        self._key = _key_bytes(key)
+        self._key = key_bytes(key)
 
     def _sign(self, row: int) -> str:
         mac = hmac.new(self._key, _VERP + str(row).encode("ascii"), hashlib.sha256).digest()
@@ -191,7 +192,7 @@ class VerpSigner:
         """The token naming ledger row ``row``."""
         if row < 0:
             raise ValueError("a ledger row id is never negative")
-        return f"{_b32_int(row)}-{self._sign(row)}"
+        return f"{b32_number(row)}-{self._sign(row)}"
 
     def read(self, token: str) -> int | None:
         """The row id a token names, or None when it is malformed or forged.
@@ -201,7 +202,7 @@ class VerpSigner:
         """
         body, dash, rest = token.strip().lower().partition("-")
         sig = rest.partition("-")[0]
-        row = _b32_read(body) if dash else None
+        row = read_b32_number(body) if dash else None
         if row is None:
             return None
         return row if _same(sig, self._sign(row)) else None
