@@ -1,5 +1,6 @@
 """A database the public app cannot write to: a webhook gets a 503 and one log line, no
-address, no SQL; a one-click unsubscribe is kept aside and answered 200 (issue 26)."""
+address, no SQL; a one-click unsubscribe is kept aside, answered 200 (issue 26), and
+applied once the database takes it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,28 @@ import pytest
 from clubjapon_ops import jobs
 from clubjapon_ops.delivery.tokens import TokenSigner
 from clubjapon_ops.logs import setup_logging
-from clubjapon_ops.store import open_store
-from clubjapon_ops.store.pending import pending_path
+from clubjapon_ops.store import Store, open_store
+from clubjapon_ops.store.pending import PendingUnsubscribes, pending_path
 from clubjapon_ops.web import create_app
+from clubjapon_ops.web import unsubscribe as unsubscribe_module
 from tests.conftest import free_port
+from tests.delivery.test_unsubscribe_kept import suppressed, until
 from tests.web.conftest import SECRET, SLUG, STORED, make_settings
 
 BREVO_SECRET = "brevo-webhook-secret-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app retries kept unsubscribes every 5 s; here, at once."""
+    monkeypatch.setattr(unsubscribe_module, "RETRY_EVERY_S", 0.05)
+
+
+def applied_once_writable(home: Path, store: Store) -> None:
+    """The kept unsubscribe is stored once the app's store takes writes, and the file (and
+    the app's retries with it) ends: nothing is left retrying after the test."""
+    until(lambda: STORED in suppressed(store), "the kept unsubscribe was applied")
+    until(lambda: not PendingUnsubscribes(pending_path(home)).waiting(), "the file was emptied")
 
 
 def test_a_read_only_store_answers_503_and_logs_no_address_nor_sql(
@@ -30,7 +46,8 @@ def test_a_read_only_store_answers_503_and_logs_no_address_nor_sql(
     writable.close()
     database = home / "var" / "clubjapon.sqlite3"
     read_only = open_store(f"sqlite:///file:{database}?mode=ro&uri=true")
-    client = create_app(settings, lambda: read_only).test_client()
+    current = [read_only]
+    client = create_app(settings, lambda: current[0]).test_client()
     token = TokenSigner(SECRET).make_legacy(SLUG, STORED, "fr")
     event = {"event": "hard_bounce", "email": STORED, "id": 1, "date": "2025-11-05 10:00:00",
              "message-id": "<x@example.org>", "ts_event": 1762333200, "tags": [SLUG]}
@@ -56,6 +73,8 @@ def test_a_read_only_store_answers_503_and_logs_no_address_nor_sql(
         for r in caplog.records)
     assert "read-only" in logged or "read only" in logged
     assert STORED not in logged and "INSERT" not in logged and token not in logged
+    current[0] = open_store(settings.database_url)
+    applied_once_writable(home, current[0])
 
 
 def test_a_store_that_cannot_open_logs_json_without_the_database_password(
@@ -69,7 +88,8 @@ def test_a_store_that_cannot_open_logs_json_without_the_database_password(
     settings = make_settings(home, CLUBJAPON_DATABASE_URL=url,
                              BREVO_WEBHOOK_SECRET=BREVO_SECRET)
     setup_logging(json_lines=True, secrets=settings.secrets())
-    client = create_app(settings, lambda: open_store(settings.database_url)).test_client()
+    url_now = [settings.database_url]
+    client = create_app(settings, lambda: open_store(url_now[0])).test_client()
     token = TokenSigner(SECRET).make_legacy(SLUG, STORED, "fr")
     kept = client.post(f"/unsubscribe/{token}", data="List-Unsubscribe=One-Click",
                        content_type="application/x-www-form-urlencoded")
@@ -83,3 +103,6 @@ def test_a_store_that_cannot_open_logs_json_without_the_database_password(
     logged = next(line for line in lines if line["msg"].startswith("database unavailable"))
     assert "127.0.0.1" in logged["msg"] and "pass%77ord=***" in logged["msg"], logged
     assert secret not in json.dumps(lines) and secret[4:] not in json.dumps(lines)
+    # The database opens again (here a SQLite file stands for it).
+    url_now[0] = f"sqlite:///{home / 'var' / 'back.sqlite3'}"
+    applied_once_writable(home, open_store(url_now[0]))
