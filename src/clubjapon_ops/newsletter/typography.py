@@ -166,10 +166,10 @@ def _phrases_html(node: str) -> str:
     """A text node with a break opportunity between its Japanese phrases."""
     out, pos = [], 0
     for m in _KEEP_HTML.finditer(node):
-        out.append(_join_phrases(node[pos:m.start()], "<wbr>"))
+        out.append(_join_phrases(node[pos:m.start()]))
         out.append(m.group())
         pos = m.end()
-    out.append(_join_phrases(node[pos:], "<wbr>"))
+    out.append(_join_phrases(node[pos:]))
     return "".join(out)
 
 
@@ -222,9 +222,9 @@ def _glue_all(phrase: str) -> str:
     return "".join(glued)
 
 
-def _join_phrases(text: str, separator: str) -> str:
+def _join_phrases(text: str) -> str:
     cuts = [0, *phrase_breaks(text), len(text)]
-    return separator.join(_glue(text[a:b]) for a, b in itertools.pairwise(cuts))
+    return "<wbr>".join(_glue(text[a:b]) for a, b in itertools.pairwise(cuts))
 
 
 def _is_wide_symbol(char: str) -> bool:
